@@ -1,0 +1,90 @@
+"""Input checks shared by every model: clear errors, never in-place changes."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_array", "check_random_state", "check_positive_int"]
+
+
+def check_array(
+    X: Any,
+    *,
+    name: str = "X",
+    allow_nan: bool = False,
+    min_samples: int = 1,
+    min_features: int = 1,
+    one_d_as_column: bool = True,
+) -> np.ndarray:
+    """Return X as a C-contiguous 2-D float64 or float32 array, or raise ValueError.
+
+    float32 input stays float32; everything else numeric becomes float64.
+    A 1-D array is read as n samples of one feature. The result may share
+    memory with X: callers must not write into it.
+    """
+    if hasattr(X, "dtypes") and hasattr(X, "columns"):  # a DataFrame
+        bad = [str(c) for c, t in zip(X.columns, X.dtypes) if not np.issubdtype(t, np.number)]
+        if bad:
+            raise ValueError(
+                f"{name} has non-numeric columns {bad}; drop them or encode them as numbers."
+            )
+        X = X.to_numpy()
+    arr = np.asarray(X)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise ValueError(f"{name} must be numeric; got an array of dtype {arr.dtype}.")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real-valued; got complex numbers.")
+    if arr.ndim == 1 and one_d_as_column:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features); got an array with "
+            f"{arr.ndim} dimensions and shape {arr.shape}."
+        )
+    if arr.shape[0] < min_samples:
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 samples); pass at least {min_samples} rows.")
+        raise ValueError(
+            f"{name} has {arr.shape[0]} samples; at least {min_samples} are needed."
+        )
+    if arr.shape[1] < min_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features; at least {min_features} needed.")
+    dtype = np.float32 if arr.dtype == np.float32 else np.float64
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if allow_nan:
+        if np.isinf(arr).any():
+            raise ValueError(f"{name} contains inf; replace it with a finite value or NaN.")
+    elif not np.isfinite(arr).all():
+        kind = "NaN" if np.isnan(arr).any() else "inf"
+        raise ValueError(
+            f"{name} contains {kind}; this model needs finite values. Remove or impute those "
+            "rows first (latentem's imputers handle missing values)."
+        )
+    return arr
+
+
+def check_random_state(random_state: Any) -> np.random.Generator:
+    """Turn None, an int, a SeedSequence or a Generator into a Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    raise ValueError(
+        f"random_state must be None, an int, a numpy Generator or SeedSequence; got {random_state!r}."
+    )
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Return value as int if it is an integer >= minimum, else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+    return int(value)
