@@ -49,9 +49,7 @@ def check_array(
     if arr.shape[0] < min_samples:
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty (0 samples); pass at least {min_samples} rows.")
-        raise ValueError(
-            f"{name} has {arr.shape[0]} samples; at least {min_samples} are needed."
-        )
+        raise ValueError(f"{name} has {arr.shape[0]} samples; at least {min_samples} are needed.")
     if arr.shape[1] < min_features:
         raise ValueError(f"{name} has {arr.shape[1]} features; at least {min_features} needed.")
     dtype = np.float32 if arr.dtype == np.float32 else np.float64
@@ -77,7 +75,8 @@ def check_random_state(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(0, 2**31 - 1))
     raise ValueError(
-        f"random_state must be None, an int, a numpy Generator or SeedSequence; got {random_state!r}."
+        "random_state must be None, an int, a numpy Generator or SeedSequence; "
+        f"got {random_state!r}."
     )
 
 

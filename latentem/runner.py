@@ -1,0 +1,472 @@
+"""The generic EM runner: restarts, convergence, a monotone guard, SQUAREM, progress.
+
+The runner knows nothing about any particular model: it only calls the four
+methods of :class:`latentem.LatentModel` (and, for acceleration, the
+parameter-vector view of :class:`latentem.SupportsParamVector`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from latentem._validation import check_positive_int, check_random_state
+from latentem.protocol import LatentModel, SupportsParamVector
+
+__all__ = [
+    "ConvergenceWarning",
+    "EMResult",
+    "IterationInfo",
+    "LikelihoodDecreaseWarning",
+    "fit_em",
+]
+
+_ACCELERATORS = (None, "squarem")
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the convergence test was met."""
+
+
+class LikelihoodDecreaseWarning(UserWarning):
+    """An EM step lowered the log-likelihood by more than rounding noise.
+
+    EM never lowers the likelihood, so this points at a bug in the model's
+    E- or M-step or at a numerical problem (for example a near-singular
+    covariance).
+    """
+
+
+@dataclass
+class IterationInfo:
+    """What a ``callback`` receives after every iteration."""
+
+    restart: int
+    iteration: int
+    log_likelihood: float
+    change: float  # change of the mean per-sample log-likelihood
+    elapsed: float
+    model: Any = field(repr=False)
+
+
+@dataclass
+class EMResult:
+    """The outcome of :func:`fit_em`.
+
+    Attributes
+    ----------
+    history : ndarray
+        Total log-likelihood from each E-step of the best restart, in order.
+        ``history[i]`` is evaluated at the parameters *before* the i-th
+        M-step, as scikit-learn's ``lower_bound_``.
+    n_iter : int
+        EM iterations (E-step plus M-step) run by the best restart.
+    converged : bool
+        Whether the best restart met the convergence test.
+    best_init : int
+        Index of the restart that was kept.
+    log_likelihood : float
+        ``history[-1]``: the best restart's final log-likelihood.
+    n_samples : int
+        Number of samples (``len(X)``) used to scale ``tol``.
+    wall_time : float
+        Seconds for the whole call, all restarts included.
+    histories : list of ndarray
+        The history of every restart.
+    n_e_steps : int
+        E-steps of the best restart, rejected SQUAREM trials included.
+    """
+
+    history: np.ndarray
+    n_iter: int
+    converged: bool
+    best_init: int
+    log_likelihood: float
+    n_samples: int
+    wall_time: float
+    histories: list[np.ndarray]
+    n_e_steps: int
+
+    @property
+    def mean_log_likelihood(self) -> float:
+        """Final log-likelihood per sample (scikit-learn's ``lower_bound_``)."""
+        return self.log_likelihood / self.n_samples
+
+
+def fit_em(
+    model: LatentModel,
+    X: Any,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    n_init: int = 1,
+    random_state: Any = None,
+    accelerate: str | None = None,
+    callback: Callable[[IterationInfo], Any] | None = None,
+    verbose: bool | int = False,
+    warm_start: bool = False,
+) -> EMResult:
+    """Fit ``model`` to ``X`` by expectation-maximization.
+
+    Parameters
+    ----------
+    model : LatentModel
+        Any object with ``init_params``, ``e_step``, ``m_step`` and
+        ``log_likelihood``. It is fitted in place and left with the
+        parameters of the best restart.
+    X : array-like
+        The data, passed unchanged to the model's methods (after the model's
+        own ``validate_data``, when it has one).
+    max_iter : int
+        Maximum EM iterations per restart (>= 1).
+    tol : float
+        Stop when the absolute change of the mean per-sample log-likelihood
+        between two iterations is at most ``tol``. ``tol=0`` runs
+        ``max_iter`` iterations unless the likelihood stops changing.
+    n_init : int
+        Number of restarts from different starting parameters; the one with
+        the highest final log-likelihood is kept.
+    random_state : None, int, SeedSequence or Generator
+        Seeds the restarts. The same value gives the same fit, bit for bit.
+    accelerate : {None, "squarem"}
+        ``"squarem"`` extrapolates along the EM path (Varadhan and Roland,
+        2008). An extrapolated point is kept only if the model accepts it as
+        feasible and it does not lower the log-likelihood; otherwise the
+        plain EM step is taken, so the likelihood still never decreases.
+        Needs ``get_param_vector`` and ``set_param_vector`` on the model.
+    callback : callable, optional
+        Called with an :class:`IterationInfo` after every iteration; return
+        ``True`` to stop this restart early.
+    verbose : bool or int
+        Print a progress line (log-likelihood, change, elapsed) to stderr.
+        On a terminal the line is rewritten in place; in logs it is printed
+        at most once a second, or every iteration with ``verbose=2``.
+    warm_start : bool
+        Start from the model's current parameters instead of calling
+        ``init_params`` (only with ``n_init=1``).
+
+    Returns
+    -------
+    EMResult
+
+    Examples
+    --------
+    A two-component mixture of exponentials, written against the protocol:
+
+    >>> import numpy as np
+    >>> from latentem import fit_em
+    >>> class ExpMixture:
+    ...     def init_params(self, X, rng):
+    ...         self.w = np.array([0.5, 0.5])
+    ...         self.rate = 1.0 / (X.mean() * rng.uniform(0.5, 2.0, size=2))
+    ...     def _log_joint(self, X):
+    ...         return np.log(self.w) + np.log(self.rate) - np.outer(X, self.rate)
+    ...     def e_step(self, X):
+    ...         lj = self._log_joint(X)
+    ...         ll = np.logaddexp.reduce(lj, axis=1)
+    ...         r = np.exp(lj - ll[:, None])
+    ...         return (r.sum(0), r.T @ X), float(ll.sum())
+    ...     def m_step(self, stats):
+    ...         counts, sums = stats
+    ...         self.w, self.rate = counts / counts.sum(), counts / sums
+    ...     def log_likelihood(self, X):
+    ...         return float(np.logaddexp.reduce(self._log_joint(X), axis=1).sum())
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.exponential(1.0, 3000), rng.exponential(10.0, 1000)])
+    >>> model = ExpMixture()
+    >>> result = fit_em(model, X, max_iter=500, tol=1e-8, random_state=0)
+    >>> result.converged, bool(np.all(np.diff(result.history) >= 0))
+    (True, True)
+    >>> np.round(np.sort(1 / model.rate), 0)
+    array([ 1., 10.])
+    """
+    start = time.perf_counter()
+    if not isinstance(model, LatentModel):
+        missing = [
+            m
+            for m in ("init_params", "e_step", "m_step", "log_likelihood")
+            if not callable(getattr(model, m, None))
+        ]
+        raise ValueError(
+            f"{type(model).__name__} is not a LatentModel: it lacks {', '.join(missing)}. "
+            "See latentem.LatentModel for the four methods fit_em needs."
+        )
+    max_iter = check_positive_int(max_iter, "max_iter")
+    n_init = check_positive_int(n_init, "n_init")
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, numbers.Real)
+        or not math.isfinite(tol)
+        or tol < 0
+    ):
+        raise ValueError(f"tol must be a finite number >= 0; got {tol!r}.")
+    if accelerate not in _ACCELERATORS:
+        raise ValueError(f"accelerate must be one of {_ACCELERATORS}; got {accelerate!r}.")
+    if accelerate == "squarem" and not isinstance(model, SupportsParamVector):
+        raise ValueError(
+            f'accelerate="squarem" needs get_param_vector() and set_param_vector(theta) on '
+            f"{type(model).__name__}; add them or use accelerate=None."
+        )
+    if warm_start and n_init != 1:
+        raise ValueError("warm_start=True continues one fit; it needs n_init=1.")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable; got {callback!r}.")
+
+    X = _validate_data(model, X)
+    n_samples = len(X)
+    rngs = check_random_state(random_state).spawn(n_init)
+    progress = _Progress(int(verbose), n_init)
+    run_one = _run_squarem if accelerate == "squarem" else _run_plain
+
+    best = None  # (final log-likelihood, restart, history, converged, stopped, n_e_steps)
+    best_state = None
+    histories = []
+    for restart in range(n_init):
+        if not warm_start:
+            model.init_params(X, rngs[restart])
+        loop = _Loop(model, n_samples, max_iter, tol, callback, progress, restart, start)
+        run_one(model, X, loop)
+        hist = np.asarray(loop.history, dtype=np.float64)
+        histories.append(hist)
+        if best is None or hist[-1] > best[0]:
+            best = (hist[-1], restart, hist, loop.converged, loop.stopped, loop.n_e_steps)
+            if n_init > 1 and restart < n_init - 1:
+                best_state = _snapshot(model)
+            else:
+                best_state = None  # the model already holds it
+        progress.done(loop)
+    assert best is not None
+    if best_state is not None:
+        _restore(model, best_state)
+
+    final_ll, best_init, history, converged, stopped, n_e_steps = best
+    if not (converged or stopped):
+        warnings.warn(
+            f"EM did not converge in max_iter={max_iter} iterations (tol={tol:g} on the mean "
+            f"per-sample log-likelihood, last change {_last_change(history, n_samples):.3g}); "
+            "raise max_iter, loosen tol, or try accelerate='squarem'.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return EMResult(
+        history=history,
+        n_iter=len(history),
+        converged=converged,
+        best_init=best_init,
+        log_likelihood=float(final_ll),
+        n_samples=n_samples,
+        wall_time=time.perf_counter() - start,
+        histories=histories,
+        n_e_steps=n_e_steps,
+    )
+
+
+class _Loop:
+    """Book-keeping for one restart: history, convergence, guard, callback."""
+
+    def __init__(self, model, n_samples, max_iter, tol, callback, progress, restart, start):
+        self.model = model
+        self.n_samples = n_samples
+        self.max_iter = max_iter
+        self.tol = tol
+        self.callback = callback
+        self.progress = progress
+        self.restart = restart
+        self.start = start
+        self.history: list[float] = []
+        self.converged = False
+        self.stopped = False
+        self.n_e_steps = 0
+
+    def e_step(self, X):
+        stats, ll = self.model.e_step(X)
+        self.n_e_steps += 1
+        return stats, float(ll)
+
+    @property
+    def finished(self) -> bool:
+        return self.converged or self.stopped or len(self.history) >= self.max_iter
+
+    def record(self, ll: float, test_convergence: bool = True) -> None:
+        """Record one iteration's log-likelihood (the M-step has been applied)."""
+        iteration = len(self.history) + 1
+        if not math.isfinite(ll):
+            raise FloatingPointError(
+                f"the log-likelihood is {ll} at iteration {iteration} (restart {self.restart}); "
+                "the data or the starting parameters are degenerate for this model "
+                "(for Gaussian models, try a larger regularisation such as reg_covar)."
+            )
+        change = math.nan
+        if self.history:
+            prev = self.history[-1]
+            change = (ll - prev) / self.n_samples
+            noise = 1e-10 * (abs(prev) + self.n_samples)
+            if prev - ll > noise:
+                warnings.warn(
+                    f"the log-likelihood decreased at iteration {iteration} (restart "
+                    f"{self.restart}) by {prev - ll:.6g} (from {prev:.10g} to {ll:.10g}); EM "
+                    "never lowers it, so the model's E- or M-step is wrong or numerically "
+                    "unstable.",
+                    LikelihoodDecreaseWarning,
+                    stacklevel=4,
+                )
+            if test_convergence and abs(change) <= self.tol:
+                self.converged = True
+        self.history.append(ll)
+        elapsed = time.perf_counter() - self.start
+        self.progress.update(self.restart, iteration, ll, change, elapsed)
+        if self.callback is not None:
+            info = IterationInfo(self.restart, iteration, ll, change, elapsed, self.model)
+            if self.callback(info) is True:
+                self.stopped = True
+
+
+def _run_plain(model, X, loop: _Loop) -> None:
+    while not loop.finished:
+        stats, ll = loop.e_step(X)
+        model.m_step(stats)
+        loop.record(ll)
+
+
+def _run_squarem(model, X, loop: _Loop, max_backtracks: int = 8) -> None:
+    """SQUAREM (SqS3 step length) with backtracking towards the plain EM step.
+
+    One cycle: two EM steps theta0 -> theta1 -> theta2, then the extrapolation
+    theta0 - 2 a r + a^2 v with r = theta1 - theta0, v = theta2 - 2 theta1 +
+    theta0 and a = -|r|/|v|. The extrapolated point is kept if the model
+    accepts it and its log-likelihood is at least that of theta1 (the last
+    recorded one); otherwise a is pulled halfway towards -1, where the
+    extrapolation equals theta2, the plain EM step. Kept points are followed
+    by their M-step, so every recorded value is an E-step followed by an
+    M-step and the history never decreases.
+    """
+    while not loop.finished:
+        theta0 = np.array(model.get_param_vector(), dtype=np.float64)
+        stats, ll0 = loop.e_step(X)
+        model.m_step(stats)
+        loop.record(ll0)
+        if loop.finished:
+            return
+        theta1 = np.array(model.get_param_vector(), dtype=np.float64)
+        stats, ll1 = loop.e_step(X)
+        model.m_step(stats)
+        loop.record(ll1)
+        if loop.finished:
+            return
+        theta2 = np.array(model.get_param_vector(), dtype=np.float64)
+        r = theta1 - theta0
+        v = theta2 - theta1 - r
+        rr, vv = float(r @ r), float(v @ v)
+        if not (vv > 0.0 and math.isfinite(rr) and math.isfinite(vv)):
+            continue  # the path is straight or done: theta2 stays
+        alpha = min(-math.sqrt(rr / vv), -1.0)
+        for _ in range(max_backtracks):
+            if alpha > -1.0 - 1e-3:
+                break
+            if model.set_param_vector(theta0 - 2.0 * alpha * r + alpha * alpha * v):
+                stats, ll = loop.e_step(X)
+                if math.isfinite(ll) and ll >= ll1:
+                    model.m_step(stats)
+                    loop.record(ll, test_convergence=False)
+                    break
+            alpha = 0.5 * (alpha - 1.0)
+        else:
+            alpha = -1.0
+        if alpha > -1.0 - 1e-3 and not model.set_param_vector(theta2):
+            raise RuntimeError(
+                f"{type(model).__name__}.set_param_vector rejected its own EM update; "
+                "its get_param_vector and set_param_vector disagree."
+            )
+
+
+def _validate_data(model, X):
+    validate = getattr(model, "validate_data", None)
+    if callable(validate):
+        X = validate(X)
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "fc" and not np.isfinite(X).all():
+        raise ValueError(
+            "X contains NaN or inf and the model has no validate_data() to say it accepts "
+            "them; remove those values or give the model a validate_data method."
+        )
+    try:
+        n = len(X)
+    except TypeError:
+        raise ValueError(
+            f"X must be a sized collection of samples (len(X) works); got {type(X).__name__}."
+        ) from None
+    if n == 0:
+        raise ValueError("X is empty (0 samples); pass at least one sample.")
+    return X
+
+
+def _snapshot(model) -> Any:
+    if hasattr(model, "__dict__"):
+        return copy.deepcopy(vars(model))
+    return np.array(model.get_param_vector(), copy=True)
+
+
+def _restore(model, state) -> None:
+    if isinstance(state, dict):
+        vars(model).clear()
+        vars(model).update(state)
+    else:
+        model.set_param_vector(state)
+
+
+def _last_change(history: np.ndarray, n_samples: int) -> float:
+    return float(history[-1] - history[-2]) / n_samples if len(history) > 1 else math.nan
+
+
+class _Progress:
+    """A live progress line on a terminal, rate-limited lines in logs, or nothing."""
+
+    def __init__(self, verbose: int, n_init: int, stream=None):
+        self.verbose = verbose
+        self.n_init = n_init
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last_print = -math.inf
+
+    def _line(self, restart, iteration, ll, change, elapsed) -> str:
+        head = f"restart {restart + 1}/{self.n_init}  " if self.n_init > 1 else ""
+        return (
+            f"{head}iter {iteration:5d}  loglik {ll:.8g}  change {change:+.3e}  "
+            f"elapsed {elapsed:.2f}s"
+        )
+
+    def update(self, restart, iteration, ll, change, elapsed) -> None:
+        if not self.verbose:
+            return
+        self._pending = (restart, iteration, ll, change, elapsed)
+        now = time.perf_counter()
+        if self.tty:
+            self.stream.write("\r" + self._line(*self._pending) + "\x1b[K")
+            self.stream.flush()
+        elif self.verbose >= 2 or now - self.last_print >= 1.0:
+            self.stream.write(self._line(*self._pending) + "\n")
+            self.last_print = now
+            self._pending = None
+
+    def done(self, loop: _Loop) -> None:
+        if not self.verbose:
+            return
+        pending = getattr(self, "_pending", None)
+        if self.tty:
+            self.stream.write("\n")
+        elif pending is not None:
+            self.stream.write(self._line(*pending) + "\n")
+        status = "converged" if loop.converged else "stopped" if loop.stopped else "max_iter"
+        self.stream.write(
+            f"restart {loop.restart + 1}: {status} after {len(loop.history)} iterations\n"
+        )
+        self.stream.flush()
+        self._pending = None
