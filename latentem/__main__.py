@@ -1,0 +1,5 @@
+import sys
+
+from latentem.cli import main
+
+sys.exit(main())
