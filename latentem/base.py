@@ -54,7 +54,8 @@ class ParamsMixin:
 
 
 def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, _CallableSetting) else value
+    # The stored string itself, so scikit-learn's clone sees the very same object.
+    return value._raw if isinstance(value, _CallableSetting) else value
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -68,10 +69,12 @@ class _CallableSetting(str):
     """A setting string that can also be called (see :class:`InitParamsSetting`)."""
 
     _call: Callable[..., Any]
+    _raw: str
 
     def __new__(cls, value: str, call: Callable[..., Any]) -> _CallableSetting:
         obj = super().__new__(cls, value)
         obj._call = call
+        obj._raw = value
         return obj
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -111,4 +114,4 @@ class InitParamsSetting:
     def __set__(self, obj: Any, value: Any) -> None:
         if not isinstance(value, str):
             raise ValueError(f"init_params must be a string; got {value!r}.")
-        obj.__dict__[self._slot] = str(value)
+        obj.__dict__[self._slot] = value
