@@ -1,0 +1,239 @@
+"""numba kernels for hidden Markov models: scaled forward-backward and Viterbi.
+
+Every kernel works on all sequences at once: rows of all sequences are
+stacked in one (n_rows, K) array and ``offsets`` (n_sequences + 1) marks
+where each sequence starts. Work is split into fixed groups of whole
+sequences (``groups``, from :func:`sequence_groups`); each group writes its
+own partial sums and the caller adds them in group order, so the result
+never depends on how threads are scheduled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["sequence_groups", "forward_backward", "viterbi", "forward_loglik"]
+
+MAX_GROUPS = 64
+
+
+def sequence_groups(offsets: np.ndarray, max_groups: int = MAX_GROUPS) -> np.ndarray:
+    """Split sequences into at most ``max_groups`` contiguous groups of similar row counts.
+
+    Returns group boundaries as sequence indices (n_groups + 1,). The split
+    depends only on the lengths, never on the number of threads.
+    """
+    n_seq = len(offsets) - 1
+    n_groups = max(1, min(max_groups, n_seq))
+    total = offsets[-1]
+    # The first sequence whose start reaches each equal share of the rows.
+    targets = (np.arange(1, n_groups) * total) // n_groups
+    cuts = np.searchsorted(offsets[:-1], targets, side="left")
+    bounds = np.unique(np.concatenate(([0], cuts, [n_seq]))).astype(np.int64)
+    return bounds
+
+
+@njit(cache=True)
+def _scale_emissions(log_b, scaled, shift, start, stop):
+    # scaled = exp(log_b - rowmax): nothing underflows however extreme a row is.
+    K = log_b.shape[1]
+    for t in range(start, stop):
+        m = -np.inf
+        for k in range(K):
+            if log_b[t, k] > m:
+                m = log_b[t, k]
+        if m == -np.inf:  # impossible row: every state excluded
+            shift[t] = -np.inf
+            for k in range(K):
+                scaled[t, k] = 0.0
+        else:
+            shift[t] = m
+            for k in range(K):
+                scaled[t, k] = np.exp(log_b[t, k] - m)
+
+
+@njit(cache=True, parallel=True)
+def forward_backward(log_b, offsets, groups, startprob, transmat):
+    """Posteriors, expected start and transition counts, per-sequence log-likelihoods.
+
+    Parameters
+    ----------
+    log_b : (n_rows, K) float64
+        Emission log-probabilities; a row of zeros contributes no emission
+        (a missing observation), -inf excludes a state.
+    offsets : (n_sequences + 1,) int64
+    groups : (n_groups + 1,) int64, from :func:`sequence_groups`
+    startprob : (K,) float64
+    transmat : (K, K) float64
+
+    Returns
+    -------
+    posteriors : (n_rows, K) float64
+    start_counts : (n_groups, K) float64
+        Per-group sums of the first posterior of each sequence.
+    trans_counts : (n_groups, K, K) float64
+        Per-group sums over time of the expected transitions.
+    seq_loglik : (n_sequences,) float64
+        -inf for a sequence that has zero probability under the model.
+    """
+    n_rows, K = log_b.shape
+    n_seq = offsets.shape[0] - 1
+    n_groups = groups.shape[0] - 1
+    post = np.empty((n_rows, K))
+    scaled = np.empty((n_rows, K))
+    shift = np.empty(n_rows)
+    scale = np.empty(n_rows)
+    start_counts = np.zeros((n_groups, K))
+    trans_counts = np.zeros((n_groups, K, K))
+    seq_loglik = np.empty(n_seq)
+    for g in prange(n_groups):
+        beta = np.empty(K)
+        beta_next = np.empty(K)
+        tmp = np.empty(K)
+        for s in range(groups[g], groups[g + 1]):
+            a, b = offsets[s], offsets[s + 1]
+            _scale_emissions(log_b, scaled, shift, a, b)
+            # Forward pass: post[t] holds the scaled forward variable alpha_t.
+            ll = 0.0
+            total = 0.0
+            for k in range(K):
+                post[a, k] = startprob[k] * scaled[a, k]
+                total += post[a, k]
+            ok = total > 0.0
+            if ok:
+                scale[a] = total
+                ll += np.log(total) + shift[a]
+                for k in range(K):
+                    post[a, k] /= total
+            for t in range(a + 1, b):
+                if not ok:
+                    break
+                total = 0.0
+                for j in range(K):
+                    acc = 0.0
+                    for i in range(K):
+                        acc += post[t - 1, i] * transmat[i, j]
+                    post[t, j] = acc * scaled[t, j]
+                    total += post[t, j]
+                if total <= 0.0:
+                    ok = False
+                    break
+                scale[t] = total
+                ll += np.log(total) + shift[t]
+                for k in range(K):
+                    post[t, k] /= total
+            if not ok:
+                seq_loglik[s] = -np.inf
+                for t in range(a, b):
+                    for k in range(K):
+                        post[t, k] = np.nan
+                continue
+            seq_loglik[s] = ll
+            # Backward pass, turning alpha into posteriors and summing transitions.
+            for k in range(K):
+                beta_next[k] = 1.0
+            for t in range(b - 2, a - 1, -1):
+                inv = 1.0 / scale[t + 1]
+                for j in range(K):
+                    tmp[j] = scaled[t + 1, j] * beta_next[j] * inv
+                for i in range(K):
+                    acc = 0.0
+                    for j in range(K):
+                        w = transmat[i, j] * tmp[j]
+                        acc += w
+                        trans_counts[g, i, j] += post[t, i] * w
+                    beta[i] = acc
+                for k in range(K):
+                    post[t + 1, k] *= beta_next[k]
+                    beta_next[k] = beta[k]
+            for k in range(K):
+                post[a, k] *= beta_next[k]
+                start_counts[g, k] += post[a, k]
+    return post, start_counts, trans_counts, seq_loglik
+
+
+@njit(cache=True, parallel=True)
+def forward_loglik(log_b, offsets, groups, startprob, transmat):
+    """Per-sequence log-likelihoods from the scaled forward pass alone."""
+    n_rows, K = log_b.shape
+    n_seq = offsets.shape[0] - 1
+    n_groups = groups.shape[0] - 1
+    seq_loglik = np.empty(n_seq)
+    for g in prange(n_groups):
+        alpha = np.empty(K)
+        new = np.empty(K)
+        row = np.empty((1, K))
+        sc = np.empty((1, K))
+        sh = np.empty(1)
+        for s in range(groups[g], groups[g + 1]):
+            a, b = offsets[s], offsets[s + 1]
+            ll = 0.0
+            for t in range(a, b):
+                for k in range(K):
+                    row[0, k] = log_b[t, k]
+                _scale_emissions(row, sc, sh, 0, 1)
+                total = 0.0
+                for j in range(K):
+                    if t == a:
+                        new[j] = startprob[j] * sc[0, j]
+                    else:
+                        acc = 0.0
+                        for i in range(K):
+                            acc += alpha[i] * transmat[i, j]
+                        new[j] = acc * sc[0, j]
+                    total += new[j]
+                if total <= 0.0:
+                    ll = -np.inf
+                    break
+                ll += np.log(total) + sh[0]
+                for k in range(K):
+                    alpha[k] = new[k] / total
+            seq_loglik[s] = ll
+    return seq_loglik
+
+
+@njit(cache=True, parallel=True)
+def viterbi(log_b, offsets, groups, log_startprob, log_transmat):
+    """Most likely state path of every sequence and its joint log-probability.
+
+    Ties go to the lowest state index, as in hmmlearn.
+    """
+    n_rows, K = log_b.shape
+    n_seq = offsets.shape[0] - 1
+    n_groups = groups.shape[0] - 1
+    states = np.empty(n_rows, dtype=np.int64)
+    seq_logprob = np.empty(n_seq)
+    for g in prange(n_groups):
+        delta = np.empty(K)
+        new = np.empty(K)
+        for s in range(groups[g], groups[g + 1]):
+            a, b = offsets[s], offsets[s + 1]
+            psi = np.empty((b - a, K), dtype=np.int64)
+            for k in range(K):
+                delta[k] = log_startprob[k] + log_b[a, k]
+            for t in range(a + 1, b):
+                for j in range(K):
+                    best = -np.inf
+                    arg = 0
+                    for i in range(K):
+                        v = delta[i] + log_transmat[i, j]
+                        if v > best:
+                            best = v
+                            arg = i
+                    new[j] = best + log_b[t, j]
+                    psi[t - a, j] = arg
+                for k in range(K):
+                    delta[k] = new[k]
+            best = -np.inf
+            arg = 0
+            for k in range(K):
+                if delta[k] > best:
+                    best = delta[k]
+                    arg = k
+            seq_logprob[s] = best
+            states[b - 1] = arg
+            for t in range(b - 1, a, -1):
+                arg = psi[t - a, arg]
+                states[t - 1] = arg
+    return states, seq_logprob

@@ -1,0 +1,197 @@
+"""HMM kernels against plain NumPy references, textbook values and hmmlearn's C code."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups, viterbi
+
+
+def reference_forward_backward(log_b, startprob, transmat):
+    """Log-space forward-backward for one sequence: the obvious O(T K^2) recursion."""
+    T, K = log_b.shape
+    with np.errstate(divide="ignore"):
+        log_pi, log_a = np.log(startprob), np.log(transmat)
+    fwd = np.empty((T, K))
+    bwd = np.zeros((T, K))
+    fwd[0] = log_pi + log_b[0]
+    for t in range(1, T):
+        fwd[t] = logsumexp(fwd[t - 1][:, None] + log_a, axis=0) + log_b[t]
+    for t in range(T - 2, -1, -1):
+        bwd[t] = logsumexp(log_a + (log_b[t + 1] + bwd[t + 1])[None, :], axis=1)
+    ll = logsumexp(fwd[-1])
+    post = np.exp(fwd + bwd - ll)
+    xi = np.zeros((K, K))
+    for t in range(T - 1):
+        xi += np.exp(fwd[t][:, None] + log_a + (log_b[t + 1] + bwd[t + 1])[None, :] - ll)
+    return post, xi, ll
+
+
+def reference_viterbi(log_b, startprob, transmat):
+    T, K = log_b.shape
+    with np.errstate(divide="ignore"):
+        log_pi, log_a = np.log(startprob), np.log(transmat)
+    delta = log_pi + log_b[0]
+    psi = np.zeros((T, K), dtype=int)
+    for t in range(1, T):
+        scores = delta[:, None] + log_a
+        psi[t] = np.argmax(scores, axis=0)
+        delta = scores.max(axis=0) + log_b[t]
+    path = [int(np.argmax(delta))]
+    for t in range(T - 1, 0, -1):
+        path.append(psi[t, path[-1]])
+    return np.array(path[::-1]), delta.max()
+
+
+def random_problem(rng, K, lengths, scale=3.0):
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    log_b = rng.normal(size=(offsets[-1], K)) * scale
+    startprob = rng.dirichlet(np.ones(K))
+    transmat = rng.dirichlet(np.ones(K), size=K)
+    return log_b, offsets, startprob, transmat
+
+
+def run_fb(log_b, offsets, startprob, transmat, max_groups=64):
+    groups = sequence_groups(offsets, max_groups)
+    post, start, trans, ll = forward_backward(log_b, offsets, groups, startprob, transmat)
+    return post, start.sum(0), trans.sum(0), ll
+
+
+@pytest.mark.parametrize("K", [1, 2, 5])
+def test_forward_backward_matches_reference(K):
+    rng = np.random.default_rng(K)
+    lengths = [1, 7, 30, 2, 15]
+    log_b, offsets, startprob, transmat = random_problem(rng, K, lengths)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    xi_total = np.zeros((K, K))
+    start_total = np.zeros(K)
+    for s in range(len(lengths)):
+        a, b = offsets[s], offsets[s + 1]
+        ref_post, ref_xi, ref_ll = reference_forward_backward(log_b[a:b], startprob, transmat)
+        np.testing.assert_allclose(post[a:b], ref_post, rtol=1e-10, atol=1e-12)
+        assert ll[s] == pytest.approx(ref_ll, rel=1e-12)
+        xi_total += ref_xi
+        start_total += ref_post[0]
+    np.testing.assert_allclose(trans, xi_total, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(start, start_total, rtol=1e-12)
+    fwd_only = forward_loglik(log_b, offsets, sequence_groups(offsets), startprob, transmat)
+    np.testing.assert_allclose(fwd_only, ll, rtol=1e-12)
+
+
+def test_textbook_two_state_values():
+    # Two coins: state 0 fair, state 1 biased towards heads (1). Observations H, H, T.
+    startprob = np.array([0.5, 0.5])
+    transmat = np.array([[0.9, 0.1], [0.2, 0.8]])
+    emit = np.array([[0.5, 0.5], [0.2, 0.8]])  # P(obs | state), obs 0 = tails, 1 = heads
+    obs = np.array([1, 1, 0])
+    log_b = np.log(emit[:, obs].T)
+    offsets = np.array([0, 3], dtype=np.int64)
+    # Brute force over all 8 state paths.
+    paths = np.array(np.meshgrid(*[[0, 1]] * 3, indexing="ij")).reshape(3, -1).T
+    probs = np.array(
+        [
+            startprob[p[0]]
+            * np.prod([transmat[p[t - 1], p[t]] for t in (1, 2)])
+            * np.prod([emit[p[t], obs[t]] for t in range(3)])
+            for p in paths
+        ]
+    )
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    assert ll[0] == pytest.approx(np.log(probs.sum()), rel=1e-14)
+    for t in range(3):
+        for k in range(2):
+            expected = probs[paths[:, t] == k].sum() / probs.sum()
+            assert post[t, k] == pytest.approx(expected, rel=1e-12)
+    states, logprob = viterbi(
+        log_b, offsets, sequence_groups(offsets), np.log(startprob), np.log(transmat)
+    )
+    np.testing.assert_array_equal(states, paths[np.argmax(probs)])
+    assert logprob[0] == pytest.approx(np.log(probs.max()), rel=1e-14)
+
+
+def test_no_underflow_with_extreme_outliers():
+    rng = np.random.default_rng(0)
+    log_b, offsets, startprob, transmat = random_problem(rng, 3, [500])
+    log_b[100] = [-1e5, -2e5, -3e5]  # a wild outlier: every state nearly impossible
+    log_b[200] = [-800.0, -790.0, -2000.0]
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    assert np.isfinite(post).all() and np.isfinite(ll).all()
+    np.testing.assert_allclose(post.sum(1), 1.0, rtol=1e-12)
+    ref_post, _, ref_ll = reference_forward_backward(log_b, startprob, transmat)
+    assert ll[0] == pytest.approx(ref_ll, rel=1e-12)
+    np.testing.assert_allclose(post, ref_post, atol=1e-10)
+
+
+def test_structural_zeros_and_impossible_sequences():
+    startprob = np.array([1.0, 0.0, 0.0])
+    transmat = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])  # left-right
+    rng = np.random.default_rng(1)
+    log_b = rng.normal(size=(12, 3))
+    offsets = np.array([0, 6, 12], dtype=np.int64)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    assert np.all(post[[0, 6], 1:] == 0)
+    assert trans[1, 0] == 0 and trans[2, 0] == 0 and trans[2, 1] == 0 and trans[0, 2] == 0
+    # A label that forbids state 0 at the start makes the second sequence impossible.
+    log_b[6, 0] = -np.inf
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    assert np.isfinite(ll[0]) and ll[1] == -np.inf
+    assert np.isnan(post[6:]).all() and np.isfinite(post[:6]).all()
+
+
+def test_results_do_not_depend_on_grouping_or_order():
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(1, 40, size=300)
+    log_b, offsets, startprob, transmat = random_problem(rng, 4, lengths)
+    a = run_fb(log_b, offsets, startprob, transmat, max_groups=1)
+    b = run_fb(log_b, offsets, startprob, transmat, max_groups=64)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
+    np.testing.assert_allclose(a[2], b[2], rtol=1e-12)
+    np.testing.assert_array_equal(a[3], b[3])
+    # Reverse the order of the sequences.
+    order = np.arange(len(lengths))[::-1]
+    pieces = [log_b[offsets[s] : offsets[s + 1]] for s in order]
+    rev_offsets = np.concatenate(([0], np.cumsum(lengths[order]))).astype(np.int64)
+    c = run_fb(np.concatenate(pieces), rev_offsets, startprob, transmat)
+    np.testing.assert_allclose(c[3][::-1], a[3], rtol=1e-13)
+    np.testing.assert_allclose(c[2], a[2], rtol=1e-11)
+
+
+def test_viterbi_matches_reference():
+    rng = np.random.default_rng(3)
+    lengths = [1, 2, 50, 13]
+    log_b, offsets, startprob, transmat = random_problem(rng, 4, lengths)
+    states, logprob = viterbi(
+        log_b, offsets, sequence_groups(offsets), np.log(startprob), np.log(transmat)
+    )
+    for s in range(len(lengths)):
+        a, b = offsets[s], offsets[s + 1]
+        path, lp = reference_viterbi(log_b[a:b], startprob, transmat)
+        np.testing.assert_array_equal(states[a:b], path)
+        assert logprob[s] == pytest.approx(lp, rel=1e-12)
+
+
+def test_against_hmmlearn_c_code():
+    from hmmlearn import _hmmc
+
+    rng = np.random.default_rng(4)
+    log_b, offsets, startprob, transmat = random_problem(rng, 3, [80])
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    log_pi, log_a = np.log(startprob), np.log(transmat)
+    ref_ll, fwd = _hmmc.forward_log(startprob, transmat, log_b)
+    bwd = _hmmc.backward_log(startprob, transmat, log_b)
+    ref_post = np.exp(fwd + bwd - ref_ll)
+    ref_xi = np.exp(_hmmc.compute_log_xi_sum(fwd, transmat, bwd, log_b))
+    assert ll[0] == pytest.approx(ref_ll, rel=1e-12)
+    np.testing.assert_allclose(post, ref_post, rtol=1e-9)
+    np.testing.assert_allclose(trans, ref_xi, rtol=1e-9)
+    ref_lp, ref_path = _hmmc.viterbi(startprob, transmat, log_b)
+    states, lp = viterbi(log_b, offsets, sequence_groups(offsets), log_pi, log_a)
+    np.testing.assert_array_equal(states, ref_path)
+    assert lp[0] == pytest.approx(ref_lp, rel=1e-12)
+
+
+def test_sequence_groups_cover_all_sequences():
+    offsets = np.concatenate(([0], np.cumsum([5] * 10 + [1000] + [1] * 500))).astype(np.int64)
+    groups = sequence_groups(offsets, 8)
+    assert groups[0] == 0 and groups[-1] == 511
+    assert np.all(np.diff(groups) > 0) and len(groups) <= 9
