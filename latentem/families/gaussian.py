@@ -1,0 +1,299 @@
+"""K-component Gaussian emission family, vectorised over components.
+
+The family knows nothing about where its weights come from: a mixture
+(:mod:`latentem.models.categorical`), a hidden Markov chain or an imputer
+pass (n, K) weights to :meth:`GaussianFamily.accumulate`, and turn the
+family's (n, K) log-densities into posteriors themselves. For mixtures the
+fused :meth:`GaussianFamily.fused_e_step` does both in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from latentem.kernels.gaussian import (
+    cov_to_prec_chol,
+    gaussian_accumulate,
+    gaussian_estep,
+    gaussian_logprob,
+)
+
+__all__ = ["GaussianFamily", "COVARIANCE_TYPES"]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_LOG_2PI = math.log(2.0 * math.pi)
+_EPS10 = 10.0 * np.finfo(np.float64).eps
+
+_NOT_PD = (
+    "the covariance of component {k} is not positive definite (for instance caused by "
+    "singleton or collapsed samples); increase reg_covar (now {reg:g}), decrease the number "
+    "of components, or remove duplicated points."
+)
+
+
+def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    """Shape of ``covariances_`` (and of ``precisions_cholesky_``) in scikit-learn's layout."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+class GaussianFamily:
+    """K Gaussian components sharing one covariance type.
+
+    Attributes use scikit-learn's layouts and meanings: ``means_`` (K, D);
+    ``covariances_`` (K, D, D) for "full", (D, D) for "tied", (K, D) for
+    "diag", (K,) for "spherical"; ``precisions_cholesky_`` of the same shape,
+    upper-triangular factors with ``precision = P @ P.T`` (the reciprocal
+    square roots for "diag" and "spherical").
+
+    Statistics are the tuple ``(nk, S, Q)``: the weight of each component,
+    the weighted first moments about the current ``means_`` and the second
+    moments (see :mod:`latentem.kernels.gaussian`). They are additive over
+    rows and must be passed to :meth:`m_step` before the parameters change.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of components K.
+    n_features : int
+        Dimension D.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    reg_covar : float
+        Added to the diagonal of every covariance estimate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem.families.gaussian import GaussianFamily
+    >>> fam = GaussianFamily(2, 1, "diag")
+    >>> fam.set_parameters(np.array([[0.0], [5.0]]), np.array([[1.0], [1.0]]))
+    >>> X = np.array([[0.0], [5.0]])
+    >>> np.round(fam.log_prob(X), 3)
+    array([[ -0.919, -13.419],
+           [-13.419,  -0.919]])
+    >>> fam.m_step(fam.accumulate(X, np.eye(2)))
+    >>> fam.means_.ravel()
+    array([0., 5.])
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        n_features: int,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-6,
+    ) -> None:
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+            )
+        self.n_components = int(n_components)
+        self.n_features = int(n_features)
+        self.covariance_type = covariance_type
+        self.reg_covar = float(reg_covar)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def smode(self) -> int:
+        """Second-moment mode of the kernels for this covariance type."""
+        return {"full": 0, "tied": 1, "diag": 2, "spherical": 2}[self.covariance_type]
+
+    def set_parameters(self, means: np.ndarray, covariances: np.ndarray) -> None:
+        """Set means and covariances; raise ValueError if a covariance is not PD."""
+        means = np.array(means, dtype=np.float64, order="C")
+        covariances = np.array(covariances, dtype=np.float64, order="C")
+        prec = self.precision_cholesky_from_covariances(covariances)
+        self.means_ = means
+        self.covariances_ = covariances
+        self.precisions_cholesky_ = prec
+        self._kernel_cache = None
+
+    def precision_cholesky_from_covariances(self, cov: np.ndarray) -> np.ndarray:
+        """scikit-learn's ``precisions_cholesky_`` for ``cov``; ValueError if not PD."""
+        ct = self.covariance_type
+        if ct in ("full", "tied"):
+            cov3 = cov if ct == "full" else cov[None]
+            prec, bad = cov_to_prec_chol(np.ascontiguousarray(cov3, dtype=np.float64))
+            if bad >= 0:
+                raise ValueError(_NOT_PD.format(k=bad if ct == "full" else "(tied)",
+                                                reg=self.reg_covar))
+            return prec if ct == "full" else prec[0]
+        bad = np.flatnonzero(~(np.asarray(cov) > 0).reshape(len(cov), -1).all(axis=1))
+        if bad.size:
+            raise ValueError(_NOT_PD.format(k=int(bad[0]), reg=self.reg_covar))
+        return 1.0 / np.sqrt(cov)
+
+    def is_feasible(self, cov: np.ndarray) -> bool:
+        """Whether ``cov`` (this type's layout) holds valid covariances."""
+        if not np.all(np.isfinite(cov)):
+            return False
+        try:
+            self.precision_cholesky_from_covariances(cov)
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def precisions_(self) -> np.ndarray:
+        """Precision matrices (inverse covariances), scikit-learn's layout."""
+        P = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            return P @ P.transpose(0, 2, 1)
+        if self.covariance_type == "tied":
+            return P @ P.T
+        return P**2
+
+    def _kernel_params(self) -> tuple[np.ndarray, np.ndarray]:
+        """(prec as (K, D, D) or (K, 1, D), log-normaliser (K,)) for the kernels."""
+        if getattr(self, "_kernel_cache", None) is not None:
+            return self._kernel_cache
+        K, D = self.n_components, self.n_features
+        P = self.precisions_cholesky_
+        ct = self.covariance_type
+        if ct == "full":
+            prec = np.ascontiguousarray(P)
+            logdet = np.log(np.diagonal(P, axis1=1, axis2=2)).sum(axis=1)
+        elif ct == "tied":
+            prec = np.ascontiguousarray(np.broadcast_to(P, (K, D, D)))
+            logdet = np.full(K, np.log(np.diag(P)).sum())
+        elif ct == "diag":
+            prec = np.ascontiguousarray(P[:, None, :])
+            logdet = np.log(P).sum(axis=1)
+        else:
+            prec = np.ascontiguousarray(np.broadcast_to(P[:, None, None], (K, 1, D)))
+            logdet = D * np.log(P)
+        logc = logdet - 0.5 * D * _LOG_2PI
+        self._kernel_cache = (prec, logc)
+        return self._kernel_cache
+
+    def _shift(self) -> np.ndarray:
+        return np.ascontiguousarray(self.means_.mean(axis=0))
+
+    # ------------------------------------------------------------------ family jobs
+    def log_prob(self, X: np.ndarray) -> np.ndarray:
+        """Log-density of every row under every component, shape (n, K)."""
+        prec, logc = self._kernel_params()
+        out = np.empty((X.shape[0], self.n_components))
+        gaussian_logprob(X, self.means_, prec, logc, 0, out, np.empty(0))
+        return out
+
+    def accumulate(self, X: np.ndarray, weights: np.ndarray) -> tuple:
+        """Weighted sufficient statistics ``(nk, S, Q)`` for weights of shape (n, K)."""
+        W = np.ascontiguousarray(weights, dtype=np.float64)
+        if W.shape != (X.shape[0], self.n_components):
+            raise ValueError(
+                f"weights must have shape (n_samples, n_components) = "
+                f"{(X.shape[0], self.n_components)}; got {W.shape}."
+            )
+        return gaussian_accumulate(X, W, self.means_, self._shift(), self.smode)
+
+    def fused_e_step(self, X: np.ndarray, log_weights: np.ndarray) -> tuple[tuple, float]:
+        """Mixture E-step in one pass: ``((nk, S, Q), total log-likelihood)``."""
+        prec, logc = self._kernel_params()
+        ll, nk, S, Q = gaussian_estep(
+            X, self.means_, prec, logc + log_weights, self._shift(), self.smode
+        )
+        return (nk, S, Q), float(ll)
+
+    def estimate(self, stats: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """New ``(means, covariances)`` from statistics, without setting them.
+
+        Component weights get scikit-learn's ``10 * eps`` floor, so a
+        component with no weight keeps finite parameters (its mean is
+        returned unchanged and its covariance is ``reg_covar``).
+        """
+        nk, S, Q = stats
+        mu = self.means_
+        nk_eff = nk + _EPS10
+        e = (S - _EPS10 * mu) / nk_eff[:, None]  # new mean minus current mean
+        means = mu + e
+        ct = self.covariance_type
+        reg = self.reg_covar
+        if ct == "full":
+            Se = S[:, :, None] * e[:, None, :]
+            cov = Q - Se - Se.transpose(0, 2, 1) + nk[:, None, None] * (e[:, :, None] * e[:, None, :])
+            cov /= nk_eff[:, None, None]
+            cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+            idx = np.arange(self.n_features)
+            cov[:, idx, idx] += reg
+        elif ct == "tied":
+            f = means - self._shift()
+            cov = Q[0] - (nk_eff[:, None] * f).T @ f
+            cov /= nk_eff.sum()
+            cov = 0.5 * (cov + cov.T)
+            cov.flat[:: self.n_features + 1] += reg
+        else:
+            cov = (Q[:, 0, :] - 2.0 * S * e + nk[:, None] * e * e) / nk_eff[:, None]
+            np.maximum(cov, 0.0, out=cov)
+            cov += reg
+            if ct == "spherical":
+                cov = cov.mean(axis=1)
+        return means, cov
+
+    def m_step(self, stats: tuple) -> None:
+        """Set means and covariances from statistics taken at the current parameters."""
+        means, cov = self.estimate(stats)
+        self.set_parameters(means, cov)
+
+    # ------------------------------------------------------------------ extras
+    def n_parameters(self) -> int:
+        """Free parameters: means plus covariances."""
+        K, D = self.n_components, self.n_features
+        cov = {
+            "full": K * D * (D + 1) // 2,
+            "tied": D * (D + 1) // 2,
+            "diag": K * D,
+            "spherical": K,
+        }[self.covariance_type]
+        return K * D + cov
+
+    def component_covariance(self, k: int) -> np.ndarray:
+        """The (D, D) covariance matrix of component k."""
+        ct, C = self.covariance_type, self.covariances_
+        if ct == "full":
+            return C[k]
+        if ct == "tied":
+            return C
+        if ct == "diag":
+            return np.diag(C[k])
+        return np.eye(self.n_features) * C[k]
+
+    def split(self, src: int, dst: int) -> None:
+        """Re-seed component ``dst`` by splitting ``src`` along its main axis.
+
+        The two halves get means ``mean[src] +/- sqrt(lambda) v``, where
+        ``lambda, v`` is the largest eigenpair of the covariance of ``src``,
+        and both keep the covariance of ``src``.
+        """
+        C = self.component_covariance(src)
+        lam, vec = np.linalg.eigh(C)
+        step = math.sqrt(max(lam[-1], 0.0)) * vec[:, -1]
+        means = self.means_.copy()
+        cov = self.covariances_.copy()
+        means[dst] = means[src] + step
+        means[src] = means[src] - step
+        if self.covariance_type != "tied":
+            cov[dst] = cov[src]
+        self.set_parameters(means, cov)
+
+    def sample(self, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``counts[k]`` draws from component k, stacked in component order."""
+        out = []
+        for k, c in enumerate(counts):
+            C = self.component_covariance(k)
+            L = np.linalg.cholesky(C)
+            z = rng.standard_normal((int(c), self.n_features))
+            out.append(self.means_[k] + z @ L.T)
+        return np.vstack(out) if out else np.empty((0, self.n_features))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_kernel_cache"] = None
+        return state

@@ -1,0 +1,490 @@
+"""Gaussian mixture models with scikit-learn's API, fitted by :func:`latentem.fit_em`."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from latentem._validation import check_array, check_positive_int, check_random_state
+from latentem.base import InitParamsSetting, ParamsMixin
+from latentem.families.gaussian import COVARIANCE_TYPES, GaussianFamily, covariance_shape
+from latentem.kernels.gaussian import gaussian_logprob
+from latentem.kernels.kmeans import kmeans_plusplus, lloyd
+from latentem.models.categorical import CategoricalLatent
+from latentem.runner import fit_em
+
+__all__ = ["GaussianMixture"]
+
+INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
+
+#: A component whose expected count falls below this fraction of the sample
+#: size is considered empty and re-seeded.
+EMPTY_FRACTION = 1e-10
+
+
+class GaussianMixture(ParamsMixin):
+    """Gaussian mixture model fitted by fast, fused EM.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: same
+    constructor arguments, fitted attributes and methods, with the same
+    shapes and meanings. From the same starting parameters it takes the same
+    EM steps. The E-step is one fused, multi-threaded numba pass over the
+    data per iteration.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        "full": each component has its own covariance matrix; "tied": all
+        share one; "diag": each has a diagonal covariance; "spherical": each
+        has a single variance.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean per-sample
+        log-likelihood.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance, so that duplicated points
+        and constant columns still give positive-definite covariances.
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the best (highest likelihood) is kept.
+    init_params : {"kmeans++", "kmeans", "random", "random_from_data"}, default="kmeans++"
+        How starting responsibilities are chosen: k-means++ seeds with each
+        row assigned to its nearest seed; a few Lloyd iterations from
+        k-means++ seeds; random responsibilities; or K random rows as
+        one-point components. (Read as a string; calling it, as
+        :func:`latentem.fit_em` does, initialises the model.)
+    weights_init, means_init, precisions_init : array-like, optional
+        User starting weights (K,), means (K, D) and precisions (layout of
+        ``precisions_`` for the covariance type); they override the
+        estimates from ``init_params``.
+    random_state : None, int or numpy Generator, default=None
+        Seeds the initialisation (and :meth:`sample`).
+    warm_start : bool, default=False
+        If True, a second ``fit`` starts from the previous solution
+        (``n_init`` is then ignored).
+    accelerate : {None, "squarem"}, default=None
+        ``"squarem"`` extrapolates along the EM path; it usually needs fewer
+        passes over the data and never lowers the likelihood.
+    verbose : int, default=0
+        Print progress.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        (K, D, D) for "full", (D, D) for "tied", (K, D) for "diag", (K,)
+        for "spherical".
+    precisions_ : ndarray
+        Inverses of ``covariances_``, same layout.
+    precisions_cholesky_ : ndarray
+        Upper-triangular ``P`` with ``precision = P @ P.T`` (reciprocal
+        standard deviations for "diag" and "spherical").
+    converged_ : bool
+    n_iter_ : int
+        EM iterations of the best initialisation.
+    lower_bound_ : float
+        Mean per-sample log-likelihood at the last E-step of the best
+        initialisation.
+    history_ : ndarray
+        Total log-likelihood at every E-step of the best initialisation.
+    n_features_in_ : int
+
+    Notes
+    -----
+    *Empty components.* When a component's expected count falls below
+    ``1e-10 * n_samples`` (it lost all its points), the M-step re-seeds it
+    instead of letting it degenerate: the heaviest component is split in
+    two along the main axis of its covariance (means at
+    ``mean +/- sqrt(lambda_max) v_max``, both keeping its covariance and
+    half its weight). The likelihood may dip at that iteration.
+
+    *Ill-conditioned covariances.* A covariance estimate that is not
+    positive definite raises ``ValueError`` suggesting a larger
+    ``reg_covar``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.sort(gm.means_[:, 0])
+    array([ 1., 10.])
+    >>> gm.predict([[0, 0], [12, 3]]).tolist() in ([0, 1], [1, 0])
+    True
+    """
+
+    init_params = InitParamsSetting()
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans++",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        accelerate: str | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.accelerate = accelerate
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_settings(self) -> None:
+        check_positive_int(self.n_components, "n_components")
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_int(self.n_init, "n_init")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}; "
+                f"got {self.covariance_type!r}."
+            )
+        if str(self.init_params) not in INIT_METHODS:
+            raise ValueError(
+                f"init_params must be one of {INIT_METHODS}; got {str(self.init_params)!r}."
+            )
+        for name in ("tol", "reg_covar"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
+                raise ValueError(f"{name} must be a number >= 0; got {v!r}.")
+
+    def validate_data(self, X: Any) -> np.ndarray:
+        """Check X for fitting: 2-D (1-D is one feature), finite, enough rows.
+
+        Returns a C-contiguous float64 (or float32) array; X is not modified.
+        """
+        self._check_settings()
+        X = check_array(X, name="X")
+        n, D = X.shape
+        if n < self.n_components:
+            raise ValueError(
+                f"n_components={self.n_components} is larger than the number of samples "
+                f"n_samples={n}; pass more data or use fewer components."
+            )
+        if self._fitted() and self.warm_start and D != self.n_features_in_:
+            raise ValueError(
+                f"X has {D} features but the model was fitted with {self.n_features_in_}; "
+                "warm_start needs the same features."
+            )
+        return X
+
+    def _check_X(self, X: Any) -> np.ndarray:
+        self._require_fitted()
+        X = check_array(X, name="X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted with "
+                f"{self.n_features_in_} features."
+            )
+        return X
+
+    def _fitted(self) -> bool:
+        return "_family" in self.__dict__
+
+    def _require_fitted(self) -> None:
+        if not self._fitted():
+            raise AttributeError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit(X) first."
+            )
+
+    # ------------------------------------------------------------------ fitted attributes
+    def _family_attr(name: str, doc: str):
+        def get(self):
+            if not self._fitted():
+                raise AttributeError(
+                    f"{name} is not available: {type(self).__name__} is not fitted yet."
+                )
+            return getattr(self._family, name)
+
+        return property(get, doc=doc)
+
+    means_ = _family_attr("means_", "Component means, shape (n_components, n_features).")
+    covariances_ = _family_attr("covariances_", "Component covariances (scikit-learn layout).")
+    precisions_cholesky_ = _family_attr(
+        "precisions_cholesky_", "Cholesky factors of the precisions (scikit-learn layout)."
+    )
+    precisions_ = _family_attr("precisions_", "Precisions, inverses of covariances_.")
+    del _family_attr
+
+    @property
+    def weights_(self) -> np.ndarray:
+        """Mixture weights, shape (n_components,)."""
+        if not self._fitted():
+            raise AttributeError(f"weights_ is not available: {type(self).__name__} is not fitted.")
+        return self._latent.weights_
+
+    # ------------------------------------------------------------------ protocol
+    def _new_parts(self, D: int) -> None:
+        K = self.n_components
+        self.n_features_in_ = D
+        self._family = GaussianFamily(K, D, self.covariance_type, self.reg_covar)
+        self._latent = CategoricalLatent(K)
+
+    def _init_params(self, X: np.ndarray, rng: np.random.Generator) -> None:
+        """Starting parameters from ``init_params`` and the user's ``*_init`` arrays."""
+        n, D = X.shape
+        K = self.n_components
+        self._new_parts(D)
+        fam, lat = self._family, self._latent
+        user = (self.weights_init, self.means_init, self.precisions_init)
+        if any(u is None for u in user):
+            W, shift = self._initial_responsibilities(X, rng)
+            cov0 = np.ones(covariance_shape(self.covariance_type, K, D))
+            if self.covariance_type in ("full", "tied"):
+                cov0 = np.broadcast_to(np.eye(D), cov0.shape).copy()
+            fam.set_parameters(shift, cov0)
+            stats = fam.accumulate(X, W)
+            del W
+            fam.m_step(stats)
+            lat.m_step(stats[0])
+        if self.weights_init is not None:
+            lat.set_weights(_check_weights(self.weights_init, K))
+        means = fam.means_ if self.means_init is None else _check_means(self.means_init, K, D)
+        if self.precisions_init is not None:
+            cov = _covariances_from_precisions(self.precisions_init, self.covariance_type, K, D)
+        else:
+            cov = fam.covariances_
+        fam.set_parameters(means, cov)
+
+    def _initial_responsibilities(self, X, rng) -> tuple[np.ndarray, np.ndarray]:
+        n, D = X.shape
+        K = self.n_components
+        method = str(self.init_params)
+        W = np.zeros((n, K))
+        if method in ("kmeans++", "kmeans"):
+            first = int(rng.integers(n))
+            uniforms = rng.random((max(K - 1, 0), 2 + int(math.log(K))))
+            idx = kmeans_plusplus(X, K, first, uniforms)
+            centers = np.ascontiguousarray(X[idx], dtype=np.float64)
+            centers, labels, _ = lloyd(X, centers, 0 if method == "kmeans++" else 300)
+            W[np.arange(n), labels] = 1.0
+            return W, centers
+        if method == "random":
+            W[:] = rng.uniform(size=(n, K))
+            W /= W.sum(axis=1, keepdims=True)
+            return W, np.tile(X.mean(axis=0, dtype=np.float64), (K, 1))
+        idx = rng.choice(n, size=K, replace=False)
+        W[idx, np.arange(K)] = 1.0
+        return W, np.ascontiguousarray(X[idx], dtype=np.float64)
+
+    def e_step(self, X: np.ndarray) -> tuple[dict, float]:
+        """Fused E-step: statistics ``{"nk", "sum", "second"}`` and total log-likelihood."""
+        (nk, S, Q), ll = self._family.fused_e_step(X, self._latent.log_weights())
+        return {"nk": nk, "sum": S, "second": Q}, ll
+
+    def m_step(self, stats: dict) -> None:
+        """New weights, means and covariances; re-seeds components that emptied."""
+        nk = stats["nk"]
+        self._family.m_step((nk, stats["sum"], stats["second"]))
+        self._latent.m_step(nk)
+        total = float(nk.sum())
+        empty = np.flatnonzero(nk < EMPTY_FRACTION * total)
+        if empty.size and empty.size < self.n_components:
+            for dst in empty:
+                w = self._latent.weights_.copy()
+                w[empty] = -1.0  # never split an empty component
+                src = int(np.argmax(w))
+                self._family.split(src, int(dst))
+                self._latent.split(src, int(dst))
+                empty = empty[empty != dst]
+
+    def log_likelihood(self, X: np.ndarray) -> float:
+        """Total log-likelihood of X under the current parameters."""
+        return float(self._score_rows(X).sum())
+
+    def get_param_vector(self) -> np.ndarray:
+        """Weights, means and covariances as one float64 vector (for SQUAREM)."""
+        return np.concatenate(
+            [
+                self._latent.weights_,
+                self._family.means_.ravel(),
+                np.asarray(self._family.covariances_).ravel(),
+            ]
+        )
+
+    def set_param_vector(self, theta: np.ndarray) -> bool:
+        """Set parameters from a vector; False (and no change) if it is infeasible."""
+        theta = np.asarray(theta, dtype=np.float64)
+        K, D = self.n_components, self.n_features_in_
+        shape = covariance_shape(self.covariance_type, K, D)
+        if theta.shape != (K + K * D + int(np.prod(shape)),) or not np.all(np.isfinite(theta)):
+            return False
+        w = theta[:K]
+        if np.any(w < 0) or not w.sum() > 0:
+            return False
+        means = theta[K : K + K * D].reshape(K, D)
+        cov = theta[K + K * D :].reshape(shape)
+        try:
+            self._family.set_parameters(means, cov)
+        except ValueError:
+            return False
+        self._latent.weights_ = w / w.sum()
+        return True
+
+    def n_parameters(self) -> int:
+        """Number of free parameters (weights, means, covariances)."""
+        self._require_fitted()
+        return self._latent.n_parameters() + self._family.n_parameters()
+
+    def _n_parameters(self) -> int:  # scikit-learn's private name, used by some user code
+        return self.n_parameters()
+
+    # ------------------------------------------------------------------ scikit-learn API
+    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
+        """Estimate the parameters by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            1-D input is read as n samples of one feature.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        warm = bool(self.warm_start) and self._fitted()
+        result = fit_em(
+            self,
+            X,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_init=1 if warm else self.n_init,
+            random_state=self.random_state,
+            accelerate=self.accelerate,
+            verbose=self.verbose,
+            warm_start=warm,
+        )
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.history_ = np.asarray(result.history)
+        self.lower_bound_ = float(result.log_likelihood) / result.n_samples
+        self.lower_bounds_ = list(self.history_ / result.n_samples)
+        self.best_init_ = int(result.best_init)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return the most probable component of every row."""
+        return self.fit(X).predict(X)
+
+    def _run_logprob(self, X: np.ndarray, what: int, out2: np.ndarray, out1: np.ndarray) -> None:
+        prec, logc = self._family._kernel_params()
+        logc = logc + self._latent.log_weights()
+        gaussian_logprob(X, self._family.means_, prec, logc, what, out2, out1)
+
+    def _score_rows(self, X: np.ndarray) -> np.ndarray:
+        out = np.empty(X.shape[0])
+        self._run_logprob(X, 2, np.empty((0, self.n_components)), out)
+        return out
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log-likelihood of every row, shape (n_samples,)."""
+        return self._score_rows(self._check_X(X))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean per-row log-likelihood."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Index of the most probable component of every row."""
+        X = self._check_X(X)
+        out = np.empty(X.shape[0])
+        self._run_logprob(X, 3, np.empty((0, self.n_components)), out)
+        return out.astype(np.int64)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior probability of every component for every row, shape (n, K)."""
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.n_components))
+        self._run_logprob(X, 1, out, np.empty(X.shape[0]))
+        return out
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw samples ``(X, labels)``, grouped by component as in scikit-learn."""
+        self._require_fitted()
+        n_samples = check_positive_int(n_samples, "n_samples")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self._latent.weights_)
+        X = self._family.sample(counts, rng)
+        y = np.repeat(np.arange(self.n_components), counts)
+        return X, y
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on X (lower is better)."""
+        X = self._check_X(X)
+        n = X.shape[0]
+        return -2.0 * self.log_likelihood(X) + self.n_parameters() * math.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on X (lower is better)."""
+        X = self._check_X(X)
+        return -2.0 * self.log_likelihood(X) + 2.0 * self.n_parameters()
+
+
+def _check_weights(w: Any, K: int) -> np.ndarray:
+    w = np.asarray(w, dtype=np.float64)
+    if w.shape != (K,):
+        raise ValueError(f"weights_init must have shape ({K},); got {w.shape}.")
+    if np.any(w < 0) or np.any(w > 1) or not np.all(np.isfinite(w)):
+        raise ValueError(f"weights_init must lie in [0, 1]; got {w}.")
+    if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+        raise ValueError(f"weights_init must sum to 1; they sum to {w.sum():.6g}.")
+    return w
+
+
+def _check_means(m: Any, K: int, D: int) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim == 1 and D == 1:
+        m = m.reshape(-1, 1)
+    if m.shape != (K, D) or not np.all(np.isfinite(m)):
+        raise ValueError(f"means_init must be a finite array of shape ({K}, {D}); got {m.shape}.")
+    return m
+
+
+def _covariances_from_precisions(p: Any, ct: str, K: int, D: int) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    shape = covariance_shape(ct, K, D)
+    if p.shape != shape or not np.all(np.isfinite(p)):
+        raise ValueError(
+            f"precisions_init for covariance_type={ct!r} must have shape {shape}; got {p.shape}."
+        )
+    if ct in ("full", "tied"):
+        mats = p if ct == "full" else p[None]
+        if not np.allclose(mats, mats.transpose(0, 2, 1)):
+            raise ValueError("precisions_init must be symmetric.")
+        try:
+            np.linalg.cholesky(mats)
+        except np.linalg.LinAlgError:
+            raise ValueError("precisions_init must be positive definite.") from None
+        cov = np.linalg.inv(mats)
+        cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+        return cov if ct == "full" else cov[0]
+    if np.any(p <= 0):
+        raise ValueError("precisions_init must be positive.")
+    return 1.0 / p
