@@ -122,8 +122,9 @@ class GaussianFamily:
             cov3 = cov if ct == "full" else cov[None]
             prec, bad = cov_to_prec_chol(np.ascontiguousarray(cov3, dtype=np.float64))
             if bad >= 0:
-                raise ValueError(_NOT_PD.format(k=bad if ct == "full" else "(tied)",
-                                                reg=self.reg_covar))
+                raise ValueError(
+                    _NOT_PD.format(k=bad if ct == "full" else "(tied)", reg=self.reg_covar)
+                )
             return prec if ct == "full" else prec[0]
         bad = np.flatnonzero(~(np.asarray(cov) > 0).reshape(len(cov), -1).all(axis=1))
         if bad.size:
@@ -218,7 +219,9 @@ class GaussianFamily:
         reg = self.reg_covar
         if ct == "full":
             Se = S[:, :, None] * e[:, None, :]
-            cov = Q - Se - Se.transpose(0, 2, 1) + nk[:, None, None] * (e[:, :, None] * e[:, None, :])
+            cov = (
+                Q - Se - Se.transpose(0, 2, 1) + nk[:, None, None] * (e[:, :, None] * e[:, None, :])
+            )
             cov /= nk_eff[:, None, None]
             cov = 0.5 * (cov + cov.transpose(0, 2, 1))
             idx = np.arange(self.n_features)

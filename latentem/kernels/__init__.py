@@ -1,0 +1,1 @@
+"""Numba kernels: plain functions on arrays (see each module's docstring)."""

@@ -162,8 +162,7 @@ class GaussianMixture(ParamsMixin):
         check_positive_int(self.n_init, "n_init")
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}; "
-                f"got {self.covariance_type!r}."
+                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}."
             )
         if str(self.init_params) not in INIT_METHODS:
             raise ValueError(
