@@ -1,6 +1,8 @@
 """latentem: fast expectation-maximization for latent-variable models."""
 
 from latentem import tree
+from latentem.models.gaussian_mixture import GaussianMixture
+from latentem.models.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.protocol import LatentModel, Stats, SupportsParamVector
 from latentem.runner import (
     ConvergenceWarning,
@@ -13,7 +15,12 @@ from latentem.runner import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CategoricalHMM",
     "ConvergenceWarning",
+    "GaussianHMM",
+    "GaussianMixture",
+    "HMM",
+    "PoissonHMM",
     "EMResult",
     "IterationInfo",
     "LatentModel",

@@ -1,0 +1,62 @@
+"""What a latent structure (mixture, Markov chain) needs from an emission family.
+
+A family holds K parameter sets of one distribution and does three jobs,
+vectorised over components: per-row log-densities under every component,
+weighted sufficient statistics, and the M-step from them. Rows that are
+missing entirely contribute a log-density of 0 (no evidence) and nothing to
+the statistics.
+
+Parameter *letters* follow hmmlearn: each family names its parameters with
+single letters (``"mc"``: means and covariances; ``"e"``: emission
+probabilities; ``"l"``: Poisson rates), which ``params`` and ``init_params``
+strings select.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["EmissionFamily"]
+
+
+@runtime_checkable
+class EmissionFamily(Protocol):
+    """The interface of an emission family (see the module docstring)."""
+
+    n_components: int
+    #: hmmlearn-style letters of the family's parameters, e.g. "mc".
+    param_letters: str
+
+    def validate_data(self, X: Any) -> np.ndarray:
+        """Check and convert X; raise ValueError naming the problem."""
+        ...
+
+    def init_params(self, X: np.ndarray, rng: np.random.Generator, letters: str) -> None:
+        """Initialise the parameters named by ``letters`` from the data."""
+        ...
+
+    def check_params(self) -> None:
+        """Raise ValueError if set parameters have wrong shapes or values."""
+        ...
+
+    def log_prob(self, X: np.ndarray) -> np.ndarray:
+        """(n, K) float64 log-densities; 0 for a row that is entirely missing."""
+        ...
+
+    def accumulate(self, X: np.ndarray, weights: np.ndarray) -> Any:
+        """Sufficient statistics of X with row weights (n, K); additive over rows."""
+        ...
+
+    def m_step(self, stats: Any, letters: str) -> None:
+        """Update the parameters named by ``letters`` from statistics."""
+        ...
+
+    def n_parameters(self) -> int:
+        """Free parameters of all K components."""
+        ...
+
+    def sample(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One observation per entry of ``states``."""
+        ...

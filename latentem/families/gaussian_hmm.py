@@ -1,0 +1,168 @@
+"""Gaussian emissions with hmmlearn's conventions: parameter letters, MAP priors, gaps.
+
+hmmlearn's Gaussian M-step is a MAP estimate (Huang, Acero and Hon, *Spoken
+Language Processing*, pp. 443-445) with ``means_prior``, ``means_weight``,
+``covars_prior`` and ``covars_weight``; with hmmlearn's defaults
+(``covars_prior=1e-2``) it adds 0.01 to every covariance numerator. We keep
+the same rule so fitted parameters match hmmlearn's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from latentem._validation import check_array
+from latentem.families.gaussian import covariance_shape
+from latentem.families.gaussian_missing import MissingGaussianFamily
+from latentem.kernels.kmeans import kmeans_plusplus, lloyd
+
+__all__ = ["GaussianEmission"]
+
+
+class GaussianEmission(MissingGaussianFamily):
+    """K Gaussian states for an HMM: letters ``m`` (means) and ``c`` (covariances).
+
+    ``n_features`` is taken from the data (or from ``means_`` when they are
+    set by hand). NaN entries are allowed in the data (see
+    :class:`MissingGaussianFamily`).
+    """
+
+    param_letters = "mc"
+
+    def __init__(
+        self,
+        n_components: int,
+        covariance_type: str = "diag",
+        min_covar: float = 1e-3,
+        means_prior: Any = 0.0,
+        means_weight: Any = 0.0,
+        covars_prior: Any = 1e-2,
+        covars_weight: Any = 1.0,
+    ):
+        super().__init__(n_components, 1, covariance_type, reg_covar=0.0)
+        self.n_features = None
+        self.min_covar = min_covar
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+        self.means_ = None
+        self.covariances_ = None
+
+    def validate_data(self, X: Any) -> np.ndarray:
+        X = check_array(X, allow_nan=True)
+        if self.n_features is not None and X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the model has {self.n_features}; "
+                "pass data with the same columns as in fit."
+            )
+        empty = np.isnan(X).all(axis=0)
+        if empty.any():
+            raise ValueError(
+                f"column {int(np.flatnonzero(empty)[0])} of X is entirely missing; drop it."
+            )
+        return X
+
+    def init_params(self, X: np.ndarray, rng: np.random.Generator, letters: str) -> None:
+        self.n_features = X.shape[1]
+        filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X).astype(np.float64)
+        K = self.n_components
+        if "m" in letters:
+            if len(filled) < K:
+                raise ValueError(
+                    f"n_components={K} states need at least {K} observations to initialise "
+                    f"their means; X has {len(filled)}."
+                )
+            uniforms = rng.random((max(K - 1, 0), 2 + int(np.log(K))))
+            idx = kmeans_plusplus(filled, K, int(rng.integers(len(filled))), uniforms)
+            self.means_, _, _ = lloyd(filled, np.ascontiguousarray(filled[idx]), 100)
+        if "c" in letters:
+            D = self.n_features
+            cv = np.atleast_2d(np.cov(filled.T)) + self.min_covar * np.eye(D)
+            self.covariances_ = {
+                "spherical": np.full(K, np.diag(cv).mean()),
+                "tied": cv,
+                "diag": np.tile(np.diag(cv), (K, 1)),
+                "full": np.tile(cv, (K, 1, 1)),
+            }[self.covariance_type]
+
+    def check_params(self) -> None:
+        if self.means_ is None or self.covariances_ is None:
+            raise ValueError(
+                "means_ and covars_ must be set before use: fit the model, include 'm' and "
+                "'c' in init_params, or set them by hand."
+            )
+        means = np.asarray(self.means_, dtype=np.float64)
+        if means.ndim != 2 or means.shape[0] != self.n_components:
+            raise ValueError(
+                f"means_ must have shape (n_components={self.n_components}, n_features); "
+                f"got {means.shape}."
+            )
+        if self.n_features is None:
+            self.n_features = means.shape[1]
+        shape = covariance_shape(self.covariance_type, self.n_components, self.n_features)
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        if cov.shape != shape:
+            raise ValueError(
+                f"covars_ for covariance_type={self.covariance_type!r} must have shape {shape}; "
+                f"got {cov.shape}."
+            )
+        if not (np.isfinite(means).all() and np.isfinite(cov).all()):
+            raise ValueError("means_ and covars_ must be finite.")
+        self.set_parameters(means, cov)
+
+    def m_step(self, stats: tuple, letters: str) -> None:
+        nk, S, Q = stats
+        mu = self.means_
+        K, D = mu.shape
+        obs = S + nk[:, None] * mu  # sum of w x per state
+        mw, mp = self.means_weight, self.means_prior
+        new_mu = mu
+        if "m" in letters:
+            den = mw + nk[:, None]
+            # A state without posterior mass keeps its mean instead of turning NaN.
+            new_mu = np.where(den > 0, (mw * mp + obs) / np.where(den > 0, den, 1.0), mu)
+        cov = self.covariances_
+        if "c" in letters:
+            delta = mu - new_mu  # old minus new mean: re-centre the moments on new_mu
+            meandiff = new_mu - mp
+            cp, cw = self.covars_prior, self.covars_weight
+            ct = self.covariance_type
+            if ct in ("diag", "spherical"):
+                c_n = Q[:, 0, :] + 2.0 * delta * S + nk[:, None] * delta**2 + mw * meandiff**2
+                c_d = max(cw - 1.0, 0.0) + nk[:, None]
+                cov = (cp + c_n) / np.maximum(c_d, 1e-5)
+                if ct == "spherical":
+                    cov = cov.mean(axis=1)
+            elif ct == "full":
+                Sd = S[:, :, None] * delta[:, None, :]
+                c_n = (
+                    Q
+                    + Sd
+                    + Sd.transpose(0, 2, 1)
+                    + nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+                    + mw * meandiff[:, :, None] * meandiff[:, None, :]
+                )
+                den = max(cw - D, 0.0) + nk[:, None, None]
+                cov = np.where(den > 0, (cp + c_n) / np.where(den > 0, den, 1.0), cov)
+            else:  # tied: Q holds sum over rows of (x - shift)(x - shift)^T
+                shift = self._shift()
+                F = S + nk[:, None] * (mu - shift)  # sum_rows w_k (x - shift)
+                a = new_mu - shift
+                c_n = (
+                    Q[0]
+                    - F.T @ a
+                    - a.T @ F
+                    + (nk[:, None] * a).T @ a
+                    + mw * (np.atleast_2d(meandiff).T @ np.atleast_2d(meandiff))
+                )
+                cov = (cp + c_n) / (max(cw - D, 0.0) + nk.sum())
+        self.set_parameters(new_mu, cov)
+
+    def sample(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        covs = self.full_covariances()
+        chol = np.linalg.cholesky(covs)
+        z = rng.standard_normal((len(states), self.n_features))
+        return self.means_[states] + np.einsum("nij,nj->ni", chol[states], z)
