@@ -80,14 +80,24 @@ def _block_logprob(xt, nb, means, prec, logc, dk, yacc, maha, logp):
                 for b in range(nb):
                     dk[d, b] = xt[d, b] - mk
             for j in range(D):
+                # y_j = sum_{i <= j} dk_i P_ij, four terms per sweep over the block
                 p = prec[k, j, j]
                 for b in range(nb):
                     yacc[b] = dk[j, b] * p
-                for i in range(j):
+                i4 = j - j % 4
+                for i in range(0, i4, 4):
+                    p0 = prec[k, i, j]
+                    p1 = prec[k, i + 1, j]
+                    p2 = prec[k, i + 2, j]
+                    p3 = prec[k, i + 3, j]
+                    for b in range(nb):
+                        yacc[b] += (dk[i, b] * p0 + dk[i + 1, b] * p1) + (
+                            dk[i + 2, b] * p2 + dk[i + 3, b] * p3
+                        )
+                for i in range(i4, j):
                     p = prec[k, i, j]
-                    if p != 0.0:
-                        for b in range(nb):
-                            yacc[b] += dk[i, b] * p
+                    for b in range(nb):
+                        yacc[b] += dk[i, b] * p
                 for b in range(nb):
                     maha[b] += yacc[b] * yacc[b]
         c = logc[k]
@@ -181,7 +191,24 @@ def _block_stats(xt, nb, resp, means, shift, smode, dk, wdk, nk, S, Q):
             S[k, d] += acc
         if smode == 0:
             for i in range(D):
-                for j in range(i, D):
+                # upper triangle, four columns per sweep over the block
+                j4 = i + (D - i) // 4 * 4
+                for j in range(i, j4, 4):
+                    a0 = 0.0
+                    a1 = 0.0
+                    a2 = 0.0
+                    a3 = 0.0
+                    for b in range(nb):
+                        w = wdk[i, b]
+                        a0 += w * dk[j, b]
+                        a1 += w * dk[j + 1, b]
+                        a2 += w * dk[j + 2, b]
+                        a3 += w * dk[j + 3, b]
+                    Q[k, i, j] += a0
+                    Q[k, i, j + 1] += a1
+                    Q[k, i, j + 2] += a2
+                    Q[k, i, j + 3] += a3
+                for j in range(j4, D):
                     acc = 0.0
                     for b in range(nb):
                         acc += wdk[i, b] * dk[j, b]
