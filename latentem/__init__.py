@@ -2,7 +2,7 @@
 
 from latentem import tree
 from latentem.models.gaussian_mixture import GaussianMixture
-from latentem.models.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.protocol import LatentModel, Stats, SupportsParamVector
 from latentem.runner import (
     ConvergenceWarning,
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CategoricalHMM",
     "ConvergenceWarning",
+    "GMMHMM",
     "GaussianHMM",
     "GaussianMixture",
     "HMM",

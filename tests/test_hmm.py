@@ -313,3 +313,61 @@ def test_bad_parameters_set_by_hand():
     model.transmat_ = np.eye(2)
     with pytest.raises(ValueError, match="sum to 1"):
         model.fit(np.zeros((5, 1)))
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_gmmhmm_scores_equal_hmmlearn_and_fit_is_monotone(covariance_type):
+    from latentem import GMMHMM
+
+    rng = np.random.default_rng(17)
+    K, M, D = 2, 3, 2
+    startprob = rng.dirichlet(np.ones(K))
+    transmat = 0.7 * np.eye(K) + 0.3 * rng.dirichlet(np.ones(K), size=K)
+    weights = rng.dirichlet(np.ones(M), size=K)
+    means = rng.normal(scale=3.0, size=(K, M, D))
+    A = rng.normal(size=(K, M, D, D))
+    full = A @ A.transpose(0, 1, 3, 2) + np.eye(D)
+    covars = {
+        "full": full,
+        "tied": full[:, 0],
+        "diag": rng.uniform(0.5, 2.0, (K, M, D)),
+        "spherical": rng.uniform(0.5, 2.0, (K, M)),
+    }[covariance_type]
+    ours = GMMHMM(K, M, covariance_type=covariance_type, init_params="", n_iter=15, tol=0)
+    theirs = hl.GMMHMM(K, M, covariance_type=covariance_type, init_params="")
+    for m in (ours, theirs):
+        m.startprob_, m.transmat_ = startprob.copy(), transmat.copy()
+        m.weights_, m.means_, m.covars_ = weights.copy(), means.copy(), covars.copy()
+    X, lengths = sample_sequences(theirs, [100, 60, 1], seed=18)
+    assert ours.score(X, lengths) == pytest.approx(theirs.score(X, lengths), rel=1e-9)
+    np.testing.assert_allclose(
+        ours.predict_proba(X, lengths), theirs.predict_proba(X, lengths), atol=1e-9
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, lengths)
+    hist = ours.history_
+    assert np.all(np.diff(hist) >= -1e-10 * np.abs(hist[:-1]))
+    np.testing.assert_allclose(ours.weights_.sum(axis=1), 1.0)
+
+
+def test_gmmhmm_with_one_mixture_component_equals_gaussian_hmm_fit():
+    from latentem import GMMHMM
+
+    ours, _ = paired_models("diag", K=2, D=2, seed=19)
+    X, lengths = sample_sequences(ours, [200, 100], seed=20)
+    gmmhmm = GMMHMM(2, 1, covariance_type="diag", init_params="", n_iter=5, tol=0, min_covar=0.0)
+    gauss = GaussianHMM(2, "diag", init_params="", n_iter=5, tol=0, covars_prior=0.0)
+    gmmhmm.startprob_, gmmhmm.transmat_ = ours.startprob_, ours.transmat_
+    gauss.startprob_, gauss.transmat_ = ours.startprob_, ours.transmat_
+    gmmhmm.weights_ = np.ones((2, 1))
+    gmmhmm.means_ = ours.means_[:, None, :].copy()
+    gmmhmm.covars_ = ours.emission.covariances_[:, None, :].copy()
+    gauss.means_, gauss.covars_ = ours.means_.copy(), ours.emission.covariances_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmmhmm.fit(X, lengths)
+        gauss.fit(X, lengths)
+    np.testing.assert_allclose(gmmhmm.history_, gauss.history_, rtol=1e-10)
+    np.testing.assert_allclose(gmmhmm.means_[:, 0], gauss.means_, rtol=1e-9)
+    np.testing.assert_allclose(gmmhmm.transmat_, gauss.transmat_, rtol=1e-9)

@@ -34,23 +34,112 @@ def sequence_groups(offsets: np.ndarray, max_groups: int = MAX_GROUPS) -> np.nda
     return bounds
 
 
-@njit(cache=True)
-def _scale_emissions(log_b, scaled, shift, start, stop):
-    # scaled = exp(log_b - rowmax): nothing underflows however extreme a row is.
+# Reassociation lets LLVM vectorise the K-wide loops; the grouping of the work
+# is fixed, so results stay the same from run to run.
+_FM = {"reassoc", "contract", "arcp", "nsz"}
+
+
+@njit(cache=True, fastmath=_FM)
+def _scale_row(log_b, t, scaled, shift):
+    # scaled = exp(log_b - rowmax): nothing underflows however extreme the row.
     K = log_b.shape[1]
-    for t in range(start, stop):
-        m = -np.inf
+    m = -np.inf
+    for k in range(K):
+        if log_b[t, k] > m:
+            m = log_b[t, k]
+    if m == -np.inf:  # impossible row: every state excluded
+        shift[t] = -np.inf
         for k in range(K):
-            if log_b[t, k] > m:
-                m = log_b[t, k]
-        if m == -np.inf:  # impossible row: every state excluded
-            shift[t] = -np.inf
-            for k in range(K):
-                scaled[t, k] = 0.0
-        else:
-            shift[t] = m
-            for k in range(K):
-                scaled[t, k] = np.exp(log_b[t, k] - m)
+            scaled[t, k] = 0.0
+    else:
+        shift[t] = m
+        for k in range(K):
+            scaled[t, k] = np.exp(log_b[t, k] - m)
+
+
+@njit(cache=True, parallel=True)
+def _scale_emissions(log_b):
+    n, K = log_b.shape
+    scaled = np.empty((n, K))
+    shift = np.empty(n)
+    n_blocks = (n + 4095) // 4096
+    for blk in prange(n_blocks):
+        for t in range(blk * 4096, min(n, (blk + 1) * 4096)):
+            _scale_row(log_b, t, scaled, shift)
+    return scaled, shift
+
+
+@njit(cache=True, fastmath=_FM)
+def _forward_backward_one(
+    scaled,
+    shift,
+    a,
+    b,
+    startprob,
+    transmat,
+    post,
+    scale,
+    start_acc,
+    trans_acc,
+    tmp,
+    beta,
+    beta_next,
+):
+    """One sequence, rows a..b-1; returns its log-likelihood (-inf if impossible)."""
+    K = scaled.shape[1]
+    # Forward pass: post[t] holds the scaled forward variable alpha_t.
+    total = 0.0
+    for k in range(K):
+        post[a, k] = startprob[k] * scaled[a, k]
+        total += post[a, k]
+    if not total > 0.0:
+        return -np.inf
+    scale[a] = total
+    ll = np.log(total) + shift[a]
+    inv = 1.0 / total
+    for k in range(K):
+        post[a, k] *= inv
+    for t in range(a + 1, b):
+        for j in range(K):
+            tmp[j] = 0.0
+        for i in range(K):
+            p = post[t - 1, i]
+            for j in range(K):
+                tmp[j] += p * transmat[i, j]
+        total = 0.0
+        for j in range(K):
+            v = tmp[j] * scaled[t, j]
+            post[t, j] = v
+            total += v
+        if not total > 0.0:
+            return -np.inf
+        scale[t] = total
+        ll += np.log(total) + shift[t]
+        inv = 1.0 / total
+        for k in range(K):
+            post[t, k] *= inv
+    # Backward pass, turning alpha into posteriors and summing transitions.
+    for k in range(K):
+        beta_next[k] = 1.0
+    for t in range(b - 2, a - 1, -1):
+        inv = 1.0 / scale[t + 1]
+        for j in range(K):
+            tmp[j] = scaled[t + 1, j] * beta_next[j] * inv
+        for i in range(K):
+            p = post[t, i]
+            acc = 0.0
+            for j in range(K):
+                w = transmat[i, j] * tmp[j]
+                acc += w
+                trans_acc[i, j] += p * w
+            beta[i] = acc
+        for k in range(K):
+            post[t + 1, k] *= beta_next[k]
+            beta_next[k] = beta[k]
+    for k in range(K):
+        post[a, k] *= beta_next[k]
+        start_acc[k] += post[a, k]
+    return ll
 
 
 @njit(cache=True, parallel=True)
@@ -70,6 +159,7 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
     Returns
     -------
     posteriors : (n_rows, K) float64
+        NaN for the rows of a sequence with zero probability.
     start_counts : (n_groups, K) float64
         Per-group sums of the first posterior of each sequence.
     trans_counts : (n_groups, K, K) float64
@@ -80,115 +170,78 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
     n_rows, K = log_b.shape
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
+    scaled, shift = _scale_emissions(log_b)
     post = np.empty((n_rows, K))
-    scaled = np.empty((n_rows, K))
-    shift = np.empty(n_rows)
     scale = np.empty(n_rows)
     start_counts = np.zeros((n_groups, K))
     trans_counts = np.zeros((n_groups, K, K))
     seq_loglik = np.empty(n_seq)
     for g in prange(n_groups):
+        tmp = np.empty(K)
         beta = np.empty(K)
         beta_next = np.empty(K)
-        tmp = np.empty(K)
         for s in range(groups[g], groups[g + 1]):
             a, b = offsets[s], offsets[s + 1]
-            _scale_emissions(log_b, scaled, shift, a, b)
-            # Forward pass: post[t] holds the scaled forward variable alpha_t.
-            ll = 0.0
-            total = 0.0
-            for k in range(K):
-                post[a, k] = startprob[k] * scaled[a, k]
-                total += post[a, k]
-            ok = total > 0.0
-            if ok:
-                scale[a] = total
-                ll += np.log(total) + shift[a]
-                for k in range(K):
-                    post[a, k] /= total
-            for t in range(a + 1, b):
-                if not ok:
-                    break
-                total = 0.0
-                for j in range(K):
-                    acc = 0.0
-                    for i in range(K):
-                        acc += post[t - 1, i] * transmat[i, j]
-                    post[t, j] = acc * scaled[t, j]
-                    total += post[t, j]
-                if total <= 0.0:
-                    ok = False
-                    break
-                scale[t] = total
-                ll += np.log(total) + shift[t]
-                for k in range(K):
-                    post[t, k] /= total
-            if not ok:
-                seq_loglik[s] = -np.inf
+            ll = _forward_backward_one(
+                scaled,
+                shift,
+                a,
+                b,
+                startprob,
+                transmat,
+                post,
+                scale,
+                start_counts[g],
+                trans_counts[g],
+                tmp,
+                beta,
+                beta_next,
+            )
+            seq_loglik[s] = ll
+            if ll == -np.inf:
                 for t in range(a, b):
                     for k in range(K):
                         post[t, k] = np.nan
-                continue
-            seq_loglik[s] = ll
-            # Backward pass, turning alpha into posteriors and summing transitions.
-            for k in range(K):
-                beta_next[k] = 1.0
-            for t in range(b - 2, a - 1, -1):
-                inv = 1.0 / scale[t + 1]
-                for j in range(K):
-                    tmp[j] = scaled[t + 1, j] * beta_next[j] * inv
-                for i in range(K):
-                    acc = 0.0
-                    for j in range(K):
-                        w = transmat[i, j] * tmp[j]
-                        acc += w
-                        trans_counts[g, i, j] += post[t, i] * w
-                    beta[i] = acc
-                for k in range(K):
-                    post[t + 1, k] *= beta_next[k]
-                    beta_next[k] = beta[k]
-            for k in range(K):
-                post[a, k] *= beta_next[k]
-                start_counts[g, k] += post[a, k]
     return post, start_counts, trans_counts, seq_loglik
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=_FM)
 def forward_loglik(log_b, offsets, groups, startprob, transmat):
     """Per-sequence log-likelihoods from the scaled forward pass alone."""
-    n_rows, K = log_b.shape
+    K = log_b.shape[1]
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
+    scaled, shift = _scale_emissions(log_b)
     seq_loglik = np.empty(n_seq)
     for g in prange(n_groups):
         alpha = np.empty(K)
         new = np.empty(K)
-        row = np.empty((1, K))
-        sc = np.empty((1, K))
-        sh = np.empty(1)
         for s in range(groups[g], groups[g + 1]):
             a, b = offsets[s], offsets[s + 1]
             ll = 0.0
             for t in range(a, b):
-                for k in range(K):
-                    row[0, k] = log_b[t, k]
-                _scale_emissions(row, sc, sh, 0, 1)
+                if t == a:
+                    for j in range(K):
+                        new[j] = startprob[j] * scaled[t, j]
+                else:
+                    for j in range(K):
+                        new[j] = 0.0
+                    for i in range(K):
+                        p = alpha[i]
+                        for j in range(K):
+                            new[j] += p * transmat[i, j]
+                    for j in range(K):
+                        new[j] *= scaled[t, j]
                 total = 0.0
                 for j in range(K):
-                    if t == a:
-                        new[j] = startprob[j] * sc[0, j]
-                    else:
-                        acc = 0.0
-                        for i in range(K):
-                            acc += alpha[i] * transmat[i, j]
-                        new[j] = acc * sc[0, j]
                     total += new[j]
-                if total <= 0.0:
+                if not total > 0.0:
                     ll = -np.inf
                     break
-                ll += np.log(total) + sh[0]
+                ll += np.log(total) + shift[t]
+                inv = 1.0 / total
                 for k in range(K):
-                    alpha[k] = new[k] / total
+                    alpha[k] = new[k] * inv
             seq_loglik[s] = ll
     return seq_loglik
 

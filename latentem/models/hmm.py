@@ -246,8 +246,9 @@ class HMM(ParamsMixin):
 
     # ------------------------------------------------------------ the protocol
     def _log_emission(self, data: SequenceData) -> np.ndarray:
-        log_b = np.array(self._family().log_prob(data.X), dtype=np.float64, order="C")
+        log_b = np.ascontiguousarray(self._family().log_prob(data.X), dtype=np.float64)
         if data.labels is not None:
+            log_b = log_b.copy()  # the family may hand back an array it keeps
             known = data.labels >= 0
             keep = log_b[known, data.labels[known]]
             log_b[known] = -np.inf
@@ -666,6 +667,84 @@ class GaussianHMM(HMM):
     @covars_.setter
     def covars_(self, value) -> None:
         self.emission.covariances_ = np.array(value, dtype=np.float64)
+
+    @property
+    def n_features(self) -> int | None:
+        return self.emission.n_features
+
+
+class GMMHMM(HMM):
+    """HMM whose states emit from Gaussian mixtures, as hmmlearn's ``GMMHMM``.
+
+    Parameter letters: ``s``, ``t``, ``w`` (mixture weights), ``m`` (means),
+    ``c`` (covariances). The emission M-step is maximum likelihood with
+    ``min_covar`` added to every covariance diagonal (hmmlearn's GMMHMM uses
+    its own MAP priors instead, so fitted values differ slightly from its).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem import GMMHMM
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-5, 1, (300, 1)), rng.normal(5, 1, (300, 1))])
+    >>> model = GMMHMM(2, n_mix=2, n_iter=20, random_state=0).fit(X)
+    >>> model.means_.shape, model.weights_.shape
+    ((2, 2, 1), (2, 2))
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        n_mix: int = 1,
+        min_covar: float = 1e-3,
+        startprob_prior: float | np.ndarray = 1.0,
+        transmat_prior: float | np.ndarray = 1.0,
+        weights_prior: float = 1.0,
+        covariance_type: str = "diag",
+        algorithm: str = "viterbi",
+        random_state: Any = None,
+        n_iter: int = 10,
+        tol: float = 1e-6,
+        verbose: bool = False,
+        params: str = "stmcw",
+        init_params: str = "stmcw",
+        n_init: int = 1,
+    ):
+        from latentem.families.gaussian_mixture_emission import GaussianMixtureEmission
+
+        super().__init__(
+            n_components,
+            GaussianMixtureEmission(n_components, n_mix, covariance_type, min_covar),
+            startprob_prior=startprob_prior,
+            transmat_prior=transmat_prior,
+            algorithm=algorithm,
+            random_state=random_state,
+            n_iter=n_iter,
+            tol=tol,
+            verbose=verbose,
+            params=params,
+            init_params=init_params,
+            n_init=n_init,
+        )
+        self.n_mix = n_mix
+        self.min_covar = min_covar
+        self.weights_prior = weights_prior
+        self.covariance_type = covariance_type
+
+    def _family(self):
+        fam = self.emission
+        if (fam.covariance_type, fam.n_mix) != (self.covariance_type, self.n_mix):
+            fam.covars_ = None  # the old layout no longer applies
+        fam.n_components = self.n_components
+        fam.n_mix = check_positive_int(self.n_mix, "n_mix")
+        fam.covariance_type = self.covariance_type
+        fam.min_covar = self.min_covar
+        fam.weights_prior = self.weights_prior
+        return fam
+
+    weights_ = _family_property("weights_", "(n_components, n_mix) mixture weights")
+    means_ = _family_property("means_", "(n_components, n_mix, n_features) means")
+    covars_ = _family_property("covars_", "covariances, hmmlearn's GMMHMM layout")
 
     @property
     def n_features(self) -> int | None:

@@ -1,0 +1,121 @@
+"""GaussianHMM: latentem against hmmlearn, side by side in one process.
+
+Same data, same initial parameters: 8 states, 4-D diagonal Gaussians,
+(a) one sequence of 200,000 steps and (b) 5,000 sequences of 40 steps.
+Times one Baum-Welch iteration (median of a few), score and Viterbi.
+
+    python benchmarks/bench_hmm.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import warnings
+
+import numpy as np
+from hmmlearn import hmm as hl
+
+import latentem
+
+K, D = 8, 4
+
+
+def make_data(n_seq, length, seed=0):
+    rng = np.random.RandomState(seed)
+    truth = hl.GaussianHMM(K, "diag", init_params="")
+    truth.startprob_ = np.full(K, 1.0 / K)
+    truth.transmat_ = 0.9 * np.eye(K) + 0.1 / K
+    truth.means_ = rng.normal(scale=3.0, size=(K, D))
+    truth.covars_ = rng.uniform(0.5, 1.5, size=(K, D))
+    parts = [truth.sample(length, random_state=rng)[0] for _ in range(n_seq)]
+    return np.concatenate(parts), np.full(n_seq, length)
+
+
+def start_params(X, seed=1):
+    rng = np.random.default_rng(seed)
+    return {
+        "startprob_": np.full(K, 1.0 / K),
+        "transmat_": 0.5 * np.eye(K) + 0.5 * rng.dirichlet(np.ones(K), size=K),
+        "means_": X[rng.choice(len(X), K, replace=False)].copy(),
+        "covars_": np.tile(X.var(axis=0), (K, 1)),
+    }
+
+
+def configured(cls, params, n_iter):
+    model = cls(K, "diag", init_params="", n_iter=n_iter)
+    for name, value in params.items():
+        setattr(model, name, value.copy())
+    if cls is hl.GaussianHMM:
+        model.tol = -np.inf  # never stop early
+    else:
+        model.tol = 0.0
+    return model
+
+
+def timed(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench(name, X, lengths, n_iter, repeat):
+    params = start_params(X)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Warm-up (numba compile / cache load) outside the timings.
+        configured(latentem.GaussianHMM, params, 1).fit(X[:1000], [1000])
+        fit_ours = timed(
+            lambda: configured(latentem.GaussianHMM, params, n_iter).fit(X, lengths), repeat
+        )
+        fit_theirs = timed(lambda: configured(hl.GaussianHMM, params, n_iter).fit(X, lengths), 1)
+    rows.append(("fit, per iteration", fit_theirs / n_iter, fit_ours / n_iter))
+    ours = configured(latentem.GaussianHMM, params, 1)
+    theirs = configured(hl.GaussianHMM, params, 1)
+    rows.append(
+        (
+            "score",
+            timed(lambda: theirs.score(X, lengths), 1),
+            timed(lambda: ours.score(X, lengths), repeat),
+        )
+    )
+    rows.append(
+        (
+            "viterbi",
+            timed(lambda: theirs.decode(X, lengths), 1),
+            timed(lambda: ours.decode(X, lengths), repeat),
+        )
+    )
+    for what, t_theirs, t_ours in rows:
+        print(
+            f"| {name} | {what} | {t_theirs * 1e3:10.1f} | {t_ours * 1e3:8.1f} | {t_theirs / t_ours:6.1f}x |"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    import hmmlearn
+    import numba
+
+    print(
+        f"# GaussianHMM, K={K}, D={D}, diag; {time.strftime('%Y-%m-%d')}; {platform.machine()}, "
+        f"{numba.config.NUMBA_NUM_THREADS} numba threads; hmmlearn {hmmlearn.__version__}"
+    )
+    print("| data | operation | hmmlearn ms | latentem ms | speed-up |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    X, lengths = make_data(1, 200_000 // scale)
+    bench(f"(a) 1 x {200_000 // scale}", X, lengths, n_iter=3, repeat=3)
+    X, lengths = make_data(5000 // scale, 40)
+    bench(f"(b) {5000 // scale} x 40", X, lengths, n_iter=3, repeat=3)
+
+
+if __name__ == "__main__":
+    main()
