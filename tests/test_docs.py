@@ -9,14 +9,22 @@ import pytest
 from conftest import ROOT
 
 
-def readme_blocks():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-@pytest.mark.parametrize("index", range(len(readme_blocks())))
-def test_readme_python_blocks_run(index):
-    exec(compile(readme_blocks()[index], f"README.md block {index}", "exec"), {})
+def python_blocks():
+    """Every ```python block of the README and docs (```py marks fragments that do not run)."""
+    blocks = []
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        for i, code in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S)):
+            blocks.append(pytest.param(code, id=f"{path.name}-{i}"))
+    return blocks
+
+
+@pytest.mark.parametrize("code", python_blocks())
+def test_documented_python_blocks_run(code):
+    exec(compile(code, "<docs>", "exec"), {})
 
 
 def test_custom_model_example_runs(capsys, monkeypatch):
