@@ -146,7 +146,8 @@ def _block_posterior(nb, logp, lse, resp):
             continue
         s = 0.0
         for k in range(K):
-            e = np.exp(logp[k, b] - m)
+            t = logp[k, b] - m
+            e = 1.0 if t == 0.0 else np.exp(t)  # the largest term needs no exp
             resp[k, b] = e
             s += e
         inv = 1.0 / s
