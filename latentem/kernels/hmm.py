@@ -118,7 +118,8 @@ def _forward_backward_one(
         inv = 1.0 / total
         for k in range(K):
             post[t, k] *= inv
-    # Backward pass, turning alpha into posteriors and summing transitions.
+    # Backward pass, turning alpha into posteriors. The expected transitions
+    # are A * sum_t alpha_t (x) tmp_t; the caller multiplies by A once at the end.
     for k in range(K):
         beta_next[k] = 1.0
     for t in range(b - 2, a - 1, -1):
@@ -129,9 +130,8 @@ def _forward_backward_one(
             p = post[t, i]
             acc = 0.0
             for j in range(K):
-                w = transmat[i, j] * tmp[j]
-                acc += w
-                trans_acc[i, j] += p * w
+                acc += transmat[i, j] * tmp[j]
+                trans_acc[i, j] += p * tmp[j]
             beta[i] = acc
         for k in range(K):
             post[t + 1, k] *= beta_next[k]
@@ -202,6 +202,9 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
                 for t in range(a, b):
                     for k in range(K):
                         post[t, k] = np.nan
+        for i in range(K):
+            for j in range(K):
+                trans_counts[g, i, j] *= transmat[i, j]
     return post, start_counts, trans_counts, seq_loglik
 
 
