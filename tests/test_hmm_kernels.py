@@ -195,3 +195,28 @@ def test_sequence_groups_cover_all_sequences():
     groups = sequence_groups(offsets, 8)
     assert groups[0] == 0 and groups[-1] == 511
     assert np.all(np.diff(groups) > 0) and len(groups) <= 9
+
+
+def test_long_sequences_take_the_two_thread_path_and_agree():
+    from latentem.kernels.hmm import LONG_SEQUENCE
+
+    rng = np.random.default_rng(5)
+    lengths = [LONG_SEQUENCE + 7, 3, 40]
+    log_b, offsets, startprob, transmat = random_problem(rng, 4, lengths)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    xi_total = np.zeros((4, 4))
+    start_total = np.zeros(4)
+    for s in range(len(lengths)):
+        a, b = offsets[s], offsets[s + 1]
+        ref_post, ref_xi, ref_ll = reference_forward_backward(log_b[a:b], startprob, transmat)
+        np.testing.assert_allclose(post[a:b], ref_post, rtol=1e-9, atol=1e-12)
+        assert ll[s] == pytest.approx(ref_ll, rel=1e-12)
+        xi_total += ref_xi
+        start_total += ref_post[0]
+    np.testing.assert_allclose(trans, xi_total, rtol=1e-9)
+    np.testing.assert_allclose(start, start_total, rtol=1e-9)
+    # An impossible long sequence is reported, not turned into numbers.
+    log_b[offsets[0] + 100] = -np.inf
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    assert ll[0] == -np.inf and np.isnan(post[: offsets[1]]).all()
+    assert np.isfinite(ll[1:]).all()

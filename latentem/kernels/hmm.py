@@ -142,6 +142,124 @@ def _forward_backward_one(
     return ll
 
 
+#: Sequences at least this long are processed alone, with the forward and
+#: backward recursions on two threads at once (they are independent when each
+#: is normalised on its own) and the posteriors and transition sums in
+#: parallel chunks. The choice depends only on the lengths, never on threads.
+LONG_SEQUENCE = 8192
+_LONG_CHUNKS = 16
+
+
+@njit(cache=True, fastmath=_FM)
+def _forward_pass(scaled, shift, a, b, startprob, transmat, alpha):
+    """Normalised forward variables of rows a..b-1 into alpha; returns the log-likelihood."""
+    K = scaled.shape[1]
+    tmp = np.empty(K)
+    total = 0.0
+    for k in range(K):
+        alpha[a, k] = startprob[k] * scaled[a, k]
+        total += alpha[a, k]
+    if not total > 0.0:
+        return -np.inf
+    ll = np.log(total) + shift[a]
+    inv = 1.0 / total
+    for k in range(K):
+        alpha[a, k] *= inv
+    for t in range(a + 1, b):
+        for j in range(K):
+            tmp[j] = 0.0
+        for i in range(K):
+            p = alpha[t - 1, i]
+            for j in range(K):
+                tmp[j] += p * transmat[i, j]
+        total = 0.0
+        for j in range(K):
+            v = tmp[j] * scaled[t, j]
+            alpha[t, j] = v
+            total += v
+        if not total > 0.0:
+            return -np.inf
+        ll += np.log(total) + shift[t]
+        inv = 1.0 / total
+        for k in range(K):
+            alpha[t, k] *= inv
+    return ll
+
+
+@njit(cache=True, fastmath=_FM)
+def _backward_pass(scaled, a, b, transmat, beta):
+    """Backward variables of rows a..b-1, each row normalised to sum 1, into beta[0:b-a]."""
+    K = scaled.shape[1]
+    n = b - a
+    for k in range(K):
+        beta[n - 1, k] = 1.0 / K
+    for t in range(n - 2, -1, -1):
+        total = 0.0
+        for i in range(K):
+            acc = 0.0
+            for j in range(K):
+                acc += transmat[i, j] * scaled[a + t + 1, j] * beta[t + 1, j]
+            beta[t, i] = acc
+            total += acc
+        inv = 1.0 / total if total > 0.0 else 0.0
+        for k in range(K):
+            beta[t, k] *= inv
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def _forward_backward_long(scaled, shift, a, b, startprob, transmat, post, start_acc, trans_acc):
+    """One long sequence: forward and backward at once, then posteriors and transitions
+    in fixed chunks. post[a:b] receives the posteriors; returns the log-likelihood."""
+    K = scaled.shape[1]
+    n = b - a
+    beta = np.empty((n, K))
+    lls = np.zeros(2)
+    for task in prange(2):
+        if task == 0:
+            lls[0] = _forward_pass(scaled, shift, a, b, startprob, transmat, post)
+        else:
+            _backward_pass(scaled, a, b, transmat, beta)
+    ll = lls[0]
+    if ll == -np.inf:
+        return ll
+    per = (n + _LONG_CHUNKS - 1) // _LONG_CHUNKS
+    part = np.zeros((_LONG_CHUNKS, K, K))
+    for c in prange(_LONG_CHUNKS):
+        v = np.empty(K)
+        for r in range(c * per, min(n, (c + 1) * per)):
+            t = a + r
+            if r < n - 1:
+                # xi_t(i, j) = alpha_t(i) A_ij v_j / z with v = B_{t+1} * beta_{t+1}
+                for j in range(K):
+                    v[j] = scaled[t + 1, j] * beta[r + 1, j]
+                z = 0.0
+                for i in range(K):
+                    acc = 0.0
+                    for j in range(K):
+                        acc += transmat[i, j] * v[j]
+                    z += post[t, i] * acc
+                if z > 0.0:
+                    inv = 1.0 / z
+                    for i in range(K):
+                        p = post[t, i] * inv
+                        for j in range(K):
+                            part[c, i, j] += p * v[j]
+            total = 0.0
+            for k in range(K):
+                post[t, k] *= beta[r, k]
+                total += post[t, k]
+            inv = 1.0 / total
+            for k in range(K):
+                post[t, k] *= inv
+    for c in range(_LONG_CHUNKS):
+        for i in range(K):
+            for j in range(K):
+                trans_acc[i, j] += part[c, i, j] * transmat[i, j]
+    for k in range(K):
+        start_acc[k] += post[a, k]
+    return ll
+
+
 @njit(cache=True, parallel=True)
 def forward_backward(log_b, offsets, groups, startprob, transmat):
     """Posteriors, expected start and transition counts, per-sequence log-likelihoods.
@@ -182,6 +300,8 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
         beta_next = np.empty(K)
         for s in range(groups[g], groups[g + 1]):
             a, b = offsets[s], offsets[s + 1]
+            if b - a >= LONG_SEQUENCE:
+                continue  # done below, with both threads on it
             ll = _forward_backward_one(
                 scaled,
                 shift,
@@ -205,6 +325,26 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
         for i in range(K):
             for j in range(K):
                 trans_counts[g, i, j] *= transmat[i, j]
+    for g in range(n_groups):
+        for s in range(groups[g], groups[g + 1]):
+            a, b = offsets[s], offsets[s + 1]
+            if b - a >= LONG_SEQUENCE:
+                ll = _forward_backward_long(
+                    scaled,
+                    shift,
+                    a,
+                    b,
+                    startprob,
+                    transmat,
+                    post,
+                    start_counts[g],
+                    trans_counts[g],
+                )
+                seq_loglik[s] = ll
+                if ll == -np.inf:
+                    for t in range(a, b):
+                        for k in range(K):
+                            post[t, k] = np.nan
     return post, start_counts, trans_counts, seq_loglik
 
 
