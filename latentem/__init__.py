@@ -1,6 +1,7 @@
 """latentem: fast expectation-maximization for latent-variable models."""
 
 from latentem import tree
+from latentem.model_selection import select_gaussian_mixture
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.protocol import LatentModel, Stats, SupportsParamVector
@@ -29,5 +30,6 @@ __all__ = [
     "Stats",
     "SupportsParamVector",
     "fit_em",
+    "select_gaussian_mixture",
     "tree",
 ]

@@ -5,26 +5,21 @@ import runpy
 import sys
 
 import pytest
-
 from conftest import ROOT
-
 
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def python_blocks():
-    """Every ```python block of the README and docs (```py marks fragments that do not run)."""
-    blocks = []
-    for path in DOC_FILES:
-        text = path.read_text(encoding="utf-8")
-        for i, code in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S)):
-            blocks.append(pytest.param(code, id=f"{path.name}-{i}"))
-    return blocks
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
+def test_documented_python_blocks_run(path):
+    """The ```python blocks of each page run in order, in one namespace, like a notebook.
 
-
-@pytest.mark.parametrize("code", python_blocks())
-def test_documented_python_blocks_run(code):
-    exec(compile(code, "<docs>", "exec"), {})
+    ```py marks fragments that are not meant to run.
+    """
+    text = path.read_text(encoding="utf-8")
+    namespace: dict = {}
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S)):
+        exec(compile(code, f"{path.name} block {i}", "exec"), namespace)
 
 
 def test_custom_model_example_runs(capsys, monkeypatch):
