@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups, viterbi
+from latentem.kernels.hmm import (
+    LONG_SEQUENCE as LONG,
+)
+from latentem.kernels.hmm import (
+    forward_backward,
+    forward_loglik,
+    sequence_groups,
+    viterbi,
+)
 
 
 def reference_forward_backward(log_b, startprob, transmat):
@@ -53,7 +61,8 @@ def random_problem(rng, K, lengths, scale=3.0):
 
 def run_fb(log_b, offsets, startprob, transmat, max_groups=64):
     groups = sequence_groups(offsets, max_groups)
-    post, start, trans, ll = forward_backward(log_b, offsets, groups, startprob, transmat)
+    weights = np.ones(len(offsets) - 1)
+    post, start, trans, ll = forward_backward(log_b, offsets, groups, startprob, transmat, weights)
     return post, start.sum(0), trans.sum(0), ll
 
 
@@ -188,6 +197,25 @@ def test_against_hmmlearn_c_code():
     states, lp = viterbi(log_b, offsets, sequence_groups(offsets), log_pi, log_a)
     np.testing.assert_array_equal(states, ref_path)
     assert lp[0] == pytest.approx(ref_lp, rel=1e-12)
+
+
+def test_sequence_weights_scale_the_counts():
+    rng = np.random.default_rng(6)
+    lengths = [30, LONG, 5]
+    log_b, offsets, startprob, transmat = random_problem(rng, 3, lengths)
+    groups = sequence_groups(offsets)
+    w = np.array([0.5, 2.0, 0.0])
+    post, start, trans, ll = forward_backward(log_b, offsets, groups, startprob, transmat, w)
+    ref_trans = np.zeros((3, 3))
+    ref_start = np.zeros(3)
+    for s in range(3):
+        a, b = offsets[s], offsets[s + 1]
+        ref_post, ref_xi, _ = reference_forward_backward(log_b[a:b], startprob, transmat)
+        ref_trans += w[s] * ref_xi
+        ref_start += w[s] * ref_post[0]
+        np.testing.assert_allclose(post[a:b], ref_post, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(trans.sum(0), ref_trans, rtol=1e-9)
+    np.testing.assert_allclose(start.sum(0), ref_start, rtol=1e-9)
 
 
 def test_sequence_groups_cover_all_sequences():

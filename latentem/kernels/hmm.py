@@ -77,6 +77,7 @@ def _forward_backward_one(
     b,
     startprob,
     transmat,
+    weight,
     post,
     scale,
     start_acc,
@@ -128,17 +129,18 @@ def _forward_backward_one(
             tmp[j] = scaled[t + 1, j] * beta_next[j] * inv
         for i in range(K):
             p = post[t, i]
+            wp = weight * p
             acc = 0.0
             for j in range(K):
                 acc += transmat[i, j] * tmp[j]
-                trans_acc[i, j] += p * tmp[j]
+                trans_acc[i, j] += wp * tmp[j]
             beta[i] = acc
         for k in range(K):
             post[t + 1, k] *= beta_next[k]
             beta_next[k] = beta[k]
     for k in range(K):
         post[a, k] *= beta_next[k]
-        start_acc[k] += post[a, k]
+        start_acc[k] += weight * post[a, k]
     return ll
 
 
@@ -207,7 +209,9 @@ def _backward_pass(scaled, a, b, transmat, beta):
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def _forward_backward_long(scaled, shift, a, b, startprob, transmat, post, start_acc, trans_acc):
+def _forward_backward_long(
+    scaled, shift, a, b, startprob, transmat, weight, post, start_acc, trans_acc
+):
     """One long sequence: forward and backward at once, then posteriors and transitions
     in fixed chunks. post[a:b] receives the posteriors; returns the log-likelihood."""
     K = scaled.shape[1]
@@ -254,15 +258,19 @@ def _forward_backward_long(scaled, shift, a, b, startprob, transmat, post, start
     for c in range(_LONG_CHUNKS):
         for i in range(K):
             for j in range(K):
-                trans_acc[i, j] += part[c, i, j] * transmat[i, j]
+                trans_acc[i, j] += weight * part[c, i, j] * transmat[i, j]
     for k in range(K):
-        start_acc[k] += post[a, k]
+        start_acc[k] += weight * post[a, k]
     return ll
 
 
 @njit(cache=True, parallel=True)
-def forward_backward(log_b, offsets, groups, startprob, transmat):
+def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
     """Posteriors, expected start and transition counts, per-sequence log-likelihoods.
+
+    The start and transition counts of sequence s are multiplied by
+    ``seq_weights[s]`` (ones for a plain HMM; a cluster's responsibilities
+    for an HMM inside a mixture); the posteriors are not.
 
     Parameters
     ----------
@@ -273,6 +281,7 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
     groups : (n_groups + 1,) int64, from :func:`sequence_groups`
     startprob : (K,) float64
     transmat : (K, K) float64
+    seq_weights : (n_sequences,) float64
 
     Returns
     -------
@@ -309,6 +318,7 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
                 b,
                 startprob,
                 transmat,
+                seq_weights[s],
                 post,
                 scale,
                 start_counts[g],
@@ -336,6 +346,7 @@ def forward_backward(log_b, offsets, groups, startprob, transmat):
                     b,
                     startprob,
                     transmat,
+                    seq_weights[s],
                     post,
                     start_counts[g],
                     trans_counts[g],

@@ -42,6 +42,7 @@ class SequenceData:
         self.offsets = offsets
         self.labels = labels
         self.groups = sequence_groups(offsets)
+        self.weights = np.ones(len(offsets) - 1)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -258,7 +259,7 @@ class HMM(ParamsMixin):
     def _forward_backward(self, data: SequenceData):
         log_b = self._log_emission(data)
         post, starts, trans, seq_ll = forward_backward(
-            log_b, data.offsets, data.groups, self.startprob_, self.transmat_
+            log_b, data.offsets, data.groups, self.startprob_, self.transmat_, data.weights
         )
         bad = np.flatnonzero(~np.isfinite(seq_ll))
         if bad.size:
