@@ -5,20 +5,36 @@ Complete rows go through the fast fused kernels of
 through :mod:`latentem.kernels.gaussian_missing` (marginal log-densities;
 conditional means and covariances in the statistics); rows that are entirely
 NaN carry no evidence (log-density 0) and add nothing to the statistics.
+
+Rows with gaps are grouped by missingness pattern once per data set
+(:func:`missing_plan`, cached on the family by the NaN mask). The per-pattern
+factorisations are then computed either once per pattern (grouped path) or
+once per row (per-row path); :attr:`MissingGaussianFamily.grouped` chooses,
+by default automatically, and both give bit-identical results.
 """
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from latentem.families.gaussian import GaussianFamily
 from latentem.kernels.gaussian_missing import (
+    conditional_draw,
     conditional_fill,
-    missing_accumulate,
+    missing_estep,
     missing_logprob,
+    pattern_factors,
 )
 
-__all__ = ["MissingGaussianFamily", "row_missingness"]
+__all__ = ["MissingGaussianFamily", "MissingPlan", "missing_plan", "row_missingness"]
+
+#: The grouped path is chosen when rows share patterns at least this often on
+#: average and its tables fit in GROUPED_MAX_BYTES.
+GROUPED_MIN_ROWS_PER_PATTERN = 2.0
+GROUPED_MAX_BYTES = 256 * 2**20
 
 
 def row_missingness(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -29,8 +45,103 @@ def row_missingness(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ~any_nan, any_nan & ~all_nan, all_nan
 
 
+@dataclass
+class MissingPlan:
+    """Rows of a data set sorted out by missingness.
+
+    Attributes
+    ----------
+    complete, partial, empty : ndarray of int64
+        Indices of complete rows, rows with some gaps, and all-NaN rows.
+    pattern : ndarray of int64
+        Pattern number of each row of ``partial`` (all-NaN rows have their
+        own pattern in ``pattern_all``).
+    pat_idx : ndarray (n_patterns, D) of int64
+        Missing columns first, then observed ones, each in column order.
+    pat_nmis : ndarray (n_patterns,) of int64
+        Number of missing columns of each pattern.
+    counts : ndarray (n_patterns,) of int64
+        Rows with each pattern.
+    """
+
+    complete: np.ndarray
+    partial: np.ndarray
+    empty: np.ndarray
+    pattern: np.ndarray
+    pat_idx: np.ndarray
+    pat_nmis: np.ndarray
+    counts: np.ndarray
+    key: bytes
+
+    @property
+    def n_patterns(self) -> int:
+        return int(self.pat_nmis.shape[0])
+
+
+def _mask_key(nan: np.ndarray) -> bytes:
+    h = hashlib.blake2b(np.packbits(nan, axis=None).tobytes(), digest_size=16)
+    h.update(repr(nan.shape).encode())
+    return h.digest()
+
+
+def missing_plan(X: np.ndarray) -> MissingPlan:
+    """Group the rows of X (with NaN for gaps) by missingness pattern.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem.families.gaussian_missing import missing_plan
+    >>> X = np.array([[1.0, np.nan], [2.0, 3.0], [4.0, np.nan], [np.nan, 5.0]])
+    >>> plan = missing_plan(X)
+    >>> plan.partial.tolist(), plan.pattern.tolist(), plan.counts.tolist()
+    ([0, 2, 3], [0, 0, 1], [2, 1])
+    >>> plan.pat_idx.tolist(), plan.pat_nmis.tolist()  # missing columns first
+    ([[1, 0], [0, 1]], [1, 1])
+    """
+    nan = np.isnan(X)
+    any_nan = nan.any(axis=1)
+    all_nan = nan.all(axis=1)
+    partial = np.flatnonzero(any_nan & ~all_nan)
+    D = X.shape[1]
+    if partial.size:
+        m = nan[partial]
+        packed = np.ascontiguousarray(np.packbits(m, axis=1))
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+        _, first, inverse, counts = np.unique(
+            keys, return_index=True, return_inverse=True, return_counts=True
+        )
+        pm = m[first]
+        pat_idx = np.ascontiguousarray(np.argsort(~pm, axis=1, kind="stable"), dtype=np.int64)
+        pat_nmis = pm.sum(axis=1).astype(np.int64)
+        pattern = inverse.reshape(-1).astype(np.int64)
+        counts = counts.astype(np.int64)
+    else:
+        pat_idx = np.zeros((0, D), dtype=np.int64)
+        pat_nmis = np.zeros(0, dtype=np.int64)
+        pattern = np.zeros(0, dtype=np.int64)
+        counts = np.zeros(0, dtype=np.int64)
+    return MissingPlan(
+        complete=np.flatnonzero(~any_nan),
+        partial=partial,
+        empty=np.flatnonzero(all_nan),
+        pattern=pattern,
+        pat_idx=pat_idx,
+        pat_nmis=pat_nmis,
+        counts=counts,
+        key=_mask_key(nan),
+    )
+
+
 class MissingGaussianFamily(GaussianFamily):
     """:class:`GaussianFamily` that accepts NaN for missing entries.
+
+    Attributes
+    ----------
+    grouped : None or bool
+        ``None`` (default) chooses the grouped path when rows share
+        missingness patterns (at least 2 rows per pattern on average) and
+        its tables fit in 256 MiB, else the per-row path; ``True`` /
+        ``False`` force one. The results are identical.
 
     Examples
     --------
@@ -45,6 +156,14 @@ class MissingGaussianFamily(GaussianFamily):
     array([[1. , 0.8]])
     """
 
+    grouped: bool | None = None
+
+    # ------------------------------------------------------------------ cached pieces
+    def set_parameters(self, means: np.ndarray, covariances: np.ndarray) -> None:
+        super().set_parameters(means, covariances)
+        self._missing_cache = None
+        self._tables_cache = None
+
     def full_covariances(self) -> np.ndarray:
         """Every component's (D, D) covariance matrix, shape (K, D, D)."""
         K, D = self.n_components, self.n_features
@@ -58,50 +177,184 @@ class MissingGaussianFamily(GaussianFamily):
         out[:, np.arange(D), np.arange(D)] = diag
         return out
 
-    def log_prob(self, X: np.ndarray) -> np.ndarray:
-        complete, partial, _ = row_missingness(X)
-        if complete.all():
+    def _precision_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(U, P, log det S)``: upper ``U`` with ``P = U U^T = S^-1``, for every component."""
+        cache = getattr(self, "_missing_cache", None)
+        if cache is not None:
+            return cache
+        C = self.full_covariances()
+        L = np.linalg.cholesky(C)
+        Linv = np.linalg.inv(L)
+        Linv = np.tril(Linv)
+        U = np.ascontiguousarray(Linv.transpose(0, 2, 1))
+        P = np.ascontiguousarray(U @ Linv)
+        P = 0.5 * (P + P.transpose(0, 2, 1))
+        logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+        self._missing_cache = (U, np.ascontiguousarray(P), logdet)
+        return self._missing_cache
+
+    def plan(self, X: np.ndarray) -> MissingPlan:
+        """The :class:`MissingPlan` of X, cached by its NaN mask."""
+        key = _mask_key(np.isnan(X))
+        cached = getattr(self, "_plan_cache", None)
+        if cached is not None and cached.key == key:
+            return cached
+        plan = missing_plan(X)
+        self._plan_cache = plan
+        return plan
+
+    def use_grouped(self, plan: MissingPlan) -> bool:
+        """Whether the grouped path runs for this plan (see :attr:`grouped`)."""
+        if self.grouped is not None:
+            return bool(self.grouped)
+        n_pat = plan.n_patterns
+        if n_pat == 0:
+            return False
+        size = 3 * 8 * n_pat * self.n_components * self.n_features**2
+        return (
+            plan.partial.size >= GROUPED_MIN_ROWS_PER_PATTERN * n_pat and size <= GROUPED_MAX_BYTES
+        )
+
+    def _tables(self, plan: MissingPlan) -> tuple:
+        K, D = self.n_components, self.n_features
+        if not self.use_grouped(plan):
+            z = np.zeros((0, K, D, D))
+            return (z, z, z, np.zeros((0, K)))
+        cached = getattr(self, "_tables_cache", None)
+        if cached is not None and cached[0] == plan.key:
+            return cached[1]
+        _, P, _ = self._precision_parts()
+        tabs = pattern_factors(P, plan.pat_idx, plan.pat_nmis)
+        self._tables_cache = (plan.key, tabs)
+        return tabs
+
+    def _args(self, X, plan):
+        U, P, logdet = self._precision_parts()
+        return (X, plan.partial, plan.pattern, plan.pat_idx, plan.pat_nmis), U, P, logdet
+
+    # ------------------------------------------------------------------ family jobs
+    def log_prob(self, X: np.ndarray, plan: MissingPlan | None = None) -> np.ndarray:
+        plan = self.plan(X) if plan is None else plan
+        if plan.complete.size == X.shape[0]:
             return super().log_prob(X)
         out = np.zeros((X.shape[0], self.n_components))
-        if complete.any():
-            out[complete] = super().log_prob(np.ascontiguousarray(X[complete]))
-        if partial.any():
-            rows = np.flatnonzero(partial)
-            out[rows] = missing_logprob(X, rows, self.means_, self.full_covariances())
+        if plan.complete.size:
+            out[plan.complete] = super().log_prob(np.ascontiguousarray(X[plan.complete]))
+        if plan.partial.size:
+            head, U, P, logdet = self._args(X, plan)
+            out[plan.partial] = missing_logprob(
+                *head, self.means_, U, P, logdet, self._tables(plan)
+            )
         return out
 
-    def accumulate(self, X: np.ndarray, weights: np.ndarray) -> tuple:
-        complete, partial, _ = row_missingness(X)
-        if complete.all():
-            return super().accumulate(X, weights)
+    def _missing_stats(self, X, plan, log_w, W, use_logw):
+        head, U, P, logdet = self._args(X, plan)
+        return missing_estep(
+            *head,
+            self.means_,
+            U,
+            P,
+            logdet,
+            self._tables(plan),
+            log_w,
+            W,
+            use_logw,
+            self._shift(),
+            self.smode,
+        )
+
+    def _zero_stats(self) -> tuple:
         K, D = self.n_components, self.n_features
-        smode = self.smode
-        qshape = {0: (K, D, D), 1: (1, D, D), 2: (K, 1, D)}[smode]
-        nk, S, Q = np.zeros(K), np.zeros((K, D)), np.zeros(qshape)
+        qshape = {0: (K, D, D), 1: (1, D, D), 2: (K, 1, D)}[self.smode]
+        return np.zeros(K), np.zeros((K, D)), np.zeros(qshape)
+
+    def accumulate(
+        self, X: np.ndarray, weights: np.ndarray, plan: MissingPlan | None = None
+    ) -> tuple:
+        plan = self.plan(X) if plan is None else plan
+        if plan.complete.size == X.shape[0]:
+            return super().accumulate(X, weights)
         W = np.ascontiguousarray(weights, dtype=np.float64)
-        if complete.any():
-            nk, S, Q = super().accumulate(np.ascontiguousarray(X[complete]), W[complete])
-        if partial.any():
-            rows = np.flatnonzero(partial)
-            nk2, S2, Q2 = missing_accumulate(
-                X,
-                rows,
-                np.ascontiguousarray(W[rows]),
-                self.means_,
-                self.full_covariances(),
-                self._shift(),
-                smode,
+        nk, S, Q = self._zero_stats()
+        if plan.complete.size:
+            nk, S, Q = super().accumulate(
+                np.ascontiguousarray(X[plan.complete]), np.ascontiguousarray(W[plan.complete])
+            )
+        if plan.partial.size:
+            _, nk2, S2, Q2 = self._missing_stats(
+                X, plan, np.zeros(self.n_components), np.ascontiguousarray(W[plan.partial]), False
             )
             nk, S, Q = nk + nk2, S + S2, Q + Q2
         return nk, S, Q
 
-    def fill(self, X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def mixture_e_step(
+        self,
+        X: np.ndarray,
+        log_weights: np.ndarray,
+        plan: MissingPlan | None = None,
+        X_complete: np.ndarray | None = None,
+    ) -> tuple[tuple, float]:
+        """Mixture E-step with gaps: ``((nk, S, Q), observed-data log-likelihood)``.
+
+        Complete rows go through the fused kernel (pass ``X_complete``, the
+        contiguous ``X[plan.complete]``, to avoid copying it every call);
+        partly observed rows through the missing-data kernel; all-NaN rows
+        add nothing.
+        """
+        plan = self.plan(X) if plan is None else plan
+        log_w = np.ascontiguousarray(log_weights, dtype=np.float64)
+        if plan.complete.size == X.shape[0]:
+            return self.fused_e_step(X, log_w)
+        ll = 0.0
+        nk, S, Q = self._zero_stats()
+        if plan.complete.size:
+            Xc = X_complete if X_complete is not None else np.ascontiguousarray(X[plan.complete])
+            (nk, S, Q), ll = self.fused_e_step(Xc, log_w)
+        if plan.partial.size:
+            ll2, nk2, S2, Q2 = self._missing_stats(
+                X, plan, log_w, np.zeros((0, self.n_components)), True
+            )
+            nk, S, Q, ll = nk + nk2, S + S2, Q + Q2, ll + ll2
+        return (nk, S, Q), float(ll)
+
+    def fill(
+        self, X: np.ndarray, weights: np.ndarray, plan: MissingPlan | None = None
+    ) -> np.ndarray:
         """X with each NaN replaced by its conditional mean, averaged over components
-        with the given row weights (n, K). A new array; X is not changed."""
+        with the given row weights (n, K). A new array; X is not changed.
+
+        All-NaN rows get the weighted component means."""
         out = np.array(X, dtype=np.float64)
-        _, partial, all_nan = row_missingness(X)
-        rows = np.flatnonzero(partial | all_nan)
-        if rows.size:
-            W = np.ascontiguousarray(weights[rows], dtype=np.float64)
-            out[rows] = conditional_fill(X, rows, W, self.means_, self.full_covariances())
+        plan = self.plan(X) if plan is None else plan
+        if plan.partial.size:
+            head, _, P, _ = self._args(X, plan)
+            W = np.ascontiguousarray(weights[plan.partial], dtype=np.float64)
+            out[plan.partial] = conditional_fill(*head, self.means_, P, self._tables(plan), W)
+        if plan.empty.size:
+            out[plan.empty] = np.asarray(weights[plan.empty], dtype=np.float64) @ self.means_
+        return out
+
+    def draw(
+        self,
+        X: np.ndarray,
+        components: np.ndarray,
+        rng: np.random.Generator,
+        plan: MissingPlan | None = None,
+    ) -> np.ndarray:
+        """X with each NaN drawn from its conditional distribution under row
+        ``i``'s component ``components[i]``. A new array; X is not changed."""
+        out = np.array(X, dtype=np.float64)
+        plan = self.plan(X) if plan is None else plan
+        comp = np.asarray(components, dtype=np.int64)
+        if plan.partial.size:
+            head, _, P, _ = self._args(X, plan)
+            Z = rng.standard_normal((plan.partial.size, self.n_features))
+            out[plan.partial] = conditional_draw(
+                *head, self.means_, P, self._tables(plan), comp[plan.partial], Z
+            )
+        if plan.empty.size:
+            for i in plan.empty:
+                k = int(comp[i])
+                L = np.linalg.cholesky(self.component_covariance(k))
+                out[i] = self.means_[k] + L @ rng.standard_normal(self.n_features)
         return out
