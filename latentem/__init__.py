@@ -1,6 +1,15 @@
 """latentem: fast expectation-maximization for latent-variable models."""
 
 from latentem import tree
+from latentem.graph import (
+    Categorical,
+    Discrete,
+    Family,
+    Gaussian,
+    MarkovChain,
+    ModelGraph,
+    Poisson,
+)
 from latentem.model_selection import select_gaussian_mixture
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
@@ -16,6 +25,13 @@ from latentem.runner import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Categorical",
+    "Discrete",
+    "Family",
+    "Gaussian",
+    "MarkovChain",
+    "ModelGraph",
+    "Poisson",
     "CategoricalHMM",
     "ConvergenceWarning",
     "GMMHMM",

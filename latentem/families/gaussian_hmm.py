@@ -21,9 +21,20 @@ from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 __all__ = ["GaussianEmission"]
 
 
+def _add_to_diagonal(cov: np.ndarray, value: float, covariance_type: str) -> np.ndarray:
+    if covariance_type in ("diag", "spherical"):
+        return cov + value
+    idx = np.arange(cov.shape[-1])
+    cov = cov.copy()
+    cov[..., idx, idx] += value
+    return cov
+
+
 class GaussianEmission(MissingGaussianFamily):
     """K Gaussian states for an HMM: letters ``m`` (means) and ``c`` (covariances).
 
+    ``reg_covar`` (default 0, as in hmmlearn) is added to the diagonal of
+    every covariance after the M-step, as in scikit-learn's mixtures.
     ``n_features`` is taken from the data (or from ``means_`` when they are
     set by hand). NaN entries are allowed in the data (see
     :class:`MissingGaussianFamily`).
@@ -40,8 +51,9 @@ class GaussianEmission(MissingGaussianFamily):
         means_weight: Any = 0.0,
         covars_prior: Any = 1e-2,
         covars_weight: Any = 1.0,
+        reg_covar: float = 0.0,
     ):
-        super().__init__(n_components, 1, covariance_type, reg_covar=0.0)
+        super().__init__(n_components, 1, covariance_type, reg_covar=reg_covar)
         self.n_features = None
         self.min_covar = min_covar
         self.means_prior = means_prior
@@ -159,6 +171,8 @@ class GaussianEmission(MissingGaussianFamily):
                     + mw * (np.atleast_2d(meandiff).T @ np.atleast_2d(meandiff))
                 )
                 cov = (cp + c_n) / (max(cw - D, 0.0) + nk.sum())
+            if self.reg_covar:
+                cov = _add_to_diagonal(cov, self.reg_covar, ct)
         self.set_parameters(new_mu, cov)
 
     def sample(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,793 @@
+"""Compose latent models on a networkx graph and fit the whole graph with one EM.
+
+Nodes are latent structures (:class:`Categorical`, :class:`MarkovChain`),
+emission families (:class:`Gaussian`, :class:`Discrete`, :class:`Poisson`,
+or any family through :class:`Family`) and whole HMMs (``GaussianHMM`` and
+friends, expanded into a Markov chain and its emission family). An edge
+``parent -> child`` means "the parent's latent state selects the child's
+parameter set": a child under a parent with S states (which itself has R
+parameter sets) gets R * S parameter sets.
+
+One EM runs over the whole tree. In the E-step children pass their per-unit
+log-likelihoods up (per row, or per whole sequence), each latent node turns
+them into posteriors, and parents pass posteriors down as the weights of
+their children's statistics. The graph is itself a
+:class:`~latentem.protocol.LatentModel`, so :func:`latentem.fit_em`,
+restarts and the monotone guard work on it unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from scipy.special import logsumexp
+
+from latentem._validation import check_positive_int, check_random_state
+from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
+from latentem.kernels.kmeans import kmeans_plusplus, lloyd
+from latentem.runner import fit_em
+
+__all__ = [
+    "ModelGraph",
+    "Categorical",
+    "MarkovChain",
+    "Gaussian",
+    "Discrete",
+    "Poisson",
+    "Family",
+]
+
+_UNITS = ("row", "sequence")
+
+
+# --------------------------------------------------------------------------- node specs
+class Categorical:
+    """A latent categorical variable with ``n_states`` states.
+
+    ``unit="row"``: one state per row (a mixture over rows).
+    ``unit="sequence"``: one state per whole sequence (a mixture of
+    sequence models, such as a mixture of HMMs).
+    ``weights_prior`` is a Dirichlet pseudo-count (1.0: maximum likelihood).
+    """
+
+    kind = "categorical"
+
+    def __init__(self, n_states: int, *, unit: str = "row", weights_prior: float = 1.0):
+        self.n_states = check_positive_int(n_states, "n_states")
+        if unit not in _UNITS:
+            raise ValueError(f"unit must be one of {_UNITS}; got {unit!r}.")
+        self.unit = unit
+        self.weights_prior = weights_prior
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.n_states} states, unit={self.unit})"
+
+
+class MarkovChain:
+    """A latent Markov chain with ``n_states`` states over the rows of each sequence."""
+
+    kind = "markov"
+    unit = "sequence"
+
+    def __init__(self, n_states: int, *, startprob_prior: float = 1.0, transmat_prior: float = 1.0):
+        self.n_states = check_positive_int(n_states, "n_states")
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+
+    def __repr__(self) -> str:
+        return f"MarkovChain({self.n_states} states)"
+
+
+class Family:
+    """An emission-family node built by ``factory(n_sets)`` (see :mod:`latentem.families.base`).
+
+    ``columns`` selects the columns of X the family models (indices, or
+    names when X is a DataFrame); None means all.
+    """
+
+    kind = "family"
+
+    def __init__(self, factory, columns: Any = None, name: str = "Family"):
+        self.factory = factory
+        self.columns = columns
+        self.label = name
+
+    def build(self, n_sets: int):
+        family = self.factory(n_sets)
+        if family.n_components != n_sets:
+            raise ValueError(
+                f"the family built for this node has {family.n_components} components but its "
+                f"parents give it {n_sets} parameter sets; they must agree."
+            )
+        return family
+
+    def __repr__(self) -> str:
+        cols = "all columns" if self.columns is None else f"columns {list(self.columns)}"
+        return f"{self.label}({cols})"
+
+
+def Gaussian(
+    covariance_type: str = "diag",
+    *,
+    columns: Any = None,
+    min_covar: float = 1e-3,
+    covars_prior: float = 1e-2,
+    covars_weight: float = 1.0,
+    reg_covar: float = 0.0,
+) -> Family:
+    """Gaussian emissions; NaN entries are marginalised (and :meth:`ModelGraph.impute` fills them).
+
+    The M-step is :class:`latentem.GaussianHMM`'s (hmmlearn's MAP rule with
+    ``covars_prior``), plus ``reg_covar`` on the diagonal; ``covariance_type="tied"``
+    shares one covariance across all parameter sets of the node.
+    """
+    from latentem.families.gaussian_hmm import GaussianEmission
+
+    def factory(n_sets):
+        return GaussianEmission(
+            n_sets,
+            covariance_type,
+            min_covar=min_covar,
+            covars_prior=covars_prior,
+            covars_weight=covars_weight,
+            reg_covar=reg_covar,
+        )
+
+    return Family(factory, columns, name=f"Gaussian[{covariance_type}]")
+
+
+def Discrete(*, columns: Any = None, n_features: int | None = None) -> Family:
+    """Categorical emissions: one column of integer symbols 0..n_features-1 (NaN or -1: missing)."""
+    from latentem.families.categorical import CategoricalFamily
+
+    return Family(lambda n: CategoricalFamily(n, n_features), columns, name="Discrete")
+
+
+def Poisson(*, columns: Any = None) -> Family:
+    """Independent Poisson counts per selected column (NaN: missing)."""
+    from latentem.families.poisson import PoissonFamily
+
+    return Family(lambda n: PoissonFamily(n), columns, name="Poisson")
+
+
+# ------------------------------------------------------------------------------ data
+class GraphData:
+    """X with its sequences, and each family node's columns, validated once per fit."""
+
+    def __init__(self, X: Any, offsets: np.ndarray, leaves: dict[str, np.ndarray]):
+        self.X = X
+        self.offsets = offsets
+        self.groups = sequence_groups(offsets)
+        self.row_sequence = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        self.leaves = leaves
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.offsets) - 1
+
+
+# --------------------------------------------------------------------------- runtime nodes
+class _Leaf:
+    def __init__(self, name: str, spec: Family, n_sets: int):
+        self.name = name
+        self.spec = spec
+        self.n_sets = n_sets
+        self.family = spec.build(n_sets)
+        self.unit = "row"
+        self.last_weights: np.ndarray | None = None
+
+    def init(self, data: GraphData, rng: np.random.Generator) -> None:
+        self.family.init_params(data.leaves[self.name], rng, self.family.param_letters)
+        self.family.check_params()
+
+    def evidence(self, data: GraphData) -> np.ndarray:
+        return np.asarray(self.family.log_prob(data.leaves[self.name]), dtype=np.float64)
+
+    def accumulate(self, data: GraphData, weights: np.ndarray, stats: dict) -> None:
+        self.last_weights = weights
+        stats[self.name] = self.family.accumulate(data.leaves[self.name], weights)
+
+    def m_step(self, stats: dict) -> None:
+        self.family.m_step(stats[self.name], self.family.param_letters)
+
+    def nodes(self):
+        yield self
+
+
+class _Latent:
+    def __init__(self, name: str, spec, n_sets: int, children: list):
+        self.name = name
+        self.spec = spec
+        self.kind = spec.kind
+        self.n_states = spec.n_states
+        self.n_sets = n_sets
+        self.children = children
+        self.unit = spec.unit
+        self.posterior: np.ndarray | None = None
+
+    # -- parameters
+    def init(self, data: GraphData, rng: np.random.Generator) -> None:
+        R, S = self.n_sets, self.n_states
+        if self.kind == "categorical":
+            self.weights_ = np.full((R, S), 1.0 / S)
+        else:
+            self.startprob_ = np.full((R, S), 1.0 / S)
+            self.transmat_ = 0.5 * np.eye(S) + 0.5 * rng.dirichlet(np.ones(S), size=(R, S))
+        for child in self.children:
+            child.init(data, rng)
+
+    def _child_evidence(self, data: GraphData) -> np.ndarray:
+        total = None
+        for child in self.children:
+            e = child.evidence(data)
+            total = e if total is None else total + e
+        return total
+
+    # -- E-step, upwards
+    def evidence(self, data: GraphData) -> np.ndarray:
+        """(n_units, n_sets) log-likelihood of each unit under each parameter set."""
+        R, S = self.n_sets, self.n_states
+        E = self._child_evidence(data)
+        if self.kind == "categorical":
+            with np.errstate(divide="ignore"):
+                joint = E.reshape(-1, R, S) + np.log(self.weights_)[None]
+            self._joint = joint
+            return logsumexp(joint, axis=2)
+        self._log_b = E
+        out = np.empty((data.n_sequences, R))
+        for r in range(R):
+            log_b = np.ascontiguousarray(E[:, r * S : (r + 1) * S])
+            out[:, r] = forward_loglik(
+                log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r]
+            )
+        return out
+
+    # -- E-step, downwards
+    def accumulate(self, data: GraphData, weights: np.ndarray, stats: dict) -> None:
+        R, S = self.n_sets, self.n_states
+        if self.kind == "categorical":
+            joint = self._joint
+            norm = logsumexp(joint, axis=2, keepdims=True)
+            resp = np.exp(joint - np.where(np.isfinite(norm), norm, 0.0)) * weights[:, :, None]
+            self.posterior = resp.sum(axis=1)
+            stats[self.name] = {"counts": resp.sum(axis=0)}
+            child_weights = np.ascontiguousarray(resp.reshape(len(resp), R * S))
+        else:
+            starts = np.zeros((R, S))
+            trans = np.zeros((R, S, S))
+            child_weights = np.empty((len(data), R * S))
+            posterior = np.zeros((len(data), S))
+            for r in range(R):
+                log_b = np.ascontiguousarray(self._log_b[:, r * S : (r + 1) * S])
+                w_seq = np.ascontiguousarray(weights[:, r])
+                post, st, tr, seq_ll = forward_backward(
+                    log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r], w_seq
+                )
+                if not np.isfinite(seq_ll).all():
+                    raise ValueError(
+                        f"node {self.name!r}: a sequence has zero probability under the "
+                        "current parameters (zeros in its start or transition probabilities)."
+                    )
+                starts[r], trans[r] = st.sum(axis=0), tr.sum(axis=0)
+                block = post * w_seq[data.row_sequence][:, None]
+                child_weights[:, r * S : (r + 1) * S] = block
+                posterior += block
+            self.posterior = posterior
+            stats[self.name] = {"start": starts, "trans": trans}
+        for child in self.children:
+            child.accumulate(data, child_weights, stats)
+
+    # -- M-step
+    def m_step(self, stats: dict) -> None:
+        own = stats[self.name]
+        if self.kind == "categorical":
+            self.weights_ = _normalise_rows(
+                self.spec.weights_prior - 1.0 + own["counts"], self.weights_
+            )
+        else:
+            self.startprob_ = _normalise_rows(
+                self.spec.startprob_prior - 1.0 + own["start"], self.startprob_
+            )
+            self.transmat_ = _normalise_rows(
+                self.spec.transmat_prior - 1.0 + own["trans"], self.transmat_
+            )
+        for child in self.children:
+            child.m_step(stats)
+
+    def nodes(self):
+        yield self
+        for child in self.children:
+            yield from child.nodes()
+
+
+def _normalise_rows(counts: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Rows of max(counts, 0) normalised; structural zeros of ``old`` stay zero,
+    and a row without any mass keeps its old values (never NaN)."""
+    counts = np.where(old == 0, 0.0, np.maximum(counts, 0.0))
+    totals = counts.sum(axis=-1, keepdims=True)
+    return np.where(totals > 0, counts / np.where(totals > 0, totals, 1.0), old)
+
+
+# ------------------------------------------------------------------------------ the graph
+class ModelGraph:
+    """A tree of latent structures and emission families, fitted by one EM.
+
+    Examples
+    --------
+    A mixture of two 2-state HMMs that clusters whole sequences:
+
+    >>> import numpy as np
+    >>> import latentem
+    >>> from latentem.graph import ModelGraph, Categorical
+    >>> rng = np.random.default_rng(0)
+    >>> def sequence(offset):
+    ...     states = np.repeat(rng.permutation([0, 1]), 25)
+    ...     return rng.normal(offset + 3.0 * states, 0.5)[:, None]
+    >>> X = np.concatenate([sequence(-10.0 if i % 2 else 10.0) for i in range(20)])
+    >>> g = ModelGraph()
+    >>> g.add_node("cluster", Categorical(2), unit="sequence")
+    >>> g.add_node("dynamics", latentem.GaussianHMM(2, covariance_type="diag"))
+    >>> g.add_edge("cluster", "dynamics")
+    >>> labels = g.fit(X, lengths=[50] * 20, random_state=0).predict(X, [50] * 20, node="cluster")
+    >>> bool(np.all(labels[::2] == labels[0]) and np.all(labels[1::2] != labels[0]))
+    True
+    """
+
+    def __init__(self) -> None:
+        self.graph = nx.DiGraph()
+        self._root: _Latent | None = None
+
+    # -- building
+    def add_node(
+        self, name: str, spec: Any, *, unit: str | None = None, columns: Any = None
+    ) -> None:
+        """Add a node: a latent structure, an emission family, or a whole HMM.
+
+        ``unit`` sets a :class:`Categorical`'s unit (``"row"`` or
+        ``"sequence"``); ``columns`` selects a family's columns.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"node names must be non-empty strings; got {name!r}.")
+        if name in self.graph:
+            raise ValueError(f"there is already a node named {name!r}.")
+        if unit is not None:
+            if not isinstance(spec, Categorical):
+                raise ValueError(f"unit= applies to Categorical nodes only (node {name!r}).")
+            if unit not in _UNITS:
+                raise ValueError(f"unit must be one of {_UNITS}; got {unit!r}.")
+            spec.unit = unit
+        if columns is not None:
+            if not isinstance(spec, Family):
+                raise ValueError(f"columns= applies to family nodes only (node {name!r}).")
+            spec.columns = columns
+        if not isinstance(spec, (Categorical, MarkovChain, Family)) and not _is_hmm(spec):
+            raise ValueError(
+                f"node {name!r}: {type(spec).__name__} is not a graph node; use Categorical, "
+                "MarkovChain, Gaussian, Discrete, Poisson, Family or an HMM such as GaussianHMM."
+            )
+        self.graph.add_node(name, spec=spec)
+        self._root = None
+
+    def add_edge(self, parent: str, child: str) -> None:
+        """``parent``'s latent state selects ``child``'s parameter set."""
+        for n in (parent, child):
+            if n not in self.graph:
+                raise ValueError(f"no node named {n!r}; add it with add_node first.")
+        self.graph.add_edge(parent, child)
+        self._root = None
+
+    # -- validation and compilation
+    def _compile(self) -> _Latent:
+        g = self.graph
+        if g.number_of_nodes() == 0:
+            raise ValueError("the graph is empty; add nodes and edges first.")
+        if not nx.is_directed_acyclic_graph(g):
+            cycle = nx.find_cycle(g)
+            raise ValueError(f"the graph has a cycle: {' -> '.join(e[0] for e in cycle)}.")
+        for n in g:
+            if g.in_degree(n) > 1:
+                raise ValueError(
+                    f"node {n!r} has {g.in_degree(n)} parents; a latentem graph is a tree "
+                    "(each node has at most one parent)."
+                )
+        roots = [n for n in g if g.in_degree(n) == 0]
+        if len(roots) != 1:
+            raise ValueError(
+                f"the graph needs exactly one root (a node without parent); found {roots}."
+            )
+        root_spec = g.nodes[roots[0]]["spec"]
+        if isinstance(root_spec, Family):
+            raise ValueError(
+                f"the root {roots[0]!r} is an emission family; put a latent node "
+                "(Categorical, MarkovChain or an HMM) above it."
+            )
+        root = self._build(roots[0], 1, None)
+        assert isinstance(root, _Latent)
+        return root
+
+    def _build(self, name: str, n_sets: int, parent_unit: str | None):
+        g = self.graph
+        spec = g.nodes[name]["spec"]
+        kids = list(g.successors(name))
+        if _is_hmm(spec):
+            if kids:
+                raise ValueError(
+                    f"node {name!r} is a whole HMM with its own emissions; it cannot have "
+                    "children. Build it from a MarkovChain node and family nodes instead."
+                )
+            chain = MarkovChain(
+                spec.n_components,
+                startprob_prior=spec.startprob_prior,
+                transmat_prior=spec.transmat_prior,
+            )
+            template = spec._family()
+            emission = Family(
+                lambda n, t=template: _replicate_family(t, n), None, name=type(template).__name__
+            )
+            leaf = _Leaf(f"{name}.emission", emission, n_sets * spec.n_components)
+            node = _Latent(name, chain, n_sets, [leaf])
+        elif isinstance(spec, Family):
+            if kids:
+                raise ValueError(f"family node {name!r} cannot have children.")
+            node = _Leaf(name, spec, n_sets)
+        else:
+            if not kids:
+                raise ValueError(
+                    f"latent node {name!r} has no children, so nothing gives it evidence (no "
+                    "parameters to fit); add an emission family or a model under it."
+                )
+            children = [self._build(k, n_sets * spec.n_states, _child_unit(spec)) for k in kids]
+            node = _Latent(name, spec, n_sets, children)
+        if parent_unit is not None and node.unit != parent_unit:
+            if parent_unit == "sequence":
+                raise ValueError(
+                    f"node {name!r} gives one value per row, but its parent works on whole "
+                    "sequences; put a sequence node (a MarkovChain or an HMM) in between."
+                )
+            raise ValueError(
+                f"node {name!r} works on whole sequences, but its parent gives one state per "
+                "row; make the parent a Categorical(unit='sequence') or the root."
+            )
+        return node
+
+    def _data(self, X: Any, lengths: Any) -> GraphData:
+        from latentem.models.hmm import _offsets_from_lengths
+
+        if X is None or len(X) == 0:
+            raise ValueError("X is empty (0 rows); pass at least one row.")
+        names = list(X.columns) if hasattr(X, "columns") else None
+        n_cols = len(names) if names is not None else np.shape(X)[1] if np.ndim(X) == 2 else 1
+        leaves = {}
+        root = self._root
+        assert root is not None
+        for node in root.nodes():
+            if isinstance(node, _Leaf):
+                cols = _column_indices(node.spec.columns, names, n_cols, node.name)
+                if names is not None:
+                    part = X.iloc[:, cols].to_numpy()
+                else:
+                    arr = np.asarray(X)
+                    part = arr.reshape(-1, 1)[:, cols] if arr.ndim == 1 else arr[:, cols]
+                leaves[node.name] = node.family.validate_data(part)
+        offsets = _offsets_from_lengths(lengths, len(X))
+        return GraphData(X, offsets, leaves)
+
+    # -- the LatentModel protocol
+    def validate_data(self, data: Any) -> GraphData:
+        if isinstance(data, GraphData):
+            return data
+        return self._data(data, None)
+
+    def init_params(self, data: GraphData, rng: np.random.Generator) -> None:
+        root = self._root
+        root.init(data, rng)
+        if root.kind == "categorical" and root.unit == "sequence":
+            self._seed_sequence_clusters(data, rng)
+
+    def _seed_sequence_clusters(self, data: GraphData, rng: np.random.Generator) -> None:
+        """Start a sequence mixture from k-means++ on per-sequence means of the numeric columns,
+        with one M-step of the children on those hard groups."""
+        root = self._root
+        feats = []
+        for arr in data.leaves.values():
+            if arr.ndim == 2 and arr.dtype.kind == "f":
+                sums = np.add.reduceat(np.nan_to_num(arr), data.offsets[:-1], axis=0)
+                counts = np.add.reduceat((~np.isnan(arr)).astype(float), data.offsets[:-1], axis=0)
+                feats.append(sums / np.maximum(counts, 1.0))
+        if not feats:
+            return
+        F = np.ascontiguousarray(np.hstack(feats), dtype=np.float64)
+        S = root.n_states
+        if len(F) < S:
+            return
+        uniforms = rng.random((S - 1, 2 + int(np.log(S)))) if S > 1 else np.empty((0, 1))
+        idx = kmeans_plusplus(F, S, int(rng.integers(len(F))), uniforms)
+        _, labels, _ = lloyd(F, np.ascontiguousarray(F[idx]), 100)
+        hard = np.zeros((len(F), S))
+        hard[np.arange(len(F)), labels] = 1.0
+        root.evidence(data)
+        stats: dict = {}
+        for child in root.children:
+            child.evidence(data)
+            child.accumulate(data, hard, stats)
+            child.m_step(stats)
+        root.weights_ = _normalise_rows(hard.sum(axis=0)[None] + 1.0, root.weights_)
+
+    def e_step(self, data: GraphData) -> tuple[dict, float]:
+        root = self._root
+        evidence = root.evidence(data)
+        stats: dict = {}
+        root.accumulate(data, np.ones((len(evidence), 1)), stats)
+        return stats, float(evidence.sum())
+
+    def m_step(self, stats: dict) -> None:
+        self._root.m_step(stats)
+
+    def log_likelihood(self, data: GraphData) -> float:
+        return float(self._root.evidence(data).sum())
+
+    # -- public API
+    def fit(
+        self,
+        X: Any,
+        lengths: Any = None,
+        *,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        n_init: int = 1,
+        random_state: Any = None,
+        verbose: bool = False,
+        warm_start: bool = False,
+    ) -> ModelGraph:
+        """Fit every node of the graph by one EM over the whole tree.
+
+        Parameters
+        ----------
+        X : array or DataFrame (n_rows, n_columns)
+            All sequences stacked (when there are sequences).
+        lengths : array of int, optional
+            Sequence lengths (they add up to the number of rows). Needed for
+            sequence-level nodes; without it X is one sequence.
+        warm_start : bool
+            Start from the current parameters (after :meth:`initialize` and
+            :meth:`set_parameters`, or a previous fit) instead of
+            initialising them.
+        """
+        if not (warm_start and self._root is not None):
+            self._root = self._compile()
+        data = self._data(X, lengths)
+        result = fit_em(
+            self,
+            data,
+            max_iter=max_iter,
+            tol=tol,
+            n_init=n_init,
+            random_state=check_random_state(random_state),
+            verbose=verbose,
+            warm_start=warm_start,
+        )
+        self.result_ = result
+        self.history_ = result.history
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        return self
+
+    def initialize(self, X: Any, lengths: Any = None, *, random_state: Any = None) -> ModelGraph:
+        """Build the tree and initialise every node from X, without fitting.
+
+        Then :meth:`set_parameters` can set chosen starting values, and
+        ``fit(..., warm_start=True)`` starts from them.
+        """
+        self._root = self._compile()
+        self.init_params(self._data(X, lengths), check_random_state(random_state))
+        self.result_ = None
+        return self
+
+    def set_parameters(self, node: str, **values: Any) -> ModelGraph:
+        """Set parameters of a node by name (after :meth:`initialize` or :meth:`fit`).
+
+        Latent nodes: ``weights_`` (n_sets, n_states) for a Categorical,
+        ``startprob_`` (n_sets, n_states) and ``transmat_`` (n_sets, n_states,
+        n_states) for a MarkovChain. Family nodes: the family's attributes,
+        e.g. ``means_`` and ``covariances_`` with one entry per parameter set.
+        """
+        target = self._node(node, fitted=False)
+        for key, value in values.items():
+            if isinstance(target, _Leaf):
+                if not hasattr(target.family, key):
+                    raise ValueError(f"node {node!r} has no parameter {key!r}.")
+                setattr(target.family, key, np.array(value, dtype=np.float64))
+            else:
+                allowed = (
+                    ("weights_",) if target.kind == "categorical" else ("startprob_", "transmat_")
+                )
+                if key not in allowed:
+                    raise ValueError(f"node {node!r} takes {allowed}; got {key!r}.")
+                value = np.array(value, dtype=np.float64)
+                expected = getattr(target, key).shape
+                if value.shape != expected:
+                    raise ValueError(
+                        f"{key} of node {node!r} must have shape {expected}; got {value.shape}."
+                    )
+                setattr(target, key, value)
+        if isinstance(target, _Leaf):
+            target.family.check_params()
+        return self
+
+    def _fitted(self) -> _Latent:
+        if getattr(self, "result_", None) is None or self._root is None:
+            raise ValueError("this ModelGraph is not fitted yet (or changed since); call fit.")
+        return self._root
+
+    def _node(self, name: str, fitted: bool = True):
+        if not fitted and self._root is None:
+            raise ValueError("call initialize(X) or fit(X) before setting parameters.")
+        for node in (self._fitted() if fitted else self._root).nodes():
+            if node.name == name:
+                return node
+        raise ValueError(f"no node named {name!r}; nodes: {list(self.graph)}.")
+
+    def score(self, X: Any, lengths: Any = None) -> float:
+        """Total log-likelihood of X under the fitted graph."""
+        self._fitted()
+        return self.log_likelihood(self._data(X, lengths))
+
+    def predict_proba(self, X: Any, lengths: Any = None, *, node: str) -> np.ndarray:
+        """Posterior probabilities of a latent node's states, one row per unit of the node
+        (rows, or sequences for ``Categorical(unit="sequence")``)."""
+        target = self._node(node)
+        if not isinstance(target, _Latent):
+            raise ValueError(f"node {node!r} is an emission family; ask a latent node.")
+        self.e_step(self._data(X, lengths))
+        return target.posterior
+
+    def predict(self, X: Any, lengths: Any = None, *, node: str) -> np.ndarray:
+        """Most probable state of a latent node per unit (posterior maximum)."""
+        return np.argmax(self.predict_proba(X, lengths, node=node), axis=1)
+
+    def impute(self, X: Any, lengths: Any = None, *, node: str) -> np.ndarray:
+        """X (as a float array) with the NaN entries of a Gaussian node's columns replaced by
+        their conditional means under the fitted graph. X itself is not modified."""
+        target = self._node(node)
+        if not isinstance(target, _Leaf) or not hasattr(target.family, "fill"):
+            raise ValueError(f"node {node!r} is not a Gaussian node; only those can impute.")
+        data = self._data(X, lengths)
+        self.e_step(data)
+        filled = target.family.fill(data.leaves[node], target.last_weights)
+        names = list(X.columns) if hasattr(X, "columns") else None
+        out = np.array(X, dtype=np.float64, copy=True)
+        if out.ndim == 1:
+            out = out.reshape(-1, 1)
+        cols = _column_indices(target.spec.columns, names, out.shape[1], node)
+        out[:, cols] = filled
+        return out
+
+    def parameters(self, node: str) -> dict[str, Any]:
+        """The fitted parameters of a node, by name."""
+        target = self._node(node)
+        if isinstance(target, _Leaf):
+            fam = target.family
+            return {k: v for k, v in vars(fam).items() if k.endswith("_") and not k.startswith("_")}
+        if target.kind == "categorical":
+            return {"weights_": target.weights_}
+        return {"startprob_": target.startprob_, "transmat_": target.transmat_}
+
+    # -- looking at it
+    def describe(self) -> str:
+        """A text drawing of the tree: node, kind, states or columns, parameter sets."""
+        root = self._compile() if self._root is None else self._root
+        lines: list[str] = []
+
+        def walk(node, prefix: str, last: bool, top: bool) -> None:
+            branch = "" if top else ("└── " if last else "├── ")
+            if isinstance(node, _Leaf):
+                what = repr(node.spec)
+            else:
+                what = repr(node.spec)
+            lines.append(f"{prefix}{branch}{node.name}: {what} x{node.n_sets} parameter sets")
+            kids = node.children if isinstance(node, _Latent) else []
+            for i, kid in enumerate(kids):
+                walk(
+                    kid,
+                    prefix + ("" if top else ("    " if last else "│   ")),
+                    i == len(kids) - 1,
+                    False,
+                )
+
+        walk(root, "", True, True)
+        return "\n".join(lines)
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz DOT format."""
+        out = ["digraph latentem {", "  node [shape=box];"]
+        for name, attrs in self.graph.nodes(data=True):
+            spec = attrs["spec"]
+            shape = "box" if isinstance(spec, Family) else "ellipse"
+            label = f"{name}\\n{spec!r}" if not _is_hmm(spec) else f"{name}\\n{type(spec).__name__}"
+            out.append(f'  "{name}" [label="{label}", shape={shape}];')
+        for a, b in self.graph.edges:
+            out.append(f'  "{a}" -> "{b}";')
+        out.append("}")
+        return "\n".join(out)
+
+    def draw(self, ax=None):
+        """Draw the graph with matplotlib (``pip install matplotlib``); returns the axes."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ValueError("draw() needs matplotlib: pip install matplotlib") from None
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 4))
+        pos = nx.bfs_layout(self.graph, next(n for n in self.graph if self.graph.in_degree(n) == 0))
+        labels = {n: f"{n}\n{_short(self.graph.nodes[n]['spec'])}" for n in self.graph}
+        nx.draw_networkx(
+            self.graph,
+            pos=pos,
+            ax=ax,
+            labels=labels,
+            node_color="#dde8f5",
+            node_size=2200,
+            font_size=8,
+        )
+        ax.set_axis_off()
+        return ax
+
+
+def _short(spec) -> str:
+    return type(spec).__name__ if _is_hmm(spec) else repr(spec)
+
+
+def _child_unit(spec) -> str:
+    """The unit a latent node's children must work on."""
+    if spec.kind == "markov":
+        return "row"
+    return spec.unit
+
+
+def _is_hmm(spec) -> bool:
+    from latentem.models.hmm import HMM
+
+    return isinstance(spec, HMM)
+
+
+def _replicate_family(template, n_sets: int):
+    """A fresh, unfitted copy of an HMM's emission family with ``n_sets`` components."""
+    import copy
+
+    family = copy.deepcopy(template)
+    family.n_components = n_sets
+    for attr in ("means_", "covariances_", "covars_", "weights_", "emissionprob_", "lambdas_"):
+        if hasattr(family, attr):
+            setattr(family, attr, None)
+    if hasattr(family, "_inner_family"):
+        family._inner_family = None
+    return family
+
+
+def _column_indices(columns: Any, names: list | None, n_cols: int, node: str) -> list[int]:
+    if columns is None:
+        return list(range(n_cols))
+    cols = [columns] if isinstance(columns, (str, int, np.integer)) else list(columns)
+    out = []
+    for c in cols:
+        if isinstance(c, str):
+            if names is None or c not in names:
+                raise ValueError(
+                    f"node {node!r} refers to column {c!r}, which X does not have"
+                    + (f" (columns: {names})." if names is not None else "; X has no column names.")
+                )
+            out.append(names.index(c))
+        elif isinstance(c, (int, np.integer)):
+            if not -n_cols <= int(c) < n_cols:
+                raise ValueError(
+                    f"node {node!r} refers to column {int(c)}, but X has {n_cols} columns."
+                )
+            out.append(int(c) % n_cols)
+        else:
+            raise ValueError(f"node {node!r}: columns must be indices or names; got {c!r}.")
+    return out
