@@ -14,6 +14,7 @@ from latentem.families.gaussian import COVARIANCE_TYPES, GaussianFamily, covaria
 from latentem.kernels.gaussian import gaussian_logprob
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.models.categorical import CategoricalLatent
+from latentem.persistence import SaveMixin
 from latentem.runner import fit_em
 
 __all__ = ["GaussianMixture"]
@@ -25,7 +26,7 @@ INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
 EMPTY_FRACTION = 1e-10
 
 
-class GaussianMixture(ParamsMixin):
+class GaussianMixture(SaveMixin, ParamsMixin):
     """Gaussian mixture model fitted by fast, fused EM.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: same

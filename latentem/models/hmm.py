@@ -20,6 +20,7 @@ from latentem.base import InitParamsSetting, ParamsMixin
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups, viterbi
+from latentem.persistence import SaveMixin
 from latentem.runner import fit_em
 
 __all__ = ["HMM", "CategoricalHMM", "PoissonHMM", "SequenceData"]
@@ -72,7 +73,7 @@ def _offsets_from_lengths(lengths: Any, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(arr, dtype=np.int64)))
 
 
-class HMM(ParamsMixin):
+class HMM(SaveMixin, ParamsMixin):
     """A hidden Markov model over any K-state emission family, fitted by Baum-Welch.
 
     Parameters
