@@ -181,9 +181,19 @@ class _Leaf:
         self.unit = "row"
         self.last_weights: np.ndarray | None = None
 
-    def init(self, data: GraphData, rng: np.random.Generator) -> None:
-        self.family.init_params(data.leaves[self.name], rng, self.family.param_letters)
+    def init(self, data: GraphData, rng: np.random.Generator, path: tuple = ()) -> None:
+        X = data.leaves[self.name]
+        self.family.init_params(X, rng, self.family.param_letters)
         self.family.check_params()
+        if len(path) > 1 and getattr(self.family, "means_", None) is not None:
+            # Nested latent nodes (say a chain whose states are mixtures): start from
+            # k-means within k-means, so the sets of one parent state start close, and
+            # take one hard-assignment M-step to give each set its own spread.
+            labels = _nested_labels(X, path, rng)
+            hard = np.zeros((len(X), self.n_sets))
+            hard[np.arange(len(X)), labels] = 1.0
+            self.family.m_step(self.family.accumulate(X, hard), self.family.param_letters)
+            self.family.check_params()
 
     def evidence(self, data: GraphData) -> np.ndarray:
         return np.asarray(self.family.log_prob(data.leaves[self.name]), dtype=np.float64)
@@ -211,15 +221,17 @@ class _Latent:
         self.posterior: np.ndarray | None = None
 
     # -- parameters
-    def init(self, data: GraphData, rng: np.random.Generator) -> None:
+    def init(self, data: GraphData, rng: np.random.Generator, path: tuple = ()) -> None:
         R, S = self.n_sets, self.n_states
         if self.kind == "categorical":
             self.weights_ = np.full((R, S), 1.0 / S)
         else:
             self.startprob_ = np.full((R, S), 1.0 / S)
             self.transmat_ = 0.5 * np.eye(S) + 0.5 * rng.dirichlet(np.ones(S), size=(R, S))
+        # Row-level nesting only: a sequence-level cluster is seeded separately.
+        inner = path + (S,) if self.unit == "row" or self.kind == "markov" else path
         for child in self.children:
-            child.init(data, rng)
+            child.init(data, rng, inner)
 
     def _child_evidence(self, data: GraphData) -> np.ndarray:
         total = None
@@ -303,6 +315,26 @@ class _Latent:
         yield self
         for child in self.children:
             yield from child.nodes()
+
+
+def _nested_labels(X: np.ndarray, sizes: tuple, rng: np.random.Generator) -> np.ndarray:
+    """A set index in 0..prod(sizes)-1 per row, ordered as the flattened state path:
+    k-means with sizes[0] clusters, then k-means with sizes[1] inside each, and so on."""
+    filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X).astype(np.float64)
+    labels = np.zeros(len(filled), dtype=np.int64)
+    for size in sizes:
+        new = labels * size
+        for group in np.unique(labels):
+            rows = np.flatnonzero(labels == group)
+            if size == 1 or len(rows) < size:
+                continue  # too few rows to split: all stay in the first child
+            part = np.ascontiguousarray(filled[rows])
+            uniforms = rng.random((size - 1, 2 + int(np.log(size))))
+            idx = kmeans_plusplus(part, size, int(rng.integers(len(part))), uniforms)
+            _, sub, _ = lloyd(part, np.ascontiguousarray(part[idx]), 50)
+            new[rows] += sub
+        labels = new
+    return labels
 
 
 def _normalise_rows(counts: np.ndarray, old: np.ndarray) -> np.ndarray:

@@ -314,3 +314,15 @@ def test_building_errors():
     g.initialize(X4, random_state=0)
     with pytest.raises(ValueError, match="must have shape"):
         g.set_parameters("a", weights_=np.ones(3) / 3)
+
+
+def test_model_graph_example_runs(capsys):
+    import runpy
+
+    from conftest import ROOT
+
+    module = runpy.run_path(str(ROOT / "examples" / "model_graph.py"))
+    module["main"](["--quick"])
+    out = capsys.readouterr().out
+    for recipe in ("(a)", "(b)", "(c)", "(d)"):
+        assert recipe in out
