@@ -157,6 +157,10 @@ class MissingGaussianFamily(GaussianFamily):
     """
 
     grouped: bool | None = None
+    #: Add the conditional covariance of the gaps to the second moments (the
+    #: correct E-step). False is only for demonstrating the downward bias of
+    #: variances without it.
+    conditional_covariance: bool = True
 
     # ------------------------------------------------------------------ cached pieces
     def set_parameters(self, means: np.ndarray, covariances: np.ndarray) -> None:
@@ -261,6 +265,7 @@ class MissingGaussianFamily(GaussianFamily):
             use_logw,
             self._shift(),
             self.smode,
+            bool(self.conditional_covariance),
         )
 
     def _zero_stats(self) -> tuple:

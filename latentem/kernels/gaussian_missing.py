@@ -206,7 +206,22 @@ def missing_logprob(X, rows, pat, pat_idx, pat_nmis, means, U, P, logdetS, tabs)
 
 @njit(cache=True, parallel=True)
 def missing_estep(
-    X, rows, pat, pat_idx, pat_nmis, means, U, P, logdetS, tabs, log_w, W, use_logw, shift, smode
+    X,
+    rows,
+    pat,
+    pat_idx,
+    pat_nmis,
+    means,
+    U,
+    P,
+    logdetS,
+    tabs,
+    log_w,
+    W,
+    use_logw,
+    shift,
+    smode,
+    cond_cov=True,
 ):
     """Statistics ``(ll, nk, S, Q)`` of the rows X[rows] with gaps.
 
@@ -214,7 +229,9 @@ def missing_estep(
     log-weights ``log_w`` (K,) and ``ll`` is the total mixture
     log-likelihood of the observed parts; otherwise the weights are ``W``
     (len(rows), K) and ``ll`` is 0. Gaps are filled with conditional means
-    and conditional covariances are added to the second moments.
+    and conditional covariances are added to the second moments
+    (``cond_cov=False`` leaves them out: only for showing, in the tests, the
+    bias that causes).
     """
     K, D = means.shape
     n = rows.shape[0]
@@ -283,8 +300,9 @@ def missing_estep(
                     Qk = Qloc[k, 0]
                     for j in range(D):
                         Qk[j] += wk * d[j] * d[j]
-                    for a in range(n_mis):
-                        Qk[idx[a]] += wk * Ck[a, a]
+                    if cond_cov:
+                        for a in range(n_mis):
+                            Qk[idx[a]] += wk * Ck[a, a]
                 else:
                     q = 0 if smode == 1 else k
                     if smode == 1:
@@ -298,9 +316,10 @@ def missing_estep(
                         ti = wk * c[i]
                         for j in range(D):
                             Qq[i, j] += ti * c[j]
-                    for a in range(n_mis):
-                        for b in range(n_mis):
-                            Qq[idx[a], idx[b]] += wk * Ck[a, b]
+                    if cond_cov:
+                        for a in range(n_mis):
+                            for b in range(n_mis):
+                                Qq[idx[a], idx[b]] += wk * Ck[a, b]
         part_Q[g] = Qloc
     ll = 0.0
     nk = np.zeros(K)
