@@ -128,8 +128,8 @@ class _MissingEM:
     With ``ridge > 0`` EM maximises the log-likelihood plus the log of a
     prior worth ``ridge`` observations per component, centred on the
     diagonal ``prior_var`` (``Sigma = (n_k Sigma_ML + ridge diag(prior_var)) /
-    (n_k + ridge)``); the recorded objective then includes the log prior, so
-    it still never decreases.
+    (n_k + ridge)``). :meth:`log_prior` is what :func:`latentem.fit_em` adds
+    to the log-likelihood to get the objective that never decreases.
     """
 
     def __init__(self, n_components, covariance_type, reg_covar, ridge, prior_var):
@@ -210,6 +210,7 @@ class _MissingEM:
         self._set(means, cov)
 
     def log_prior(self) -> float:
+        """Log density (up to a constant) of the ridge prior at the current covariances."""
         if self.ridge <= 0:
             return 0.0
         _, P, logdet = self.family._precision_parts()
@@ -220,10 +221,7 @@ class _MissingEM:
         return float(-0.5 * self.ridge * terms.sum())
 
     def e_step(self, X: np.ndarray) -> tuple[tuple, float]:
-        stats, ll = self.family.mixture_e_step(
-            X, self.latent.log_weights(), self.plan, self.X_complete
-        )
-        return stats, ll + self.log_prior()
+        return self.family.mixture_e_step(X, self.latent.log_weights(), self.plan, self.X_complete)
 
     def m_step(self, stats: tuple) -> None:
         nk = stats[0]
@@ -288,7 +286,8 @@ class EMImputer(ParamsMixin):
         Amelia's ``empri`` and norm's ridge prior: for "full",
         ``Sigma = (n_k Sigma_ML + ridge diag(s^2)) / (n_k + ridge)``. Use it
         when columns are nearly collinear or rows are few (around 1% of
-        ``n_samples`` is common). ``history_`` then includes the log prior.
+        ``n_samples`` is common). EM then maximises the log-likelihood plus
+        the log prior (``objective_history_``).
     reg_covar : float, default=0.0
         Added to the diagonal of every covariance estimate (as in
         :class:`~latentem.GaussianMixture`); 0 keeps the exact
@@ -313,8 +312,12 @@ class EMImputer(ParamsMixin):
         Mean (D,) and covariance (D, D) of the fitted distribution (for
         ``n_components=1``, the component's own).
     history_ : ndarray
-        Observed-data log-likelihood at every E-step (plus the log prior when
-        ``ridge > 0``); never decreasing.
+        Observed-data log-likelihood at every E-step; never decreasing when
+        ``ridge=0``.
+    objective_history_ : ndarray
+        What EM maximises at every E-step: ``history_`` plus the log of the
+        ridge prior (equal to ``history_`` when ``ridge=0``); never
+        decreasing.
     n_iter_, converged_, lower_bound_
         As in :class:`~latentem.GaussianMixture`.
     fraction_missing_info_ : ndarray (n_features,)
@@ -481,6 +484,7 @@ class EMImputer(ParamsMixin):
         elif "feature_names_in_" in self.__dict__:
             del self.feature_names_in_
         self.history_ = np.asarray(result.history)
+        self.objective_history_ = np.asarray(getattr(result, "objective_history", result.history))
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
         self.lower_bound_ = float(result.log_likelihood) / n
