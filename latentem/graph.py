@@ -25,6 +25,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from latentem._validation import check_positive_int, check_random_state
+from latentem.families.base import dirichlet_log_prior
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.runner import fit_em
@@ -563,6 +564,82 @@ class ModelGraph:
     def log_likelihood(self, data: GraphData) -> float:
         return float(self._root.evidence(data).sum())
 
+    def log_prior(self) -> float:
+        """Sum of every node's log-prior (Dirichlet on latent probabilities, the families'
+        own); EM maximises the log-likelihood plus this."""
+        total = 0.0
+        for node in self._root.nodes():
+            if isinstance(node, _Leaf):
+                prior = getattr(node.family, "log_prior", None)
+                total += float(prior()) if callable(prior) else 0.0
+            elif node.kind == "categorical":
+                total += dirichlet_log_prior(node.weights_, node.spec.weights_prior)
+            else:
+                total += dirichlet_log_prior(node.startprob_, node.spec.startprob_prior)
+                total += dirichlet_log_prior(node.transmat_, node.spec.transmat_prior)
+        return total
+
+    # -- the parameter-vector view, for accelerate="squarem"
+    def _vector_parts(self) -> list[tuple[Any, str, bool]]:
+        """(holder, attribute, is_simplex) for every parameter array, in tree order."""
+        parts = []
+        for node in self._root.nodes():
+            if isinstance(node, _Leaf):
+                fam = node.family
+                names = getattr(fam, "vector_attributes", None)
+                if names is None:
+                    raise ValueError(
+                        f"node {node.name!r}: {type(fam).__name__} has no vector_attributes, "
+                        'so accelerate="squarem" cannot extrapolate it; use accelerate=None.'
+                    )
+                simplex = getattr(fam, "simplex_attributes", ())
+                parts += [(fam, a, a in simplex) for a in names]
+            elif node.kind == "categorical":
+                parts.append((node, "weights_", True))
+            else:
+                parts += [(node, "startprob_", True), (node, "transmat_", True)]
+        return parts
+
+    def get_param_vector(self) -> np.ndarray:
+        """Every node's parameters as one float64 vector."""
+        return np.concatenate(
+            [
+                np.asarray(getattr(h, a), dtype=np.float64).ravel()
+                for h, a, _ in self._vector_parts()
+            ]
+        )
+
+    def set_param_vector(self, theta: np.ndarray) -> bool:
+        """Set every node's parameters; False (and nothing changed) if any is infeasible."""
+        parts = self._vector_parts()
+        old = [np.array(getattr(h, a), copy=True) for h, a, _ in parts]
+        offset = 0
+        ok = bool(np.all(np.isfinite(theta)))
+        for (holder, attr, simplex), before in zip(parts, old):
+            value = np.asarray(theta[offset : offset + before.size]).reshape(before.shape)
+            offset += before.size
+            if simplex:
+                totals = value.sum(axis=-1, keepdims=True)
+                if (value < 0).any() or not (totals > 0).all():
+                    ok = False
+                    break
+                value = value / totals
+            setattr(holder, attr, value)
+        if ok and offset == len(theta):
+            try:
+                for node in self._root.nodes():
+                    if isinstance(node, _Leaf):
+                        node.family.check_params()
+                return True
+            except ValueError:
+                pass
+        for (holder, attr, _), before in zip(parts, old):
+            setattr(holder, attr, before)
+        for node in self._root.nodes():
+            if isinstance(node, _Leaf):
+                node.family.check_params()
+        return False
+
     # -- public API
     def fit(
         self,
@@ -575,6 +652,7 @@ class ModelGraph:
         random_state: Any = None,
         verbose: bool = False,
         warm_start: bool = False,
+        accelerate: str | None = None,
     ) -> ModelGraph:
         """Fit every node of the graph by one EM over the whole tree.
 
@@ -589,6 +667,8 @@ class ModelGraph:
             Start from the current parameters (after :meth:`initialize` and
             :meth:`set_parameters`, or a previous fit) instead of
             initialising them.
+        accelerate : None or "squarem"
+            SQUAREM over the parameters of every node (see :func:`latentem.fit_em`).
         """
         if not (warm_start and self._root is not None):
             self._root = self._compile()
@@ -602,6 +682,7 @@ class ModelGraph:
             random_state=check_random_state(random_state),
             verbose=verbose,
             warm_start=warm_start,
+            accelerate=accelerate,
         )
         self.result_ = result
         self.history_ = result.history

@@ -82,6 +82,12 @@ class EMResult:
         Seconds for the whole call, all restarts included.
     histories : list of ndarray
         The history of every restart.
+    objective_history : ndarray
+        What EM actually maximises, at each iteration of the best restart: the
+        log-likelihood plus ``model.log_prior()`` for models fitted with
+        priors (MAP-EM, e.g. hmmlearn's default covariance prior), else equal
+        to ``history``. The monotone check and the convergence test use it:
+        with a prior, the log-likelihood alone may dip slightly.
     n_e_steps : int
         E-steps of the best restart, rejected SQUAREM trials included.
     """
@@ -95,6 +101,7 @@ class EMResult:
     wall_time: float
     histories: list[np.ndarray]
     n_e_steps: int
+    objective_history: np.ndarray
 
     @property
     def mean_log_likelihood(self) -> float:
@@ -227,7 +234,7 @@ def fit_em(
     progress = _Progress(int(verbose), n_init)
     run_one = _run_squarem if accelerate == "squarem" else _run_plain
 
-    best = None  # (final log-likelihood, restart, history, converged, stopped, n_e_steps)
+    best = None  # (final objective, restart, history, converged, stopped, n_e_steps, objectives)
     best_state = None
     histories = []
     for restart in range(n_init):
@@ -236,9 +243,18 @@ def fit_em(
         loop = _Loop(model, n_samples, max_iter, tol, callback, progress, restart, start)
         run_one(model, X, loop)
         hist = np.asarray(loop.history, dtype=np.float64)
+        objectives = np.asarray(loop.objectives, dtype=np.float64)
         histories.append(hist)
-        if best is None or hist[-1] > best[0]:
-            best = (hist[-1], restart, hist, loop.converged, loop.stopped, loop.n_e_steps)
+        if best is None or objectives[-1] > best[0]:
+            best = (
+                objectives[-1],
+                restart,
+                hist,
+                loop.converged,
+                loop.stopped,
+                loop.n_e_steps,
+                objectives,
+            )
             if n_init > 1 and restart < n_init - 1:
                 best_state = _snapshot(model)
             else:
@@ -248,7 +264,7 @@ def fit_em(
     if best_state is not None:
         _restore(model, best_state)
 
-    final_ll, best_init, history, converged, stopped, n_e_steps = best
+    _, best_init, history, converged, stopped, n_e_steps, objectives = best
     if not (converged or stopped):
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (tol={tol:g} on the mean "
@@ -262,11 +278,12 @@ def fit_em(
         n_iter=len(history),
         converged=converged,
         best_init=best_init,
-        log_likelihood=float(final_ll),
+        log_likelihood=float(history[-1]),
         n_samples=n_samples,
         wall_time=time.perf_counter() - start,
         histories=histories,
         n_e_steps=n_e_steps,
+        objective_history=objectives,
     )
 
 
@@ -283,23 +300,32 @@ class _Loop:
         self.restart = restart
         self.start = start
         self.history: list[float] = []
+        self.objectives: list[float] = []
+        self.log_prior = getattr(model, "log_prior", None)
         self.converged = False
         self.stopped = False
         self.n_e_steps = 0
 
     def e_step(self, X):
+        """Statistics, log-likelihood and objective (log-likelihood plus log-prior)."""
         stats, ll = self.model.e_step(X)
         self.n_e_steps += 1
-        return stats, float(ll)
+        ll = float(ll)
+        objective = ll + float(self.log_prior()) if callable(self.log_prior) else ll
+        return stats, ll, objective
 
     @property
     def finished(self) -> bool:
         return self.converged or self.stopped or len(self.history) >= self.max_iter
 
-    def record(self, ll: float, test_convergence: bool = True) -> None:
-        """Record one iteration's log-likelihood (the M-step has been applied)."""
+    def record(self, ll: float, objective: float, test_convergence: bool = True) -> None:
+        """Record one iteration (its M-step has been applied).
+
+        The guard and the convergence test use the objective, which EM never
+        lowers; it equals the log-likelihood unless the model has a prior.
+        """
         iteration = len(self.history) + 1
-        if not math.isfinite(ll):
+        if not (math.isfinite(ll) and math.isfinite(objective)):
             raise FloatingPointError(
                 f"the log-likelihood is {ll} at iteration {iteration} (restart {self.restart}); "
                 "the data or the starting parameters are degenerate for this model "
@@ -307,21 +333,23 @@ class _Loop:
             )
         change = math.nan
         if self.history:
-            prev = self.history[-1]
-            change = (ll - prev) / self.n_samples
+            prev = self.objectives[-1]
+            change = (objective - prev) / self.n_samples
             noise = 1e-10 * (abs(prev) + self.n_samples)
-            if prev - ll > noise:
+            if prev - objective > noise:
+                what = "log-likelihood" if self.log_prior is None else "log-posterior"
                 warnings.warn(
-                    f"the log-likelihood decreased at iteration {iteration} (restart "
-                    f"{self.restart}) by {prev - ll:.6g} (from {prev:.10g} to {ll:.10g}); EM "
-                    "never lowers it, so the model's E- or M-step is wrong or numerically "
-                    "unstable.",
+                    f"the {what} decreased at iteration {iteration} (restart "
+                    f"{self.restart}) by {prev - objective:.6g} (from {prev:.10g} to "
+                    f"{objective:.10g}); EM never lowers it, so the model's E- or M-step is "
+                    "wrong or numerically unstable.",
                     LikelihoodDecreaseWarning,
                     stacklevel=4,
                 )
             if test_convergence and abs(change) <= self.tol:
                 self.converged = True
         self.history.append(ll)
+        self.objectives.append(objective)
         elapsed = time.perf_counter() - self.start
         self.progress.update(self.restart, iteration, ll, change, elapsed)
         if self.callback is not None:
@@ -332,9 +360,9 @@ class _Loop:
 
 def _run_plain(model, X, loop: _Loop) -> None:
     while not loop.finished:
-        stats, ll = loop.e_step(X)
+        stats, ll, objective = loop.e_step(X)
         model.m_step(stats)
-        loop.record(ll)
+        loop.record(ll, objective)
 
 
 def _run_squarem(model, X, loop: _Loop, max_backtracks: int = 8) -> None:
@@ -343,23 +371,24 @@ def _run_squarem(model, X, loop: _Loop, max_backtracks: int = 8) -> None:
     One cycle: two EM steps theta0 -> theta1 -> theta2, then the extrapolation
     theta0 - 2 a r + a^2 v with r = theta1 - theta0, v = theta2 - 2 theta1 +
     theta0 and a = -|r|/|v|. The extrapolated point is kept if the model
-    accepts it and its log-likelihood is at least that of theta1 (the last
-    recorded one); otherwise a is pulled halfway towards -1, where the
-    extrapolation equals theta2, the plain EM step. Kept points are followed
+    accepts it and its objective (log-likelihood, plus log-prior if any) is
+    at least that of theta1 (the last recorded one); otherwise a is pulled
+    halfway towards -1, where the extrapolation equals theta2, the plain EM
+    step. Kept points are followed
     by their M-step, so every recorded value is an E-step followed by an
     M-step and the history never decreases.
     """
     while not loop.finished:
         theta0 = np.array(model.get_param_vector(), dtype=np.float64)
-        stats, ll0 = loop.e_step(X)
+        stats, ll0, obj0 = loop.e_step(X)
         model.m_step(stats)
-        loop.record(ll0)
+        loop.record(ll0, obj0)
         if loop.finished:
             return
         theta1 = np.array(model.get_param_vector(), dtype=np.float64)
-        stats, ll1 = loop.e_step(X)
+        stats, ll1, obj1 = loop.e_step(X)
         model.m_step(stats)
-        loop.record(ll1)
+        loop.record(ll1, obj1)
         if loop.finished:
             return
         theta2 = np.array(model.get_param_vector(), dtype=np.float64)
@@ -373,10 +402,10 @@ def _run_squarem(model, X, loop: _Loop, max_backtracks: int = 8) -> None:
             if alpha > -1.0 - 1e-3:
                 break
             if model.set_param_vector(theta0 - 2.0 * alpha * r + alpha * alpha * v):
-                stats, ll = loop.e_step(X)
-                if math.isfinite(ll) and ll >= ll1:
+                stats, ll, obj = loop.e_step(X)
+                if math.isfinite(obj) and obj >= obj1:
                     model.m_step(stats)
-                    loop.record(ll, test_convergence=False)
+                    loop.record(ll, obj, test_convergence=False)
                     break
             alpha = 0.5 * (alpha - 1.0)
         else:
@@ -426,15 +455,23 @@ def _last_change(history: np.ndarray, n_samples: int) -> float:
     return float(history[-1] - history[-2]) / n_samples if len(history) > 1 else math.nan
 
 
+#: Seconds a fit must run before the live progress line appears on a terminal.
+#: 0 in library use (``verbose`` asked for it); the command line sets 2, so that
+#: only fits long enough to wonder about show a line, and short ones print nothing.
+TTY_PROGRESS_DELAY = 0.0
+
+
 class _Progress:
     """A live progress line on a terminal, rate-limited lines in logs, or nothing."""
 
-    def __init__(self, verbose: int, n_init: int, stream=None):
+    def __init__(self, verbose: int, n_init: int, stream=None, delay: float | None = None):
         self.verbose = verbose
         self.n_init = n_init
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.last_print = -math.inf
+        self.delay = TTY_PROGRESS_DELAY if delay is None else float(delay)
+        self.drawn = False
 
     def _line(self, restart, iteration, ll, change, elapsed) -> str:
         head = f"restart {restart + 1}/{self.n_init}  " if self.n_init > 1 else ""
@@ -449,8 +486,10 @@ class _Progress:
         self._pending = (restart, iteration, ll, change, elapsed)
         now = time.perf_counter()
         if self.tty:
-            self.stream.write("\r" + self._line(*self._pending) + "\x1b[K")
-            self.stream.flush()
+            if elapsed >= self.delay:
+                self.stream.write("\r" + self._line(*self._pending) + "\x1b[K")
+                self.stream.flush()
+                self.drawn = True
         elif self.verbose >= 2 or now - self.last_print >= 1.0:
             self.stream.write(self._line(*self._pending) + "\n")
             self.last_print = now
@@ -460,8 +499,12 @@ class _Progress:
         if not self.verbose:
             return
         pending = getattr(self, "_pending", None)
+        if self.tty and not self.drawn and self.delay > 0:
+            self._pending = None  # a short fit: nothing was shown and nothing is left to clear
+            return
         if self.tty:
             self.stream.write("\n")
+            self.drawn = False
         elif pending is not None:
             self.stream.write(self._line(*pending) + "\n")
         status = "converged" if loop.converged else "stopped" if loop.stopped else "max_iter"

@@ -326,3 +326,31 @@ def test_model_graph_example_runs(capsys):
     out = capsys.readouterr().out
     for recipe in ("(a)", "(b)", "(c)", "(d)"):
         assert recipe in out
+
+
+def test_squarem_on_a_graph_reaches_the_same_optimum():
+    X, lengths, _ = hmm_data(seed=11, K=2, n_seq=6)
+    fits = {}
+    for accelerate in (None, "squarem"):
+        g = ModelGraph()
+        g.add_node("chain", MarkovChain(2))
+        g.add_node("mix", Categorical(2))
+        g.add_node("obs", Gaussian("diag"))
+        g.add_edge("chain", "mix")
+        g.add_edge("mix", "obs")
+        fit_quietly(g, X, lengths, max_iter=400, tol=1e-9, random_state=1, accelerate=accelerate)
+        # The Gaussian node's covariance prior makes this MAP-EM: what never decreases is
+        # the log-likelihood plus the log-prior (the log-likelihood alone dips at the end).
+        assert_monotone(g.result_.objective_history)
+        fits[accelerate] = g
+    plain, fast = fits[None], fits["squarem"]
+    assert fast.result_.log_likelihood >= plain.result_.log_likelihood - 1e-3
+    assert fast.result_.n_e_steps < plain.result_.n_e_steps
+    theta = fast.get_param_vector()
+    assert fast.set_param_vector(theta)
+    bad = theta.copy()
+    bad[0] = -1.0  # a negative start probability is outside the parameter space
+    kept = fast.get_param_vector()
+    assert not fast.set_param_vector(bad)
+    np.testing.assert_array_equal(fast.get_param_vector(), kept)  # unchanged by the refusal
+    np.testing.assert_allclose(kept, theta, rtol=1e-14)

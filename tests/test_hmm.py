@@ -7,6 +7,7 @@ import pytest
 from hmmlearn import hmm as hl
 from scipy.stats import multivariate_normal
 
+import latentem
 from latentem import ConvergenceWarning
 from latentem.models.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 
@@ -371,3 +372,30 @@ def test_gmmhmm_with_one_mixture_component_equals_gaussian_hmm_fit():
     np.testing.assert_allclose(gmmhmm.history_, gauss.history_, rtol=1e-10)
     np.testing.assert_allclose(gmmhmm.means_[:, 0], gauss.means_, rtol=1e-9)
     np.testing.assert_allclose(gmmhmm.transmat_, gauss.transmat_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_map_priors_give_a_never_decreasing_log_posterior(covariance_type):
+    """Strong hmmlearn-style priors: the runner checks likelihood plus log_prior, which
+    must never decrease if log_prior matches the MAP M-step."""
+    X, lengths = sample_sequences(paired_models(covariance_type, seed=21)[1], [80] * 4, seed=22)
+    model = GaussianHMM(
+        3,
+        covariance_type,
+        n_iter=60,
+        tol=0,
+        random_state=0,
+        means_prior=1.0,
+        means_weight=3.0,
+        covars_prior=5.0,
+        covars_weight=4.0,
+        startprob_prior=2.0,
+        transmat_prior=3.0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("error", latentem.LikelihoodDecreaseWarning)
+        model.fit(X, lengths)
+    objective = model.monitor_.objective_history
+    assert np.all(np.diff(objective) >= -1e-10 * np.abs(objective[:-1]))
+    assert objective[-1] == pytest.approx(model.history_[-1] + model.log_prior(), rel=0.05)

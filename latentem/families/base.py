@@ -18,7 +18,20 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["EmissionFamily"]
+__all__ = ["EmissionFamily", "dirichlet_log_prior"]
+
+
+def dirichlet_log_prior(probs: Any, prior: Any) -> float:
+    """sum((prior - 1) * log p) over the non-zero entries of ``probs`` (up to a constant).
+
+    The M-step ``max(prior - 1 + counts, 0)`` maximises the likelihood plus
+    this term; zero entries (structural zeros, or ones the prior pushed to
+    zero) are left out.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    a = np.broadcast_to(np.asarray(prior, dtype=np.float64) - 1.0, p.shape)
+    nz = p > 0
+    return float(np.sum(a[nz] * np.log(p[nz])))
 
 
 @runtime_checkable
@@ -56,6 +69,10 @@ class EmissionFamily(Protocol):
     def n_parameters(self) -> int:
         """Free parameters of all K components."""
         ...
+
+    # Optional: ``log_prior() -> float``, the log-density of the prior that the
+    # M-step maximises together with the likelihood (MAP-EM). The runner then
+    # checks that likelihood plus prior never decreases.
 
     def sample(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One observation per entry of ``states``."""

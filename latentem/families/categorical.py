@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from latentem.families.base import dirichlet_log_prior
 from latentem.kernels.discrete import categorical_accumulate, categorical_logprob
 
 __all__ = ["CategoricalFamily"]
@@ -28,6 +29,9 @@ class CategoricalFamily:
     """
 
     param_letters = "e"
+    #: Parameters in the flat vector used by SQUAREM; rows of a simplex are renormalised.
+    vector_attributes = ("emissionprob_",)
+    simplex_attributes = ("emissionprob_",)
 
     def __init__(self, n_components: int, n_features: int | None = None, emissionprob_prior=1.0):
         self.n_components = n_components
@@ -108,6 +112,10 @@ class CategoricalFamily:
             has_mass = totals > 0
             new = counts / np.where(has_mass, totals, 1.0)
             self.emissionprob_ = np.where(has_mass, new, self.emissionprob_)
+
+    def log_prior(self) -> float:
+        """Dirichlet log-prior of the emission probabilities (0 for prior 1)."""
+        return dirichlet_log_prior(self.emissionprob_, self.emissionprob_prior)
 
     def n_parameters(self) -> int:
         return self.n_components * (self.n_features - 1)

@@ -41,6 +41,8 @@ class GaussianEmission(MissingGaussianFamily):
     """
 
     param_letters = "mc"
+    #: Parameters in the flat vector used by SQUAREM (see latentem.graph).
+    vector_attributes = ("means_", "covariances_")
 
     def __init__(
         self,
@@ -174,6 +176,36 @@ class GaussianEmission(MissingGaussianFamily):
             if self.reg_covar:
                 cov = _add_to_diagonal(cov, self.reg_covar, ct)
         self.set_parameters(new_mu, cov)
+
+    def log_prior(self) -> float:
+        """Log-density (up to a constant) of the prior behind hmmlearn's MAP M-step.
+
+        Per state, ``-(a/2) log|S| - 1/2 tr((P + w (m - m0)(m - m0)^T) S^-1)`` with
+        ``P = covars_prior`` (added to every entry, as hmmlearn does), ``w =
+        means_weight``, ``m0 = means_prior`` and ``a = max(covars_weight - 1, 0)``
+        for diagonal types, ``max(covars_weight - D, 0)`` for full and tied ones:
+        the M-step's means and covariances maximise the likelihood plus this.
+        """
+        mu = self.means_
+        K, D = mu.shape
+        cp, cw = self.covars_prior, self.covars_weight
+        diff = mu - self.means_prior
+        mw = np.broadcast_to(np.asarray(self.means_weight, dtype=np.float64), mu.shape)
+        ct = self.covariance_type
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        if ct in ("diag", "spherical"):
+            var = cov if ct == "diag" else np.repeat(cov[:, None], D, axis=1)
+            a = max(cw - 1.0, 0.0)
+            return float(np.sum(-0.5 * a * np.log(var) - 0.5 * (cp + mw * diff**2) / var))
+        a = max(cw - D, 0.0)
+        covs = cov if ct == "full" else cov[None]
+        scatter = np.einsum("ki,kj->kij", np.sqrt(mw) * diff, np.sqrt(mw) * diff)
+        if ct == "tied":
+            scatter = scatter.sum(axis=0, keepdims=True)
+        psi = np.broadcast_to(np.asarray(cp, dtype=np.float64), covs.shape) + scatter
+        _, logdet = np.linalg.slogdet(covs)
+        inv = np.linalg.inv(covs)
+        return float(np.sum(-0.5 * a * logdet - 0.5 * np.einsum("kij,kji->k", psi, inv)))
 
     def sample(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         covs = self.full_covariances()

@@ -16,6 +16,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from latentem._validation import check_array
+from latentem.families.base import dirichlet_log_prior
 from latentem.families.gaussian import COVARIANCE_TYPES
 from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -43,6 +44,9 @@ class GaussianMixtureEmission:
     """
 
     param_letters = "wmc"
+    #: Parameters in the flat vector used by SQUAREM; rows of a simplex are renormalised.
+    vector_attributes = ("weights_", "means_", "covars_")
+    simplex_attributes = ("weights_",)
 
     def __init__(
         self,
@@ -195,6 +199,10 @@ class GaussianMixtureEmission:
                 cov = cov.reshape((K, M) + cov.shape[1:])
             self.covars_ = cov
         inner.set_parameters(np.asarray(self.means_).reshape(K * M, D), self._flat_covariances())
+
+    def log_prior(self) -> float:
+        """Dirichlet log-prior of the mixture weights (the Gaussians are fitted by ML)."""
+        return dirichlet_log_prior(self.weights_, self.weights_prior)
 
     def n_parameters(self) -> int:
         K, M, D = self.n_components, self.n_mix, self.n_features

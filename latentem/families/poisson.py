@@ -27,6 +27,8 @@ class PoissonFamily:
     """
 
     param_letters = "l"
+    #: Parameters in the flat vector used by SQUAREM (see latentem.graph).
+    vector_attributes = ("lambdas_",)
 
     def __init__(self, n_components: int, lambdas_prior=0.0, lambdas_weight=0.0):
         self.n_components = n_components
@@ -88,6 +90,11 @@ class PoissonFamily:
             new = (self.lambdas_prior + stats["obs"]) / np.where(has_mass, den, 1.0)
             # A zero rate would make log(rate) -inf; a state without mass keeps its rates.
             self.lambdas_ = np.where(has_mass, np.maximum(new, 1e-10), self.lambdas_)
+
+    def log_prior(self) -> float:
+        """Gamma log-prior of the rates, ``sum(lambdas_prior log l - lambdas_weight l)``."""
+        lam = self.lambdas_
+        return float(np.sum(self.lambdas_prior * np.log(lam) - self.lambdas_weight * lam))
 
     def n_parameters(self) -> int:
         return int(self.lambdas_.size)

@@ -17,6 +17,7 @@ import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
 from latentem.base import InitParamsSetting, ParamsMixin
+from latentem.families.base import dirichlet_log_prior
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups, viterbi
@@ -298,6 +299,15 @@ class HMM(SaveMixin, ParamsMixin):
         occupancy = stats["start"] + stats["trans"].sum(axis=0)
         self.empty_states_ = [int(k) for k in np.flatnonzero(occupancy <= 1e-12)]
         self._family().m_step(stats["emission"], letters)
+
+    def log_prior(self) -> float:
+        """Log-density of the priors (Dirichlet on start and transitions, plus the
+        family's); EM maximises the log-likelihood plus this, so their sum never
+        decreases even where the log-likelihood alone dips."""
+        total = dirichlet_log_prior(self.startprob_, self.startprob_prior)
+        total += dirichlet_log_prior(self.transmat_, self.transmat_prior)
+        family_prior = getattr(self._family(), "log_prior", None)
+        return total + (float(family_prior()) if callable(family_prior) else 0.0)
 
     def log_likelihood(self, data: SequenceData) -> float:
         log_b = self._log_emission(data)
