@@ -1,12 +1,19 @@
 """The ``latentem`` command line.
 
-Errors print one line on stderr and exit with a non-zero code; a traceback
-is a bug.
+``latentem demo``, ``latentem fit gmm|hmm``, ``predict``, ``score``,
+``info`` and ``impute`` work on CSV, TSV and Parquet tables (Parquet needs
+pyarrow: ``pip install 'latentem[io]'``). Every command has ``--help``.
+
+Exit codes: 0 success, 1 an error in the data, a file or a fit, 2 a usage
+error, 130 interrupted. Errors print one line on stderr (``latentem: error:
+...``) and never a traceback; set ``LATENTEM_DEBUG=1`` to see the traceback
+of an unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -57,15 +64,382 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="latentem",
-        description="Fit latent-variable models by expectation-maximization, fast.",
+# ---------------------------------------------------------------------- helpers
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _columns(values: list[str] | None) -> list[str] | None:
+    """``--columns a,b --columns c`` -> ["a", "b", "c"]."""
+    if not values:
+        return None
+    out = [c.strip() for v in values for c in v.split(",") if c.strip()]
+    return out or None
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Show a live progress line for fits longer than about 2 s, on a terminal only."""
+    if getattr(args, "quiet", False):
+        return False
+    from latentem import runner
+
+    runner.TTY_PROGRESS_DELAY = 2.0
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}" if abs(x) < 1e6 else f"{x:.6e}"
+
+
+def _load(path: str):
+    from latentem.persistence import describe, load
+
+    model = load(path)
+    return model, describe(path).get("metadata", {}) or {}
+
+
+def _kind(model) -> str:
+    from latentem.models.gaussian_mixture import GaussianMixture
+    from latentem.models.hmm import HMM
+
+    if isinstance(model, GaussianMixture):
+        return "gmm"
+    if isinstance(model, HMM):
+        return "hmm"
+    raise ValueError(
+        f"this command works with Gaussian mixtures and HMMs; the file holds a "
+        f"{type(model).__name__}"
     )
+
+
+def _n_features(model) -> int:
+    if _kind(model) == "gmm":
+        return int(model.n_features_in_)
+    return int(model.emission.n_features)
+
+
+def _require_fitted(model, path: str) -> None:
+    fitted = "_family" in vars(model) if _kind(model) == "gmm" else "startprob_" in vars(model)
+    if not fitted:
+        raise ValueError(f"the model in {path} is not fitted; fit it before predicting or scoring")
+
+
+def _model_data(model, meta: dict, df, args: argparse.Namespace):
+    """The model's columns of ``df`` (and sequences for an HMM): (X, lengths, order)."""
+    from latentem._tables import numeric_block, sequence_lengths
+
+    columns = _columns(getattr(args, "columns", None)) or meta.get("columns")
+    seq_col = getattr(args, "sequence_column", None) or meta.get("sequence_column")
+    if _kind(model) == "gmm":
+        seq_col = None
+    X, names = numeric_block(df, columns, exclude=(seq_col,) if seq_col else ())
+    D = _n_features(model)
+    if X.shape[1] != D:
+        raise ValueError(
+            f"the model was fitted on {D} column(s) but {X.shape[1]} were chosen "
+            f"({', '.join(names)}); pick the model's columns with --columns"
+        )
+    if len(X) == 0:
+        raise ValueError("the table has no rows")
+    if _kind(model) == "gmm":
+        _no_gaps(X, names, "Gaussian mixtures")
+        return X, None, None, names
+    if seq_col:
+        order, lengths, _ = sequence_lengths(df, seq_col)
+        return X[order], lengths, order, names
+    return X, None, None, names
+
+
+def _no_gaps(X: np.ndarray, names: list[str], what: str) -> None:
+    gaps = np.isnan(X).sum(axis=0)
+    if gaps.any():
+        j = int(np.flatnonzero(gaps)[0])
+        raise ValueError(
+            f"column {names[j]!r} has {int(gaps[j])} missing value(s); {what} need complete rows: "
+            "fill them with 'latentem impute' or drop those rows"
+        )
+
+
+def _note_identifiers(df, seq_col) -> None:
+    from latentem._tables import identifier_columns
+
+    ids = identifier_columns(df, (seq_col,) if seq_col else ())
+    if ids:
+        print(
+            f"note: left out {', '.join(repr(c) for c in ids)}: integer identifiers (distinct "
+            "values); name the columns to use with --columns"
+        )
+
+
+# ---------------------------------------------------------------------- commands
+def _fit(args: argparse.Namespace) -> int:
+    from latentem._tables import numeric_block, read_table, sequence_lengths
+
+    if args.components < 1:
+        raise _Usage("--components must be at least 1")
+    if args.max_iter < 1:
+        raise _Usage("--max-iter must be at least 1")
+    df = read_table(args.input)
+    seq_col = getattr(args, "sequence_column", None)
+    columns = _columns(args.columns)
+    if seq_col and columns and seq_col in columns:
+        raise ValueError(f"the sequence column {seq_col!r} cannot also be a model column")
+    X, names = numeric_block(df, columns, exclude=(seq_col,) if seq_col else ())
+    if len(X) == 0:
+        raise ValueError(f"{args.input} has no rows")
+    if columns is None:
+        _note_identifiers(df, seq_col)
+    verbose = _progress(args)
+    lengths = None
+    if args.model == "gmm":
+        from latentem import GaussianMixture
+
+        _no_gaps(X, names, "Gaussian mixtures")
+        model = GaussianMixture(
+            args.components,
+            covariance_type=args.covariance_type or "full",
+            n_init=args.n_init,
+            max_iter=args.max_iter,
+            tol=args.tol,
+            random_state=args.seed,
+            verbose=verbose,
+        )
+        model.fit(X)
+        ll = model.score(X) * len(X)
+        bic = model.bic(X)
+        it = f"{model.n_iter_} EM iterations"
+    else:
+        model = _new_hmm(args, verbose, names)
+        if seq_col:
+            order, lengths, _ = sequence_lengths(df, seq_col)
+            X = X[order]
+        model.fit(X, lengths)
+        ll = model.score(X, lengths)
+        bic = model.bic(X, lengths)
+        it = f"{model.n_iter_} Baum-Welch iterations"
+    metadata = {
+        "command": "fit",
+        "kind": args.model,
+        "columns": names,
+        "sequence_column": seq_col,
+        "trained_on": os.path.basename(args.input),
+        "n_rows": int(len(X)),
+    }
+    if lengths is not None:
+        metadata["n_sequences"] = int(len(lengths))
+    model.save(args.output, metadata=metadata)
+    status = "converged" if model.converged_ else "stopped at --max-iter"
+    seqs = f" in {len(lengths)} sequences" if lengths is not None else ""
+    print(
+        f"Fitted {type(model).__name__} with {args.components} "
+        f"{'components' if args.model == 'gmm' else 'states'} on {len(X)} rows{seqs} "
+        f"x {len(names)} column(s): {', '.join(names)}"
+    )
+    print(f"{status} after {it}")
+    print(f"log-likelihood {_fmt(ll)} (mean per row {_fmt(ll / len(X))}), BIC {_fmt(bic)}")
+    print(f"saved to {args.output}")
+    return 0
+
+
+def _new_hmm(args: argparse.Namespace, verbose: bool, names: list[str]):
+    from latentem import CategoricalHMM, GaussianHMM, PoissonHMM
+
+    common = dict(n_iter=args.max_iter, tol=args.tol, random_state=args.seed, verbose=verbose)
+    common["n_init"] = args.n_init
+    if args.emission == "gaussian":
+        return GaussianHMM(
+            args.components, covariance_type=args.covariance_type or "diag", **common
+        )
+    if args.covariance_type:
+        raise _Usage("--covariance-type applies to --emission gaussian only")
+    if args.emission == "poisson":
+        return PoissonHMM(args.components, **common)
+    if len(names) != 1:
+        raise ValueError(
+            f"--emission categorical needs exactly one column of symbols 0, 1, 2, ...; "
+            f"got {len(names)} ({', '.join(names)}); choose it with --columns"
+        )
+    return CategoricalHMM(args.components, **common)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from latentem._tables import read_table, write_table
+
+    model, meta = _load(args.model)
+    _require_fitted(model, args.model)
+    df = read_table(args.input)
+    X, lengths, order, _ = _model_data(model, meta, df, args)
+    K = int(model.n_components)
+    if _kind(model) == "gmm":
+        first, values = "label", model.predict(X)
+        proba = model.predict_proba(X)
+    else:
+        first = "state"
+        values = model.predict(X, lengths)
+        proba = model.predict_proba(X, lengths)
+        if order is not None:  # back to the table's row order
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            values, proba = values[inverse], proba[inverse]
+    new = [first] + [f"proba_{k}" for k in range(K)]
+    clash = [c for c in new if c in {str(c) for c in df.columns}]
+    if clash:
+        raise ValueError(
+            f"the table already has a column named {clash[0]!r}; rename it before predicting"
+        )
+    out = df.copy()
+    out[first] = np.asarray(values, dtype=np.int64)
+    for k in range(K):
+        out[f"proba_{k}"] = proba[:, k]
+    write_table(out, args.output)
+    counts = np.bincount(np.asarray(values, dtype=np.int64), minlength=K)
+    what = "component" if first == "label" else "state"
+    print(f"wrote {len(out)} rows to {args.output}: {first} and proba_0..proba_{K - 1}")
+    print(f"rows per {what}: " + ", ".join(f"{k}: {c}" for k, c in enumerate(counts)))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from latentem._tables import read_table
+
+    model, meta = _load(args.model)
+    _require_fitted(model, args.model)
+    df = read_table(args.input)
+    X, lengths, _, names = _model_data(model, meta, df, args)
+    n = len(X)
+    if _kind(model) == "gmm":
+        ll = model.score(X) * n
+        bic, aic = model.bic(X), model.aic(X)
+    else:
+        ll = model.score(X, lengths)
+        bic, aic = model.bic(X, lengths), model.aic(X, lengths)
+    seqs = f" in {len(lengths)} sequences" if lengths is not None else ""
+    unit = "components" if _kind(model) == "gmm" else "states"
+    print(f"model: {type(model).__name__} with {model.n_components} {unit} ({args.model})")
+    print(f"data: {n} rows{seqs} x {len(names)} column(s): {', '.join(names)}")
+    print(f"log-likelihood: {_fmt(ll)}")
+    print(f"mean log-likelihood per row: {_fmt(ll / n)}")
+    print(f"BIC: {_fmt(bic)}")
+    print(f"AIC: {_fmt(aic)}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from latentem.persistence import describe
+
+    info = describe(args.model)
+    model, meta = _load(args.model)
+    print(f"model file: {args.model}")
+    print(
+        f"class: {info['class']} (format version {info['format_version']}, written by latentem "
+        f"{info['latentem_version']} at {info['saved_at']})"
+    )
+    if meta.get("trained_on"):
+        seqs = f" in {meta['n_sequences']} sequences" if meta.get("n_sequences") else ""
+        print(f"trained on: {meta['trained_on']} ({meta.get('n_rows', '?')} rows{seqs})")
+    if meta.get("columns"):
+        print(f"columns: {', '.join(meta['columns'])}")
+    if meta.get("sequence_column"):
+        print(f"sequence column: {meta['sequence_column']}")
+    params = ", ".join(f"{k}={v!r}" for k, v in info["params"].items())
+    print(f"parameters: {params}")
+    with np.printoptions(precision=4, suppress=True, threshold=60, linewidth=100):
+        for name, value in _fitted_arrays(model):
+            text = np.array2string(np.asarray(value), prefix="  ")
+            print(f"{name}:\n  {text}")
+    return 0
+
+
+def _fitted_arrays(model) -> list[tuple[str, np.ndarray]]:
+    try:
+        kind = _kind(model)
+    except ValueError:
+        return []
+    if kind == "gmm":
+        if "_family" not in vars(model):
+            return []
+        out = [("weights_", model.weights_), ("means_", model.means_)]
+        out.append(("covariances_", model.covariances_))
+        out.append(("converged_", np.array(model.converged_)))
+        return out
+    if "startprob_" not in vars(model):
+        return []
+    out = [("startprob_", model.startprob_), ("transmat_", model.transmat_)]
+    for attr in ("weights_", "means_", "covars_", "emissionprob_", "lambdas_"):
+        if hasattr(type(model), attr):
+            out.append((attr, getattr(model, attr)))
+    return out
+
+
+def _impute(args: argparse.Namespace) -> int:
+    from latentem._tables import numeric_block, read_table, table_format, write_table
+    from latentem.models.imputer import EMImputer
+
+    if args.components < 1:
+        raise _Usage("--components must be at least 1")
+    if args.multiple < 1:
+        raise _Usage("--multiple must be at least 1")
+    table_format(args.output)  # a bad output name fails before the work
+    df = read_table(args.input)
+    X, names = numeric_block(df, _columns(args.columns))
+    if len(X) == 0:
+        raise ValueError(f"{args.input} has no rows")
+    if not args.columns:
+        _note_identifiers(df, None)
+    gaps = np.isnan(X)
+    imputer = EMImputer(
+        args.components, max_iter=args.max_iter, random_state=args.seed, verbose=_progress(args)
+    )
+    imputer.fit(X)
+    if args.multiple == 1:
+        outputs = [(args.output, imputer.transform(X))]
+    else:
+        stem, ext = os.path.splitext(args.output)
+        filled = imputer.sample_imputations(X, n_imputations=args.multiple)
+        outputs = [(f"{stem}_{i + 1}{ext}", f) for i, f in enumerate(filled)]
+    by_name = dict(zip((str(c) for c in df.columns), df.columns))
+    for path, filled in outputs:
+        out = df.copy()
+        for j, name in enumerate(names):
+            if gaps[:, j].any():  # only columns with gaps change (and become floats)
+                col = by_name[name]
+                out[col] = np.where(gaps[:, j], filled[:, j], X[:, j])
+        write_table(out, path)
+    n_gaps = int(gaps.sum())
+    per = ", ".join(f"{n}: {int(g)}" for n, g in zip(names, gaps.sum(axis=0)) if g)
+    print(
+        f"imputed {n_gaps} missing value(s) in {len(X)} rows"
+        + (f" ({per})" if per else "")
+        + f" with EM under {args.components} Gaussian component(s)"
+    )
+    untouched = [str(c) for c in df.columns if str(c) not in names]
+    if untouched:
+        print(f"left untouched: {', '.join(untouched)}")
+    print("wrote " + ", ".join(p for p, _ in outputs))
+    return 0
+
+
+class _Usage(Exception):
+    """A bad option value found after parsing: exit code 2."""
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``latentem`` command (all sub-commands)."""
     from latentem import __version__
 
+    parser = _Parser(
+        prog="latentem",
+        description="Fit latent-variable models by expectation-maximization, fast. "
+        "Tables are CSV, TSV or Parquet files, chosen by extension.",
+        epilog="Run 'latentem COMMAND --help' for the options of a command.",
+    )
     parser.add_argument("--version", action="version", version=f"latentem {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
     demo = sub.add_parser(
         "demo",
         help="fit Gaussian mixtures to the Old Faithful data that ships with latentem",
@@ -75,27 +449,190 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-components", type=int, default=4, help="largest K to try (default 4)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(run=_demo)
+
+    def columns_option(p, what):
+        p.add_argument(
+            "--columns",
+            action="append",
+            metavar="COLS",
+            help=f"comma-separated names of the {what} (repeatable; default: every numeric column)",
+        )
+
+    def fit_options(p):
+        p.add_argument("--max-iter", type=int, default=100, help="EM iterations (default 100)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit a Gaussian mixture or a hidden Markov model to a table and save it",
+        description="Fit a model to the numeric columns of a table and save it to a model "
+        "file (JSON + npz, no pickle) for predict, score and info.",
+    )
+    fit_sub = fit.add_subparsers(dest="model", metavar="MODEL", parser_class=_Parser)
+    fit.set_defaults(run=None, parser=fit)
+    gmm = fit_sub.add_parser(
+        "gmm",
+        help="Gaussian mixture (clustering)",
+        description="Fit a Gaussian mixture to the numeric columns of IN (rows must be "
+        "complete) and save it.",
+    )
+    hmm = fit_sub.add_parser(
+        "hmm",
+        help="hidden Markov model (rows in time order)",
+        description="Fit a hidden Markov model to the rows of IN, in time order. With "
+        "--sequence-column, rows are grouped into sequences by that column (row order is kept "
+        "within each sequence). Gaussian emissions accept missing values.",
+    )
+    for p, what in ((gmm, "components"), (hmm, "states")):
+        p.add_argument("input", metavar="IN", help="input table (.csv, .tsv or .parquet)")
+        p.add_argument("-o", "--output", metavar="MODEL", required=True, help="model file")
+        p.add_argument(
+            "-k", "--components", type=int, required=True, metavar="K", help=f"number of {what}"
+        )
+        columns_option(p, "columns to model")
+        p.add_argument("--n-init", type=int, default=1, help="restarts; the best is kept")
+        p.add_argument("--tol", type=float, default=1e-6, help="convergence tolerance")
+        fit_options(p)
+        p.set_defaults(run=_fit)
+    gmm.add_argument(
+        "--covariance-type",
+        choices=("full", "tied", "diag", "spherical"),
+        default=None,
+        help="covariance structure (default full)",
+    )
+    hmm.add_argument("--sequence-column", metavar="COL", help="column holding sequence ids")
+    hmm.add_argument(
+        "--emission",
+        choices=("gaussian", "poisson", "categorical"),
+        default="gaussian",
+        help="emission distribution (default gaussian)",
+    )
+    hmm.add_argument(
+        "--covariance-type",
+        choices=("full", "tied", "diag", "spherical"),
+        default=None,
+        help="covariance structure of Gaussian emissions (default diag)",
+    )
+
+    predict = sub.add_parser(
+        "predict",
+        help="add labels (or Viterbi states) and probabilities to a table",
+        description="Write IN with new columns: 'label' (most probable component) for a "
+        "Gaussian mixture or 'state' (Viterbi path) for an HMM, and 'proba_0'.. (posterior "
+        "probabilities).",
+    )
+    score = sub.add_parser(
+        "score",
+        help="log-likelihood, BIC and AIC of a table under a saved model",
+        description="Print the log-likelihood, BIC and AIC of IN under MODEL.",
+    )
+    for p in (predict, score):
+        p.add_argument("model", metavar="MODEL", help="model file written by 'latentem fit'")
+        p.add_argument("input", metavar="IN", help="input table (.csv, .tsv or .parquet)")
+        columns_option(p, "model's columns (default: those it was fitted on)")
+        p.add_argument(
+            "--sequence-column",
+            metavar="COL",
+            help="HMMs: column holding sequence ids (default: as in fit)",
+        )
+    predict.add_argument("-o", "--output", metavar="OUT", required=True, help="output table")
+    predict.set_defaults(run=_predict)
+    score.set_defaults(run=_score)
+
+    info = sub.add_parser(
+        "info",
+        help="what a model file holds",
+        description="Print a model file's class, parameters, training data and fitted values.",
+    )
+    info.add_argument("model", metavar="MODEL", help="model file")
+    info.set_defaults(run=_info)
+
+    impute = sub.add_parser(
+        "impute",
+        help="fill the missing values of the numeric columns of a table",
+        description="Fill missing values in the numeric columns of IN by EM under a "
+        "multivariate normal (or a Gaussian mixture with --components K > 1) and write the same "
+        "columns, in the same order, to OUT. Identifier and text columns are left untouched. "
+        "With --multiple M, write M imputed copies OUT_1 .. OUT_M drawn with parameter "
+        "uncertainty (multiple imputation).",
+    )
+    impute.add_argument("input", metavar="IN", help="input table (.csv, .tsv or .parquet)")
+    impute.add_argument("-o", "--output", metavar="OUT", required=True, help="output table")
+    impute.add_argument(
+        "-k", "--components", type=int, default=1, metavar="K", help="Gaussian components"
+    )
+    impute.add_argument(
+        "-m", "--multiple", type=int, default=1, metavar="M", help="number of imputed copies"
+    )
+    columns_option(impute, "numeric columns to impute and impute from")
+    fit_options(impute)
+    impute.set_defaults(run=_impute)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``latentem`` console script."""
+    """Entry point of the ``latentem`` console script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0 success, 1 error, 2 usage error, 130 interrupted.
+
+    Examples
+    --------
+    >>> from latentem.cli import main
+    >>> main(["demo", "--max-components", "2"])  # doctest: +ELLIPSIS
+    latentem demo: Gaussian mixtures on the Old Faithful geyser data (272 eruptions,
+    ...
+    Best: 2 components, ...
+    0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
-        parser.print_help(sys.stderr)
+        (getattr(args, "parser", None) or parser).print_help(sys.stderr)
         return EXIT_USAGE
     if args.command == "demo" and args.max_components < 1:
         print("latentem: error: --max-components must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.run(args))
-    except (ValueError, OSError) as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = int(args.run(args))
+        for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
+            print(f"latentem: warning: {message}", file=sys.stderr)
+        return code
+    except _Usage as exc:
         print(f"latentem: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError, FloatingPointError) as exc:
+        print(f"latentem: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("latentem: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("LATENTEM_DEBUG"):
+            raise
+        print(
+            f"latentem: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+            "(a bug: please report it; LATENTEM_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}"
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -471,6 +471,11 @@ def _read(path: str | os.PathLike) -> tuple[dict, bytes]:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{where}: it is not a zip archive (model files are written by model.save or "
+                "'latentem fit'), or it is truncated"
+            ) from None
         raise ValueError(f"{where} (damaged or truncated: {exc})") from None
     try:
         meta = json.loads(meta_bytes.decode("utf-8"))

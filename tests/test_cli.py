@@ -1,13 +1,32 @@
-"""The command line, run as users run it: a separate process."""
+"""The command line, run as users run it: a separate process, on real CSV and Parquet files."""
 
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
+import pytest
 
-def run(*args):
+from latentem.persistence import describe, load
+
+
+def run(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "latentem", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "latentem", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
     )
+
+
+def one_line_error(proc, code=1):
+    """A failure is exactly one line on stderr, no traceback, and the expected exit code."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
 
 
 def test_demo_fits_old_faithful():
@@ -33,3 +52,209 @@ def test_bad_option_is_one_clear_line():
 def test_version():
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("latentem ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("demo",),
+        ("fit",),
+        ("fit", "gmm"),
+        ("fit", "hmm"),
+        ("predict",),
+        ("score",),
+        ("info",),
+        ("impute",),
+    ],
+    ids=lambda a: " ".join(a) or "latentem",
+)
+def test_help_everywhere(args, capsys):
+    from latentem.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--help"])  # in-process: argparse exits after printing the help
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: latentem")
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    """Two clusters with an id and a text column, as CSV and Parquet; sequences for HMMs."""
+    d = tmp_path_factory.mktemp("tables")
+    rng = np.random.default_rng(0)
+    n = 200
+    blob = np.repeat([0, 1], n // 2)
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n) + 1000,
+            "name": [f"row {i}" for i in range(n)],
+            "x": rng.normal(np.where(blob == 0, -4.0, 4.0), 1.0),
+            "y": rng.normal(np.where(blob == 0, 0.0, 6.0), 1.0),
+        }
+    )
+    df.to_csv(d / "blobs.csv", index=False)
+    df.to_parquet(d / "blobs.parquet")
+    # Three sequences, interleaved in the file: the sequence column groups them.
+    states = np.tile(np.repeat([0, 1, 0, 1], 30), 3)
+    seq = np.repeat(["a", "b", "c"], 120)
+    value = rng.normal(np.where(states == 0, -3.0, 3.0), 1.0)
+    h = pd.DataFrame({"seq": seq, "value": value, "state_true": states})
+    shuffle = np.argsort(np.tile(np.arange(120), 3), kind="stable")  # a1 b1 c1 a2 b2 ...
+    h.iloc[shuffle].to_csv(d / "seqs.csv", index=False)
+    return d, df, h.iloc[shuffle].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_fit_predict_score_info_gmm(fmt, tables):
+    d, df, _ = tables
+    src = d / f"blobs.{fmt}"
+    model = d / f"gmm-{fmt}.lem"
+    proc = run("fit", "gmm", src, "--components", 2, "-o", model)
+    assert proc.returncode == 0, proc.stderr
+    assert "Fitted GaussianMixture with 2 components on 200 rows" in proc.stdout
+    assert "column(s): x, y" in proc.stdout  # numeric columns; the integer key is left out
+    assert "note: left out 'id'" in proc.stdout
+    gm = load(model)
+    meta = describe(model)["metadata"]
+    assert meta["columns"] == ["x", "y"] and meta["trained_on"] == f"blobs.{fmt}"
+
+    out = d / f"pred-{fmt}.{fmt}"
+    proc = run("predict", model, src, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    pred = pd.read_csv(out) if fmt == "csv" else pd.read_parquet(out)
+    assert list(pred.columns) == [*df.columns, "label", "proba_0", "proba_1"]
+    pd.testing.assert_frame_equal(pred[df.columns], df, check_exact=fmt == "parquet")
+    X = df[meta["columns"]].to_numpy()
+    np.testing.assert_array_equal(pred["label"], gm.predict(X))
+    np.testing.assert_allclose(pred[["proba_0", "proba_1"]], gm.predict_proba(X), rtol=1e-12)
+
+    proc = run("score", model, src)
+    assert proc.returncode == 0, proc.stderr
+    ll = float(proc.stdout.split("log-likelihood: ")[1].split()[0])
+    assert ll == pytest.approx(gm.score(X) * len(X), rel=1e-5)
+    assert "BIC: " in proc.stdout and "AIC: " in proc.stdout
+
+    proc = run("info", model)
+    assert proc.returncode == 0, proc.stderr
+    assert "class: GaussianMixture" in proc.stdout and "means_" in proc.stdout
+    assert f"trained on: blobs.{fmt} (200 rows)" in proc.stdout
+
+
+def test_fit_gmm_with_chosen_columns_then_predict_other_table(tables, tmp_path):
+    d, df, _ = tables
+    model = tmp_path / "m.lem"
+    proc = run(
+        "fit", "gmm", d / "blobs.csv", "-k", 2, "-o", model, "--columns", "x,y",
+        "--covariance-type", "diag", "--n-init", 2, "--seed", 3,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    gm = load(model)
+    assert gm.covariance_type == "diag" and gm.n_init == 2 and gm.random_state == 3
+    assert describe(model)["metadata"]["columns"] == ["x", "y"]
+    # New data with the columns in another order and without the extra columns.
+    new = df[["y", "x"]].iloc[:10]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    proc = run("predict", model, tmp_path / "new.csv", "-o", tmp_path / "out.csv")
+    assert proc.returncode == 0, proc.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["y", "x", "label", "proba_0", "proba_1"]
+    np.testing.assert_array_equal(out["label"], gm.predict(new[["x", "y"]].to_numpy()))
+
+
+def test_fit_predict_hmm_with_sequences(tables, tmp_path):
+    d, _, h = tables
+    model = tmp_path / "hmm.lem"
+    proc = run(
+        "fit", "hmm", d / "seqs.csv", "-k", 2, "--sequence-column", "seq", "--columns",
+        "value", "-o", model,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "in 3 sequences" in proc.stdout
+    hmm = load(model)
+    assert type(hmm).__name__ == "GaussianHMM"
+    proc = run("predict", model, d / "seqs.csv", "-o", tmp_path / "states.parquet")
+    assert proc.returncode == 0, proc.stderr
+    out = pd.read_parquet(tmp_path / "states.parquet")
+    assert list(out.columns) == ["seq", "value", "state_true", "state", "proba_0", "proba_1"]
+    # Viterbi per sequence, in the file's (interleaved) row order.
+    for s in "abc":
+        rows = out[out["seq"] == s]
+        expect = hmm.predict(rows[["value"]].to_numpy())
+        np.testing.assert_array_equal(rows["state"], expect)
+    agree = (out["state"] == out["state_true"]).mean()
+    assert max(agree, 1 - agree) > 0.95
+    proc = run("score", model, d / "seqs.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "in 3 sequences" in proc.stdout and "2 states" in proc.stdout
+
+
+def test_fit_poisson_and_categorical_hmm(tmp_path):
+    rng = np.random.default_rng(1)
+    states = np.repeat([0, 1, 0, 1], 50)
+    pd.DataFrame(
+        {
+            "count": rng.poisson(np.where(states == 0, 1.0, 9.0)),
+            "symbol": np.where(states == 0, rng.integers(0, 2, 200), 2),
+        }
+    ).to_csv(tmp_path / "c.csv", index=False)
+    proc = run("fit", "hmm", tmp_path / "c.csv", "-k", 2, "--emission", "poisson",
+               "--columns", "count", "-o", tmp_path / "p.lem")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert np.sort(load(tmp_path / "p.lem").lambdas_.ravel()) == pytest.approx([1, 9], abs=1)
+    proc = run("fit", "hmm", tmp_path / "c.csv", "-k", 2, "--emission", "categorical",
+               "-o", tmp_path / "c.lem")  # fmt: skip
+    line = one_line_error(proc)
+    assert "exactly one column" in line
+    proc = run("fit", "hmm", tmp_path / "c.csv", "-k", 2, "--emission", "categorical",
+               "--columns", "symbol", "-o", tmp_path / "c.lem")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert load(tmp_path / "c.lem").emissionprob_.shape == (2, 3)
+
+
+def test_errors_are_one_clear_line(tables, tmp_path):
+    d, df, _ = tables
+    csv = d / "blobs.csv"
+    line = one_line_error(run("fit", "gmm", tmp_path / "missing.csv", "-k", 2, "-o", "m.lem"))
+    assert line == f"latentem: error: no such file: {tmp_path / 'missing.csv'}"
+    line = one_line_error(run("fit", "gmm", csv, "-k", 2, "-o", tmp_path / "m.lem",
+                              "--columns", "x,nope"))  # fmt: skip
+    assert "unknown column 'nope'" in line and "id, name, x, y" in line
+    line = one_line_error(run("fit", "gmm", csv, "-k", 2, "-o", tmp_path / "m.lem",
+                              "--columns", "x,name"))  # fmt: skip
+    assert "column 'name' is not numeric" in line and "'row 0'" in line
+    line = one_line_error(run("fit", "gmm", csv, "-o", tmp_path / "m.lem"), code=2)
+    assert "required: -k/--components" in line
+    line = one_line_error(run("fit", "gmm", csv, "-k", 0, "-o", tmp_path / "m.lem"), code=2)
+    assert "--components must be at least 1" in line
+    line = one_line_error(run("fit", "gmm", d / "blobs.xlsx", "-k", 2, "-o", tmp_path / "m.lem"))
+    assert "name it .csv, .tsv or .parquet" in line
+    gaps = df.copy()
+    gaps.loc[3, "x"] = np.nan
+    gaps.to_csv(tmp_path / "gaps.csv", index=False)
+    line = one_line_error(run("fit", "gmm", tmp_path / "gaps.csv", "-k", 2, "-o", "m.lem"))
+    assert "column 'x' has 1 missing value" in line and "latentem impute" in line
+    (tmp_path / "bad.csv").write_text('a,b\n1,"2\n')
+    line = one_line_error(run("fit", "gmm", tmp_path / "bad.csv", "-k", 1, "-o", "m.lem"))
+    assert "cannot read" in line
+    line = one_line_error(run("predict", csv, csv, "-o", tmp_path / "o.csv"))
+    assert "not a readable latentem model file" in line
+    line = one_line_error(run("info", tmp_path / "none.lem"))
+    assert "no such model file" in line
+    assert not (tmp_path / "m.lem").exists()
+
+
+def test_predict_checks_the_table_against_the_model(tables, tmp_path):
+    d, df, _ = tables
+    model = tmp_path / "m.lem"
+    assert (
+        run("fit", "gmm", d / "blobs.csv", "-k", 2, "--columns", "x,y", "-o", model).returncode == 0
+    )
+    df[["x"]].to_csv(tmp_path / "onlyx.csv", index=False)
+    line = one_line_error(run("predict", model, tmp_path / "onlyx.csv", "-o", tmp_path / "o.csv"))
+    assert "unknown column 'y'" in line
+    df.assign(label=1).to_csv(tmp_path / "clash.csv", index=False)
+    line = one_line_error(run("predict", model, tmp_path / "clash.csv", "-o", tmp_path / "o.csv"))
+    assert "already has a column named 'label'" in line
+    line = one_line_error(run("predict", model, d / "blobs.csv", "-o", tmp_path / "no/o.csv"))
+    assert "does not exist" in line
