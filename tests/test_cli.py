@@ -258,3 +258,58 @@ def test_predict_checks_the_table_against_the_model(tables, tmp_path):
     assert "already has a column named 'label'" in line
     line = one_line_error(run("predict", model, d / "blobs.csv", "-o", tmp_path / "no/o.csv"))
     assert "does not exist" in line
+
+
+def test_impute_csv_and_parquet(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 300
+    z = rng.multivariate_normal([0, 0, 0], [[1, 0.8, 0.5], [0.8, 1, 0.4], [0.5, 0.4, 1]], n)
+    df = pd.DataFrame(
+        {
+            "key": np.arange(n),
+            "city": rng.choice(["Lyon", "Oslo", None], n),
+            "a": z[:, 0],
+            "b": z[:, 1] * 10 + 50,
+            "count": rng.integers(0, 5, n),
+            "c": z[:, 2],
+        }
+    )
+    gappy = df.copy()
+    gappy.loc[rng.random(n) < 0.2, "a"] = np.nan
+    gappy.loc[rng.random(n) < 0.1, "c"] = np.nan
+    gappy.to_csv(tmp_path / "in.csv", index=False)
+    gappy.to_parquet(tmp_path / "in.parquet")
+
+    proc = run("impute", tmp_path / "in.csv", "-o", tmp_path / "out.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "left untouched: key, city" in proc.stdout
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == list(df.columns)
+    assert not out[["a", "b", "c", "count"]].isna().any().any()
+    # Observed cells, identifiers and text are untouched; gaps are filled near the truth.
+    keep = ["key", "city", "b", "count"]
+    pd.testing.assert_frame_equal(out[keep], pd.read_csv(tmp_path / "in.csv")[keep])
+    seen = gappy["a"].notna()
+    np.testing.assert_allclose(out.loc[seen, "a"], gappy.loc[seen, "a"], rtol=1e-12)
+    gap = gappy["a"].isna()
+    rmse = np.sqrt(np.mean((out.loc[gap, "a"] - df.loc[gap, "a"]) ** 2))
+    assert rmse < 0.7  # about sqrt(1 - R^2) from b and c; filling with the mean gives ~1
+
+    proc = run("impute", tmp_path / "in.parquet", "-o", tmp_path / "mi.parquet", "-m", 3, "-k", 1)
+    assert proc.returncode == 0, proc.stderr
+    copies = [pd.read_parquet(tmp_path / f"mi_{i}.parquet") for i in (1, 2, 3)]
+    for c in copies:
+        assert list(c.columns) == list(df.columns) and not c["a"].isna().any()
+        pd.testing.assert_frame_equal(c[keep], gappy[keep])
+    assert not np.allclose(copies[0].loc[gap, "a"], copies[1].loc[gap, "a"])  # draws differ
+
+    proc = run("impute", tmp_path / "in.csv", "-o", tmp_path / "ab.csv", "--columns", "a,b")
+    assert proc.returncode == 0, proc.stderr
+    ab = pd.read_csv(tmp_path / "ab.csv")
+    assert ab["a"].notna().all() and ab["c"].isna().sum() == gappy["c"].isna().sum()
+
+    line = one_line_error(run("impute", tmp_path / "in.csv", "-o", tmp_path / "x.csv",
+                              "--columns", "a,city"))  # fmt: skip
+    assert "column 'city' is not numeric" in line
+    line = one_line_error(run("impute", tmp_path / "in.csv", "-o", tmp_path / "x.csv", "-m", 0), 2)
+    assert "--multiple must be at least 1" in line
