@@ -89,36 +89,9 @@ def _forward_backward_one(
     """One sequence, rows a..b-1; returns its log-likelihood (-inf if impossible)."""
     K = scaled.shape[1]
     # Forward pass: post[t] holds the scaled forward variable alpha_t.
-    total = 0.0
-    for k in range(K):
-        post[a, k] = startprob[k] * scaled[a, k]
-        total += post[a, k]
-    if not total > 0.0:
-        return -np.inf
-    scale[a] = total
-    ll = np.log(total) + shift[a]
-    inv = 1.0 / total
-    for k in range(K):
-        post[a, k] *= inv
-    for t in range(a + 1, b):
-        for j in range(K):
-            tmp[j] = 0.0
-        for i in range(K):
-            p = post[t - 1, i]
-            for j in range(K):
-                tmp[j] += p * transmat[i, j]
-        total = 0.0
-        for j in range(K):
-            v = tmp[j] * scaled[t, j]
-            post[t, j] = v
-            total += v
-        if not total > 0.0:
-            return -np.inf
-        scale[t] = total
-        ll += np.log(total) + shift[t]
-        inv = 1.0 / total
-        for k in range(K):
-            post[t, k] *= inv
+    ll = _forward_pass(scaled, shift, a, b, startprob, transmat, post, scale, tmp)
+    if ll == -np.inf:
+        return ll
     # Backward pass, turning alpha into posteriors. The expected transitions
     # are A * sum_t alpha_t (x) tmp_t; the caller multiplies by A once at the end.
     for k in range(K):
@@ -153,27 +126,22 @@ _LONG_CHUNKS = 16
 
 
 @njit(cache=True, fastmath=_FM)
-def _forward_pass(scaled, shift, a, b, startprob, transmat, alpha):
-    """Normalised forward variables of rows a..b-1 into alpha; returns the log-likelihood."""
+def _forward_pass(scaled, shift, a, b, startprob, transmat, alpha, scale, tmp):
+    """Normalised forward variables of rows a..b-1 into alpha, their normalisers into
+    scale; returns the log-likelihood (-inf if the sequence is impossible)."""
     K = scaled.shape[1]
-    tmp = np.empty(K)
-    total = 0.0
-    for k in range(K):
-        alpha[a, k] = startprob[k] * scaled[a, k]
-        total += alpha[a, k]
-    if not total > 0.0:
-        return -np.inf
-    ll = np.log(total) + shift[a]
-    inv = 1.0 / total
-    for k in range(K):
-        alpha[a, k] *= inv
-    for t in range(a + 1, b):
-        for j in range(K):
-            tmp[j] = 0.0
-        for i in range(K):
-            p = alpha[t - 1, i]
+    ll = 0.0
+    for t in range(a, b):
+        if t == a:
             for j in range(K):
-                tmp[j] += p * transmat[i, j]
+                tmp[j] = startprob[j]
+        else:
+            for j in range(K):
+                tmp[j] = 0.0
+            for i in range(K):
+                p = alpha[t - 1, i]
+                for j in range(K):
+                    tmp[j] += p * transmat[i, j]
         total = 0.0
         for j in range(K):
             v = tmp[j] * scaled[t, j]
@@ -181,6 +149,7 @@ def _forward_pass(scaled, shift, a, b, startprob, transmat, alpha):
             total += v
         if not total > 0.0:
             return -np.inf
+        scale[t] = total
         ll += np.log(total) + shift[t]
         inv = 1.0 / total
         for k in range(K):
@@ -210,7 +179,7 @@ def _backward_pass(scaled, a, b, transmat, beta):
 
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _forward_backward_long(
-    scaled, shift, a, b, startprob, transmat, weight, post, start_acc, trans_acc
+    scaled, shift, a, b, startprob, transmat, weight, post, scale, start_acc, trans_acc
 ):
     """One long sequence: forward and backward at once, then posteriors and transitions
     in fixed chunks. post[a:b] receives the posteriors; returns the log-likelihood."""
@@ -220,7 +189,9 @@ def _forward_backward_long(
     lls = np.zeros(2)
     for task in prange(2):
         if task == 0:
-            lls[0] = _forward_pass(scaled, shift, a, b, startprob, transmat, post)
+            lls[0] = _forward_pass(
+                scaled, shift, a, b, startprob, transmat, post, scale, np.empty(K)
+            )
         else:
             _backward_pass(scaled, a, b, transmat, beta)
     ll = lls[0]
@@ -348,6 +319,7 @@ def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
                     transmat,
                     seq_weights[s],
                     post,
+                    scale,
                     start_counts[g],
                     trans_counts[g],
                 )

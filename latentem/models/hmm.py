@@ -432,6 +432,26 @@ class HMM(SaveMixin, ParamsMixin):
         return -2.0 * self.score(X, lengths) + self.n_parameters() * np.log(n)
 
 
+#: The settings every HMM class passes on to :class:`HMM` unchanged.
+_CHAIN_SETTINGS = (
+    "startprob_prior",
+    "transmat_prior",
+    "algorithm",
+    "random_state",
+    "n_iter",
+    "tol",
+    "verbose",
+    "params",
+    "init_params",
+    "n_init",
+)
+
+
+def _chain_settings(values: dict) -> dict:
+    """The chain settings out of a subclass's ``locals()``, for ``HMM.__init__``."""
+    return {name: values[name] for name in _CHAIN_SETTINGS}
+
+
 def _family_property(name: str, doc: str) -> property:
     def getter(self):
         return getattr(self.emission, name)
@@ -483,16 +503,7 @@ class CategoricalHMM(HMM):
         super().__init__(
             n_components,
             CategoricalFamily(n_components, n_features, emissionprob_prior),
-            startprob_prior=startprob_prior,
-            transmat_prior=transmat_prior,
-            algorithm=algorithm,
-            random_state=random_state,
-            n_iter=n_iter,
-            tol=tol,
-            verbose=verbose,
-            params=params,
-            init_params=init_params,
-            n_init=n_init,
+            **_chain_settings(locals()),
         )
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features
@@ -544,16 +555,7 @@ class PoissonHMM(HMM):
         super().__init__(
             n_components,
             PoissonFamily(n_components, lambdas_prior, lambdas_weight),
-            startprob_prior=startprob_prior,
-            transmat_prior=transmat_prior,
-            algorithm=algorithm,
-            random_state=random_state,
-            n_iter=n_iter,
-            tol=tol,
-            verbose=verbose,
-            params=params,
-            init_params=init_params,
-            n_init=n_init,
+            **_chain_settings(locals()),
         )
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
@@ -630,16 +632,7 @@ class GaussianHMM(HMM):
         super().__init__(
             n_components,
             GaussianEmission(n_components, covariance_type),
-            startprob_prior=startprob_prior,
-            transmat_prior=transmat_prior,
-            algorithm=algorithm,
-            random_state=random_state,
-            n_iter=n_iter,
-            tol=tol,
-            verbose=verbose,
-            params=params,
-            init_params=init_params,
-            n_init=n_init,
+            **_chain_settings(locals()),
         )
         self.covariance_type = covariance_type
         self.min_covar = min_covar
@@ -727,16 +720,7 @@ class GMMHMM(HMM):
         super().__init__(
             n_components,
             GaussianMixtureEmission(n_components, n_mix, covariance_type, min_covar),
-            startprob_prior=startprob_prior,
-            transmat_prior=transmat_prior,
-            algorithm=algorithm,
-            random_state=random_state,
-            n_iter=n_iter,
-            tol=tol,
-            verbose=verbose,
-            params=params,
-            init_params=init_params,
-            n_init=n_init,
+            **_chain_settings(locals()),
         )
         self.n_mix = n_mix
         self.min_covar = min_covar
