@@ -187,7 +187,13 @@ class MissingGaussianFamily(GaussianFamily):
         if cache is not None:
             return cache
         C = self.full_covariances()
-        L = np.linalg.cholesky(C)
+        try:
+            L = np.linalg.cholesky(C)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "a component covariance is not numerically positive definite; increase "
+                f"reg_covar (now {self.reg_covar:g}) or use fewer components."
+            ) from None
         Linv = np.linalg.inv(L)
         Linv = np.tril(Linv)
         U = np.ascontiguousarray(Linv.transpose(0, 2, 1))

@@ -40,9 +40,11 @@ EMPTY_FRACTION = 1e-10
 _NOT_PD_HINT = (
     "the covariance estimate is not positive definite ({err}). A column may be constant, "
     "an exact linear combination of others, or have too few observed values for "
-    "{n_components} component(s). Pass ridge > 0 (a prior worth that many observations that "
-    "shrinks correlations towards zero, e.g. ridge=0.01 * n_samples as Amelia's empri), or "
-    "reg_covar > 0, or drop the offending columns."
+    "{n_components} component(s), or a mixture component collapsed onto a few rows. Pass "
+    "ridge > 0 (a prior worth that many observations that shrinks covariances towards the "
+    "diagonal of the observed variances: ridge=1 is enough to stop a component collapsing; "
+    "up to 0.01 * n_samples as Amelia's empri for collinear columns), or reg_covar > 0, or "
+    "drop the offending columns."
 )
 
 
@@ -186,6 +188,7 @@ class _MissingEM:
     def _set(self, means, cov) -> None:
         try:
             self.family.set_parameters(means, cov)
+            self.family._precision_parts()  # the factors the E-step needs
         except (ValueError, np.linalg.LinAlgError) as err:
             raise ValueError(
                 _NOT_PD_HINT.format(err=str(err).split(";")[0], n_components=self.n_components)
