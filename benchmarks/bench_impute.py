@@ -12,13 +12,14 @@ column: tables are standardised first) and the wall time of
   different correlation structure in each cluster, where the mixture
   imputer (``n_components=4``) beats the single normal.
 
-Methods: ``EMImputer()`` (one normal), ``EMImputer(n_components=4,
-ridge=1)`` on the clustered table (the ridge prior, worth one observation
-per component, keeps a component from collapsing onto a few rows),
-scikit-learn's ``IterativeImputer`` (its default BayesianRidge,
-``max_iter=10``), ``KNNImputer`` (5 neighbours) and mean imputation (``SimpleImputer``). latentem is timed after a warm-up call on
-a tiny table (numba compilation, or loading it from the cache, excluded;
-the first call of a fresh process is reported separately).
+Methods: ``EMImputer()`` (one normal); on the clustered table also
+``EMImputer(n_components=4, ridge=1)`` (the ridge prior, worth one
+observation per component, keeps a component from collapsing onto a few
+rows); scikit-learn's ``IterativeImputer`` (its default BayesianRidge,
+``max_iter=10``), ``KNNImputer`` (5 neighbours) and mean imputation
+(``SimpleImputer``). latentem is timed after a warm-up call on a tiny table
+(numba compilation, or loading it from the cache, excluded; the first call
+of a fresh process is reported separately).
 
 Targets (issue 5): EMImputer's RMSE no worse than IterativeImputer's on
 every case, and at least 20x faster on the synthetic case.
