@@ -610,7 +610,15 @@ def describe(path: str | os.PathLike) -> dict:
 
 
 class SaveMixin:
-    """Gives an estimator ``save(path, metadata=None)``; see :func:`save`."""
+    """Gives an estimator ``save(path, metadata=None)``; see :func:`save`.
+
+    Examples
+    --------
+    >>> from latentem import GaussianMixture
+    >>> from latentem.persistence import SaveMixin
+    >>> issubclass(GaussianMixture, SaveMixin)
+    True
+    """
 
     def save(self, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
         """Write this model to a model file (JSON metadata + ``.npz`` arrays; no pickle).

@@ -1,0 +1,318 @@
+"""Pictures of fits: convergence, mixture densities and ellipses, HMM states, imputations.
+
+matplotlib is an optional extra (``pip install "latentem[plot]"``), imported
+only when a function here is called. Every function draws on ``ax`` (a new
+figure's axes when ``ax`` is None) and returns the axes, so you can add to
+the plot or save it with ``ax.figure.savefig(path)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_convergence", "plot_hmm_states", "plot_imputation", "plot_mixture"]
+
+
+def _plt():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "latentem.plotting needs matplotlib; install it with: pip install 'latentem[plot]'"
+        ) from None
+    return plt
+
+
+def _axes(ax):
+    if ax is not None:
+        return ax
+    return _plt().subplots(figsize=(6.4, 4.2), layout="constrained")[1]
+
+
+def plot_convergence(fit: Any, ax: Any = None, per_sample: bool = False):
+    """The log-likelihood at every EM iteration.
+
+    Parameters
+    ----------
+    fit : fitted model, EMResult or array
+        A model with ``history_`` (every latentem model), the
+        :class:`~latentem.EMResult` of :func:`~latentem.fit_em` (all its
+        restarts are drawn, the kept one solid), or a 1-D array.
+    ax : matplotlib Axes, optional
+    per_sample : bool
+        Divide by the number of samples (needs an EMResult).
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from latentem import GaussianMixture
+    >>> from latentem.plotting import plot_convergence
+    >>> X = np.random.default_rng(0).normal(size=(200, 2))
+    >>> ax = plot_convergence(GaussianMixture(3, random_state=0).fit(X))
+    >>> len(ax.lines)
+    1
+    """
+    ax = _axes(ax)
+    histories = getattr(fit, "histories", None)
+    if histories is not None:  # an EMResult
+        scale = 1.0 / fit.n_samples if per_sample else 1.0
+        for i, h in enumerate(histories):
+            kept = i == fit.best_init
+            ax.plot(
+                np.arange(1, len(h) + 1),
+                np.asarray(h) * scale,
+                lw=2 if kept else 1,
+                alpha=1.0 if kept else 0.5,
+                ls="-" if kept else "--",
+                label=f"restart {i + 1}" + (" (kept)" if kept else ""),
+            )
+        if len(histories) > 1:
+            ax.legend()
+    else:
+        h = getattr(fit, "history_", fit)
+        try:
+            h = np.asarray(h, dtype=float)
+        except (TypeError, ValueError):
+            h = np.empty(0)
+        if h.ndim != 1 or h.size == 0:
+            raise ValueError(
+                "plot_convergence needs a fitted model (with history_), an EMResult or a 1-D "
+                f"array of log-likelihoods; got {type(fit).__name__}."
+            )
+        ax.plot(np.arange(1, h.size + 1), h, marker="o" if h.size <= 30 else None, ms=3)
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("log-likelihood per sample" if per_sample else "log-likelihood")
+    ax.set_title("Convergence")
+    return ax
+
+
+def _gmm_parts(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """weights (K,), means (K, D), full covariances (K, D, D) of a GaussianMixture."""
+    if not hasattr(model, "weights_") or not hasattr(model, "covariance_type"):
+        raise ValueError("plot_mixture needs a fitted GaussianMixture.")
+    w, mu, cov = model.weights_, model.means_, np.asarray(model.covariances_)
+    K, D = mu.shape
+    ct = model.covariance_type
+    if ct == "tied":
+        cov = np.broadcast_to(cov, (K, D, D))
+    elif ct == "diag":
+        cov = np.stack([np.diag(c) for c in cov])
+    elif ct == "spherical":
+        cov = np.stack([np.eye(D) * c for c in cov])
+    return w, mu, cov
+
+
+def plot_mixture(model: Any, X: Any, ax: Any = None, columns: Any = None, bins: int = 40):
+    """A Gaussian mixture over its data: densities in 1-D, ellipses in 2-D.
+
+    1-D data: a histogram (as a density) with each weighted component
+    density and their sum. 2-D data: the points coloured by their most
+    probable component, with 1 and 2 standard-deviation ellipses of every
+    component.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        Fitted on one or two features.
+    X : array-like (n_samples, n_features)
+    ax : matplotlib Axes, optional
+    columns : list of str, optional
+        Axis labels.
+    bins : int
+        Histogram bins (1-D).
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from latentem import GaussianMixture
+    >>> from latentem.datasets import load_old_faithful
+    >>> from latentem.plotting import plot_mixture
+    >>> X, columns = load_old_faithful()
+    >>> gm = GaussianMixture(2, random_state=0).fit(X)
+    >>> ax = plot_mixture(gm, X, columns=columns)
+    >>> len(ax.patches)  # two ellipses per component
+    4
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    w, mu, cov = _gmm_parts(model)
+    if X.shape[1] != mu.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but the model has {mu.shape[1]}.")
+    if X.shape[1] not in (1, 2):
+        raise ValueError(
+            f"plot_mixture draws 1-D or 2-D mixtures; this one has {X.shape[1]} features. "
+            "Fit a model to one or two columns to picture it."
+        )
+    ax = _axes(ax)
+    colors = [f"C{k % 10}" for k in range(len(w))]
+    if X.shape[1] == 1:
+        x = X[:, 0]
+        ax.hist(x, bins=bins, density=True, color="0.8", label="data")
+        pad = 0.1 * (x.max() - x.min() + 1e-12)
+        grid = np.linspace(x.min() - pad, x.max() + pad, 400)
+        sd = np.sqrt(cov[:, 0, 0])
+        dens = w * np.exp(-0.5 * ((grid[:, None] - mu[:, 0]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+        for k in range(len(w)):
+            ax.plot(grid, dens[:, k], color=colors[k], lw=1.5, label=f"component {k}")
+        ax.plot(grid, dens.sum(axis=1), color="k", lw=2, label="mixture")
+        ax.set_xlabel(columns[0] if columns else "x")
+        ax.set_ylabel("density")
+        ax.legend()
+    else:
+        from matplotlib.patches import Ellipse
+
+        labels = model.predict(X)
+        ax.scatter(X[:, 0], X[:, 1], s=8, c=[colors[k] for k in labels], alpha=0.6, lw=0)
+        for k in range(len(w)):
+            vals, vecs = np.linalg.eigh(cov[k])
+            angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
+            for n_sd in (1, 2):
+                width, height = 2 * n_sd * np.sqrt(vals[::-1])
+                ax.add_patch(
+                    Ellipse(
+                        mu[k],
+                        width,
+                        height,
+                        angle=angle,
+                        fill=False,
+                        color=colors[k],
+                        lw=2 if n_sd == 1 else 1,
+                        ls="-" if n_sd == 1 else "--",
+                    )
+                )
+            ax.plot(*mu[k], "x", color="k", ms=8)
+        ax.set_xlabel(columns[0] if columns else "x0")
+        ax.set_ylabel(columns[1] if columns else "x1")
+    ax.set_title(f"Gaussian mixture, {len(w)} components")
+    return ax
+
+
+def plot_hmm_states(
+    model: Any, X: Any, lengths: Any = None, ax: Any = None, feature: int = 0, sequence: int = 0
+):
+    """One sequence over time, the background shaded by its Viterbi states.
+
+    Parameters
+    ----------
+    model : fitted HMM (any latentem HMM)
+    X : array-like (n_samples, n_features)
+    lengths : array of int, optional
+        Sequence lengths, as in ``fit``.
+    ax : matplotlib Axes, optional
+    feature : int
+        Column of X to draw.
+    sequence : int
+        Which sequence to draw.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from latentem import GaussianHMM
+    >>> from latentem.plotting import plot_hmm_states
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(np.repeat([-2.0, 2.0, -2.0], 100), 1.0)[:, None]
+    >>> model = GaussianHMM(2, n_iter=30, random_state=0).fit(X)
+    >>> ax = plot_hmm_states(model, X)
+    >>> len(ax.patches)  # one band per run of a state
+    3
+    """
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X[:, None]
+    states = np.asarray(model.predict(X, lengths))
+    bounds = np.concatenate(([0], np.cumsum(lengths if lengths is not None else [len(X)])))
+    if not 0 <= sequence < len(bounds) - 1:
+        raise ValueError(f"sequence must be in 0..{len(bounds) - 2}; got {sequence}.")
+    if not 0 <= feature < X.shape[1]:
+        raise ValueError(f"feature must be in 0..{X.shape[1] - 1}; got {feature}.")
+    lo, hi = bounds[sequence], bounds[sequence + 1]
+    s, y = states[lo:hi], X[lo:hi, feature].astype(float)
+    t = np.arange(len(s))
+    ax = _axes(ax)
+    change = np.flatnonzero(np.diff(s)) + 1
+    starts, ends = np.concatenate(([0], change)), np.concatenate((change, [len(s)]))
+    seen = set()
+    for a, b in zip(starts, ends):
+        k = int(s[a])
+        ax.axvspan(a - 0.5, b - 0.5, color=f"C{k % 10}", alpha=0.2, lw=0,
+                   label=None if k in seen else f"state {k}")  # fmt: skip
+        seen.add(k)
+    ax.plot(t, y, color="k", lw=0.8)
+    ax.set_xlim(-0.5, len(s) - 0.5)
+    ax.set_xlabel("time step")
+    ax.set_ylabel(f"feature {feature}")
+    ax.set_title("Most likely states (Viterbi)")
+    ax.legend(loc="upper right")
+    return ax
+
+
+def plot_imputation(X_missing: Any, X_filled: Any, column: int = 0, ax: Any = None, bins: int = 30):
+    """Observed against imputed values of one column (a diagnostic for imputations).
+
+    Imputed values far outside the observed ones, or a very different shape,
+    point at a model that does not fit the data (for example a multimodal
+    column imputed under one normal: try more components).
+
+    Parameters
+    ----------
+    X_missing : array-like (n_samples, n_features)
+        The data with NaN gaps.
+    X_filled : array-like, same shape
+        The imputed data.
+    column : int
+    ax : matplotlib Axes, optional
+    bins : int
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from latentem.plotting import plot_imputation
+    >>> X = np.array([[1.0, 2.0], [np.nan, 3.0], [2.0, np.nan], [1.5, 2.5]])
+    >>> filled = np.array([[1.0, 2.0], [1.4, 3.0], [2.0, 2.6], [1.5, 2.5]])
+    >>> ax = plot_imputation(X, filled, column=0)
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['observed (3)', 'imputed (1)']
+    """
+    A, B = np.asarray(X_missing, dtype=float), np.asarray(X_filled, dtype=float)
+    if A.shape != B.shape or A.ndim != 2:
+        raise ValueError(
+            f"X_missing and X_filled must be 2-D arrays of one shape; got {A.shape}, {B.shape}."
+        )
+    gap = np.isnan(A[:, column])
+    obs, imp = A[~gap, column], B[gap, column]
+    ax = _axes(ax)
+    both = np.concatenate([obs, imp])
+    edges = np.histogram_bin_edges(both[np.isfinite(both)], bins=bins)
+    ax.hist(obs, bins=edges, density=True, alpha=0.5, color="C0", label=f"observed ({obs.size})")
+    ax.hist(imp, bins=edges, density=True, alpha=0.5, color="C3", label=f"imputed ({imp.size})")
+    ax.set_xlabel(f"column {column}")
+    ax.set_ylabel("density")
+    ax.set_title("Observed and imputed values")
+    ax.legend()
+    return ax
