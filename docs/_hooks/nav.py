@@ -44,9 +44,7 @@ def on_files(files, config):
             for name in sorted(names):
                 if name.endswith((".py", ".png", ".svg", ".csv")):
                     rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-                    files.append(
-                        File(rel, root, config["site_dir"], config["use_directory_urls"])
-                    )
+                    files.append(File(rel, root, config["site_dir"], config["use_directory_urls"]))
     pages = sorted(f.src_uri for f in files.documentation_pages())
     listed: set[str] = set()
     nav = _prune(config.get("nav") or [], set(pages), listed)
