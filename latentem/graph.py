@@ -25,6 +25,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from latentem._validation import check_positive_int, check_random_state
+from latentem._vector import family_parts, get_vector, set_vector
 from latentem.families.base import dirichlet_log_prior
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -580,65 +581,30 @@ class ModelGraph:
         return total
 
     # -- the parameter-vector view, for accelerate="squarem"
-    def _vector_parts(self) -> list[tuple[Any, str, bool]]:
+    def _vector_parts(self) -> list:
         """(holder, attribute, is_simplex) for every parameter array, in tree order."""
         parts = []
         for node in self._root.nodes():
             if isinstance(node, _Leaf):
-                fam = node.family
-                names = getattr(fam, "vector_attributes", None)
-                if names is None:
-                    raise ValueError(
-                        f"node {node.name!r}: {type(fam).__name__} has no vector_attributes, "
-                        'so accelerate="squarem" cannot extrapolate it; use accelerate=None.'
-                    )
-                simplex = getattr(fam, "simplex_attributes", ())
-                parts += [(fam, a, a in simplex) for a in names]
+                parts += family_parts(node.family, f"node {node.name!r}")
             elif node.kind == "categorical":
                 parts.append((node, "weights_", True))
             else:
                 parts += [(node, "startprob_", True), (node, "transmat_", True)]
         return parts
 
-    def get_param_vector(self) -> np.ndarray:
-        """Every node's parameters as one float64 vector."""
-        return np.concatenate(
-            [
-                np.asarray(getattr(h, a), dtype=np.float64).ravel()
-                for h, a, _ in self._vector_parts()
-            ]
-        )
-
-    def set_param_vector(self, theta: np.ndarray) -> bool:
-        """Set every node's parameters; False (and nothing changed) if any is infeasible."""
-        parts = self._vector_parts()
-        old = [np.array(getattr(h, a), copy=True) for h, a, _ in parts]
-        offset = 0
-        ok = bool(np.all(np.isfinite(theta)))
-        for (holder, attr, simplex), before in zip(parts, old):
-            value = np.asarray(theta[offset : offset + before.size]).reshape(before.shape)
-            offset += before.size
-            if simplex:
-                totals = value.sum(axis=-1, keepdims=True)
-                if (value < 0).any() or not (totals > 0).all():
-                    ok = False
-                    break
-                value = value / totals
-            setattr(holder, attr, value)
-        if ok and offset == len(theta):
-            try:
-                for node in self._root.nodes():
-                    if isinstance(node, _Leaf):
-                        node.family.check_params()
-                return True
-            except ValueError:
-                pass
-        for (holder, attr, _), before in zip(parts, old):
-            setattr(holder, attr, before)
+    def _check_families(self) -> None:
         for node in self._root.nodes():
             if isinstance(node, _Leaf):
                 node.family.check_params()
-        return False
+
+    def get_param_vector(self) -> np.ndarray:
+        """Every node's parameters as one float64 vector."""
+        return get_vector(self._vector_parts())
+
+    def set_param_vector(self, theta: np.ndarray) -> bool:
+        """Set every node's parameters; False (and nothing changed) if any is infeasible."""
+        return set_vector(self._vector_parts(), theta, self._check_families)
 
     # -- public API
     def fit(

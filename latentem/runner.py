@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from latentem import backends
 from latentem._validation import check_positive_int, check_random_state
 from latentem.protocol import LatentModel, SupportsParamVector
 
@@ -121,6 +122,7 @@ def fit_em(
     callback: Callable[[IterationInfo], Any] | None = None,
     verbose: bool | int = False,
     warm_start: bool = False,
+    backend: str | None = None,
 ) -> EMResult:
     """Fit ``model`` to ``X`` by expectation-maximization.
 
@@ -132,7 +134,9 @@ def fit_em(
         parameters of the best restart.
     X : array-like
         The data, passed unchanged to the model's methods (after the model's
-        own ``validate_data``, when it has one).
+        own ``validate_data``, when it has one). A :class:`numpy.memmap`, a
+        :class:`latentem.backends.Chunked` or a ``dask.array`` is E-stepped
+        block by block instead (see ``backend``).
     max_iter : int
         Maximum EM iterations per restart (>= 1).
     tol : float
@@ -160,6 +164,14 @@ def fit_em(
     warm_start : bool
         Start from the model's current parameters instead of calling
         ``init_params`` (only with ``n_init=1``).
+    backend : {None, "memory", "chunked", "dask"}
+        Where the E-step runs. None chooses from ``X``: memmaps and
+        :class:`~latentem.backends.Chunked` data run block by block with
+        bounded memory, dask arrays on the Dask workers holding each block,
+        anything else in memory. Block statistics are added in a fixed order,
+        so the result does not depend on timing (see docs/scaling.md).
+        Out-of-core data give ``init_params`` at most ``init_rows`` rows
+        spread evenly over ``X`` (all of them when there are no more).
 
     Returns
     -------
@@ -228,8 +240,14 @@ def fit_em(
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable; got {callback!r}.")
 
-    X = _validate_data(model, X)
-    n_samples = len(X)
+    source = backends.resolve(model, X, backend)
+    if source is None:  # in memory
+        X = _validate_data(model, X)
+        n_samples, init_X, e_step = len(X), X, model.e_step
+    else:  # block by block: statistics of all blocks, summed in a fixed order
+        n_samples = source.n_samples
+        init_X = None if warm_start else source.init_data()
+        e_step = lambda _X: source.e_step()  # noqa: E731
     rngs = check_random_state(random_state).spawn(n_init)
     progress = _Progress(int(verbose), n_init)
     run_one = _run_squarem if accelerate == "squarem" else _run_plain
@@ -239,8 +257,8 @@ def fit_em(
     histories = []
     for restart in range(n_init):
         if not warm_start:
-            model.init_params(X, rngs[restart])
-        loop = _Loop(model, n_samples, max_iter, tol, callback, progress, restart, start)
+            model.init_params(init_X, rngs[restart])
+        loop = _Loop(model, n_samples, max_iter, tol, callback, progress, restart, start, e_step)
         run_one(model, X, loop)
         hist = np.asarray(loop.history, dtype=np.float64)
         objectives = np.asarray(loop.objectives, dtype=np.float64)
@@ -290,8 +308,11 @@ def fit_em(
 class _Loop:
     """Book-keeping for one restart: history, convergence, guard, callback."""
 
-    def __init__(self, model, n_samples, max_iter, tol, callback, progress, restart, start):
+    def __init__(
+        self, model, n_samples, max_iter, tol, callback, progress, restart, start, e_step=None
+    ):
         self.model = model
+        self._e_step = model.e_step if e_step is None else e_step
         self.n_samples = n_samples
         self.max_iter = max_iter
         self.tol = tol
@@ -308,7 +329,7 @@ class _Loop:
 
     def e_step(self, X):
         """Statistics, log-likelihood and objective (log-likelihood plus log-prior)."""
-        stats, ll = self.model.e_step(X)
+        stats, ll = self._e_step(X)
         self.n_e_steps += 1
         ll = float(ll)
         objective = ll + float(self.log_prior()) if callable(self.log_prior) else ll

@@ -194,6 +194,20 @@ class GaussianMixture(SaveMixin, ParamsMixin):
             )
         return X
 
+    def validate_block(self, X: Any) -> np.ndarray:
+        """Check one block of a larger data set (chunked, Dask and online fits).
+
+        As :meth:`validate_data` without the whole-data checks (a block may
+        hold fewer rows than components).
+        """
+        X = check_array(X, name="X")
+        if self._fitted() and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"a block of X has {X.shape[1]} features but the model has "
+                f"{self.n_features_in_}; every block needs the same features."
+            )
+        return X
+
     def _check_X(self, X: Any) -> np.ndarray:
         self._require_fitted()
         X = check_array(X, name="X")
@@ -347,6 +361,75 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         self._latent.weights_ = w / w.sum()
         return True
 
+    def stats_reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The point E-step statistics are taken about: ``(means, shift)`` (online EM)."""
+        return self._family.means_.copy(), self._family._shift().copy()
+
+    def move_stats(self, stats: dict, src: tuple, dst: tuple) -> dict:
+        """The same statistics re-expressed about ``dst`` instead of ``src`` (online EM).
+
+        First moments are about each component's mean, second moments about
+        it too (full, diag, spherical) or about ``shift`` ("tied", unweighted).
+        """
+        nk, S, Q = stats["nk"], stats["sum"], stats["second"]
+        delta = src[0] - dst[0]  # (K, D)
+        S2 = S + nk[:, None] * delta
+        smode = self._family.smode
+        if smode == 0:
+            SD = S[:, :, None] * delta[:, None, :]
+            Q2 = (
+                Q
+                + SD
+                + SD.transpose(0, 2, 1)
+                + nk[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+            )
+        elif smode == 2:
+            Q2 = Q + (2.0 * S * delta + nk[:, None] * delta**2)[:, None, :]
+        else:  # one unweighted matrix about shift: sum_n (x_n - shift)
+            d = src[1] - dst[1]
+            T = (S + nk[:, None] * (src[0] - src[1])).sum(axis=0)
+            Q2 = Q + (np.outer(T, d) + np.outer(d, T) + nk.sum() * np.outer(d, d))[None]
+        return {"nk": nk, "sum": S2, "second": Q2}
+
+    def partial_fit(
+        self, X: Any, y: Any = None, *, decay: float = 0.6, offset: float = 1.0
+    ) -> GaussianMixture:
+        """Online EM on one mini-batch of a stream (Cappé and Moulines, 2009).
+
+        The first call initialises the model from its batch (``init_params``,
+        ``random_state``) unless it is already fitted and ``warm_start`` is
+        set; every call then updates the running average of the per-sample
+        statistics with step size ``gamma_t = ((1 + offset) / (t + offset))
+        ** decay`` (see :mod:`latentem.backends.online`) and takes an
+        M-step. ``decay`` and ``offset`` are read on the first call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One batch; the first needs at least ``n_components`` rows.
+        y : ignored
+        decay : float in (0.5, 1], default=0.6
+        offset : float >= 0, default=1.0
+
+        Returns
+        -------
+        self
+        """
+        from latentem.backends.online import OnlineEM
+
+        online = self.__dict__.get("_online")
+        if online is None:
+            warm = bool(self.warm_start) and self._fitted()
+            online = OnlineEM(
+                self, decay=decay, offset=offset, random_state=self.random_state, warm_start=warm
+            )
+        online.partial_fit(X)
+        self._online = online
+        self.n_iter_ = online.n_batches_
+        self.lower_bound_ = online.log_likelihood_
+        self.converged_ = False
+        return self
+
     def n_parameters(self) -> int:
         """Number of free parameters (weights, means, covariances)."""
         self._require_fitted()
@@ -369,6 +452,7 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         -------
         self
         """
+        self.__dict__.pop("_online", None)  # a full fit ends any online stream
         warm = bool(self.warm_start) and self._fitted()
         result = fit_em(
             self,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
+from latentem.backends import is_out_of_core
 from latentem.base import InitParamsSetting, ParamsMixin
 from latentem.families.base import dirichlet_log_prior
 from latentem.families.categorical import CategoricalFamily
@@ -196,7 +197,8 @@ class HMM(SaveMixin, ParamsMixin):
         family = self._family()
         if X is None or (hasattr(X, "__len__") and len(X) == 0):
             raise ValueError("X is empty (0 observations); pass at least one row.")
-        Xc = family.validate_data(X)
+        # out-of-core rows (memmap, Chunked) are checked block by block during the fit
+        Xc = X if is_out_of_core(X) else family.validate_data(X)
         offsets = _offsets_from_lengths(lengths, len(Xc))
         lab = None
         if labels is not None:
@@ -218,6 +220,12 @@ class HMM(SaveMixin, ParamsMixin):
         if isinstance(data, SequenceData):
             return data
         return self._sequence_data(data, None)
+
+    def validate_block(self, data: SequenceData) -> SequenceData:
+        """Check one block of whole sequences (chunked fits): rows, lengths, labels."""
+        block = self._sequence_data(np.asarray(data.X), np.diff(data.offsets), data.labels)
+        block.weights = data.weights
+        return block
 
     def _init_params(self, data: SequenceData, rng: np.random.Generator) -> None:
         """Initialise the parameters named in ``init_params``; check the others."""
