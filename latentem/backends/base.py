@@ -52,13 +52,13 @@ def row_bounds(n_rows: int, block_rows: int) -> list[tuple[int, int]]:
 
 
 def sequence_bounds(offsets: np.ndarray, block_rows: int) -> list[tuple[int, int]]:
-    """Group whole sequences into blocks of about ``block_rows`` rows.
+    """Group whole sequences into blocks of at most ``block_rows`` rows.
 
     Returns ``(first, last)`` sequence index ranges (``last`` exclusive); a
     sequence is never split, so one longer than ``block_rows`` is a block of
     its own.
 
-    >>> sequence_bounds(np.array([0, 3, 5, 12, 13]), 4)
+    >>> sequence_bounds(np.array([0, 3, 5, 12, 13]), 5)
     [(0, 2), (2, 3), (3, 4)]
     """
     offsets = np.asarray(offsets)

@@ -84,9 +84,7 @@ class DaskSource:
         if X.ndim not in (1, 2):
             raise ValueError(f"X must be a 1-D or 2-D dask array; got shape {X.shape}.")
         if any(not np.isfinite(c) for c in X.chunks[0]):
-            raise ValueError(
-                "X has unknown chunk sizes (NaN); call X.compute_chunk_sizes() first."
-            )
+            raise ValueError("X has unknown chunk sizes (NaN); call X.compute_chunk_sizes() first.")
         if X.shape[0] == 0:
             raise ValueError("X is empty (0 samples); pass at least one sample.")
         if X.ndim == 2 and len(X.chunks[1]) > 1:
@@ -105,9 +103,7 @@ class DaskSource:
             blocks = list(dask.persist(*blocks, scheduler=self.scheduler))
         self.blocks = blocks
         # surfaces validation errors (and unreadable sources) now, with the worker's message
-        counts = dask.compute(
-            *[dask.delayed(_n_rows)(b) for b in blocks], scheduler=self.scheduler
-        )
+        counts = dask.compute(*[dask.delayed(_n_rows)(b) for b in blocks], scheduler=self.scheduler)
         if int(sum(counts)) != self.n_samples:
             raise ValueError(
                 f"the blocks of X hold {int(sum(counts))} rows, not the {self.n_samples} its "

@@ -8,7 +8,7 @@ per sample; a running average
 replaces the full-data statistics, and the ordinary M-step maps it to
 ``theta_t``. The step sizes are
 
-.. math:: \\gamma_t = \\left(\\frac{1 + \\tau}{t + \\tau}\\right)^{\\kappa}, \\qquad t = 1, 2, \\dots
+.. math:: \\gamma_t = ((1 + \\tau) / (t + \\tau))^{\\kappa}, \\quad t = 1, 2, \\dots
 
 with ``decay`` :math:`\\kappa \\in (1/2, 1]` and ``offset`` :math:`\\tau \\ge 0`;
 :math:`\\gamma_1 = 1`, so the first batch alone gives the first estimate, and
