@@ -101,7 +101,7 @@ class OnlineEM:
     >>> online = OnlineEM(GaussianMixture(2), random_state=0)
     >>> for _ in range(50):
     ...     z = rng.random(200) < 0.3
-    ...     online.partial_fit(np.where(z[:, None], -4.0, 4.0) + rng.normal(size=(200, 1)))
+    ...     _ = online.partial_fit(np.where(z[:, None], -4.0, 4.0) + rng.normal(size=(200, 1)))
     >>> np.round(np.sort(online.model.means_[:, 0]))
     array([-4.,  4.])
     """
