@@ -399,3 +399,29 @@ def test_map_priors_give_a_never_decreasing_log_posterior(covariance_type):
     objective = model.monitor_.objective_history
     assert np.all(np.diff(objective) >= -1e-10 * np.abs(objective[:-1]))
     assert objective[-1] == pytest.approx(model.history_[-1] + model.log_prior(), rel=0.05)
+
+
+@pytest.mark.parametrize("model_cls", [GaussianHMM, PoissonHMM, CategoricalHMM])
+def test_squarem_for_hmms_reaches_the_same_optimum_in_fewer_passes(model_cls):
+    rng = np.random.default_rng(23)
+    states = np.repeat(rng.integers(2, size=60), 25)
+    if model_cls is GaussianHMM:
+        X = rng.normal(np.where(states == 0, 0.0, 1.2), 1.0)[:, None]  # heavy overlap: slow EM
+    elif model_cls is PoissonHMM:
+        X = rng.poisson(np.where(states == 0, 4.0, 6.0))[:, None]
+    else:
+        symbols = np.where(rng.random(len(states)) < 0.7, states, 1 - states)
+        X = (symbols + 2 * (rng.random(len(states)) < 0.2)).reshape(-1, 1)
+    fits = {}
+    for accelerate in (None, "squarem"):
+        model = model_cls(2, n_iter=3000, tol=1e-9, random_state=3, accelerate=accelerate)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("error", latentem.LikelihoodDecreaseWarning)
+            model.fit(X)
+        objective = model.monitor_.objective_history
+        assert np.all(np.diff(objective) >= -1e-10 * np.abs(objective[:-1]))
+        fits[accelerate] = model
+    plain, fast = fits[None], fits["squarem"]
+    assert fast.monitor_.n_e_steps < plain.monitor_.n_e_steps
+    assert fast.score(X) == pytest.approx(plain.score(X), abs=1e-3 * len(X) * 1e-3)

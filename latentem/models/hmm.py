@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
+from latentem._vector import family_parts, get_vector, set_vector
 from latentem.backends import is_out_of_core
 from latentem.base import InitParamsSetting, ParamsMixin
 from latentem.families.base import dirichlet_log_prior
@@ -106,7 +107,9 @@ class HMM(SaveMixin, ParamsMixin):
     n_init : int
         Restarts; the best is kept.
     accelerate : None or "squarem"
-        Not available for HMMs yet: only None is accepted.
+        SQUAREM extrapolation over all trained parameters (see
+        :func:`latentem.fit_em`); needs a family with ``vector_attributes``
+        (all of latentem's do).
 
     Attributes
     ----------
@@ -181,11 +184,8 @@ class HMM(SaveMixin, ParamsMixin):
         check_positive_int(self.n_init, "n_init")
         if self.algorithm not in _ALGORITHMS:
             raise ValueError(f"algorithm must be one of {_ALGORITHMS}; got {self.algorithm!r}.")
-        if self.accelerate is not None:
-            raise ValueError(
-                "accelerate is not available for HMMs yet; use accelerate=None "
-                "(SQUAREM works for mixtures and custom models)."
-            )
+        if self.accelerate not in (None, "squarem"):
+            raise ValueError(f'accelerate must be None or "squarem"; got {self.accelerate!r}.')
         family = self._family()
         if family.n_components != self.n_components:
             raise ValueError(
@@ -317,6 +317,18 @@ class HMM(SaveMixin, ParamsMixin):
         family_prior = getattr(self._family(), "log_prior", None)
         return total + (float(family_prior()) if callable(family_prior) else 0.0)
 
+    def get_param_vector(self) -> np.ndarray:
+        """Start, transition and emission parameters as one vector (for SQUAREM)."""
+        return get_vector(self._vector_parts())
+
+    def set_param_vector(self, theta: np.ndarray) -> bool:
+        """Set all parameters from a vector; False (and nothing changed) if infeasible."""
+        return set_vector(self._vector_parts(), theta, self._family().check_params)
+
+    def _vector_parts(self) -> list:
+        chain = [(self, "startprob_", True), (self, "transmat_", True)]
+        return chain + family_parts(self._family(), type(self).__name__)
+
     def log_likelihood(self, data: SequenceData) -> float:
         log_b = self._log_emission(data)
         return float(
@@ -348,6 +360,7 @@ class HMM(SaveMixin, ParamsMixin):
             n_init=self.n_init,
             random_state=self.random_state,
             verbose=self.verbose,
+            accelerate=self.accelerate,
         )
         self.monitor_ = result
         self.history_ = result.history
@@ -452,6 +465,7 @@ _CHAIN_SETTINGS = (
     "params",
     "init_params",
     "n_init",
+    "accelerate",
 )
 
 
@@ -507,6 +521,7 @@ class CategoricalHMM(HMM):
         params: str = "ste",
         init_params: str = "ste",
         n_init: int = 1,
+        accelerate: str | None = None,
     ):
         super().__init__(
             n_components,
@@ -559,6 +574,7 @@ class PoissonHMM(HMM):
         params: str = "stl",
         init_params: str = "stl",
         n_init: int = 1,
+        accelerate: str | None = None,
     ):
         super().__init__(
             n_components,
@@ -634,6 +650,7 @@ class GaussianHMM(HMM):
         params: str = "stmc",
         init_params: str = "stmc",
         n_init: int = 1,
+        accelerate: str | None = None,
     ):
         from latentem.families.gaussian_hmm import GaussianEmission
 
@@ -722,6 +739,7 @@ class GMMHMM(HMM):
         params: str = "stmcw",
         init_params: str = "stmcw",
         n_init: int = 1,
+        accelerate: str | None = None,
     ):
         from latentem.families.gaussian_mixture_emission import GaussianMixtureEmission
 
