@@ -15,9 +15,11 @@ by default automatically, and both give bit-identical results.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from latentem.families.gaussian import GaussianFamily
@@ -35,6 +37,30 @@ __all__ = ["MissingGaussianFamily", "MissingPlan", "missing_plan", "row_missingn
 #: average and its tables fit in GROUPED_MAX_BYTES.
 GROUPED_MIN_ROWS_PER_PATTERN = 2.0
 GROUPED_MAX_BYTES = 256 * 2**20
+
+#: Below this much work per call (rows x K x D^2) the kernels run on one
+#: thread: starting a parallel region costs more than it saves on small
+#: tables, and far more on a busy machine, where every region waits for a
+#: descheduled thread.
+SERIAL_BELOW = 2_000_000
+
+
+def _serial_if_small(method):
+    """Run ``method(self, X, ...)`` on one numba thread when X is small."""
+
+    @functools.wraps(method)
+    def wrapper(self, X, *args, **kwargs):
+        work = X.shape[0] * self.n_components * self.n_features**2
+        before = numba.get_num_threads()
+        if work >= SERIAL_BELOW or before == 1:
+            return method(self, X, *args, **kwargs)
+        numba.set_num_threads(1)
+        try:
+            return method(self, X, *args, **kwargs)
+        finally:
+            numba.set_num_threads(before)
+
+    return wrapper
 
 
 def row_missingness(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -243,6 +269,7 @@ class MissingGaussianFamily(GaussianFamily):
         return (X, plan.partial, plan.pattern, plan.pat_idx, plan.pat_nmis), U, P, logdet
 
     # ------------------------------------------------------------------ family jobs
+    @_serial_if_small
     def log_prob(self, X: np.ndarray, plan: MissingPlan | None = None) -> np.ndarray:
         plan = self.plan(X) if plan is None else plan
         if plan.complete.size == X.shape[0]:
@@ -279,6 +306,7 @@ class MissingGaussianFamily(GaussianFamily):
         qshape = {0: (K, D, D), 1: (1, D, D), 2: (K, 1, D)}[self.smode]
         return np.zeros(K), np.zeros((K, D)), np.zeros(qshape)
 
+    @_serial_if_small
     def accumulate(
         self, X: np.ndarray, weights: np.ndarray, plan: MissingPlan | None = None
     ) -> tuple:
@@ -298,6 +326,7 @@ class MissingGaussianFamily(GaussianFamily):
             nk, S, Q = nk + nk2, S + S2, Q + Q2
         return nk, S, Q
 
+    @_serial_if_small
     def mixture_e_step(
         self,
         X: np.ndarray,
@@ -328,6 +357,7 @@ class MissingGaussianFamily(GaussianFamily):
             nk, S, Q, ll = nk + nk2, S + S2, Q + Q2, ll + ll2
         return (nk, S, Q), float(ll)
 
+    @_serial_if_small
     def fill(
         self, X: np.ndarray, weights: np.ndarray, plan: MissingPlan | None = None
     ) -> np.ndarray:
@@ -345,6 +375,7 @@ class MissingGaussianFamily(GaussianFamily):
             out[plan.empty] = np.asarray(weights[plan.empty], dtype=np.float64) @ self.means_
         return out
 
+    @_serial_if_small
     def draw(
         self,
         X: np.ndarray,
