@@ -13,6 +13,8 @@ from latentem.graph import (
 from latentem.model_selection import select_gaussian_mixture
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
+from latentem.persistence import load
 from latentem.protocol import LatentModel, Stats, SupportsParamVector
 from latentem.runner import (
     ConvergenceWarning,
@@ -34,11 +36,13 @@ __all__ = [
     "Poisson",
     "CategoricalHMM",
     "ConvergenceWarning",
+    "EMImputer",
     "GMMHMM",
     "GaussianHMM",
     "GaussianMixture",
     "HMM",
     "PoissonHMM",
+    "PooledEstimate",
     "EMResult",
     "IterationInfo",
     "LatentModel",
@@ -46,6 +50,8 @@ __all__ = [
     "Stats",
     "SupportsParamVector",
     "fit_em",
+    "load",
+    "pool_estimates",
     "select_gaussian_mixture",
     "tree",
 ]

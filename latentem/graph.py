@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import networkx as nx
 import numpy as np
-from scipy.special import logsumexp
 
+from latentem._numeric import logsumexp
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
 from latentem.families.base import dirichlet_log_prior
@@ -373,6 +372,8 @@ class ModelGraph:
     """
 
     def __init__(self) -> None:
+        import networkx as nx  # imported on first use: it is slow to import
+
         self.graph = nx.DiGraph()
         self._root: _Latent | None = None
 
@@ -417,6 +418,8 @@ class ModelGraph:
 
     # -- validation and compilation
     def _compile(self) -> _Latent:
+        import networkx as nx
+
         g = self.graph
         if g.number_of_nodes() == 0:
             raise ValueError("the graph is empty; add nodes and edges first.")
@@ -800,6 +803,8 @@ class ModelGraph:
             import matplotlib.pyplot as plt
         except ImportError:
             raise ValueError("draw() needs matplotlib: pip install matplotlib") from None
+        import networkx as nx
+
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 4))
         pos = nx.bfs_layout(self.graph, next(n for n in self.graph if self.graph.in_degree(n) == 0))

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 
+from latentem._numeric import logsumexp
 from latentem._validation import check_array
 from latentem.families.base import dirichlet_log_prior
 from latentem.families.gaussian import COVARIANCE_TYPES
