@@ -51,6 +51,12 @@ class Categorical:
     ``unit="sequence"``: one state per whole sequence (a mixture of
     sequence models, such as a mixture of HMMs).
     ``weights_prior`` is a Dirichlet pseudo-count (1.0: maximum likelihood).
+
+    Examples
+    --------
+    >>> from latentem import Categorical
+    >>> Categorical(3), Categorical(2, unit="sequence")
+    (Categorical(3 states, unit=row), Categorical(2 states, unit=sequence))
     """
 
     kind = "categorical"
@@ -67,7 +73,16 @@ class Categorical:
 
 
 class MarkovChain:
-    """A latent Markov chain with ``n_states`` states over the rows of each sequence."""
+    """A latent Markov chain with ``n_states`` states over the rows of each sequence.
+
+    ``startprob_prior`` and ``transmat_prior`` are Dirichlet pseudo-counts.
+
+    Examples
+    --------
+    >>> from latentem import MarkovChain
+    >>> MarkovChain(4)
+    MarkovChain(4 states)
+    """
 
     kind = "markov"
     unit = "sequence"
@@ -86,6 +101,14 @@ class Family:
 
     ``columns`` selects the columns of X the family models (indices, or
     names when X is a DataFrame); None means all.
+
+    Examples
+    --------
+    >>> from latentem import Family
+    >>> from latentem.families.poisson import PoissonFamily
+    >>> node = Family(lambda n_sets: PoissonFamily(n_sets), columns=[2], name="Counts")
+    >>> node, node.build(3).n_components
+    (Counts(columns [2]), 3)
     """
 
     kind = "family"
@@ -123,6 +146,12 @@ def Gaussian(
     The M-step is :class:`latentem.GaussianHMM`'s (hmmlearn's MAP rule with
     ``covars_prior``), plus ``reg_covar`` on the diagonal; ``covariance_type="tied"``
     shares one covariance across all parameter sets of the node.
+
+    Examples
+    --------
+    >>> from latentem import Gaussian
+    >>> Gaussian("full", columns=["x", "y"])
+    Gaussian[full](columns ['x', 'y'])
     """
     from latentem.families.gaussian_hmm import GaussianEmission
 
@@ -140,14 +169,28 @@ def Gaussian(
 
 
 def Discrete(*, columns: Any = None, n_features: int | None = None) -> Family:
-    """Categorical emissions: one column of integer symbols 0..n_features-1 (NaN or -1: missing)."""
+    """Categorical emissions: one column of integer symbols 0..n_features-1 (NaN or -1: missing).
+
+    Examples
+    --------
+    >>> from latentem import Discrete
+    >>> Discrete(columns=[2])
+    Discrete(columns [2])
+    """
     from latentem.families.categorical import CategoricalFamily
 
     return Family(lambda n: CategoricalFamily(n, n_features), columns, name="Discrete")
 
 
 def Poisson(*, columns: Any = None) -> Family:
-    """Independent Poisson counts per selected column (NaN: missing)."""
+    """Independent Poisson counts per selected column (NaN: missing).
+
+    Examples
+    --------
+    >>> from latentem import Poisson
+    >>> Poisson()
+    Poisson(all columns)
+    """
     from latentem.families.poisson import PoissonFamily
 
     return Family(lambda n: PoissonFamily(n), columns, name="Poisson")

@@ -35,7 +35,15 @@ _ACCELERATORS = (None, "squarem")
 
 
 class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the convergence test was met."""
+    """EM stopped at ``max_iter`` before the convergence test was met.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from latentem import ConvergenceWarning
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", ConvergenceWarning)  # silence it for a block
+    """
 
 
 class LikelihoodDecreaseWarning(UserWarning):
@@ -43,13 +51,31 @@ class LikelihoodDecreaseWarning(UserWarning):
 
     EM never lowers the likelihood, so this points at a bug in the model's
     E- or M-step or at a numerical problem (for example a near-singular
-    covariance).
+    covariance). Turn it into an error while developing a model:
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from latentem import LikelihoodDecreaseWarning
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", LikelihoodDecreaseWarning)
     """
 
 
 @dataclass
 class IterationInfo:
-    """What a ``callback`` receives after every iteration."""
+    """What a ``callback`` receives after every iteration.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem import GaussianMixture, fit_em
+    >>> X = np.random.default_rng(0).normal(size=(200, 2))
+    >>> seen = []
+    >>> result = fit_em(GaussianMixture(2), X, random_state=0, callback=seen.append)
+    >>> seen[0].iteration, len(seen) == result.n_iter
+    (1, True)
+    """
 
     restart: int
     iteration: int
@@ -62,6 +88,15 @@ class IterationInfo:
 @dataclass
 class EMResult:
     """The outcome of :func:`fit_em`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem import GaussianMixture, fit_em
+    >>> X = np.random.default_rng(0).normal(size=(200, 2))
+    >>> result = fit_em(GaussianMixture(2), X, tol=1e-4, max_iter=1000, random_state=0)
+    >>> result.converged, bool(np.all(np.diff(result.history) >= -1e-9))
+    (True, True)
 
     Attributes
     ----------
