@@ -238,6 +238,21 @@ def test_backend_argument():
         GaussianMixture(3).fit(Chunked(X[:2]))
 
 
+def test_dask_array_without_a_client_runs_blocks_in_process():
+    da = pytest.importorskip("dask.array")
+    from latentem.backends.dask import DaskSource, active_client
+
+    assert active_client() is None
+    X = blobs(2000)
+    a, b = GaussianMixture(3), GaussianMixture(3)
+    ra = fit_em(a, Chunked(X, block_rows=500), max_iter=8, tol=0, random_state=0)
+    rb = fit_em(b, da.from_array(X, chunks=(500, 3)), max_iter=8, tol=0, random_state=0)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(ra.history, rb.history)
+    source = DaskSource(GaussianMixture(3), da.from_array(X, chunks=(500, 3)))
+    assert source.scheduler == "sync" and not source.persist
+
+
 def _memory_run(gb, backend=None):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), "memory", "--gb", str(gb)]
     if backend:
