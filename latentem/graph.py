@@ -28,6 +28,7 @@ from latentem._vector import family_parts, get_vector, set_vector
 from latentem.families.base import dirichlet_log_prior
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
+from latentem.persistence import SaveMixin
 from latentem.runner import fit_em
 
 __all__ = [
@@ -113,10 +114,13 @@ class Family:
 
     kind = "family"
 
-    def __init__(self, factory, columns: Any = None, name: str = "Family"):
+    def __init__(self, factory, columns: Any = None, name: str = "Family", config=None):
         self.factory = factory
         self.columns = columns
         self.label = name
+        # How a built-in node (Gaussian, Discrete, Poisson) is re-created from a model
+        # file; None for a user's factory, which model files cannot store.
+        self.config = config
 
     def build(self, n_sets: int):
         family = self.factory(n_sets)
@@ -139,12 +143,14 @@ def Gaussian(
     min_covar: float = 1e-3,
     covars_prior: float = 1e-2,
     covars_weight: float = 1.0,
-    reg_covar: float = 0.0,
+    reg_covar: float = 1e-6,
 ) -> Family:
     """Gaussian emissions; NaN entries are marginalised (and :meth:`ModelGraph.impute` fills them).
 
     The M-step is :class:`latentem.GaussianHMM`'s (hmmlearn's MAP rule with
-    ``covars_prior``), plus ``reg_covar`` on the diagonal; ``covariance_type="tied"``
+    ``covars_prior``), plus ``reg_covar`` on the diagonal (as in scikit-learn's
+    mixtures: it keeps a component that shrinks onto a few points positive
+    definite; ``reg_covar=0`` gives GaussianHMM's numbers exactly); ``covariance_type="tied"``
     shares one covariance across all parameter sets of the node.
 
     Examples
@@ -165,7 +171,15 @@ def Gaussian(
             reg_covar=reg_covar,
         )
 
-    return Family(factory, columns, name=f"Gaussian[{covariance_type}]")
+    config = {
+        "type": "Gaussian",
+        "covariance_type": covariance_type,
+        "min_covar": min_covar,
+        "covars_prior": covars_prior,
+        "covars_weight": covars_weight,
+        "reg_covar": reg_covar,
+    }
+    return Family(factory, columns, name=f"Gaussian[{covariance_type}]", config=config)
 
 
 def Discrete(*, columns: Any = None, n_features: int | None = None) -> Family:
@@ -179,7 +193,10 @@ def Discrete(*, columns: Any = None, n_features: int | None = None) -> Family:
     """
     from latentem.families.categorical import CategoricalFamily
 
-    return Family(lambda n: CategoricalFamily(n, n_features), columns, name="Discrete")
+    config = {"type": "Discrete", "n_features": n_features}
+    return Family(
+        lambda n: CategoricalFamily(n, n_features), columns, name="Discrete", config=config
+    )
 
 
 def Poisson(*, columns: Any = None) -> Family:
@@ -193,7 +210,7 @@ def Poisson(*, columns: Any = None) -> Family:
     """
     from latentem.families.poisson import PoissonFamily
 
-    return Family(lambda n: PoissonFamily(n), columns, name="Poisson")
+    return Family(lambda n: PoissonFamily(n), columns, name="Poisson", config={"type": "Poisson"})
 
 
 # ------------------------------------------------------------------------------ data
@@ -390,7 +407,7 @@ def _normalise_rows(counts: np.ndarray, old: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ the graph
-class ModelGraph:
+class ModelGraph(SaveMixin):
     """A tree of latent structures and emission families, fitted by one EM.
 
     Examples
@@ -710,7 +727,7 @@ class ModelGraph:
         """
         self._root = self._compile()
         self.init_params(self._data(X, lengths), check_random_state(random_state))
-        self.result_ = None
+        self.result_ = self.history_ = None
         return self
 
     def set_parameters(self, node: str, **values: Any) -> ModelGraph:
@@ -745,9 +762,98 @@ class ModelGraph:
         return self
 
     def _fitted(self) -> _Latent:
-        if getattr(self, "result_", None) is None or self._root is None:
+        if getattr(self, "history_", None) is None or self._root is None:
             raise ValueError("this ModelGraph is not fitted yet (or changed since); call fit.")
         return self._root
+
+    # -- model files (latentem.persistence)
+    def _to_state(self) -> dict:
+        nodes = []
+        for name, attrs in self.graph.nodes(data=True):
+            spec = attrs["spec"]
+            if isinstance(spec, Categorical):
+                entry = {
+                    "type": "Categorical",
+                    "n_states": spec.n_states,
+                    "unit": spec.unit,
+                    "weights_prior": spec.weights_prior,
+                }
+            elif isinstance(spec, MarkovChain):
+                entry = {
+                    "type": "MarkovChain",
+                    "n_states": spec.n_states,
+                    "startprob_prior": spec.startprob_prior,
+                    "transmat_prior": spec.transmat_prior,
+                }
+            elif isinstance(spec, Family):
+                if spec.config is None:
+                    raise ValueError(
+                        f"node {name!r} is built by your own factory, which a model file "
+                        "cannot store; model files hold graphs of Gaussian, Discrete, Poisson, "
+                        "Categorical, MarkovChain and HMM nodes."
+                    )
+                columns = None if spec.columns is None else list(np.atleast_1d(spec.columns))
+                entry = {**spec.config, "columns": columns}
+            else:
+                entry = {"type": "HMM", "model": spec}
+            nodes.append({"name": name, "spec": entry})
+        state = {"nodes": nodes, "edges": [list(e) for e in self.graph.edges]}
+        if self._root is not None and getattr(self, "history_", None) is not None:
+            fitted = {}
+            for node in self._root.nodes():
+                if isinstance(node, _Leaf):
+                    fitted[node.name] = {"family": node.family}
+                elif node.kind == "categorical":
+                    fitted[node.name] = {"weights_": node.weights_}
+                else:
+                    fitted[node.name] = {"startprob_": node.startprob_, "transmat_": node.transmat_}
+            state["fitted"] = fitted
+            state["history_"] = np.asarray(self.history_)
+            state["converged_"] = bool(self.converged_)
+        return state
+
+    @classmethod
+    def _from_state(cls, state: dict) -> ModelGraph:
+        makers = {"Gaussian": Gaussian, "Discrete": Discrete, "Poisson": Poisson}
+        g = cls()
+        for entry in state["nodes"]:
+            spec = dict(entry["spec"])
+            kind = spec.pop("type")
+            if kind == "Categorical":
+                node = Categorical(
+                    spec["n_states"], unit=spec["unit"], weights_prior=spec["weights_prior"]
+                )
+            elif kind == "MarkovChain":
+                node = MarkovChain(
+                    spec["n_states"],
+                    startprob_prior=spec["startprob_prior"],
+                    transmat_prior=spec["transmat_prior"],
+                )
+            elif kind == "HMM":
+                node = spec["model"]
+            elif kind in makers:
+                node = makers[kind](**spec)
+            else:
+                raise ValueError(f"unknown graph node type {kind!r} in the model file")
+            g.add_node(entry["name"], node)
+        for a, b in state["edges"]:
+            g.add_edge(a, b)
+        fitted = state.get("fitted")
+        if fitted is not None:
+            g._root = g._compile()
+            for node in g._root.nodes():
+                values = fitted[node.name]
+                if isinstance(node, _Leaf):
+                    node.family = values["family"]
+                    node.family.check_params()
+                else:
+                    for key, value in values.items():
+                        setattr(node, key, np.asarray(value, dtype=np.float64))
+            g.history_ = state["history_"]
+            g.converged_ = state["converged_"]
+            g.n_iter_ = len(g.history_)
+            g.result_ = None
+        return g
 
     def _node(self, name: str, fitted: bool = True):
         if not fitted and self._root is None:

@@ -119,6 +119,8 @@ SAVEABLE_CLASSES: dict[str, _Spec] = {
         )
         for name in ("HMM", "GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM")
     },
+    # compositions (saved through their own _to_state / _from_state)
+    "ModelGraph": _Spec("latentem.graph", "ModelGraph"),
     # parts: latent structures and emission families
     "CategoricalLatent": _Spec("latentem.models.categorical", "CategoricalLatent", ("weights_",)),
     "GaussianFamily": _Spec(

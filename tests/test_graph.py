@@ -60,7 +60,7 @@ def test_graph_hmm_equals_gaussian_hmm():
 
     g = ModelGraph()
     g.add_node("chain", MarkovChain(3))
-    g.add_node("obs", Gaussian("diag"))
+    g.add_node("obs", Gaussian("diag", reg_covar=0.0))
     g.add_edge("chain", "obs")
     g.initialize(X, lengths, random_state=0)
     g.set_parameters("chain", startprob_=v["startprob"][None], transmat_=v["transmat"][None])
@@ -354,3 +354,54 @@ def test_squarem_on_a_graph_reaches_the_same_optimum():
     assert not fast.set_param_vector(bad)
     np.testing.assert_array_equal(fast.get_param_vector(), kept)  # unchanged by the refusal
     np.testing.assert_allclose(kept, theta, rtol=1e-14)
+
+
+def test_graphs_round_trip_through_model_files(tmp_path):
+    from latentem.persistence import load
+
+    X, lengths, _ = hmm_data(seed=12, K=2, n_seq=8, length=100)
+    mixed = np.column_stack([X, (X[:, 0] > 0).astype(float), np.abs(np.round(X[:, 1]))])
+    graphs = []
+    g = ModelGraph()
+    g.add_node("cluster", Categorical(2), unit="sequence")
+    g.add_node("dynamics", latentem.GaussianHMM(2, covariance_type="diag"))
+    g.add_edge("cluster", "dynamics")
+    graphs.append((g, X, lengths, "cluster"))
+    g = ModelGraph()
+    g.add_node("chain", MarkovChain(2))
+    g.add_node("mix", Categorical(2))
+    g.add_node("obs", Gaussian("diag", covars_prior=0.0, reg_covar=1e-3), columns=[0, 1])
+    g.add_edge("chain", "mix")
+    g.add_edge("mix", "obs")
+    graphs.append((g, X, lengths, "chain"))
+    g = ModelGraph()
+    g.add_node("cluster", Categorical(2))
+    g.add_node("pos", Gaussian("full"), columns=[0, 1])
+    g.add_node("sign", Discrete(), columns=[2])
+    g.add_node("count", Poisson(), columns=[3])
+    for child in ("pos", "sign", "count"):
+        g.add_edge("cluster", child)
+    graphs.append((g, mixed, None, "cluster"))
+    for i, (g, data, lens, node) in enumerate(graphs):
+        fit_quietly(g, data, lens, max_iter=20, random_state=0)
+        path = tmp_path / f"graph{i}.lem"
+        g.save(path)
+        again = load(path)
+        assert again.describe() == g.describe()
+        np.testing.assert_array_equal(
+            again.predict_proba(data, lens, node=node), g.predict_proba(data, lens, node=node)
+        )
+        assert again.score(data, lens) == g.score(data, lens)
+        np.testing.assert_array_equal(again.history_, g.history_)
+
+
+def test_graph_with_a_user_factory_cannot_be_saved(tmp_path):
+    from latentem.families.poisson import PoissonFamily
+    from latentem.graph import Family
+
+    g = ModelGraph()
+    g.add_node("cluster", Categorical(2))
+    g.add_node("counts", Family(lambda n: PoissonFamily(n)))
+    g.add_edge("cluster", "counts")
+    with pytest.raises(ValueError, match="your own factory"):
+        g.save(tmp_path / "g.lem")
