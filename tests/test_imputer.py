@@ -369,6 +369,23 @@ def test_ridge_prior_handles_collinear_columns_and_stays_monotone():
     assert np.all(np.linalg.eigvalsh(imp.covariance_) > 0)
 
 
+def test_ridge_auto_picks_shrinkage_when_rows_are_few():
+    rng = np.random.default_rng(24)
+    D = 15
+    cov = 0.6 * np.ones((D, D)) + 0.4 * np.eye(D)
+    X = rng.multivariate_normal(np.zeros(D), cov, size=40)  # few rows for 15 columns
+    Xm = X.copy()
+    Xm[rng.random(X.shape) < 0.3] = np.nan
+    imp = EMImputer(ridge="auto", random_state=0).fit(Xm)
+    assert len(imp.ridge_scores_) == 5 and imp.ridge_ in imp.ridge_scores_
+    assert imp.ridge_ > 0
+    assert imp.ridge_scores_[imp.ridge_] == min(imp.ridge_scores_.values())
+    assert imp.get_params()["ridge"] == "auto"
+    assert EMImputer(ridge=1.5).fit(Xm).ridge_ == 1.5
+    with pytest.raises(ValueError, match='ridge must be a number >= 0 or "auto"'):
+        EMImputer(ridge="big").fit(Xm)
+
+
 def test_fraction_missing_information():
     rng = np.random.default_rng(17)
     n = 4000
