@@ -414,6 +414,18 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         Returns
         -------
         self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from latentem import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> gm = GaussianMixture(2, random_state=0)
+        >>> for _ in range(40):
+        ...     X = rng.normal(0, 1, (100, 1)) + rng.choice([-5.0, 5.0], (100, 1))
+        ...     gm = gm.partial_fit(X)
+        >>> np.round(np.sort(gm.means_[:, 0]))
+        array([-5.,  5.])
         """
         from latentem.backends.online import OnlineEM
 
