@@ -1,6 +1,7 @@
 """latentem: fast expectation-maximization for latent-variable models."""
 
 from latentem import tree
+from latentem.backends import Chunked, OnlineEM
 from latentem.graph import (
     Categorical,
     Discrete,
@@ -27,6 +28,8 @@ from latentem.runner import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chunked",
+    "OnlineEM",
     "Categorical",
     "Discrete",
     "Family",
