@@ -302,6 +302,17 @@ def test_history_never_decreases_and_matches_numpy_em():
     np.testing.assert_allclose(imp.covariance_, S, rtol=1e-7, atol=1e-10)
 
 
+def test_squarem_reaches_the_same_fit_in_fewer_iterations():
+    rng = np.random.default_rng(25)
+    _, Xm, _ = gappy(rng, 1000, 6, 0.4)
+    plain = EMImputer(tol=1e-10, max_iter=2000).fit(Xm)
+    fast = EMImputer(tol=1e-10, max_iter=2000, accelerate="squarem").fit(Xm)
+    assert fast.n_iter_ < plain.n_iter_
+    assert np.all(np.diff(fast.history_) >= 0)
+    np.testing.assert_allclose(fast.covariance_, plain.covariance_, atol=1e-5)
+    np.testing.assert_allclose(fast.mean_, plain.mean_, atol=1e-5)
+
+
 def test_row_order_does_not_matter():
     rng = np.random.default_rng(13)
     _, Xm, _ = gappy(rng, 500, 5, 0.3)

@@ -249,6 +249,36 @@ class _MissingEM:
     def log_likelihood(self, X: np.ndarray) -> float:
         return self.e_step(X)[1]
 
+    def get_param_vector(self) -> np.ndarray:
+        """Weights, means and covariances as one vector (for SQUAREM)."""
+        fam = self.family
+        return np.concatenate(
+            [self.latent.weights_, fam.means_.ravel(), np.asarray(fam.covariances_).ravel()]
+        )
+
+    def set_param_vector(self, theta: np.ndarray) -> bool:
+        """Set parameters from a vector; False (and no change) if infeasible."""
+        fam = self.family
+        K, D = self.n_components, fam.n_features
+        cov_shape = np.shape(fam.covariances_)
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (K + K * D + int(np.prod(cov_shape)),) or not np.isfinite(theta).all():
+            return False
+        w = theta[:K]
+        if (w < 0).any() or not w.sum() > 0:
+            return False
+        old = (fam.means_, fam.covariances_)
+        try:
+            fam.set_parameters(
+                theta[K : K + K * D].reshape(K, D), theta[K + K * D :].reshape(cov_shape)
+            )
+            fam._precision_parts()
+        except (ValueError, np.linalg.LinAlgError):
+            fam.set_parameters(*old)
+            return False
+        self.latent.weights_ = w / w.sum()
+        return True
+
     def posteriors(self, X: np.ndarray, plan) -> np.ndarray:
         """Component posteriors of each row given its observed entries, shape (n, K)."""
         if self.n_components == 1:
@@ -306,6 +336,10 @@ class EMImputer(ParamsMixin):
         maximum-likelihood estimates.
     n_init : int, default=1
         Restarts for ``n_components > 1`` (the best likelihood is kept).
+    accelerate : {None, "squarem"}, default=None
+        ``"squarem"`` extrapolates along the EM path (see
+        :func:`latentem.fit_em`); it needs fewer iterations when much
+        information is missing, and still never lowers the objective.
     non_numeric : {"error", "passthrough"}, default="error"
         What to do with non-numeric DataFrame columns: raise a ValueError
         naming them, or leave them untouched (they are not used to impute).
@@ -377,6 +411,7 @@ class EMImputer(ParamsMixin):
         ridge: float = 0.0,
         reg_covar: float = 0.0,
         n_init: int = 1,
+        accelerate: str | None = None,
         non_numeric: str = "error",
         random_state: Any = None,
         verbose: int = 0,
@@ -388,6 +423,7 @@ class EMImputer(ParamsMixin):
         self.ridge = ridge
         self.reg_covar = reg_covar
         self.n_init = n_init
+        self.accelerate = accelerate
         self.non_numeric = non_numeric
         self.random_state = random_state
         self.verbose = verbose
@@ -513,6 +549,7 @@ class EMImputer(ParamsMixin):
             tol=self.tol,
             n_init=self.n_init if self.n_components > 1 else 1,
             random_state=rng,
+            accelerate=self.accelerate,
             verbose=self.verbose if verbose is None else verbose,
         )
         return model, result
