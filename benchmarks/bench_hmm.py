@@ -93,7 +93,8 @@ def bench(name, X, lengths, n_iter, repeat):
     )
     for what, t_theirs, t_ours in rows:
         print(
-            f"| {name} | {what} | {t_theirs * 1e3:10.1f} | {t_ours * 1e3:8.1f} | {t_theirs / t_ours:6.1f}x |"
+            f"| {name} | {what} | {t_theirs * 1e3:10.1f} | {t_ours * 1e3:8.1f} "
+            f"| {t_theirs / t_ours:6.1f}x |"
         )
 
 
