@@ -311,14 +311,14 @@ def missing_estep(
                     else:
                         for j in range(D):
                             c[j] = d[j]
-                    Qq = Qloc[q]
+                    Qq = Qloc[q]  # upper triangle only; mirrored at the end
                     for i in range(D):
                         ti = wk * c[i]
-                        for j in range(D):
+                        for j in range(i, D):
                             Qq[i, j] += ti * c[j]
-                    if cond_cov:
+                    if cond_cov:  # idx[:n_mis] is increasing, so b >= a is j >= i
                         for a in range(n_mis):
-                            for b in range(n_mis):
+                            for b in range(a, n_mis):
                                 Qq[idx[a], idx[b]] += wk * Ck[a, b]
         part_Q[g] = Qloc
     ll = 0.0
@@ -330,6 +330,11 @@ def missing_estep(
         nk += part_nk[g]
         S += part_S[g]
         Q += part_Q[g]
+    if smode != 2:
+        for q in range(KQ):
+            for i in range(D):
+                for j in range(i + 1, D):
+                    Q[q, j, i] = Q[q, i, j]
     return ll, nk, S, Q
 
 
