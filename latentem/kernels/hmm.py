@@ -158,20 +158,26 @@ def _forward_pass(scaled, shift, a, b, startprob, transmat, alpha, scale, tmp):
 
 
 @njit(cache=True, fastmath=_FM)
-def _backward_pass(scaled, a, b, transmat, beta):
-    """Backward variables of rows a..b-1, each row normalised to sum 1, into beta[0:b-a]."""
+def _backward_pass(scaled, a, b, transmat, beta, norm):
+    """Backward variables of rows a..b-1, each row normalised to sum 1, into beta[0:b-a];
+    norm[r] receives row r's sum before normalising (so A (B beta)_{r+1} = norm[r] beta[r])."""
     K = scaled.shape[1]
     n = b - a
+    v = np.empty(K)
     for k in range(K):
         beta[n - 1, k] = 1.0 / K
+    norm[n - 1] = 1.0
     for t in range(n - 2, -1, -1):
+        for j in range(K):
+            v[j] = scaled[a + t + 1, j] * beta[t + 1, j]
         total = 0.0
         for i in range(K):
             acc = 0.0
             for j in range(K):
-                acc += transmat[i, j] * scaled[a + t + 1, j] * beta[t + 1, j]
+                acc += transmat[i, j] * v[j]
             beta[t, i] = acc
             total += acc
+        norm[t] = total
         inv = 1.0 / total if total > 0.0 else 0.0
         for k in range(K):
             beta[t, k] *= inv
@@ -186,6 +192,7 @@ def _forward_backward_long(
     K = scaled.shape[1]
     n = b - a
     beta = np.empty((n, K))
+    norm = np.empty(n)
     lls = np.zeros(2)
     for task in prange(2):
         if task == 0:
@@ -193,7 +200,7 @@ def _forward_backward_long(
                 scaled, shift, a, b, startprob, transmat, post, scale, np.empty(K)
             )
         else:
-            _backward_pass(scaled, a, b, transmat, beta)
+            _backward_pass(scaled, a, b, transmat, beta, norm)
     ll = lls[0]
     if ll == -np.inf:
         return ll
@@ -204,15 +211,14 @@ def _forward_backward_long(
         for r in range(c * per, min(n, (c + 1) * per)):
             t = a + r
             if r < n - 1:
-                # xi_t(i, j) = alpha_t(i) A_ij v_j / z with v = B_{t+1} * beta_{t+1}
+                # xi_t(i, j) = alpha_t(i) A_ij v_j / z with v = B_{t+1} * beta_{t+1};
+                # z = alpha_t . (A v) = norm[r] * (alpha_t . beta_t), from the backward pass.
                 for j in range(K):
                     v[j] = scaled[t + 1, j] * beta[r + 1, j]
                 z = 0.0
                 for i in range(K):
-                    acc = 0.0
-                    for j in range(K):
-                        acc += transmat[i, j] * v[j]
-                    z += post[t, i] * acc
+                    z += post[t, i] * beta[r, i]
+                z *= norm[r]
                 if z > 0.0:
                     inv = 1.0 / z
                     for i in range(K):
