@@ -216,6 +216,27 @@ def test_grouped_and_per_row_paths_are_identical(ct):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("D", [5, 70])  # integer keys up to 63 columns, byte strings above
+def test_missing_plan_groups_rows_by_pattern(D):
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(300, D))
+    X[rng.random(X.shape) < (0.5 if D == 5 else 0.02)] = np.nan
+    X[:40] = X[40:80]  # repeated patterns
+    X[7] = np.nan
+    plan = missing_plan(X)
+    nan = np.isnan(X)
+    assert 7 in plan.empty and plan.empty.tolist() == np.flatnonzero(nan.all(axis=1)).tolist()
+    assert plan.complete.tolist() == np.flatnonzero(~nan.any(axis=1)).tolist()
+    assert sorted([*plan.complete, *plan.partial, *plan.empty]) == list(range(300))
+    assert plan.counts.sum() == plan.partial.size
+    for r, p in zip(plan.partial, plan.pattern):
+        nm = plan.pat_nmis[p]
+        assert np.array_equal(np.flatnonzero(nan[r]), plan.pat_idx[p, :nm])
+        assert np.array_equal(np.flatnonzero(~nan[r]), plan.pat_idx[p, nm:])
+    masks = {nan[r].tobytes() for r in plan.partial}
+    assert len(masks) == plan.n_patterns
+
+
 def test_auto_path_choice():
     rng = np.random.default_rng(7)
     fam = make_family(rng, 1, 20, "full")
@@ -311,6 +332,16 @@ def test_squarem_reaches_the_same_fit_in_fewer_iterations():
     assert np.all(np.diff(fast.history_) >= 0)
     np.testing.assert_allclose(fast.covariance_, plain.covariance_, atol=1e-5)
     np.testing.assert_allclose(fast.mean_, plain.mean_, atol=1e-5)
+
+
+def test_fit_transform_equals_fit_then_transform():
+    rng = np.random.default_rng(26)
+    _, Xm, _ = gappy(rng, 400, 5, 0.3)
+    df = pd.DataFrame(Xm, columns=list("abcde"))
+    for data in (Xm, df):
+        a = EMImputer(n_components=2, random_state=0).fit_transform(data)
+        b = EMImputer(n_components=2, random_state=0).fit(data).transform(data)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_row_order_does_not_matter():

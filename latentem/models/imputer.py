@@ -483,6 +483,11 @@ class EMImputer(ParamsMixin):
         -------
         self
         """
+        self._fit_table(X)
+        return self
+
+    def _fit_table(self, X: Any) -> _Table:
+        """Fit to X; return X read as a table (for fit_transform)."""
         self._check_settings()
         table = _Table(X, self.non_numeric)
         A = table.X
@@ -535,7 +540,7 @@ class EMImputer(ParamsMixin):
         self.converged_ = bool(result.converged)
         self.lower_bound_ = float(result.log_likelihood) / n
         self.__dict__.pop("_fmi", None)
-        return self
+        return table
 
     def _fit_model(self, A, ridge, prior_var, rng, verbose=None):
         model = _MissingEM(
@@ -671,16 +676,20 @@ class EMImputer(ParamsMixin):
             A new object of the input's type; X itself is not changed.
         """
         table = self._read(X)
+        return self._fill(table, None)
+
+    def _fill(self, table: _Table, plan) -> Any:
         A = table.X
         if not np.isnan(A).any():
             return table.rebuild(A)
-        plan = missing_plan(A)
+        plan = missing_plan(A) if plan is None else plan
         W = self._model.posteriors(A, plan)
         return table.rebuild(self._model.family.fill(A, W, plan))
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
-        """``fit(X)`` then ``transform(X)``."""
-        return self.fit(X).transform(X)
+        """``fit(X)`` then ``transform(X)``, reading X and grouping its rows once."""
+        table = self._fit_table(X)
+        return self._fill(table, self._model.plan)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns (the fitted numeric columns)."""
