@@ -25,6 +25,7 @@ import numpy as np
 from latentem._numeric import logsumexp
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
+from latentem.backends import is_out_of_core
 from latentem.families.base import dirichlet_log_prior
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -701,7 +702,18 @@ class ModelGraph(SaveMixin):
         """
         if not (warm_start and self._root is not None):
             self._root = self._compile()
-        data = self._data(X, lengths)
+        if is_out_of_core(X):
+            # Blocks of rows are validated (and turned into GraphData) one at a time by
+            # the chunked backend; that is only right when rows are independent units.
+            if lengths is not None or self._root.unit != "row":
+                raise ValueError(
+                    "out-of-core graph fits need a row-level root (a Categorical over rows) "
+                    "and no lengths: blocks of a file could split sequences. Load sequence "
+                    "data in memory."
+                )
+            data = X
+        else:
+            data = self._data(X, lengths)
         result = fit_em(
             self,
             data,

@@ -405,3 +405,46 @@ def test_graph_with_a_user_factory_cannot_be_saved(tmp_path):
     g.add_edge("cluster", "counts")
     with pytest.raises(ValueError, match="your own factory"):
         g.save(tmp_path / "g.lem")
+
+
+def test_a_row_level_graph_fits_a_file_block_by_block(tmp_path):
+    rng = np.random.default_rng(13)
+    n = 3000
+    z = rng.integers(2, size=n)
+    X = np.column_stack(
+        [
+            rng.normal(np.array([-3.0, 3.0])[z], 1.0),
+            rng.poisson([2.0, 9.0], size=(n, 2))[np.arange(n), z],
+        ]
+    )
+    path = tmp_path / "table.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")
+
+    def graph():
+        g = ModelGraph()
+        g.add_node("cluster", Categorical(2))
+        g.add_node("value", Gaussian("diag"), columns=[0])
+        g.add_node("count", Poisson(), columns=[1])
+        g.add_edge("cluster", "value")
+        g.add_edge("cluster", "count")
+        g.initialize(X, random_state=0)
+        return g
+
+    in_memory, chunked = graph(), graph()
+    fit_quietly(in_memory, X, max_iter=6, tol=0, warm_start=True)
+    fit_quietly(
+        chunked, latentem.Chunked(mapped, block_rows=700), max_iter=6, tol=0, warm_start=True
+    )
+    np.testing.assert_allclose(chunked.history_, in_memory.history_, rtol=1e-9)
+    np.testing.assert_allclose(
+        chunked.parameters("count")["lambdas_"],
+        in_memory.parameters("count")["lambdas_"],
+        rtol=1e-9,
+    )
+    seq = ModelGraph()
+    seq.add_node("chain", MarkovChain(2))
+    seq.add_node("value", Gaussian("diag"), columns=[0])
+    seq.add_edge("chain", "value")
+    with pytest.raises(ValueError, match="row-level root"):
+        seq.fit(mapped)
