@@ -121,6 +121,7 @@ SAVEABLE_CLASSES: dict[str, _Spec] = {
     },
     # compositions (saved through their own _to_state / _from_state)
     "ModelGraph": _Spec("latentem.graph", "ModelGraph"),
+    "EMImputer": _Spec("latentem.models.imputer", "EMImputer"),
     # parts: latent structures and emission families
     "CategoricalLatent": _Spec("latentem.models.categorical", "CategoricalLatent", ("weights_",)),
     "GaussianFamily": _Spec(

@@ -608,3 +608,12 @@ def test_scikit_learn_pipeline_clone_and_params():
     pipe.set_params(emimputer__ridge=0.0)
     assert pipe.named_steps["emimputer"].ridge == 0.0
     assert sklearn is not None
+
+
+def test_auto_ridge_with_rows_that_are_entirely_missing():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(200, 3))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[[3, 50]] = np.nan  # rows with nothing observed
+    filled = EMImputer(ridge="auto", random_state=0).fit_transform(X)
+    assert not np.isnan(filled).any()

@@ -27,6 +27,7 @@ from latentem.families.gaussian import COVARIANCE_TYPES
 from latentem.families.gaussian_missing import MissingGaussianFamily, missing_plan
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.models.categorical import CategoricalLatent
+from latentem.persistence import SaveMixin
 from latentem.runner import ConvergenceWarning, fit_em
 
 __all__ = ["EMImputer", "PooledEstimate", "pool_estimates"]
@@ -288,7 +289,7 @@ class _MissingEM:
 
 
 # ---------------------------------------------------------------------- the estimator
-class EMImputer(ParamsMixin):
+class EMImputer(ParamsMixin, SaveMixin):
     """Fill missing values by EM under a multivariate normal or a Gaussian mixture.
 
     ``n_components=1`` is the classical EM imputation under one multivariate
@@ -542,6 +543,62 @@ class EMImputer(ParamsMixin):
         self.__dict__.pop("_fmi", None)
         return table
 
+    # -- model files (latentem.persistence). The file holds the training rows too:
+    # multiple imputation (bootstrap EM) resamples them.
+    _SAVED = (
+        "ridge_",
+        "n_features_in_",
+        "history_",
+        "objective_history_",
+        "n_iter_",
+        "converged_",
+        "lower_bound_",
+    )
+
+    def _to_state(self) -> dict:
+        state = {"params": self.get_params()}
+        if "_model" in self.__dict__:
+            model = self._model
+            state["fitted"] = {
+                **{name: getattr(self, name) for name in self._SAVED},
+                "X_fit": self._X_fit,
+                "prior_var": model.prior_var,
+                "family": model.family,
+                "latent": model.latent,
+            }
+            if "feature_names_in_" in self.__dict__:
+                state["fitted"]["feature_names_in_"] = [str(c) for c in self.feature_names_in_]
+            if "ridge_scores_" in self.__dict__:
+                state["fitted"]["ridge_scores_"] = [
+                    [float(k), float(v)] for k, v in self.ridge_scores_.items()
+                ]
+        return state
+
+    @classmethod
+    def _from_state(cls, state: dict) -> EMImputer:
+        imp = cls(**state["params"])
+        fitted = state.get("fitted")
+        if fitted is None:
+            return imp
+        for name in cls._SAVED:
+            setattr(imp, name, fitted[name])
+        model = _MissingEM(
+            int(imp.n_components),
+            imp.covariance_type,
+            float(imp.reg_covar),
+            float(imp.ridge_),
+            np.asarray(fitted["prior_var"], dtype=np.float64),
+        )
+        model.family, model.latent = fitted["family"], fitted["latent"]
+        imp._X_fit = np.asarray(fitted["X_fit"], dtype=np.float64)
+        model.attach(imp._X_fit)
+        imp._model = model
+        if "feature_names_in_" in fitted:
+            imp.feature_names_in_ = np.array(fitted["feature_names_in_"], dtype=object)
+        if "ridge_scores_" in fitted:
+            imp.ridge_scores_ = {k: v for k, v in fitted["ridge_scores_"]}
+        return imp
+
     def _fit_model(self, A, ridge, prior_var, rng, verbose=None):
         model = _MissingEM(
             int(self.n_components), self.covariance_type, float(self.reg_covar), ridge, prior_var
@@ -567,7 +624,9 @@ class EMImputer(ParamsMixin):
         hold_rng = np.random.default_rng(rng.integers(2**63))
         held = obs & (hold_rng.random(A.shape) < AUTO_HOLDOUT)
         # every row keeps an observed cell, every column two
-        for i in np.flatnonzero(held.sum(axis=1) == obs.sum(axis=1)):
+        # (rows with nothing observed have nothing to hold out)
+        all_held = (held.sum(axis=1) == obs.sum(axis=1)) & obs.any(axis=1)
+        for i in np.flatnonzero(all_held):
             held[i, np.flatnonzero(held[i])[0]] = False
         for j in np.flatnonzero(obs.sum(axis=0) - held.sum(axis=0) < 2):
             held[:, j] = False
