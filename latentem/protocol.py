@@ -14,9 +14,18 @@ import numpy as np
 
 __all__ = ["LatentModel", "SupportsParamVector", "Stats"]
 
-#: Sufficient statistics: a tree of tuples, lists and dicts holding numpy
-#: arrays and floats, additive over the data.
 Stats = Any
+"""Sufficient statistics: a tree of tuples, lists and dicts holding numpy arrays
+and floats, additive over the data (see :mod:`latentem.tree`).
+
+Examples
+--------
+>>> import numpy as np
+>>> from latentem import tree
+>>> stats = {"counts": np.array([3.0, 1.0]), "sums": (np.array([6.0, 5.0]), 2.5)}
+>>> tree.add(stats, stats)["counts"]
+array([6., 2.])
+"""
 
 
 @runtime_checkable
@@ -75,6 +84,14 @@ class SupportsParamVector(Protocol):
     ``set_param_vector`` returns ``False`` (and leaves the model unchanged)
     when ``theta`` lies outside the parameter space, for example a negative
     mixture weight or a covariance that is not positive definite.
+
+    Examples
+    --------
+    >>> from latentem import GaussianMixture, SupportsParamVector
+    >>> isinstance(GaussianMixture(), SupportsParamVector)
+    True
+    >>> isinstance(object(), SupportsParamVector)
+    False
     """
 
     def get_param_vector(self) -> np.ndarray:

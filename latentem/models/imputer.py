@@ -849,6 +849,13 @@ class PooledEstimate:
     fmi : ndarray
         Fraction of missing information, ``(riv + 2 / (df + 3)) / (1 + riv)``.
     n_imputations : int
+
+    Examples
+    --------
+    >>> from latentem import pool_estimates
+    >>> pooled = pool_estimates([1.0, 1.2, 0.9], [0.04, 0.05, 0.04])
+    >>> round(float(pooled.estimate), 4), pooled.n_imputations
+    (1.0333, 3)
     """
 
     estimate: np.ndarray
