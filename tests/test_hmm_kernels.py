@@ -248,3 +248,17 @@ def test_long_sequences_take_the_two_thread_path_and_agree():
     post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
     assert ll[0] == -np.inf and np.isnan(post[: offsets[1]]).all()
     assert np.isfinite(ll[1:]).all()
+
+
+def test_posteriors_hold_no_subnormal_numbers():
+    # Far-apart states give emission ratios like exp(-710): they are flushed to zero
+    # rather than carried as subnormal numbers (which slow arithmetic 100-fold).
+    rng = np.random.default_rng(7)
+    log_b, offsets, startprob, transmat = random_problem(rng, 3, [400])
+    log_b[:, 1] -= 710.0
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    tiny = np.finfo(np.float64).tiny
+    assert np.all((post == 0) | (np.abs(post) >= tiny))
+    ref_post, _, ref_ll = reference_forward_backward(log_b, startprob, transmat)
+    assert ll[0] == pytest.approx(ref_ll, rel=1e-12)
+    np.testing.assert_allclose(post, ref_post, atol=1e-250)
