@@ -47,6 +47,7 @@ class SequenceData:
         self.labels = labels
         self.groups = sequence_groups(offsets)
         self.weights = np.ones(len(offsets) - 1)
+        self.missing_plan = None  # rows grouped by missingness, for Gaussian families
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -257,7 +258,10 @@ class HMM(SaveMixin, ParamsMixin):
 
     # ------------------------------------------------------------ the protocol
     def _log_emission(self, data: SequenceData) -> np.ndarray:
-        log_b = np.ascontiguousarray(self._family().log_prob(data.X), dtype=np.float64)
+        family = self._family()
+        log_b = np.ascontiguousarray(
+            family.log_prob(data.X, **self._plan_kwargs(family, data)), dtype=np.float64
+        )
         if data.labels is not None:
             log_b = log_b.copy()  # the family may hand back an array it keeps
             known = data.labels >= 0
@@ -280,12 +284,23 @@ class HMM(SaveMixin, ParamsMixin):
             )
         return post, starts, trans, seq_ll
 
+    @staticmethod
+    def _plan_kwargs(family, data: SequenceData) -> dict:
+        """The missingness plan of the data, worked out once per fit, for families that
+        take one (the missing-aware Gaussian families); nothing for the others."""
+        if not callable(getattr(family, "plan", None)):
+            return {}
+        if data.missing_plan is None:
+            data.missing_plan = family.plan(data.X)
+        return {"plan": data.missing_plan}
+
     def e_step(self, data: SequenceData) -> tuple[dict, float]:
         post, starts, trans, seq_ll = self._forward_backward(data)
+        family = self._family()
         stats = {
             "start": starts.sum(axis=0),
             "trans": trans.sum(axis=0),
-            "emission": self._family().accumulate(data.X, post),
+            "emission": family.accumulate(data.X, post, **self._plan_kwargs(family, data)),
         }
         return stats, float(seq_ll.sum())
 
