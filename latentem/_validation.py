@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_array", "check_random_state", "check_positive_int"]
+__all__ = ["check_array", "check_random_state", "check_positive_int", "check_mixture_settings"]
 
 
 def check_array(
@@ -87,3 +87,17 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}.")
     return int(value)
+
+
+def check_mixture_settings(model: Any) -> None:
+    """The settings every Gaussian-mixture estimator shares: positive integer
+    ``n_components``, ``max_iter`` and ``n_init``, and a known ``covariance_type``."""
+    from latentem.families.gaussian import COVARIANCE_TYPES
+
+    check_positive_int(model.n_components, "n_components")
+    check_positive_int(model.max_iter, "max_iter")
+    check_positive_int(model.n_init, "n_init")
+    if model.covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {model.covariance_type!r}."
+        )

@@ -8,9 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from latentem._validation import check_array, check_positive_int, check_random_state
+from latentem._validation import (
+    check_array,
+    check_mixture_settings,
+    check_positive_int,
+    check_random_state,
+)
 from latentem.base import InitParamsSetting, ParamsMixin
-from latentem.families.gaussian import COVARIANCE_TYPES, GaussianFamily, covariance_shape
+from latentem.families.gaussian import GaussianFamily, covariance_shape
 from latentem.kernels.gaussian import gaussian_logprob
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.models.categorical import CategoricalLatent
@@ -158,13 +163,7 @@ class GaussianMixture(SaveMixin, ParamsMixin):
 
     # ------------------------------------------------------------------ checks
     def _check_settings(self) -> None:
-        check_positive_int(self.n_components, "n_components")
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.n_init, "n_init")
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}."
-            )
+        check_mixture_settings(self)
         if str(self.init_params) not in INIT_METHODS:
             raise ValueError(
                 f"init_params must be one of {INIT_METHODS}; got {str(self.init_params)!r}."

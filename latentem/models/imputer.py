@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from latentem._validation import check_positive_int, check_random_state
+from latentem._validation import check_mixture_settings, check_positive_int, check_random_state
 from latentem.base import ParamsMixin
-from latentem.families.gaussian import COVARIANCE_TYPES
 from latentem.families.gaussian_missing import MissingGaussianFamily, missing_plan
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.models.categorical import CategoricalLatent
@@ -431,13 +430,7 @@ class EMImputer(ParamsMixin, SaveMixin):
 
     # ------------------------------------------------------------------ checks
     def _check_settings(self) -> None:
-        check_positive_int(self.n_components, "n_components")
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.n_init, "n_init")
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}."
-            )
+        check_mixture_settings(self)
         if self.non_numeric not in NON_NUMERIC:
             raise ValueError(f"non_numeric must be one of {NON_NUMERIC}; got {self.non_numeric!r}.")
         for name in ("tol", "ridge", "reg_covar"):
