@@ -1,7 +1,7 @@
 """Pictures of fits, written as PNG files (the ones docs/plots.md shows).
 
     python examples/plots.py                 # full size, into examples/images/
-    python examples/plots.py --small --out /tmp/pics   # the fast version CI runs
+    python examples/plots.py --small --out pictures   # the fast version the tests run
 
 Needs matplotlib: pip install "latentem[plot]".
 """
