@@ -26,7 +26,7 @@ from latentem._numeric import logsumexp
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
 from latentem.backends import is_out_of_core
-from latentem.families.base import dirichlet_log_prior
+from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.persistence import SaveMixin
@@ -257,7 +257,7 @@ class _Leaf:
             self.family.m_step(self.family.accumulate(X, hard), self.family.param_letters)
             self.family.check_params()
 
-    def evidence(self, data: GraphData) -> np.ndarray:
+    def evidence(self, data: GraphData, full: bool = False) -> np.ndarray:
         return np.asarray(self.family.log_prob(data.leaves[self.name]), dtype=np.float64)
 
     def accumulate(self, data: GraphData, weights: np.ndarray, stats: dict) -> None:
@@ -281,6 +281,7 @@ class _Latent:
         self.children = children
         self.unit = spec.unit
         self.posterior: np.ndarray | None = None
+        self._passes: list | None = None  # a Markov chain's forward-backward, per set
 
     # -- parameters
     def init(self, data: GraphData, rng: np.random.Generator, path: tuple = ()) -> None:
@@ -295,31 +296,51 @@ class _Latent:
         for child in self.children:
             child.init(data, rng, inner)
 
-    def _child_evidence(self, data: GraphData) -> np.ndarray:
+    def _child_evidence(self, data: GraphData, full: bool) -> np.ndarray:
         total = None
         for child in self.children:
-            e = child.evidence(data)
+            e = child.evidence(data, full)
             total = e if total is None else total + e
         return total
 
     # -- E-step, upwards
-    def evidence(self, data: GraphData) -> np.ndarray:
-        """(n_units, n_sets) log-likelihood of each unit under each parameter set."""
+    def evidence(self, data: GraphData, full: bool = False) -> np.ndarray:
+        """(n_units, n_sets) log-likelihood of each unit under each parameter set.
+
+        ``full`` (an E-step follows): a Markov chain runs forward-backward now and
+        keeps the posteriors, so :meth:`accumulate` need not run it again;
+        otherwise (scoring) the forward pass alone is enough.
+        """
         R, S = self.n_sets, self.n_states
-        E = self._child_evidence(data)
+        E = self._child_evidence(data, full)
         if self.kind == "categorical":
             with np.errstate(divide="ignore"):
                 joint = E.reshape(-1, R, S) + np.log(self.weights_)[None]
             self._joint = joint
             return logsumexp(joint, axis=2)
         self._log_b = E
+        self._passes = [] if full else None
         out = np.empty((data.n_sequences, R))
         for r in range(R):
-            log_b = np.ascontiguousarray(E[:, r * S : (r + 1) * S])
-            out[:, r] = forward_loglik(
-                log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r]
-            )
+            if full:
+                self._passes.append(self._forward_backward(data, r, np.ones(data.n_sequences)))
+                out[:, r] = self._passes[r][3]
+            else:
+                log_b = np.ascontiguousarray(E[:, r * S : (r + 1) * S])
+                out[:, r] = forward_loglik(
+                    log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r]
+                )
         return out
+
+    def _forward_backward(self, data: GraphData, r: int, w_seq: np.ndarray) -> tuple:
+        """Posteriors, weighted start and transition counts, and per-sequence
+        log-likelihoods of parameter set r of a Markov chain."""
+        S = self.n_states
+        log_b = np.ascontiguousarray(self._log_b[:, r * S : (r + 1) * S])
+        post, st, tr, seq_ll = forward_backward(
+            log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r], w_seq
+        )
+        return post, st.sum(axis=0), tr.sum(axis=0), seq_ll
 
     # -- E-step, downwards
     def accumulate(self, data: GraphData, weights: np.ndarray, stats: dict) -> None:
@@ -337,17 +358,17 @@ class _Latent:
             child_weights = np.empty((len(data), R * S))
             posterior = np.zeros((len(data), S))
             for r in range(R):
-                log_b = np.ascontiguousarray(self._log_b[:, r * S : (r + 1) * S])
                 w_seq = np.ascontiguousarray(weights[:, r])
-                post, st, tr, seq_ll = forward_backward(
-                    log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r], w_seq
-                )
+                if self._passes is not None and np.all(w_seq == 1.0):
+                    post, st, tr, seq_ll = self._passes[r]  # from evidence(full=True)
+                else:  # the counts need the sequences' weights
+                    post, st, tr, seq_ll = self._forward_backward(data, r, w_seq)
                 if not np.isfinite(seq_ll).all():
                     raise ValueError(
                         f"node {self.name!r}: a sequence has zero probability under the "
                         "current parameters (zeros in its start or transition probabilities)."
                     )
-                starts[r], trans[r] = st.sum(axis=0), tr.sum(axis=0)
+                starts[r], trans[r] = st, tr
                 block = post * w_seq[data.row_sequence][:, None]
                 child_weights[:, r * S : (r + 1) * S] = block
                 posterior += block
@@ -360,15 +381,15 @@ class _Latent:
     def m_step(self, stats: dict) -> None:
         own = stats[self.name]
         if self.kind == "categorical":
-            self.weights_ = _normalise_rows(
-                self.spec.weights_prior - 1.0 + own["counts"], self.weights_
+            self.weights_ = dirichlet_m_step(
+                own["counts"], self.spec.weights_prior, self.weights_, keep_zeros=True
             )
         else:
-            self.startprob_ = _normalise_rows(
-                self.spec.startprob_prior - 1.0 + own["start"], self.startprob_
+            self.startprob_ = dirichlet_m_step(
+                own["start"], self.spec.startprob_prior, self.startprob_, keep_zeros=True
             )
-            self.transmat_ = _normalise_rows(
-                self.spec.transmat_prior - 1.0 + own["trans"], self.transmat_
+            self.transmat_ = dirichlet_m_step(
+                own["trans"], self.spec.transmat_prior, self.transmat_, keep_zeros=True
             )
         for child in self.children:
             child.m_step(stats)
@@ -397,14 +418,6 @@ def _nested_labels(X: np.ndarray, sizes: tuple, rng: np.random.Generator) -> np.
             new[rows] += sub
         labels = new
     return labels
-
-
-def _normalise_rows(counts: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """Rows of max(counts, 0) normalised; structural zeros of ``old`` stay zero,
-    and a row without any mass keeps its old values (never NaN)."""
-    counts = np.where(old == 0, 0.0, np.maximum(counts, 0.0))
-    totals = counts.sum(axis=-1, keepdims=True)
-    return np.where(totals > 0, counts / np.where(totals > 0, totals, 1.0), old)
 
 
 # ------------------------------------------------------------------------------ the graph
@@ -608,17 +621,16 @@ class ModelGraph(SaveMixin):
         _, labels, _ = lloyd(F, np.ascontiguousarray(F[idx]), 100)
         hard = np.zeros((len(F), S))
         hard[np.arange(len(F)), labels] = 1.0
-        root.evidence(data)
         stats: dict = {}
         for child in root.children:
-            child.evidence(data)
+            child.evidence(data, full=True)
             child.accumulate(data, hard, stats)
             child.m_step(stats)
-        root.weights_ = _normalise_rows(hard.sum(axis=0)[None] + 1.0, root.weights_)
+        root.weights_ = dirichlet_m_step(hard.sum(axis=0)[None], 2.0, root.weights_)
 
     def e_step(self, data: GraphData) -> tuple[dict, float]:
         root = self._root
-        evidence = root.evidence(data)
+        evidence = root.evidence(data, full=True)
         stats: dict = {}
         root.accumulate(data, np.ones((len(evidence), 1)), stats)
         return stats, float(evidence.sum())
@@ -928,11 +940,9 @@ class ModelGraph(SaveMixin):
 
         def walk(node, prefix: str, last: bool, top: bool) -> None:
             branch = "" if top else ("└── " if last else "├── ")
-            if isinstance(node, _Leaf):
-                what = repr(node.spec)
-            else:
-                what = repr(node.spec)
-            lines.append(f"{prefix}{branch}{node.name}: {what} x{node.n_sets} parameter sets")
+            lines.append(
+                f"{prefix}{branch}{node.name}: {node.spec!r} x{node.n_sets} parameter sets"
+            )
             kids = node.children if isinstance(node, _Latent) else []
             for i, kid in enumerate(kids):
                 walk(

@@ -18,7 +18,33 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["EmissionFamily", "dirichlet_log_prior"]
+__all__ = ["EmissionFamily", "dirichlet_log_prior", "dirichlet_m_step"]
+
+
+def dirichlet_m_step(
+    counts: np.ndarray, prior: Any, old: np.ndarray, keep_zeros: bool = False
+) -> np.ndarray:
+    """Probabilities along the last axis from expected counts and Dirichlet pseudo-counts.
+
+    Rows of ``max(prior - 1 + counts, 0)``, normalised (hmmlearn's rule). A row
+    without any mass keeps its ``old`` values instead of turning NaN. With
+    ``keep_zeros``, zeros of ``old`` stay zero (structural zeros of start and
+    transition probabilities: left-right models).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> old = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    >>> dirichlet_m_step(np.array([[3.0, 1.0, 2.0], [0.0, 0.0, 0.0]]), 1.0, old, keep_zeros=True)
+    array([[0.75, 0.25, 0.  ],
+           [0.2 , 0.3 , 0.5 ]])
+    """
+    counts = np.maximum(np.asarray(prior, dtype=np.float64) - 1.0 + counts, 0.0)
+    if keep_zeros:
+        counts = np.where(old == 0, 0.0, counts)
+    totals = counts.sum(axis=-1, keepdims=True)
+    has_mass = totals > 0
+    return np.where(has_mass, counts / np.where(has_mass, totals, 1.0), old)
 
 
 def dirichlet_log_prior(probs: Any, prior: Any) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from latentem.families.base import dirichlet_log_prior
+from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.kernels.discrete import categorical_accumulate, categorical_logprob
 
 __all__ = ["CategoricalFamily"]
@@ -106,12 +106,9 @@ class CategoricalFamily:
 
     def m_step(self, stats: dict, letters: str) -> None:
         if "e" in letters:
-            counts = np.maximum(self.emissionprob_prior - 1.0 + stats["obs"], 0.0)
-            totals = counts.sum(axis=1, keepdims=True)
-            # A state that received no mass keeps its old emission distribution.
-            has_mass = totals > 0
-            new = counts / np.where(has_mass, totals, 1.0)
-            self.emissionprob_ = np.where(has_mass, new, self.emissionprob_)
+            self.emissionprob_ = dirichlet_m_step(
+                stats["obs"], self.emissionprob_prior, self.emissionprob_
+            )
 
     def log_prior(self) -> float:
         """Dirichlet log-prior of the emission probabilities (0 for prior 1)."""

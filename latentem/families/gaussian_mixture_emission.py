@@ -16,7 +16,7 @@ import numpy as np
 
 from latentem._numeric import logsumexp
 from latentem._validation import check_array
-from latentem.families.base import dirichlet_log_prior
+from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.families.gaussian import COVARIANCE_TYPES
 from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -179,11 +179,7 @@ class GaussianMixtureEmission:
     def m_step(self, stats: dict, letters: str) -> None:
         K, M, D = self.n_components, self.n_mix, self.n_features
         if "w" in letters:
-            counts = np.maximum(self.weights_prior - 1.0 + stats["mix"], 0.0)
-            totals = counts.sum(axis=1, keepdims=True)
-            self.weights_ = np.where(
-                totals > 0, counts / np.where(totals > 0, totals, 1.0), self.weights_
-            )
+            self.weights_ = dirichlet_m_step(stats["mix"], self.weights_prior, self.weights_)
         inner = self._inner()
         nk = stats["gauss"][0]
         means, cov = inner.estimate(stats["gauss"])

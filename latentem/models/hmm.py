@@ -19,7 +19,7 @@ from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
 from latentem.backends import is_out_of_core
 from latentem.base import InitParamsSetting, ParamsMixin
-from latentem.families.base import dirichlet_log_prior
+from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups, viterbi
@@ -306,18 +306,15 @@ class HMM(SaveMixin, ParamsMixin):
 
     def m_step(self, stats: dict) -> None:
         letters = str(self.params)
+        # Structural zeros stay zero (left-right models); a state never left keeps
+        # its old row rather than becoming NaN.
         if "s" in letters:
-            counts = np.maximum(self.startprob_prior - 1.0 + stats["start"], 0.0)
-            counts = np.where(self.startprob_ == 0, 0.0, counts)  # structural zeros stay
-            if counts.sum() > 0:
-                self.startprob_ = counts / counts.sum()
+            self.startprob_ = dirichlet_m_step(
+                stats["start"], self.startprob_prior, self.startprob_, keep_zeros=True
+            )
         if "t" in letters:
-            counts = np.maximum(self.transmat_prior - 1.0 + stats["trans"], 0.0)
-            counts = np.where(self.transmat_ == 0, 0.0, counts)
-            totals = counts.sum(axis=1, keepdims=True)
-            # A state never left keeps its old row rather than becoming NaN.
-            self.transmat_ = np.where(
-                totals > 0, counts / np.where(totals > 0, totals, 1.0), self.transmat_
+            self.transmat_ = dirichlet_m_step(
+                stats["trans"], self.transmat_prior, self.transmat_, keep_zeros=True
             )
         occupancy = stats["start"] + stats["trans"].sum(axis=0)
         self.empty_states_ = [int(k) for k in np.flatnonzero(occupancy <= 1e-12)]
