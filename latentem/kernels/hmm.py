@@ -309,10 +309,6 @@ def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
                 beta_next,
             )
             seq_loglik[s] = ll
-            if ll == -np.inf:
-                for t in range(a, b):
-                    for k in range(K):
-                        post[t, k] = np.nan
         for i in range(K):
             for j in range(K):
                 trans_counts[g, i, j] *= transmat[i, j]
@@ -334,10 +330,10 @@ def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
                     trans_counts[g],
                 )
                 seq_loglik[s] = ll
-                if ll == -np.inf:
-                    for t in range(a, b):
-                        for k in range(K):
-                            post[t, k] = np.nan
+    # An impossible sequence has no posteriors: mark its rows, whichever path ran it.
+    for s in range(n_seq):
+        if seq_loglik[s] == -np.inf:
+            post[offsets[s] : offsets[s + 1]] = np.nan
     return post, start_counts, trans_counts, seq_loglik
 
 
