@@ -1,6 +1,7 @@
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -10,3 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def poisson_mixture_cls():
     """The user-defined PoissonMixture from examples/custom_model.py."""
     return runpy.run_path(str(ROOT / "examples" / "custom_model.py"))["PoissonMixture"]
+
+
+def blobs(n=6000, d=3, seed=0):
+    """Three well-separated Gaussian clusters (the scale and Dask tests' data)."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[-6.0] * d, [0.0] * d, [6.0] * d])
+    z = rng.integers(0, 3, n)
+    return centers[z] + rng.normal(size=(n, d)) * (1.0 + z[:, None] * 0.2)

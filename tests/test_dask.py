@@ -3,23 +3,16 @@
 import os
 import signal
 
+import dask.array as da
+import distributed
 import numpy as np
 import pytest
+from conftest import blobs
 
 from latentem import GaussianMixture, fit_em
 from latentem.backends import Chunked
 
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
-
 pytestmark = pytest.mark.filterwarnings("ignore::latentem.ConvergenceWarning")
-
-
-def blobs(n=6000, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = np.array([[-6.0] * d, [0.0] * d, [6.0] * d])
-    z = rng.integers(0, 3, n)
-    return centers[z] + rng.normal(size=(n, d)) * (1.0 + z[:, None] * 0.2)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentem.families.gaussian_missing import MissingGaussianFamily, missing_plan
 from latentem.kernels import gaussian_missing as kern
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.imputer import EMImputer, pool_estimates
-
-pd = pytest.importorskip("pandas")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -589,7 +588,7 @@ def test_clear_errors():
 
 
 def test_scikit_learn_pipeline_clone_and_params():
-    sklearn = pytest.importorskip("sklearn")
+    import sklearn
     from sklearn.base import clone
     from sklearn.linear_model import LinearRegression
     from sklearn.model_selection import cross_val_score

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, blobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,13 +17,6 @@ from latentem.backends import Chunked, OnlineEM, resolve, step_size
 from latentem.backends.base import pairwise_sum, sequence_bounds
 
 pytestmark = pytest.mark.filterwarnings("ignore::latentem.ConvergenceWarning")
-
-
-def blobs(n=6000, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = np.array([[-6.0] * d, [0.0] * d, [6.0] * d])
-    z = rng.integers(0, 3, n)
-    return centers[z] + rng.normal(size=(n, d)) * (1.0 + z[:, None] * 0.2)
 
 
 def assert_same_fit(a, b, ra=None, rb=None, rtol=1e-9):
@@ -209,8 +202,9 @@ def test_truncated_or_unreadable_files_give_clear_errors(tmp_path):
 
 
 def test_parquet_row_groups(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     X = blobs(3000)
     table = pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "name": ["x"] * len(X)})
     path = tmp_path / "X.parquet"
@@ -239,7 +233,8 @@ def test_backend_argument():
 
 
 def test_dask_array_without_a_client_runs_blocks_in_process():
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
+
     from latentem.backends.dask import DaskSource, active_client
 
     assert active_client() is None
