@@ -1,4 +1,7 @@
-"""Out-of-core (chunked) EM and online EM: same fits as in memory, bounded memory, clear errors."""
+"""Out-of-core (chunked) EM and online EM (mixtures, imputation).
+
+Same fits as in memory, bounded memory, clear errors.
+"""
 
 import json
 import os
@@ -7,12 +10,14 @@ import sys
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT, blobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentem import ConvergenceWarning, GaussianHMM, GaussianMixture, fit_em
+import latentem
+from latentem import ConvergenceWarning, EMImputer, GaussianHMM, GaussianMixture, fit_em
 from latentem.backends import Chunked, OnlineEM, resolve, step_size
 from latentem.backends.base import pairwise_sum, sequence_bounds
 
@@ -337,3 +342,92 @@ def test_partial_fit_errors_and_warm_start():
     before = warm.means_.copy()
     warm.partial_fit(X[:1000], offset=50.0)  # gamma_1 = 1: the batch's own statistics
     np.testing.assert_allclose(np.sort(warm.means_[:, 0]), np.sort(before[:, 0]), atol=0.2)
+
+
+# ------------------------------------------------------------------ online EM for imputation
+
+
+def _gappy_stream(n, seed, frac=0.3):
+    rng = np.random.default_rng(seed)
+    cov = np.array([[1.0, 0.8, 0.3], [0.8, 1.0, 0.5], [0.3, 0.5, 1.0]])
+    X = rng.multivariate_normal([1.0, 2.0, 3.0], cov, size=n)
+    gaps = X.copy()
+    gaps[rng.random(X.shape) < frac] = np.nan
+    return X, gaps, cov
+
+
+def test_imputer_partial_fit_on_a_stream_approaches_the_batch_fit():
+    X, gaps, cov = _gappy_stream(40000, seed=1)
+    batch = EMImputer().fit(gaps)
+    online = EMImputer()
+    for part in np.array_split(gaps, 80):
+        online.partial_fit(part)
+    assert online.n_iter_ == 80 and np.isfinite(online.lower_bound_)
+    np.testing.assert_allclose(online.mean_, batch.mean_, atol=0.02)
+    np.testing.assert_allclose(online.covariance_, batch.covariance_, atol=0.03)
+    np.testing.assert_allclose(online.covariance_, cov, atol=0.05)
+    # imputing any batch afterwards: as good as the batch fit
+    hidden = np.isnan(gaps[:2000])
+    rmse = [
+        np.sqrt(np.mean((m.transform(gaps[:2000]) - X[:2000])[hidden] ** 2))
+        for m in (online, batch)
+    ]
+    assert rmse[0] < rmse[1] * 1.01
+    # without the conditional covariances in the statistics the variances would be biased down
+    assert np.all(np.diag(online.covariance_) > 0.95)
+
+
+def test_imputer_partial_fit_mixture_and_dataframes():
+    rng = np.random.default_rng(2)
+    z = rng.random(20000) < 0.4
+    X = np.where(z[:, None], [-4.0, 4.0], [4.0, -4.0]) + rng.normal(size=(20000, 2))
+    gaps = X.copy()
+    gaps[rng.random(X.shape) < 0.2] = np.nan
+    frame = pd.DataFrame(gaps, columns=["a", "b"], index=np.arange(20000) * 2)
+    imp = EMImputer(2, random_state=0)
+    for part in np.array_split(np.arange(20000), 20):
+        imp.partial_fit(frame.iloc[part])
+    np.testing.assert_allclose(np.sort(imp.weights_), [0.4, 0.6], atol=0.02)
+    out = imp.transform(frame)
+    assert list(out.columns) == ["a", "b"] and (out.index == frame.index).all()
+    assert frame.isna().to_numpy().any() and not out.isna().to_numpy().any()
+    hidden = np.isnan(gaps)
+    batch = EMImputer(2, random_state=0).fit_transform(gaps)
+    mean = np.where(hidden, np.nanmean(gaps, axis=0), gaps)
+    rmse = [np.sqrt(np.mean((F - X)[hidden] ** 2)) for F in (out.to_numpy(), batch, mean)]
+    assert rmse[0] < 1.01 * rmse[1] and rmse[0] < 0.6 * rmse[2]
+    with pytest.raises(ValueError, match="numeric columns"):
+        imp.partial_fit(frame[["b", "a"]])
+
+
+def test_imputer_partial_fit_errors_warm_start_and_files(tmp_path):
+    X, gaps, _ = _gappy_stream(3000, seed=3)
+    with pytest.raises(ValueError, match='ridge="auto"'):
+        EMImputer(ridge="auto").partial_fit(gaps)
+    first = gaps[:200].copy()
+    first[:, 1] = np.nan
+    with pytest.raises(ValueError, match="column 1 of the first batch is entirely missing"):
+        EMImputer().partial_fit(first)
+    imp = EMImputer(ridge=5.0).partial_fit(gaps[:1000])
+    later = gaps[1000:1100].copy()
+    later[:, 1] = np.nan  # later batches may miss a whole column
+    imp.partial_fit(later)
+    with pytest.raises(ValueError, match="features"):
+        imp.partial_fit(gaps[:10, :2])
+    with pytest.raises(ValueError, match="partial_fit keeps none"):
+        imp.sample_imputations(gaps[:10])
+    with pytest.raises(ValueError, match="partial_fit keeps none"):
+        _ = imp.fraction_missing_info_
+    path = tmp_path / "stream.lem"
+    imp.save(path)
+    back = latentem.load(path)
+    np.testing.assert_array_equal(back.transform(gaps[:50]), imp.transform(gaps[:50]))
+    # after fit(), partial_fit continues from the fitted parameters; fit() starts afresh
+    fitted = EMImputer().fit(gaps)
+    before = fitted.covariance_.copy()
+    fitted.partial_fit(gaps[:500], offset=50.0)
+    np.testing.assert_allclose(fitted.covariance_, before, atol=0.2)
+    assert fitted.n_iter_ == 1 and fitted.history_.size == 0
+    fitted.fit(gaps)
+    assert "_online" not in vars(fitted) and fitted.history_.size > 1
+    assert fitted.sample_imputations(gaps[:10], 2, random_state=0)[0].shape == (10, 3)

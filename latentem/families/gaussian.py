@@ -177,6 +177,37 @@ class GaussianFamily:
     def _shift(self) -> np.ndarray:
         return np.ascontiguousarray(self.means_.mean(axis=0))
 
+    def stats_reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The point the statistics are taken about: ``(means, shift)`` (online EM)."""
+        return self.means_.copy(), self._shift().copy()
+
+    def move_stats(self, stats: tuple, src: tuple, dst: tuple) -> tuple:
+        """Statistics ``(nk, S, Q)`` taken about ``src`` re-expressed about ``dst``.
+
+        Online EM averages statistics from batches E-stepped under different
+        parameters, so they must share one reference point. First moments are
+        about each component's mean, second moments about it too (full, diag,
+        spherical) or about ``shift`` ("tied", unweighted).
+        """
+        nk, S, Q = stats
+        delta = src[0] - dst[0]  # (K, D)
+        S2 = S + nk[:, None] * delta
+        if self.smode == 0:
+            SD = S[:, :, None] * delta[:, None, :]
+            Q2 = (
+                Q
+                + SD
+                + SD.transpose(0, 2, 1)
+                + nk[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+            )
+        elif self.smode == 2:
+            Q2 = Q + (2.0 * S * delta + nk[:, None] * delta**2)[:, None, :]
+        else:  # one unweighted matrix about shift: sum_n (x_n - shift)
+            d = src[1] - dst[1]
+            T = (S + nk[:, None] * (src[0] - src[1])).sum(axis=0)
+            Q2 = Q + (np.outer(T, d) + np.outer(d, T) + nk.sum() * np.outer(d, d))[None]
+        return nk, S2, Q2
+
     # ------------------------------------------------------------------ family jobs
     def log_prob(self, X: np.ndarray) -> np.ndarray:
         """Log-density of every row under every component, shape (n, K)."""

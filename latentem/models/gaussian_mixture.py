@@ -362,33 +362,12 @@ class GaussianMixture(SaveMixin, ParamsMixin):
 
     def stats_reference(self) -> tuple[np.ndarray, np.ndarray]:
         """The point E-step statistics are taken about: ``(means, shift)`` (online EM)."""
-        return self._family.means_.copy(), self._family._shift().copy()
+        return self._family.stats_reference()
 
     def move_stats(self, stats: dict, src: tuple, dst: tuple) -> dict:
-        """The same statistics re-expressed about ``dst`` instead of ``src`` (online EM).
-
-        First moments are about each component's mean, second moments about
-        it too (full, diag, spherical) or about ``shift`` ("tied", unweighted).
-        """
-        nk, S, Q = stats["nk"], stats["sum"], stats["second"]
-        delta = src[0] - dst[0]  # (K, D)
-        S2 = S + nk[:, None] * delta
-        smode = self._family.smode
-        if smode == 0:
-            SD = S[:, :, None] * delta[:, None, :]
-            Q2 = (
-                Q
-                + SD
-                + SD.transpose(0, 2, 1)
-                + nk[:, None, None] * (delta[:, :, None] * delta[:, None, :])
-            )
-        elif smode == 2:
-            Q2 = Q + (2.0 * S * delta + nk[:, None] * delta**2)[:, None, :]
-        else:  # one unweighted matrix about shift: sum_n (x_n - shift)
-            d = src[1] - dst[1]
-            T = (S + nk[:, None] * (src[0] - src[1])).sum(axis=0)
-            Q2 = Q + (np.outer(T, d) + np.outer(d, T) + nk.sum() * np.outer(d, d))[None]
-        return {"nk": nk, "sum": S2, "second": Q2}
+        """The same statistics re-expressed about ``dst`` instead of ``src`` (online EM)."""
+        nk, S, Q = self._family.move_stats((stats["nk"], stats["sum"], stats["second"]), src, dst)
+        return {"nk": nk, "sum": S, "second": Q}
 
     def partial_fit(
         self, X: Any, y: Any = None, *, decay: float = 0.6, offset: float = 1.0

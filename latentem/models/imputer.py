@@ -150,8 +150,15 @@ class _MissingEM:
         self.latent = CategoricalLatent(n_components)
 
     def attach(self, X: np.ndarray) -> None:
+        """Group X's rows by missingness once; the E-step reuses the grouping."""
         self.plan = missing_plan(X)
         self.X_complete = np.ascontiguousarray(X[self.plan.complete])
+        self._attached = X
+
+    def _ensure_attached(self, X: np.ndarray) -> None:
+        # online EM hands every batch straight to init_params / e_step
+        if self.__dict__.get("_attached") is not X:
+            self.attach(X)
 
     def validate_data(self, X: np.ndarray) -> np.ndarray:
         return X  # checked by EMImputer; NaN marks the gaps
@@ -167,6 +174,7 @@ class _MissingEM:
         return np.full(K, var.mean())
 
     def init_params(self, X: np.ndarray, rng: np.random.Generator) -> None:
+        self._ensure_attached(X)
         n, D = X.shape
         K = self.n_components
         col_mean = np.nanmean(X, axis=0)
@@ -229,7 +237,16 @@ class _MissingEM:
         return float(-0.5 * self.ridge * terms.sum())
 
     def e_step(self, X: np.ndarray) -> tuple[tuple, float]:
+        self._ensure_attached(X)
         return self.family.mixture_e_step(X, self.latent.log_weights(), self.plan, self.X_complete)
+
+    def stats_reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The point the E-step statistics are taken about (online EM)."""
+        return self.family.stats_reference()
+
+    def move_stats(self, stats: tuple, src: tuple, dst: tuple) -> tuple:
+        """Statistics re-expressed about another reference point (online EM)."""
+        return self.family.move_stats(stats, src, dst)
 
     def m_step(self, stats: tuple) -> None:
         nk = stats[0]
@@ -464,6 +481,46 @@ class EMImputer(ParamsMixin, SaveMixin):
             )
         return table
 
+    def _check_first_table(self, table: _Table, what: str) -> np.ndarray:
+        """Check the table a model is first fitted on; return the prior variances."""
+        A = table.X
+        n, D = A.shape
+        if D == 0:
+            raise ValueError(f"{what} has no numeric columns to impute.")
+        if n < 2:
+            raise ValueError(f"{what} has {n} row(s); EM imputation needs at least 2 rows.")
+        n_obs = (~np.isnan(A)).sum(axis=0)
+        if (n_obs == 0).any():
+            raise ValueError(
+                f"{table._cols(np.flatnonzero(n_obs == 0))} of {what} is entirely missing; drop "
+                "it, or fill it from outside information."
+            )
+        if (n_obs < 2).any():
+            raise ValueError(
+                f"{table._cols(np.flatnonzero(n_obs < 2))} of {what} has a single observed "
+                "value; its variance cannot be estimated. Drop it or pass ridge > 0."
+            )
+        if n < self.n_components:
+            raise ValueError(
+                f"n_components={self.n_components} is larger than the number of rows of "
+                f"{what} ({n}); use fewer components."
+            )
+        prior_var = np.nanvar(A, axis=0)
+        if (prior_var == 0).any() and (isinstance(self.ridge, str) or not self.ridge > 0):
+            raise ValueError(
+                f"{table._cols(np.flatnonzero(prior_var == 0))} of {what} is constant where "
+                "observed; its covariance would be singular. Drop it (and fill it with its "
+                "constant), or pass ridge > 0."
+            )
+        return np.where(prior_var > 0, prior_var, 1.0)
+
+    def _set_feature_names(self, table: _Table) -> None:
+        self.n_features_in_ = table.X.shape[1]
+        if table.frame:
+            self.feature_names_in_ = np.array(table.names, dtype=object)
+        elif "feature_names_in_" in self.__dict__:
+            del self.feature_names_in_
+
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None) -> EMImputer:
         """Fit the model to the observed entries of X (NaN marks a gap).
@@ -485,49 +542,19 @@ class EMImputer(ParamsMixin, SaveMixin):
         self._check_settings()
         table = _Table(X, self.non_numeric)
         A = table.X
-        n, D = A.shape
-        if D == 0:
-            raise ValueError("X has no numeric columns to impute.")
-        if n < 2:
-            raise ValueError(f"X has {n} row(s); EM imputation needs at least 2 rows.")
-        n_obs = (~np.isnan(A)).sum(axis=0)
-        if (n_obs == 0).any():
-            raise ValueError(
-                f"{table._cols(np.flatnonzero(n_obs == 0))} of X is entirely missing; drop it, "
-                "or fill it from outside information."
-            )
-        if (n_obs < 2).any():
-            raise ValueError(
-                f"{table._cols(np.flatnonzero(n_obs < 2))} of X has a single observed value; "
-                "its variance cannot be estimated. Drop it or pass ridge > 0."
-            )
-        if n < self.n_components:
-            raise ValueError(
-                f"n_components={self.n_components} is larger than the number of rows {n}; "
-                "use fewer components."
-            )
+        n = A.shape[0]
         auto = isinstance(self.ridge, str)
-        prior_var = np.nanvar(A, axis=0)
-        if (prior_var == 0).any() and (auto or not self.ridge > 0):
-            raise ValueError(
-                f"{table._cols(np.flatnonzero(prior_var == 0))} of X is constant where observed; "
-                "its covariance would be singular. Drop it (and fill it with its constant), or "
-                "pass ridge > 0."
-            )
-        prior_var = np.where(prior_var > 0, prior_var, 1.0)
+        prior_var = self._check_first_table(table, "X")
         rng = check_random_state(self.random_state)
         if auto:
             self.ridge_, self.ridge_scores_ = self._choose_ridge(A, prior_var, rng)
         else:
             self.ridge_ = float(self.ridge)
         model, result = self._fit_model(A, self.ridge_, prior_var, rng)
+        self.__dict__.pop("_online", None)  # a full fit ends any online stream
         self._model = model
         self._X_fit = A
-        self.n_features_in_ = D
-        if table.frame:
-            self.feature_names_in_ = np.array(table.names, dtype=object)
-        elif "feature_names_in_" in self.__dict__:
-            del self.feature_names_in_
+        self._set_feature_names(table)
         self.history_ = np.asarray(result.history)
         self.objective_history_ = np.asarray(getattr(result, "objective_history", result.history))
         self.n_iter_ = int(result.n_iter)
@@ -535,6 +562,116 @@ class EMImputer(ParamsMixin, SaveMixin):
         self.lower_bound_ = float(result.log_likelihood) / n
         self.__dict__.pop("_fmi", None)
         return table
+
+    def partial_fit(
+        self, X: Any, y: Any = None, *, decay: float = 0.6, offset: float = 1.0
+    ) -> EMImputer:
+        """Online EM on one batch of a stream of rows (Cappé and Moulines, 2009).
+
+        For tables too large for memory or read once: feed the rows batch by
+        batch, then impute any batch with :meth:`transform`. The first call
+        initialises the model from its batch (which must have at least two
+        observed values in every column), or continues from the parameters of
+        an earlier :meth:`fit`; each call then updates a running average of
+        the per-row statistics, the conditional covariances of the gaps
+        included, with step size ``gamma_t = ((1 + offset) / (t + offset)) **
+        decay`` (see :mod:`latentem.backends.online`), and takes an M-step.
+        ``decay`` and ``offset`` are read on the first call; ``fit`` starts
+        afresh.
+
+        A stream keeps no rows, so :meth:`sample_imputations` (bootstrap EM
+        resamples the training rows) and ``fraction_missing_info_`` need a
+        model fitted by :meth:`fit`. ``ridge="auto"`` needs the whole table
+        too; pass a number. ``history_`` is empty: ``lower_bound_`` is the
+        running average of each batch's per-row log-likelihood, evaluated
+        before the batch updated the parameters.
+
+        Parameters
+        ----------
+        X : ndarray or DataFrame of shape (n_samples, n_features)
+            One batch; later batches need the same numeric columns.
+        y : ignored
+        decay : float in (0.5, 1], default=0.6
+        offset : float >= 0, default=1.0
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from latentem import EMImputer
+        >>> rng = np.random.default_rng(1)
+        >>> imp = EMImputer()
+        >>> for _ in range(50):
+        ...     X = rng.multivariate_normal([0, 0], [[1, 0.8], [0.8, 1]], size=200)
+        ...     X[rng.random(200) < 0.3, 1] = np.nan
+        ...     imp = imp.partial_fit(X)
+        >>> np.round(imp.covariance_, 1)
+        array([[1. , 0.8],
+               [0.8, 1. ]])
+        """
+        from latentem.backends.online import OnlineEM
+
+        online = self.__dict__.get("_online")
+        if online is None:
+            self._check_settings()
+            if isinstance(self.ridge, str):
+                raise ValueError(
+                    'ridge="auto" chooses the ridge on held-out cells of the whole table, which '
+                    "partial_fit never sees; pass a number (for example 0.01 * the rows you "
+                    "expect) or use fit()."
+                )
+            warm = "_model" in self.__dict__
+            table = self._read(X) if warm else _Table(X, self.non_numeric)
+            if warm:
+                model = self._model
+            else:
+                prior_var = self._check_first_table(table, "the first batch")
+                model = _MissingEM(
+                    int(self.n_components),
+                    self.covariance_type,
+                    float(self.reg_covar),
+                    float(self.ridge),
+                    prior_var,
+                )
+            online = OnlineEM(
+                model,
+                decay=decay,
+                offset=offset,
+                random_state=check_random_state(self.random_state),
+                warm_start=warm,
+            )
+        else:
+            table = self._read(X)
+        try:
+            online.partial_fit(table.X)
+        except (ValueError, np.linalg.LinAlgError) as err:
+            if "positive definite" in str(err) or isinstance(err, np.linalg.LinAlgError):
+                raise ValueError(
+                    _NOT_PD_HINT.format(err=str(err).split(";")[0], n_components=self.n_components)
+                ) from None
+            raise
+        self._online = online
+        self._model = online.model
+        self._X_fit = None
+        self.ridge_ = float(online.model.ridge)
+        self._set_feature_names(table)
+        self.history_ = self.objective_history_ = np.empty(0)
+        self.n_iter_ = online.n_batches_
+        self.converged_ = False
+        self.lower_bound_ = online.log_likelihood_
+        self.__dict__.pop("_fmi", None)
+        return self
+
+    def _require_rows(self, what: str) -> np.ndarray:
+        if self._X_fit is None:
+            raise ValueError(
+                f"{what} needs the rows the imputer was fitted on, and partial_fit keeps none; "
+                "fit() the table (or a sample of it) instead."
+            )
+        return self._X_fit
 
     # -- model files (latentem.persistence). The file holds the training rows too:
     # multiple imputation (bootstrap EM) resamples them.
@@ -583,8 +720,11 @@ class EMImputer(ParamsMixin, SaveMixin):
             np.asarray(fitted["prior_var"], dtype=np.float64),
         )
         model.family, model.latent = fitted["family"], fitted["latent"]
-        imp._X_fit = np.asarray(fitted["X_fit"], dtype=np.float64)
-        model.attach(imp._X_fit)
+        if fitted["X_fit"] is None:  # fitted by partial_fit: no rows kept
+            imp._X_fit = None
+        else:
+            imp._X_fit = np.asarray(fitted["X_fit"], dtype=np.float64)
+            model.attach(imp._X_fit)
         imp._model = model
         if "feature_names_in_" in fitted:
             imp.feature_names_in_ = np.array(fitted["feature_names_in_"], dtype=object)
@@ -685,7 +825,8 @@ class EMImputer(ParamsMixin, SaveMixin):
 
     def _fraction_missing_info(self) -> np.ndarray:
         model = self._model
-        X = self._X_fit
+        X = self._require_rows("fraction_missing_info_")
+        model._ensure_attached(X)
         plan = model.plan
         n, D = X.shape
         K = model.n_components
@@ -783,7 +924,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         A = table.X
         rng = check_random_state(self.random_state if random_state is None else random_state)
         plan = missing_plan(A)
-        Xf = self._X_fit
+        Xf = self._require_rows("sample_imputations")
         n = Xf.shape[0]
         out = []
         for _ in range(n_imputations):
