@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from conftest import blobs
 
-from latentem import GaussianMixture, fit_em
-from latentem.backends import Chunked
+from latentem import GaussianHMM, GaussianMixture, fit_em
+from latentem.backends import Chunked, ChunkedSource
+from latentem.backends.dask import DaskSource
+from latentem.models.hmm import SequenceData
 
 pytestmark = pytest.mark.filterwarnings("ignore::latentem.ConvergenceWarning")
 
@@ -96,3 +98,52 @@ def test_worker_errors_and_bad_inputs_are_clear(client):
         fit(da.from_array(blobs(100), chunks=(50, 3))[da.arange(100) > 10])
     with pytest.raises(ValueError, match="Dask backend"):
         fit(blobs(100), backend="dask")
+
+
+def hmm_data(seed=5, n_seq=30):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 400, n_seq)
+    states = np.concatenate([np.repeat(rng.integers(0, 2, L // 20 + 1), 20)[:L] for L in lengths])
+    X = rng.normal(np.where(states[:, None] == 0, -1.5, 1.5), 1.0, (len(states), 2))
+    X[rng.random(len(X)) < 0.02] = np.nan  # missing observations travel too
+    labels = np.where(rng.random(len(X)) < 0.05, states, -1)
+    return X, lengths, labels
+
+
+def test_hmm_on_dask_keeps_sequences_whole_and_equals_chunked(client):
+    X, lengths, labels = hmm_data()
+
+    def fit_hmm(data):
+        return GaussianHMM(2, n_iter=12, tol=0, random_state=0).fit(data, lengths, labels)
+
+    mem = fit_hmm(X)
+    chk = fit_hmm(Chunked(X, block_rows=700))
+    dsk = fit_hmm(da.from_array(X, chunks=(700, 1)))  # cut inside sequences, and by column
+    for name in ("startprob_", "transmat_", "means_", "covars_"):
+        np.testing.assert_array_equal(getattr(dsk, name), getattr(chk, name))
+        np.testing.assert_allclose(getattr(dsk, name), getattr(mem, name), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(dsk.history_, chk.history_)
+    assert np.all(np.diff(dsk.history_) >= -1e-9 * np.abs(dsk.history_[1:]))
+    # scoring and decoding take dask arrays too (in memory)
+    Xd = da.from_array(X, chunks=(700, 2))
+    np.testing.assert_allclose(dsk.score(Xd, lengths), dsk.score(X, lengths), rtol=1e-12)
+    np.testing.assert_array_equal(dsk.predict(Xd, lengths), dsk.predict(X, lengths))
+
+
+def test_hmm_start_sample_is_the_same_from_dask_and_chunked(client):
+    X, lengths, labels = hmm_data(seed=6, n_seq=60)
+    model = GaussianHMM(2)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    rows = Chunked(X, block_rows=900, init_rows=2500)
+    a = ChunkedSource(model, SequenceData(rows, offsets, labels)).init_data()
+    b = DaskSource(
+        model, SequenceData(da.from_array(X, chunks=(900, 2)), offsets, labels), init_rows=2500
+    ).init_data()
+    assert 1000 < len(a) <= 2500 and a.n_sequences > 5
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    # whole sequences' prefixes, in order: each one starts where its sequence starts
+    firsts = a.X[a.offsets[:-1]]
+    starts = X[offsets[:-1]]
+    assert all(np.any(np.all((starts == f) | np.isnan(f), axis=1)) for f in firsts)

@@ -82,11 +82,10 @@ def resolve(model: Any, X: Any, backend: str | None = None) -> Any:
         return None
     inner = X.X if is_sequence_data(X) else X
     if is_dask_array(inner) or backend == "dask":
-        if is_sequence_data(X) or not is_dask_array(X) or backend == "chunked":
+        if not is_dask_array(inner) or backend == "chunked":
             raise ValueError(
-                "the Dask backend takes a dask.array of rows (2-D, chunked along rows) with "
-                f'backend=None or "dask"; got {type(inner).__name__} with backend={backend!r}. '
-                "HMM sequences run in memory or chunked."
+                "the Dask backend takes a dask.array of rows (chunked along rows) with "
+                f'backend=None or "dask"; got {type(inner).__name__} with backend={backend!r}.'
             )
         from latentem.backends.dask import DaskSource
 

@@ -31,7 +31,9 @@ from latentem.backends.base import (
     evenly_spaced,
     pairwise_sum,
     row_bounds,
+    sequence_block,
     sequence_bounds,
+    sequence_sample,
     validate_block,
 )
 
@@ -322,16 +324,9 @@ class ChunkedSource:
 
     # -------------------------------------------------------------- blocks
     def _sequence_block(self, first: int, last: int) -> Any:
-        seq = self.sequences
-        off = np.asarray(seq.offsets)
-        a, b = int(off[first]), int(off[last])
-        offsets = off[first : last + 1] - a
-        X = self.rows.read(a, b)
-        labels = None if seq.labels is None else np.asarray(seq.labels[a:b])
-        block = type(seq)(X, offsets, labels)
-        if getattr(seq, "weights", None) is not None:
-            block.weights = np.asarray(seq.weights[first:last], dtype=np.float64)
-        return block
+        off = self.sequences.offsets
+        X = self.rows.read(int(off[first]), int(off[last]))
+        return sequence_block(self.sequences, X, first, last)
 
     def blocks(self):
         """Validated blocks, in the fixed order, read one at a time."""
@@ -352,30 +347,10 @@ class ChunkedSource:
         if self.sequences is None:
             sample = self.rows.take(evenly_spaced(self.n_samples, init_rows))
         else:
-            sample = self._sequence_sample(init_rows)
+            sample = sequence_sample(self.sequences, init_rows, self.rows.take)
         sample = validate_block(self.model, sample)
         check = getattr(self.model, "validate_data", None)
         return check(sample) if callable(check) else sample
-
-    def _sequence_sample(self, init_rows: int) -> Any:
-        seq = self.sequences
-        off = np.asarray(seq.offsets)
-        n_seq = len(off) - 1
-        if self.n_samples <= init_rows:
-            return self._sequence_block(0, n_seq)
-        # whole sequences spread evenly, each cut to a prefix so the total stays bounded
-        take = evenly_spaced(n_seq, min(n_seq, max(1, init_rows * n_seq // self.n_samples)))
-        cap = max(1, init_rows // len(take))
-        X, labels, offsets = [], [], [0]
-        for s in take:
-            a = int(off[s])
-            b = min(int(off[s + 1]), a + cap)
-            X.append(self.rows.read(a, b))
-            if seq.labels is not None:
-                labels.append(np.asarray(seq.labels[a:b]))
-            offsets.append(offsets[-1] + b - a)
-        lab = None if seq.labels is None else np.concatenate(labels)
-        return type(seq)(np.concatenate(X), np.asarray(offsets, dtype=np.int64), lab)
 
     def e_step(self) -> tuple[Any, float]:
         """Statistics and log-likelihood of all blocks, summed in the fixed order."""

@@ -11,6 +11,10 @@ parameters and statistics cross the network; a worker that dies loses
 nothing but time, because the scheduler recomputes its blocks from their
 lineage and the fixed reduction order gives the same bits.
 
+HMM data (:class:`latentem.models.hmm.SequenceData` over a dask array, as
+``HMM.fit(Xd, lengths)`` builds) are re-chunked once so that every block
+holds whole sequences, as in the chunked backend.
+
 Without a client the blocks are read, validated and E-stepped one after
 another in this process (dask's synchronous scheduler): bounded memory over
 any dask source (zarr, HDF5, ``.npy`` stacks), no persistence.
@@ -18,6 +22,7 @@ any dask source (zarr, HDF5, ``.npy`` stacks), no persistence.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
@@ -29,8 +34,12 @@ from latentem.backends.base import (
     block_e_step,
     evenly_spaced,
     pairwise_sum,
+    sequence_block,
+    sequence_bounds,
+    sequence_sample,
     validate_block,
 )
+from latentem.backends.chunked import is_sequence_data
 
 __all__ = ["DaskSource", "active_client"]
 
@@ -47,8 +56,16 @@ def active_client() -> Any:
         return None
 
 
-def _take(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return block[rows]
+def _take(block: Any, rows: np.ndarray) -> np.ndarray:
+    rows_of = block.X if is_sequence_data(block) else block
+    return rows_of[rows]
+
+
+def _with_rows(shell: Any, X: np.ndarray) -> Any:
+    """A block of HMM sequences (offsets, labels, weights) given its rows."""
+    block = copy.copy(shell)
+    block.X = X
+    return block
 
 
 def _n_rows(block: Any) -> int:
@@ -61,8 +78,9 @@ class DaskSource:
     Parameters
     ----------
     model : LatentModel
-    X : dask.array.Array
-        1-D or 2-D, chunked along rows (column chunks are merged).
+    X : dask.array.Array, or HMM data over one
+        1-D or 2-D, chunked along rows (column chunks are merged). HMM data
+        are re-chunked so that no sequence is split.
     init_rows : int
         At most this many rows, spread evenly, are brought to the client for
         ``model.init_params`` (all rows when there are no more).
@@ -81,24 +99,31 @@ class DaskSource:
     ) -> None:
         import dask
 
-        if X.ndim not in (1, 2):
-            raise ValueError(f"X must be a 1-D or 2-D dask array; got shape {X.shape}.")
-        if any(not np.isfinite(c) for c in X.chunks[0]):
+        self.sequences = X if is_sequence_data(X) else None
+        rows = X.X if self.sequences is not None else X
+        if rows.ndim not in (1, 2):
+            raise ValueError(f"X must be a 1-D or 2-D dask array; got shape {rows.shape}.")
+        if any(not np.isfinite(c) for c in rows.chunks[0]):
             raise ValueError("X has unknown chunk sizes (NaN); call X.compute_chunk_sizes() first.")
-        if X.shape[0] == 0:
+        if rows.shape[0] == 0:
             raise ValueError("X is empty (0 samples); pass at least one sample.")
-        if X.ndim == 2 and len(X.chunks[1]) > 1:
-            X = X.rechunk({1: -1})
+        if rows.ndim == 2 and len(rows.chunks[1]) > 1:
+            rows = rows.rechunk({1: -1})
         self.model = model
-        self.n_samples = int(X.shape[0])
+        self.n_samples = int(rows.shape[0])
         self.init_rows = int(init_rows)
         self.client = active_client()
         self.persist = self.client is not None if persist is None else bool(persist)
         self.scheduler = None if self.client is not None else "sync"
-        self.row_starts = np.concatenate(([0], np.cumsum(X.chunks[0]))).astype(np.int64)
+        if self.sequences is None:
+            raw = list(rows.to_delayed().ravel())
+        else:
+            rows, raw = self._sequence_blocks(rows)
+        self.rows = rows
+        self.row_starts = np.concatenate(([0], np.cumsum(rows.chunks[0]))).astype(np.int64)
         check = dask.delayed(validate_block, pure=True)
         template = dask.delayed(model, name=f"latentem-model-{uuid.uuid4().hex}")
-        blocks = [check(template, b) for b in X.to_delayed().ravel()]
+        blocks = [check(template, b) for b in raw]
         if self.persist:
             blocks = list(dask.persist(*blocks, scheduler=self.scheduler))
         self.blocks = blocks
@@ -110,18 +135,38 @@ class DaskSource:
                 "shape promises; the source is damaged or truncated."
             )
 
-    def init_data(self) -> Any:
-        """At most ``init_rows`` validated rows, spread evenly, on the client."""
+    def _sequence_blocks(self, rows: Any) -> tuple[Any, list]:
+        """Rows re-chunked to whole sequences, and one delayed HMM block per chunk."""
         import dask
 
-        rows = evenly_spaced(self.n_samples, self.init_rows)
+        off = np.asarray(self.sequences.offsets)
+        bounds = sequence_bounds(off, max(rows.chunks[0]))
+        sizes = tuple(int(off[last] - off[first]) for first, last in bounds)
+        if sizes != rows.chunks[0]:
+            rows = rows.rechunk({0: sizes})
+        # offsets, labels and weights are sliced here; only the rows live on the workers
+        shells = [sequence_block(self.sequences, None, a, b) for a, b in bounds]
+        fill = dask.delayed(_with_rows, pure=True)
+        return rows, [fill(shell, x) for shell, x in zip(shells, rows.to_delayed().ravel())]
+
+    def _take_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The given sorted rows, gathered from the (persisted) blocks in one compute."""
+        import dask
+
         parts = []
         for i, block in enumerate(self.blocks):
             a, b = self.row_starts[i], self.row_starts[i + 1]
             lo, hi = np.searchsorted(rows, [a, b])
             if hi > lo:
                 parts.append(dask.delayed(_take)(block, rows[lo:hi] - a))
-        sample = np.concatenate(dask.compute(*parts, scheduler=self.scheduler))
+        return np.concatenate(dask.compute(*parts, scheduler=self.scheduler))
+
+    def init_data(self) -> Any:
+        """At most ``init_rows`` validated rows, spread evenly, on the client."""
+        if self.sequences is None:
+            sample = self._take_rows(evenly_spaced(self.n_samples, self.init_rows))
+        else:
+            sample = sequence_sample(self.sequences, self.init_rows, self._take_rows)
         sample = validate_block(self.model, sample)
         check = getattr(self.model, "validate_data", None)
         return check(sample) if callable(check) else sample

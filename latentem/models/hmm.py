@@ -17,7 +17,7 @@ import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
-from latentem.backends import is_out_of_core
+from latentem.backends import is_dask_array, is_out_of_core
 from latentem.base import InitParamsSetting, ParamsMixin
 from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.families.categorical import CategoricalFamily
@@ -390,6 +390,8 @@ class HMM(SaveMixin, ParamsMixin):
     def _fitted_data(self, X, lengths, labels=None) -> SequenceData:
         self._check_settings()
         self._check_params()
+        if is_dask_array(X):  # scoring and decoding return per-row results: in memory
+            X = np.asarray(X)
         return self._sequence_data(X, lengths, labels)
 
     def score(self, X: Any, lengths: Any = None) -> float:
