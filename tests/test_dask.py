@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import blobs
 
-from latentem import GaussianHMM, GaussianMixture, fit_em
+from latentem import EMImputer, GaussianHMM, GaussianMixture, fit_em
 from latentem.backends import Chunked, ChunkedSource
 from latentem.backends.dask import DaskSource
 from latentem.models.hmm import SequenceData
@@ -147,3 +147,16 @@ def test_hmm_start_sample_is_the_same_from_dask_and_chunked(client):
     firsts = a.X[a.offsets[:-1]]
     starts = X[offsets[:-1]]
     assert all(np.any(np.all((starts == f) | np.isnan(f), axis=1)) for f in firsts)
+
+
+def test_imputer_on_dask_equals_chunked(client):
+    rng = np.random.default_rng(7)
+    cov = np.array([[1.0, 0.7, 0.2], [0.7, 1.0, 0.4], [0.2, 0.4, 1.0]])
+    X = rng.multivariate_normal(np.zeros(3), cov, size=8000)
+    X[rng.random(X.shape) < 0.25] = np.nan
+    chk = EMImputer(2, random_state=0, tol=0, max_iter=8).fit(Chunked(X, block_rows=1500))
+    dsk = EMImputer(2, random_state=0, tol=0, max_iter=8).fit(da.from_array(X, chunks=(1500, 3)))
+    np.testing.assert_array_equal(dsk.covariances_, chk.covariances_)
+    np.testing.assert_array_equal(dsk.history_, chk.history_)
+    np.testing.assert_array_equal(dsk.transform(X[:50]), chk.transform(X[:50]))
+    assert np.all(np.diff(dsk.history_) >= -1e-9 * np.abs(dsk.history_[1:]))

@@ -431,3 +431,43 @@ def test_imputer_partial_fit_errors_warm_start_and_files(tmp_path):
     fitted.fit(gaps)
     assert "_online" not in vars(fitted) and fitted.history_.size > 1
     assert fitted.sample_imputations(gaps[:10], 2, random_state=0)[0].shape == (10, 3)
+
+
+def test_imputer_fits_memmaps_and_chunked_files_block_by_block(tmp_path):
+    X, gaps, _ = _gappy_stream(30000, seed=4)
+    path = tmp_path / "gaps.npy"
+    np.save(path, gaps)
+    memory = EMImputer(random_state=0).fit(gaps)
+    for source in (np.load(path, mmap_mode="r"), Chunked.from_npy(path, block_rows=4000)):
+        blocks = EMImputer(random_state=0).fit(source)
+        np.testing.assert_allclose(blocks.covariance_, memory.covariance_, rtol=1e-12)
+        np.testing.assert_allclose(blocks.history_, memory.history_, rtol=1e-12)
+        np.testing.assert_allclose(blocks.transform(gaps[:100]), memory.transform(gaps[:100]))
+    mixture = EMImputer(3, random_state=0).fit(Chunked.from_npy(path, block_rows=4000))
+    np.testing.assert_allclose(mixture.weights_.sum(), 1.0)
+    filled = EMImputer(random_state=0).fit_transform(np.load(path, mmap_mode="r"))
+    np.testing.assert_allclose(filled, memory.transform(gaps), rtol=1e-12)
+    assert np.isnan(np.load(path)).any()  # the file is untouched
+    with pytest.raises(ValueError, match="partial_fit keeps none|fitted on"):
+        blocks.sample_imputations(gaps[:10])
+
+
+def test_imputer_out_of_core_errors_are_clear(tmp_path):
+    _, gaps, _ = _gappy_stream(3000, seed=5)
+    bad = gaps.copy()
+    bad[:, 2] = np.nan
+    np.save(tmp_path / "empty_col.npy", bad)
+    with pytest.raises(ValueError, match="column 2 of X is entirely missing"):
+        EMImputer().fit(np.load(tmp_path / "empty_col.npy", mmap_mode="r"))
+    const = gaps.copy()
+    const[:, 0] = np.where(np.isnan(const[:, 0]), np.nan, 0.1)
+    np.save(tmp_path / "const.npy", const)
+    with pytest.raises(ValueError, match="column 0 of X is constant"):
+        EMImputer().fit(Chunked.from_npy(tmp_path / "const.npy", block_rows=500))
+    inf = gaps.copy()
+    inf[2500, 1] = np.inf
+    np.save(tmp_path / "inf.npy", inf)
+    with pytest.raises(ValueError, match="inf"):
+        EMImputer().fit(Chunked.from_npy(tmp_path / "inf.npy", block_rows=1000))
+    with pytest.raises(ValueError, match='ridge="auto"'):
+        EMImputer(ridge="auto").fit(np.load(tmp_path / "const.npy", mmap_mode="r"))

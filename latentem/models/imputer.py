@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_mixture_settings, check_positive_int, check_random_state
+from latentem.backends import Chunked, is_dask_array, is_out_of_core
 from latentem.base import ParamsMixin
 from latentem.families.gaussian_missing import MissingGaussianFamily, missing_plan
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -62,6 +63,8 @@ class _Table:
     """The numeric block of an array or DataFrame as float64, and how to put it back."""
 
     def __init__(self, X: Any, non_numeric: str) -> None:
+        if isinstance(X, Chunked):  # out-of-core data asked for in memory
+            X = X.read(0, len(X))
         self.frame = _is_frame(X)
         self.source = X
         if self.frame:
@@ -160,8 +163,26 @@ class _MissingEM:
         if self.__dict__.get("_attached") is not X:
             self.attach(X)
 
-    def validate_data(self, X: np.ndarray) -> np.ndarray:
-        return X  # checked by EMImputer; NaN marks the gaps
+    def validate_data(self, X: Any) -> np.ndarray:
+        """X as float64 rows (NaN marks the gaps); blocks of out-of-core data come here too."""
+        X = np.ascontiguousarray(X, dtype=np.float64)  # in-memory tables: X itself
+        D = self.prior_var.shape[0]
+        if X.ndim != 2 or X.shape[1] != D:
+            raise ValueError(f"a block of X has shape {X.shape}; expected (n_rows, {D}).")
+        if np.isinf(X).any():
+            raise ValueError("a block of X contains inf; replace it with a finite value or NaN.")
+        return X
+
+    def __getstate__(self) -> dict:
+        # Dask sends the model to the workers every iteration: parameters only,
+        # not the rows it was last attached to or the family's per-data caches
+        state = {
+            k: v for k, v in self.__dict__.items() if k not in ("_attached", "plan", "X_complete")
+        }
+        family = copy.copy(self.family)
+        family._plan_cache = family._tables_cache = None
+        state["family"] = family
+        return state
 
     def _layout(self, var: np.ndarray) -> np.ndarray:
         K, ct = self.n_components, self.covariance_type
@@ -302,6 +323,38 @@ class _MissingEM:
             return np.ones((X.shape[0], 1))
         resp, _ = self.latent.posteriors(self.family.log_prob(X, plan))
         return resp
+
+
+def _column_moments(X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Observed count and variance of every column of out-of-core data, in one pass."""
+    if is_dask_array(X):
+        import dask
+        import dask.array as da
+
+        X = X if X.ndim == 2 else X[:, None]
+        n_obs, var = dask.compute((~da.isnan(X)).sum(axis=0), da.nanvar(X, axis=0))
+        return np.asarray(n_obs), np.nan_to_num(np.asarray(var, dtype=np.float64))
+    rows = X if isinstance(X, Chunked) else Chunked(X)
+    n_obs = shift = total = squares = low = high = None
+    for a, b in rows.bounds():
+        block = np.asarray(rows.read(a, b), dtype=np.float64)
+        block = block if block.ndim == 2 else block[:, None]
+        if n_obs is None:  # moments about the first block's first values: no cancellation
+            first = np.argmax(~np.isnan(block), axis=0)
+            shift = np.nan_to_num(block[first, np.arange(block.shape[1])]) if len(block) else 0
+            n_obs, total, squares = (np.zeros(block.shape[1]) for _ in range(3))
+            low, high = np.full(block.shape[1], np.inf), np.full(block.shape[1], -np.inf)
+        dev = block - shift
+        n_obs += (~np.isnan(dev)).sum(axis=0)
+        total += np.nansum(dev, axis=0)
+        squares += np.nansum(dev * dev, axis=0)
+        low = np.fmin(low, np.nanmin(dev, axis=0, initial=np.inf))
+        high = np.fmax(high, np.nanmax(dev, axis=0, initial=-np.inf))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n_obs
+        var = np.where(n_obs > 0, squares / n_obs - mean * mean, 0.0)
+    var = np.where(high > low, np.maximum(var, 0.0), 0.0)  # constant columns exactly 0
+    return n_obs.astype(np.int64), var
 
 
 # ---------------------------------------------------------------------- the estimator
@@ -484,12 +537,20 @@ class EMImputer(ParamsMixin, SaveMixin):
     def _check_first_table(self, table: _Table, what: str) -> np.ndarray:
         """Check the table a model is first fitted on; return the prior variances."""
         A = table.X
-        n, D = A.shape
+        n_obs = (~np.isnan(A)).sum(axis=0)
+        with warnings.catch_warnings():  # an all-NaN column gets its own error below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            prior_var = np.nanvar(A, axis=0) if A.shape[0] else np.zeros(A.shape[1])
+        self._check_counts(table, A.shape[0], n_obs, prior_var, what)
+        return np.where(prior_var > 0, prior_var, 1.0)
+
+    def _check_counts(self, table, n, n_obs, prior_var, what) -> None:
+        """Clear errors for tables EM cannot fit: too few rows or observed values."""
+        D = len(n_obs)
         if D == 0:
             raise ValueError(f"{what} has no numeric columns to impute.")
         if n < 2:
             raise ValueError(f"{what} has {n} row(s); EM imputation needs at least 2 rows.")
-        n_obs = (~np.isnan(A)).sum(axis=0)
         if (n_obs == 0).any():
             raise ValueError(
                 f"{table._cols(np.flatnonzero(n_obs == 0))} of {what} is entirely missing; drop "
@@ -505,14 +566,12 @@ class EMImputer(ParamsMixin, SaveMixin):
                 f"n_components={self.n_components} is larger than the number of rows of "
                 f"{what} ({n}); use fewer components."
             )
-        prior_var = np.nanvar(A, axis=0)
         if (prior_var == 0).any() and (isinstance(self.ridge, str) or not self.ridge > 0):
             raise ValueError(
                 f"{table._cols(np.flatnonzero(prior_var == 0))} of {what} is constant where "
                 "observed; its covariance would be singular. Drop it (and fill it with its "
                 "constant), or pass ridge > 0."
             )
-        return np.where(prior_var > 0, prior_var, 1.0)
 
     def _set_feature_names(self, table: _Table) -> None:
         self.n_features_in_ = table.X.shape[1]
@@ -537,9 +596,12 @@ class EMImputer(ParamsMixin, SaveMixin):
         self._fit_table(X)
         return self
 
-    def _fit_table(self, X: Any) -> _Table:
-        """Fit to X; return X read as a table (for fit_transform)."""
+    def _fit_table(self, X: Any) -> _Table | None:
+        """Fit to X; return X read as a table (for fit_transform), None if out of core."""
         self._check_settings()
+        if is_out_of_core(X):
+            self._fit_out_of_core(X)
+            return None
         table = _Table(X, self.non_numeric)
         A = table.X
         n = A.shape[0]
@@ -551,17 +613,39 @@ class EMImputer(ParamsMixin, SaveMixin):
         else:
             self.ridge_ = float(self.ridge)
         model, result = self._fit_model(A, self.ridge_, prior_var, rng)
-        self.__dict__.pop("_online", None)  # a full fit ends any online stream
-        self._model = model
         self._X_fit = A
         self._set_feature_names(table)
+        self._set_result(model, result, n)
+        return table
+
+    def _fit_out_of_core(self, X: Any) -> None:
+        """Fit to a memmap, :class:`~latentem.Chunked` or dask array, block by block."""
+        if isinstance(self.ridge, str):
+            raise ValueError(
+                'ridge="auto" holds out cells of an in-memory table; pass a number for data '
+                "fitted block by block (for example 0.01 * n_samples), or load the table."
+            )
+        n_obs, prior_var = _column_moments(X)
+        n = int(X.shape[0])
+        summary = _Table(np.zeros((0, len(n_obs))), self.non_numeric)
+        self._check_counts(summary, n, n_obs, prior_var, "X")
+        rng = check_random_state(self.random_state)
+        self.ridge_ = float(self.ridge)
+        prior_var = np.where(prior_var > 0, prior_var, 1.0)
+        model, result = self._fit_model(X, self.ridge_, prior_var, rng)
+        self._X_fit = None  # the rows stay where they are
+        self._set_feature_names(summary)
+        self._set_result(model, result, n)
+
+    def _set_result(self, model: _MissingEM, result: Any, n: int) -> None:
+        self.__dict__.pop("_online", None)  # a full fit ends any online stream
+        self._model = model
         self.history_ = np.asarray(result.history)
         self.objective_history_ = np.asarray(getattr(result, "objective_history", result.history))
         self.n_iter_ = int(result.n_iter)
         self.converged_ = bool(result.converged)
         self.lower_bound_ = float(result.log_likelihood) / n
         self.__dict__.pop("_fmi", None)
-        return table
 
     def partial_fit(
         self, X: Any, y: Any = None, *, decay: float = 0.6, offset: float = 1.0
@@ -736,7 +820,8 @@ class EMImputer(ParamsMixin, SaveMixin):
         model = _MissingEM(
             int(self.n_components), self.covariance_type, float(self.reg_covar), ridge, prior_var
         )
-        model.attach(A)
+        if not is_out_of_core(A):
+            model.attach(A)
         result = fit_em(
             model,
             A,
@@ -882,6 +967,8 @@ class EMImputer(ParamsMixin, SaveMixin):
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """``fit(X)`` then ``transform(X)``, reading X and grouping its rows once."""
         table = self._fit_table(X)
+        if table is None:  # fitted block by block: the filled table is built in memory
+            return self.transform(X)
         return self._fill(table, self._model.plan)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
