@@ -587,6 +587,10 @@ class EMImputer(ParamsMixin, SaveMixin):
         Parameters
         ----------
         X : ndarray or DataFrame of shape (n_samples, n_features)
+            Or data larger than memory: a :class:`numpy.memmap`, a
+            :class:`~latentem.Chunked` or a ``dask.array``, fitted block by
+            block (see ``docs/scaling.md``); such a fit keeps no rows, so
+            :meth:`sample_imputations` then needs an in-memory fit.
         y : ignored
 
         Returns
