@@ -233,6 +233,27 @@ class GraphData:
         return len(self.offsets) - 1
 
 
+class SequenceRows:
+    """Sequences whose rows are not in memory (memmap, Chunked, dask array), with offsets.
+
+    What an out-of-core graph fit hands to the backends: they cut it only
+    between sequences and give each block to :meth:`ModelGraph.validate_block`.
+    """
+
+    def __init__(self, X: Any, offsets: np.ndarray, labels: None = None):
+        self.X = X
+        self.offsets = offsets
+        self.labels = labels
+        self.weights = None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.offsets) - 1
+
+
 # --------------------------------------------------------------------------- runtime nodes
 class _Leaf:
     def __init__(self, name: str, spec: Family, n_sets: int):
@@ -592,6 +613,8 @@ class ModelGraph(SaveMixin):
     def validate_data(self, data: Any) -> GraphData:
         if isinstance(data, GraphData):
             return data
+        if isinstance(data, SequenceRows):
+            return self._data(np.asarray(data.X), np.diff(data.offsets))
         return self._data(data, None)
 
     def init_params(self, data: GraphData, rng: np.random.Generator) -> None:
@@ -715,15 +738,14 @@ class ModelGraph(SaveMixin):
         if not (warm_start and self._root is not None):
             self._root = self._compile()
         if is_out_of_core(X):
-            # Blocks of rows are validated (and turned into GraphData) one at a time by
-            # the chunked backend; that is only right when rows are independent units.
-            if lengths is not None or self._root.unit != "row":
-                raise ValueError(
-                    "out-of-core graph fits need a row-level root (a Categorical over rows) "
-                    "and no lengths: blocks of a file could split sequences. Load sequence "
-                    "data in memory."
-                )
-            data = X
+            # The backends validate (and turn into GraphData) one block at a time; rows
+            # are independent only under a row-level root without sequences.
+            if lengths is None and self._root.unit == "row":
+                data = X
+            else:
+                from latentem.models.hmm import _offsets_from_lengths
+
+                data = SequenceRows(X, _offsets_from_lengths(lengths, len(X)))
         else:
             data = self._data(X, lengths)
         result = fit_em(

@@ -2,6 +2,7 @@
 
 import warnings
 
+import dask.array as da
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
@@ -442,9 +443,43 @@ def test_a_row_level_graph_fits_a_file_block_by_block(tmp_path):
         in_memory.parameters("count")["lambdas_"],
         rtol=1e-9,
     )
-    seq = ModelGraph()
-    seq.add_node("chain", MarkovChain(2))
-    seq.add_node("value", Gaussian("diag"), columns=[0])
-    seq.add_edge("chain", "value")
-    with pytest.raises(ValueError, match="row-level root"):
-        seq.fit(mapped)
+
+
+def test_sequence_graphs_fit_out_of_core_without_splitting_sequences(tmp_path):
+    """A mixture of HMMs on a memmap and on a dask array: the in-memory fit."""
+    rng = np.random.default_rng(8)
+    lengths = rng.integers(30, 120, 40)
+    kind = rng.integers(0, 2, len(lengths))  # which dynamics each sequence follows
+    rows = []
+    for L, k in zip(lengths, kind):
+        stay = 0.95 if k == 0 else 0.5
+        s = [0]
+        for _ in range(L - 1):
+            s.append(s[-1] if rng.random() < stay else 1 - s[-1])
+        rows.append(rng.normal(np.array([-2.0, 2.0])[s], 1.0))
+    X = np.concatenate(rows)[:, None]
+    path = tmp_path / "seq.npy"
+    np.save(path, X)
+
+    def graph():
+        g = ModelGraph()
+        g.add_node("kind", Categorical(2, unit="sequence"))
+        g.add_node("chain", MarkovChain(2))
+        g.add_node("value", Gaussian("diag"))
+        g.add_edge("kind", "chain")
+        g.add_edge("chain", "value")
+        g.initialize(X, lengths, random_state=0)
+        return g
+
+    in_memory, chunked, on_dask = graph(), graph(), graph()
+    fit_quietly(in_memory, X, lengths, max_iter=8, tol=0, warm_start=True)
+    blocks = latentem.Chunked(np.load(path, mmap_mode="r"), block_rows=500)
+    fit_quietly(chunked, blocks, lengths, max_iter=8, tol=0, warm_start=True)
+    fit_quietly(
+        on_dask, da.from_array(X, chunks=(500, 1)), lengths, max_iter=8, tol=0, warm_start=True
+    )
+    np.testing.assert_array_equal(on_dask.history_, chunked.history_)  # same blocks, same bits
+    np.testing.assert_allclose(chunked.history_, in_memory.history_, rtol=1e-9)
+    for name in ("kind", "chain", "value"):
+        for key, value in in_memory.parameters(name).items():
+            np.testing.assert_allclose(chunked.parameters(name)[key], value, rtol=1e-9, atol=1e-12)
