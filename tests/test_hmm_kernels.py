@@ -10,6 +10,7 @@ from latentem.kernels.hmm import (
 from latentem.kernels.hmm import (
     forward_backward,
     forward_loglik,
+    scale_emissions,
     sequence_groups,
     viterbi,
 )
@@ -243,11 +244,14 @@ def test_long_sequences_take_the_two_thread_path_and_agree():
         start_total += ref_post[0]
     np.testing.assert_allclose(trans, xi_total, rtol=1e-9)
     np.testing.assert_allclose(start, start_total, rtol=1e-9)
-    # An impossible long sequence is reported, not turned into numbers.
-    log_b[offsets[0] + 100] = -np.inf
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
-    assert ll[0] == -np.inf and np.isnan(post[: offsets[1]]).all()
-    assert np.isfinite(ll[1:]).all()
+    # An impossible long sequence is reported, not turned into numbers, whichever
+    # half (forward thread's or backward thread's) the impossible row lies in.
+    for row in (100, LONG_SEQUENCE - 3):
+        bad = log_b.copy()
+        bad[offsets[0] + row] = -np.inf
+        post, start, trans, ll = run_fb(bad, offsets, startprob, transmat)
+        assert ll[0] == -np.inf and np.isnan(post[: offsets[1]]).all()
+        assert np.isfinite(ll[1:]).all()
 
 
 def test_posteriors_hold_no_subnormal_numbers():
@@ -262,3 +266,48 @@ def test_posteriors_hold_no_subnormal_numbers():
     ref_post, _, ref_ll = reference_forward_backward(log_b, startprob, transmat)
     assert ll[0] == pytest.approx(ref_ll, rel=1e-12)
     np.testing.assert_allclose(post, ref_post, atol=1e-250)
+
+
+def reference_scale(log_b):
+    """exp(log_b - row max), flushed to zero below exp(-500); all -inf rows stay zero."""
+    shift = log_b.max(axis=1)
+    safe = np.where(np.isfinite(shift), shift, 0.0)
+    d = log_b - safe[:, None]
+    with np.errstate(under="ignore"):
+        return np.where(d < -500.0, 0.0, np.exp(d)), shift
+
+
+def test_scaled_emissions_match_numpy():
+    rng = np.random.default_rng(8)
+    log_b = rng.normal(size=(1000, 7)) * rng.choice([1.0, 30.0, 400.0], size=(1000, 1))
+    log_b[3] = -np.inf  # an impossible row
+    log_b[4, 2:] = -np.inf  # excluded states
+    log_b[5] = [-800.0, -1e5, 0.0, -499.0, -501.0, -700.0, -745.0]  # around the flush
+    log_b[6] = [1e300, -1e300, 0.0, 5.0, -5.0, 1.0, 2.0]
+    scaled, shift = scale_emissions(log_b)
+    ref, ref_shift = reference_scale(log_b)
+    np.testing.assert_array_equal(shift, ref_shift)
+    np.testing.assert_allclose(scaled, ref, rtol=1e-15, atol=0)
+    assert np.all(scaled[np.arange(1000) != 3].max(axis=1) == 1.0)
+
+
+@pytest.mark.filterwarnings("ignore::latentem.ConvergenceWarning")
+@pytest.mark.parametrize("covariance_type", ["spherical", "diag", "full", "tied"])
+def test_fused_gaussian_scaled_prob_matches_log_prob(covariance_type):
+    from latentem import GaussianHMM
+
+    rng = np.random.default_rng(9)
+    X = np.concatenate([rng.normal(size=(300, 3)), rng.normal(8.0, 1.0, size=(300, 3))])
+    model = GaussianHMM(4, covariance_type, n_iter=2, random_state=0).fit(X)
+    fam = model.emission
+    scaled, shift = fam.scaled_prob(X)
+    ref, ref_shift = reference_scale(fam.log_prob(X))
+    np.testing.assert_allclose(shift, ref_shift, rtol=1e-14)
+    np.testing.assert_allclose(scaled, ref, rtol=1e-13, atol=1e-300)
+    # With gaps, the family scales its marginal log-densities instead.
+    X[::7, 1] = np.nan
+    X[::11] = np.nan
+    scaled, shift = fam.scaled_prob(X)
+    ref, ref_shift = reference_scale(fam.log_prob(X))
+    np.testing.assert_array_equal(shift, ref_shift)
+    np.testing.assert_allclose(scaled, ref, rtol=1e-15, atol=0)

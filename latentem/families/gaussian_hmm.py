@@ -15,7 +15,9 @@ import numpy as np
 
 from latentem._validation import check_array
 from latentem.families.gaussian import covariance_shape
-from latentem.families.gaussian_missing import MissingGaussianFamily
+from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan, _mask_key
+from latentem.kernels.gaussian import gaussian_scaled_prob
+from latentem.kernels.hmm import scale_emissions
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
 __all__ = ["GaussianEmission"]
@@ -72,15 +74,51 @@ class GaussianEmission(MissingGaussianFamily):
                 f"X has {X.shape[1]} features but the model has {self.n_features}; "
                 "pass data with the same columns as in fit."
             )
-        empty = np.isnan(X).all(axis=0)
+        nan = np.isnan(X)
+        # nan.any() first: the column-wise all() is slow and complete data needs none
+        empty = nan.all(axis=0) if nan.any() else np.zeros(X.shape[1], dtype=bool)
         if empty.any():
             raise ValueError(
                 f"column {int(np.flatnonzero(empty)[0])} of X is entirely missing; drop it."
             )
         return X
 
+    def plan(self, X: np.ndarray) -> MissingPlan:
+        """The :class:`MissingPlan` of X; for complete data (the common case) without
+        grouping rows by missingness, which costs more than an EM iteration."""
+        nan = np.isnan(X)
+        if nan.any():
+            return super().plan(X)
+        none = np.zeros(0, dtype=np.int64)
+        return MissingPlan(
+            complete=np.arange(X.shape[0], dtype=np.int64),
+            partial=none,
+            empty=none,
+            pattern=none,
+            pat_idx=np.zeros((0, X.shape[1]), dtype=np.int64),
+            pat_nmis=none,
+            counts=none,
+            key=_mask_key(nan),
+        )
+
+    def scaled_prob(
+        self, X: np.ndarray, plan: MissingPlan | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scaled, shift)`` for the HMM kernels (see
+        :func:`latentem.kernels.hmm.scale_emissions`); complete data in one fused pass."""
+        plan = self.plan(X) if plan is None else plan
+        if plan.complete.size != X.shape[0]:
+            return scale_emissions(self.log_prob(X, plan))
+        prec, logc = self._kernel_params()
+        n = X.shape[0]
+        scaled, shift = np.empty((n, self.n_components)), np.empty(n)
+        gaussian_scaled_prob(X, self.means_, prec, logc, scaled, shift)
+        return scaled, shift
+
     def init_params(self, X: np.ndarray, rng: np.random.Generator, letters: str) -> None:
         self.n_features = X.shape[1]
+        if "m" not in letters and "c" not in letters:
+            return  # nothing to initialise: spare the pass over X
         filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X).astype(np.float64)
         K = self.n_components
         if "m" in letters:

@@ -32,12 +32,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentem.kernels.scaling import scale_block
+
 __all__ = [
     "N_GROUPS",
     "BLOCK",
     "gaussian_estep",
     "gaussian_accumulate",
     "gaussian_logprob",
+    "gaussian_scaled_prob",
     "cov_to_prec_chol",
 ]
 
@@ -381,6 +384,33 @@ def gaussian_logprob(X, means, prec, logc, what, out2, out1):
                     for b in range(nb):
                         for k in range(K):
                             out2[r0 + b, k] = np.exp(logp[k, b] - lse[b])
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def gaussian_scaled_prob(X, means, prec, logc, scaled, shift):
+    """HMM emissions in one pass: ``shift[n] = max_k logp[n, k]`` and
+    ``scaled[n, k] = exp(logp[n, k] - shift[n])`` (see :mod:`latentem.kernels.scaling`),
+    with no (n, K) log-density array in between."""
+    n, D = X.shape
+    K = means.shape[0]
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    G = min(N_GROUPS * 4, n_blocks)
+    per = (n_blocks + G - 1) // G
+    for g in prange(G):
+        xt = np.empty((D, BLOCK))
+        dk = np.empty((D, BLOCK))
+        yacc = np.empty(BLOCK)
+        maha = np.empty(BLOCK)
+        logp = np.empty((K, BLOCK))
+        mx = np.empty(BLOCK)
+        e = np.empty((K, BLOCK))
+        bits = np.empty((K, BLOCK), dtype=np.int64)
+        for blk in range(g * per, min(n_blocks, (g + 1) * per)):
+            r0 = blk * BLOCK
+            nb = min(BLOCK, n - r0)
+            _load_block(X, r0, nb, xt)
+            _block_logprob(xt, nb, means, prec, logc, dk, yacc, maha, logp)
+            scale_block(logp, nb, r0, scaled, shift, mx, e, bits)
 
 
 @njit(cache=True, nogil=True)

@@ -13,7 +13,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["sequence_groups", "forward_backward", "viterbi", "forward_loglik"]
+from latentem.kernels.scaling import scale_rows
+
+__all__ = [
+    "sequence_groups",
+    "scale_emissions",
+    "forward_backward",
+    "forward_backward_scaled",
+    "forward_loglik",
+    "forward_loglik_scaled",
+    "viterbi",
+]
 
 MAX_GROUPS = 64
 
@@ -37,143 +47,76 @@ def sequence_groups(offsets: np.ndarray, max_groups: int = MAX_GROUPS) -> np.nda
 # Reassociation lets LLVM vectorise the K-wide loops; the grouping of the work
 # is fixed, so results stay the same from run to run.
 _FM = {"reassoc", "contract", "arcp", "nsz"}
-
-
-@njit(cache=True, fastmath=_FM)
-def _scale_row(log_b, t, scaled, shift):
-    # scaled = exp(log_b - rowmax): nothing underflows however extreme the row.
-    K = log_b.shape[1]
-    m = -np.inf
-    for k in range(K):
-        if log_b[t, k] > m:
-            m = log_b[t, k]
-    if m == -np.inf:  # impossible row: every state excluded
-        shift[t] = -np.inf
-        for k in range(K):
-            scaled[t, k] = 0.0
-    else:
-        shift[t] = m
-        for k in range(K):
-            d = log_b[t, k] - m
-            # exp(-500) ~ 1e-217 is nothing next to the row's largest term (1.0), and
-            # flushing it keeps subnormal numbers, which are 100-fold slower, out of
-            # the recursions.
-            scaled[t, k] = 0.0 if d < -500.0 else np.exp(d)
+#: Rows per block of the parallel emission scaling.
+_SCALE_BLOCK = 128
 
 
 @njit(cache=True, parallel=True)
-def _scale_emissions(log_b):
+def scale_emissions(log_b):
+    """``(scaled, shift)``: ``scaled = exp(log_b - shift)`` with ``shift`` the row maxima
+    (see :mod:`latentem.kernels.scaling`), the form the forward-backward kernels take."""
     n, K = log_b.shape
+    B = _SCALE_BLOCK
     scaled = np.empty((n, K))
     shift = np.empty(n)
-    n_blocks = (n + 4095) // 4096
-    for blk in prange(n_blocks):
-        for t in range(blk * 4096, min(n, (blk + 1) * 4096)):
-            _scale_row(log_b, t, scaled, shift)
+    n_blocks = (n + B - 1) // B
+    n_parts = min(64, n_blocks)
+    per = (n_blocks + n_parts - 1) // n_parts
+    for part in prange(n_parts):
+        logp = np.empty((K, B))
+        e = np.empty((K, B))
+        bits = np.empty((K, B), dtype=np.int64)
+        mx = np.empty(B)
+        for blk in range(part * per, min(n_blocks, (part + 1) * per)):
+            r0 = blk * B
+            scale_rows(log_b, r0, min(B, n - r0), scaled, shift, logp, mx, e, bits)
     return scaled, shift
 
 
 @njit(cache=True, fastmath=_FM)
-def _forward_backward_one(
-    scaled,
-    shift,
-    a,
-    b,
-    startprob,
-    transmat,
-    weight,
-    post,
-    scale,
-    start_acc,
-    trans_acc,
-    tmp,
-    beta,
-    beta_next,
-):
-    """One sequence, rows a..b-1; returns its log-likelihood (-inf if impossible)."""
-    K = scaled.shape[1]
-    # Forward pass: post[t] holds the scaled forward variable alpha_t.
-    ll = _forward_pass(scaled, shift, a, b, startprob, transmat, post, scale, tmp)
-    if ll == -np.inf:
-        return ll
-    # Backward pass, turning alpha into posteriors. The expected transitions
-    # are A * sum_t alpha_t (x) tmp_t; the caller multiplies by A once at the end.
-    for k in range(K):
-        beta_next[k] = 1.0
-    for t in range(b - 2, a - 1, -1):
-        inv = 1.0 / scale[t + 1]
-        for j in range(K):
-            tmp[j] = scaled[t + 1, j] * beta_next[j] * inv
-        for i in range(K):
-            p = post[t, i]
-            wp = weight * p
-            acc = 0.0
-            for j in range(K):
-                acc += transmat[i, j] * tmp[j]
-                trans_acc[i, j] += wp * tmp[j]
-            beta[i] = acc
-        for k in range(K):
-            post[t + 1, k] *= beta_next[k]
-            beta_next[k] = beta[k]
-    for k in range(K):
-        post[a, k] *= beta_next[k]
-        start_acc[k] += weight * post[a, k]
-    return ll
-
-
-#: Sequences at least this long are processed alone, with the forward and
-#: backward recursions on two threads at once (they are independent when each
-#: is normalised on its own) and the posteriors and transition sums in
-#: parallel chunks. The choice depends only on the lengths, never on threads.
-LONG_SEQUENCE = 8192
-_LONG_CHUNKS = 16
-
-
-@njit(cache=True, fastmath=_FM)
-def _forward_pass(scaled, shift, a, b, startprob, transmat, alpha, scale, tmp):
-    """Normalised forward variables of rows a..b-1 into alpha, their normalisers into
-    scale; returns the log-likelihood (-inf if the sequence is impossible)."""
+def _forward_rows(scaled, shift, t0, t1, first, startprob, transmat, alpha, prev, u):
+    """Normalised forward variables of rows t0..t1-1 into ``alpha[t]``; ``prev`` holds
+    the one of row t0 - 1 on entry (unless ``first``: t0 starts the sequence) and of
+    row t1 - 1 on exit. Returns the rows' log-likelihood (-inf if impossible)."""
     K = scaled.shape[1]
     ll = 0.0
-    for t in range(a, b):
-        if t == a:
+    for t in range(t0, t1):
+        if first and t == t0:
             for j in range(K):
-                tmp[j] = startprob[j]
+                u[j] = startprob[j] * scaled[t, j]
         else:
             for j in range(K):
-                tmp[j] = 0.0
+                u[j] = 0.0
             for i in range(K):
-                p = alpha[t - 1, i]
+                p = prev[i]
                 for j in range(K):
-                    tmp[j] += p * transmat[i, j]
+                    u[j] += p * transmat[i, j]
+            for j in range(K):
+                u[j] *= scaled[t, j]
         total = 0.0
         for j in range(K):
-            v = tmp[j] * scaled[t, j]
-            alpha[t, j] = v
-            total += v
+            total += u[j]
         if not total > 0.0:
             return -np.inf
-        scale[t] = total
         ll += np.log(total) + shift[t]
         inv = 1.0 / total
-        for k in range(K):
-            alpha[t, k] *= inv
+        for j in range(K):
+            prev[j] = u[j] * inv
+            alpha[t, j] = prev[j]
     return ll
 
 
 @njit(cache=True, fastmath=_FM)
-def _backward_pass(scaled, a, b, transmat, beta, norm):
-    """Backward variables of rows a..b-1, each row normalised to sum 1, into beta[0:b-a];
-    norm[r] receives row r's sum before normalising (so A (B beta)_{r+1} = norm[r] beta[r])."""
+def _backward_rows(scaled, t0, t1, transmat, beta):
+    """Backward variables of rows t1-1 down to t0 (the sequence ends at t1), each
+    normalised to sum 1, into ``beta[t]``."""
     K = scaled.shape[1]
-    n = b - a
     v = np.empty(K)
     for k in range(K):
-        beta[n - 1, k] = 1.0 / K
-    norm[n - 1] = 1.0
-    for t in range(n - 2, -1, -1):
+        beta[t1 - 1, k] = 1.0 / K
+    for t in range(t1 - 2, t0 - 1, -1):
         for j in range(K):
-            v[j] = scaled[a + t + 1, j] * beta[t + 1, j]
+            v[j] = scaled[t + 1, j] * beta[t + 1, j]
         total = 0.0
         for i in range(K):
             acc = 0.0
@@ -181,71 +124,228 @@ def _backward_pass(scaled, a, b, transmat, beta, norm):
                 acc += transmat[i, j] * v[j]
             beta[t, i] = acc
             total += acc
-        norm[t] = total
         inv = 1.0 / total if total > 0.0 else 0.0
         for k in range(K):
             beta[t, k] *= inv
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
-def _forward_backward_long(
-    scaled, shift, a, b, startprob, transmat, weight, post, scale, start_acc, trans_acc
-):
-    """One long sequence: forward and backward at once, then posteriors and transitions
-    in fixed chunks. post[a:b] receives the posteriors; returns the log-likelihood."""
+@njit(cache=True, fastmath=_FM)
+def _forward_posterior_rows(scaled, shift, t0, t1, transmat, post, prev, u, xi):
+    """Forward pass over rows t0..t1-1 whose backward variables are already in
+    ``post[t]``: turns them into posteriors and adds the transitions into each row
+    (from row t - 1) to ``xi`` (still to be multiplied by the transition matrix).
+    ``prev`` holds the normalised forward variable of row t0 - 1. Returns the rows'
+    log-likelihood (-inf if impossible)."""
     K = scaled.shape[1]
-    n = b - a
-    beta = np.empty((n, K))
-    norm = np.empty(n)
-    lls = np.zeros(2)
-    for task in prange(2):
-        if task == 0:
-            lls[0] = _forward_pass(
-                scaled, shift, a, b, startprob, transmat, post, scale, np.empty(K)
-            )
-        else:
-            _backward_pass(scaled, a, b, transmat, beta, norm)
-    ll = lls[0]
+    ll = 0.0
+    for t in range(t0, t1):
+        for j in range(K):
+            u[j] = 0.0
+        for i in range(K):
+            p = prev[i]
+            for j in range(K):
+                u[j] += p * transmat[i, j]
+        total = 0.0
+        z = 0.0
+        for j in range(K):
+            u[j] *= scaled[t, j]
+            total += u[j]
+            z += u[j] * post[t, j]
+        if not (total > 0.0 and z > 0.0):
+            return -np.inf
+        ll += np.log(total) + shift[t]
+        # xi_{t-1}(i, j) = alpha_{t-1}(i) A_ij b_t(j) beta_t(j) / z, where
+        # z = sum_j u_j beta_t(j) also normalises the posterior u * beta_t.
+        inv = 1.0 / z
+        for i in range(K):
+            p = prev[i] * inv
+            for j in range(K):
+                xi[i, j] += p * scaled[t, j] * post[t, j]
+        inv_total = 1.0 / total
+        for j in range(K):
+            post[t, j] *= u[j] * inv
+            prev[j] = u[j] * inv_total
+    return ll
+
+
+@njit(cache=True, fastmath=_FM)
+def _backward_posterior_rows(scaled, t0, t1, xi_below, transmat, weight, post, nxt, v, beta, xi):
+    """Backward pass over rows t1-1 down to t0 whose forward variables (any positive
+    scale per row) are in ``post[t]``: turns them into posteriors and adds
+    ``weight`` times the transitions out of each row t < ``xi_below`` to ``xi`` (still
+    to be multiplied by the transition matrix). ``nxt`` holds the backward variable
+    of row t1 (any positive scale)."""
+    K = scaled.shape[1]
+    for t in range(t1 - 1, t0 - 1, -1):
+        for j in range(K):
+            v[j] = scaled[t + 1, j] * nxt[j]
+        for i in range(K):
+            acc = 0.0
+            for j in range(K):
+                acc += transmat[i, j] * v[j]
+            beta[i] = acc
+        z = 0.0
+        for i in range(K):
+            z += post[t, i] * beta[i]
+        if not z > 0.0:
+            continue  # an impossible sequence; the caller marks it
+        # xi_t(i, j) = alpha_t(i) A_ij v_j / z with z = alpha_t . (A v): it also
+        # normalises the posterior alpha_t * beta_t.
+        inv = 1.0 / z
+        if t < xi_below:
+            for i in range(K):
+                p = post[t, i] * inv * weight
+                for j in range(K):
+                    xi[i, j] += p * v[j]
+        total = 0.0
+        for i in range(K):
+            post[t, i] *= beta[i] * inv
+            total += beta[i]
+        inv = 1.0 / total
+        for i in range(K):
+            nxt[i] = beta[i] * inv
+
+
+@njit(cache=True, fastmath=_FM)
+def _forward_backward_one(
+    scaled, shift, a, b, startprob, transmat, weight, post, start_acc, xi, prev, u, nxt, v, beta
+):
+    """One sequence, rows a..b-1: posteriors into post[a:b], weighted start and
+    transition counts (the latter still to be multiplied by the transition matrix)
+    added to start_acc and xi. Returns its log-likelihood (-inf if impossible)."""
+    K = scaled.shape[1]
+    ll = _forward_rows(scaled, shift, a, b, True, startprob, transmat, post, prev, u)
     if ll == -np.inf:
         return ll
-    per = (n + _LONG_CHUNKS - 1) // _LONG_CHUNKS
-    part = np.zeros((_LONG_CHUNKS, K, K))
-    for c in prange(_LONG_CHUNKS):
-        v = np.empty(K)
-        for r in range(c * per, min(n, (c + 1) * per)):
-            t = a + r
-            if r < n - 1:
-                # xi_t(i, j) = alpha_t(i) A_ij v_j / z with v = B_{t+1} * beta_{t+1};
-                # z = alpha_t . (A v) = norm[r] * (alpha_t . beta_t), from the backward pass.
-                for j in range(K):
-                    v[j] = scaled[t + 1, j] * beta[r + 1, j]
-                z = 0.0
-                for i in range(K):
-                    z += post[t, i] * beta[r, i]
-                z *= norm[r]
-                if z > 0.0:
-                    inv = 1.0 / z
-                    for i in range(K):
-                        p = post[t, i] * inv
-                        for j in range(K):
-                            part[c, i, j] += p * v[j]
-            total = 0.0
-            for k in range(K):
-                post[t, k] *= beta[r, k]
-                total += post[t, k]
-            inv = 1.0 / total
-            for k in range(K):
-                post[t, k] *= inv
-    for c in range(_LONG_CHUNKS):
-        for i in range(K):
-            for j in range(K):
-                trans_acc[i, j] += weight * part[c, i, j] * transmat[i, j]
+    # The last row's normalised forward variable is its posterior.
+    for k in range(K):
+        nxt[k] = 1.0
+    _backward_posterior_rows(scaled, a, b - 1, b - 1, transmat, weight, post, nxt, v, beta, xi)
     for k in range(K):
         start_acc[k] += weight * post[a, k]
     return ll
 
 
+#: Sequences at least this long are processed alone, on two threads: one runs the
+#: forward recursion from the start while the other runs the backward one from the
+#: end; past the middle each finds the other's variables already there and turns
+#: them into posteriors and transition sums as it goes. The choice depends only on
+#: the lengths, never on the number of threads.
+LONG_SEQUENCE = 8192
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def _forward_backward_long(
+    scaled, shift, a, b, startprob, transmat, weight, post, start_acc, trans_acc
+):
+    """One long sequence on two threads; post[a:b] receives the posteriors, the
+    weighted start and transition counts are added to start_acc and trans_acc.
+    Returns the log-likelihood."""
+    K = scaled.shape[1]
+    m = (a + b) // 2
+    fwd = np.empty(K)  # forward variable of the row reached by the forward thread
+    bwd = np.empty(K)
+    part = np.zeros((2, K, K))
+    lls = np.zeros(2)
+    # First half: alpha into post[a:m], beta into post[m:b].
+    for task in prange(2):
+        if task == 0:
+            u = np.empty(K)
+            lls[0] = _forward_rows(scaled, shift, a, m, True, startprob, transmat, post, fwd, u)
+        else:
+            _backward_rows(scaled, m, b, transmat, post)
+    if lls[0] == -np.inf:
+        return -np.inf
+    for k in range(K):
+        bwd[k] = post[m, k]
+    # Second half: each thread meets the other's variables and makes posteriors.
+    # The forward thread counts the transitions into rows m..b-1, the backward one
+    # those out of rows a..m-2.
+    for task in prange(2):
+        u = np.empty(K)
+        if task == 0:
+            lls[1] = _forward_posterior_rows(scaled, shift, m, b, transmat, post, fwd, u, part[0])
+        else:
+            beta = np.empty(K)
+            _backward_posterior_rows(
+                scaled, a, m, m - 1, transmat, 1.0, post, bwd, u, beta, part[1]
+            )
+    if lls[1] == -np.inf:
+        return -np.inf
+    for i in range(K):
+        for j in range(K):
+            trans_acc[i, j] += weight * (part[0, i, j] + part[1, i, j]) * transmat[i, j]
+    for k in range(K):
+        start_acc[k] += weight * post[a, k]
+    return lls[0] + lls[1]
+
+
 @njit(cache=True, parallel=True)
+def forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, seq_weights):
+    """:func:`forward_backward` on emissions already scaled by :func:`scale_emissions`
+    (or a family's fused kernel doing the same)."""
+    n_rows, K = scaled.shape
+    n_seq = offsets.shape[0] - 1
+    n_groups = groups.shape[0] - 1
+    post = np.empty((n_rows, K))
+    start_counts = np.zeros((n_groups, K))
+    trans_counts = np.zeros((n_groups, K, K))
+    seq_loglik = np.empty(n_seq)
+    for g in prange(n_groups):
+        prev = np.empty(K)
+        u = np.empty(K)
+        nxt = np.empty(K)
+        v = np.empty(K)
+        beta = np.empty(K)
+        xi = np.zeros((K, K))
+        for s in range(groups[g], groups[g + 1]):
+            a, b = offsets[s], offsets[s + 1]
+            if b - a >= LONG_SEQUENCE:
+                continue  # done below, with both threads on it
+            seq_loglik[s] = _forward_backward_one(
+                scaled,
+                shift,
+                a,
+                b,
+                startprob,
+                transmat,
+                seq_weights[s],
+                post,
+                start_counts[g],
+                xi,
+                prev,
+                u,
+                nxt,
+                v,
+                beta,
+            )
+        for i in range(K):
+            for j in range(K):
+                trans_counts[g, i, j] = xi[i, j] * transmat[i, j]
+    for g in range(n_groups):
+        for s in range(groups[g], groups[g + 1]):
+            a, b = offsets[s], offsets[s + 1]
+            if b - a >= LONG_SEQUENCE:
+                seq_loglik[s] = _forward_backward_long(
+                    scaled,
+                    shift,
+                    a,
+                    b,
+                    startprob,
+                    transmat,
+                    seq_weights[s],
+                    post,
+                    start_counts[g],
+                    trans_counts[g],
+                )
+    # An impossible sequence has no posteriors: mark its rows, whichever path ran it.
+    for s in range(n_seq):
+        if seq_loglik[s] == -np.inf:
+            post[offsets[s] : offsets[s + 1]] = np.nan
+    return post, start_counts, trans_counts, seq_loglik
+
+
+@njit(cache=True)
 def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
     """Posteriors, expected start and transition counts, per-sequence log-likelihoods.
 
@@ -275,75 +375,16 @@ def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
     seq_loglik : (n_sequences,) float64
         -inf for a sequence that has zero probability under the model.
     """
-    n_rows, K = log_b.shape
-    n_seq = offsets.shape[0] - 1
-    n_groups = groups.shape[0] - 1
-    scaled, shift = _scale_emissions(log_b)
-    post = np.empty((n_rows, K))
-    scale = np.empty(n_rows)
-    start_counts = np.zeros((n_groups, K))
-    trans_counts = np.zeros((n_groups, K, K))
-    seq_loglik = np.empty(n_seq)
-    for g in prange(n_groups):
-        tmp = np.empty(K)
-        beta = np.empty(K)
-        beta_next = np.empty(K)
-        for s in range(groups[g], groups[g + 1]):
-            a, b = offsets[s], offsets[s + 1]
-            if b - a >= LONG_SEQUENCE:
-                continue  # done below, with both threads on it
-            ll = _forward_backward_one(
-                scaled,
-                shift,
-                a,
-                b,
-                startprob,
-                transmat,
-                seq_weights[s],
-                post,
-                scale,
-                start_counts[g],
-                trans_counts[g],
-                tmp,
-                beta,
-                beta_next,
-            )
-            seq_loglik[s] = ll
-        for i in range(K):
-            for j in range(K):
-                trans_counts[g, i, j] *= transmat[i, j]
-    for g in range(n_groups):
-        for s in range(groups[g], groups[g + 1]):
-            a, b = offsets[s], offsets[s + 1]
-            if b - a >= LONG_SEQUENCE:
-                ll = _forward_backward_long(
-                    scaled,
-                    shift,
-                    a,
-                    b,
-                    startprob,
-                    transmat,
-                    seq_weights[s],
-                    post,
-                    scale,
-                    start_counts[g],
-                    trans_counts[g],
-                )
-                seq_loglik[s] = ll
-    # An impossible sequence has no posteriors: mark its rows, whichever path ran it.
-    for s in range(n_seq):
-        if seq_loglik[s] == -np.inf:
-            post[offsets[s] : offsets[s + 1]] = np.nan
-    return post, start_counts, trans_counts, seq_loglik
+    scaled, shift = scale_emissions(log_b)
+    return forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, seq_weights)
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def forward_loglik(log_b, offsets, groups, startprob, transmat):
-    """Per-sequence log-likelihoods from the scaled forward pass alone."""
-    K = log_b.shape[1]
+def forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat):
+    """:func:`forward_loglik` on emissions scaled by :func:`scale_emissions`."""
+    K = scaled.shape[1]
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
-    scaled, shift = _scale_emissions(log_b)
     seq_loglik = np.empty(n_seq)
     for g in prange(n_groups):
         alpha = np.empty(K)
@@ -376,6 +417,13 @@ def forward_loglik(log_b, offsets, groups, startprob, transmat):
                     alpha[k] = new[k] * inv
             seq_loglik[s] = ll
     return seq_loglik
+
+
+@njit(cache=True)
+def forward_loglik(log_b, offsets, groups, startprob, transmat):
+    """Per-sequence log-likelihoods from the scaled forward pass alone."""
+    scaled, shift = scale_emissions(log_b)
+    return forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat)
 
 
 @njit(cache=True, parallel=True)

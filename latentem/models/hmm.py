@@ -22,7 +22,13 @@ from latentem.base import InitParamsSetting, ParamsMixin
 from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
-from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups, viterbi
+from latentem.kernels.hmm import (
+    forward_backward_scaled,
+    forward_loglik_scaled,
+    scale_emissions,
+    sequence_groups,
+    viterbi,
+)
 from latentem.persistence import SaveMixin
 from latentem.runner import fit_em
 
@@ -270,10 +276,20 @@ class HMM(SaveMixin, ParamsMixin):
             log_b[known, data.labels[known]] = keep
         return log_b
 
+    def _scaled_emission(self, data: SequenceData) -> tuple[np.ndarray, np.ndarray]:
+        """``(scaled, shift)`` for the forward-backward kernels (see
+        :func:`latentem.kernels.hmm.scale_emissions`). A family with ``scaled_prob``
+        computes them in one pass, without the (n, K) log-densities in between."""
+        family = self._family()
+        fused = getattr(family, "scaled_prob", None)
+        if callable(fused) and data.labels is None:
+            return fused(data.X, **self._plan_kwargs(family, data))
+        return scale_emissions(self._log_emission(data))
+
     def _forward_backward(self, data: SequenceData):
-        log_b = self._log_emission(data)
-        post, starts, trans, seq_ll = forward_backward(
-            log_b, data.offsets, data.groups, self.startprob_, self.transmat_, data.weights
+        scaled, shift = self._scaled_emission(data)
+        post, starts, trans, seq_ll = forward_backward_scaled(
+            scaled, shift, data.offsets, data.groups, self.startprob_, self.transmat_, data.weights
         )
         bad = np.flatnonzero(~np.isfinite(seq_ll))
         if bad.size:
@@ -342,9 +358,11 @@ class HMM(SaveMixin, ParamsMixin):
         return chain + family_parts(self._family(), type(self).__name__)
 
     def log_likelihood(self, data: SequenceData) -> float:
-        log_b = self._log_emission(data)
+        scaled, shift = self._scaled_emission(data)
         return float(
-            forward_loglik(log_b, data.offsets, data.groups, self.startprob_, self.transmat_).sum()
+            forward_loglik_scaled(
+                scaled, shift, data.offsets, data.groups, self.startprob_, self.transmat_
+            ).sum()
         )
 
     # -------------------------------------------------------------- public API
@@ -401,8 +419,9 @@ class HMM(SaveMixin, ParamsMixin):
     def score_per_sequence(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Log-likelihood of each sequence, shape (n_sequences,)."""
         data = self._fitted_data(X, lengths)
-        return forward_loglik(
-            self._log_emission(data), data.offsets, data.groups, self.startprob_, self.transmat_
+        scaled, shift = self._scaled_emission(data)
+        return forward_loglik_scaled(
+            scaled, shift, data.offsets, data.groups, self.startprob_, self.transmat_
         )
 
     def score_samples(self, X: Any, lengths: Any = None, labels: Any = None):
