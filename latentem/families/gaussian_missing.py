@@ -41,8 +41,12 @@ GROUPED_MAX_BYTES = 256 * 2**20
 #: Below this much work per call (rows x K x D^2) the kernels run on one
 #: thread: starting a parallel region costs more than it saves on small
 #: tables, and far more on a busy machine, where every region waits for a
-#: descheduled thread.
-SERIAL_BELOW = 2_000_000
+#: descheduled thread. Measured on 2 cores with one other busy process: one
+#: E-step of 20,000 x 20 rows took 20 ms on one thread and about 200 ms on two
+#: (the same 200 ms at 5,000 and at 100,000 rows), while on a quiet machine two
+#: threads save at most half of the 20 ms. Above this (about 50 ms of work on
+#: one thread) the threads pay.
+SERIAL_BELOW = 20_000_000
 
 
 def _serial_if_small(method):
@@ -212,6 +216,10 @@ class MissingGaussianFamily(GaussianFamily):
 
     def _precision_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(U, P, log det S)``: upper ``U`` with ``P = U U^T = S^-1``, for every component."""
+        return self._factors()[:3]
+
+    def _factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_precision_parts` and ``U^T``, contiguous (the kernels read its rows)."""
         cache = getattr(self, "_missing_cache", None)
         if cache is not None:
             return cache
@@ -223,13 +231,12 @@ class MissingGaussianFamily(GaussianFamily):
                 "a component covariance is not numerically positive definite; increase "
                 f"reg_covar (now {self.reg_covar:g}) or use fewer components."
             ) from None
-        Linv = np.linalg.inv(L)
-        Linv = np.tril(Linv)
+        Linv = np.ascontiguousarray(np.tril(np.linalg.inv(L)))
         U = np.ascontiguousarray(Linv.transpose(0, 2, 1))
         P = np.ascontiguousarray(U @ Linv)
         P = 0.5 * (P + P.transpose(0, 2, 1))
         logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-        self._missing_cache = (U, np.ascontiguousarray(P), logdet)
+        self._missing_cache = (U, np.ascontiguousarray(P), logdet, Linv)
         return self._missing_cache
 
     def plan(self, X: np.ndarray) -> MissingPlan:
@@ -249,7 +256,7 @@ class MissingGaussianFamily(GaussianFamily):
         n_pat = plan.n_patterns
         if n_pat == 0:
             return False
-        size = 3 * 8 * n_pat * self.n_components * self.n_features**2
+        size = 2 * 8 * n_pat * self.n_components * self.n_features**2
         return (
             plan.partial.size >= GROUPED_MIN_ROWS_PER_PATTERN * n_pat and size <= GROUPED_MAX_BYTES
         )
@@ -258,7 +265,7 @@ class MissingGaussianFamily(GaussianFamily):
         K, D = self.n_components, self.n_features
         if not self.use_grouped(plan):
             z = np.zeros((0, K, D, D))
-            return (z, z, z, np.zeros((0, K)))
+            return (z, z, np.zeros((0, K)))
         cached = getattr(self, "_tables_cache", None)
         if cached is not None and cached[0] == plan.key:
             return cached[1]
@@ -268,8 +275,8 @@ class MissingGaussianFamily(GaussianFamily):
         return tabs
 
     def _args(self, X, plan):
-        U, P, logdet = self._precision_parts()
-        return (X, plan.partial, plan.pattern, plan.pat_idx, plan.pat_nmis), U, P, logdet
+        _, P, logdet, Lt = self._factors()
+        return (X, plan.partial, plan.pattern, plan.pat_idx, plan.pat_nmis), Lt, P, logdet
 
     # ------------------------------------------------------------------ family jobs
     @_serial_if_small
@@ -281,18 +288,18 @@ class MissingGaussianFamily(GaussianFamily):
         if plan.complete.size:
             out[plan.complete] = super().log_prob(np.ascontiguousarray(X[plan.complete]))
         if plan.partial.size:
-            head, U, P, logdet = self._args(X, plan)
+            head, Lt, P, logdet = self._args(X, plan)
             out[plan.partial] = missing_logprob(
-                *head, self.means_, U, P, logdet, self._tables(plan)
+                *head, self.means_, Lt, P, logdet, self._tables(plan)
             )
         return out
 
     def _missing_stats(self, X, plan, log_w, W, use_logw):
-        head, U, P, logdet = self._args(X, plan)
+        head, Lt, P, logdet = self._args(X, plan)
         return missing_estep(
             *head,
             self.means_,
-            U,
+            Lt,
             P,
             logdet,
             self._tables(plan),

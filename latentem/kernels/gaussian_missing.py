@@ -16,12 +16,15 @@ mean ``mu``, covariance ``S`` and precision ``P = S^-1``:
 Every kernel takes the rows' missingness *patterns*: ``pat_idx[p]`` lists
 pattern p's missing columns first, then its observed ones (each in column
 order), and ``pat_nmis[p]`` says how many are missing. The per-pattern
-factors (``Linv = L^-1``, ``G = Linv P_mo``, ``Cmm = P_mm^-1`` and
-``log det P_mm``) are computed either per row (the *per-row path*: with
-cells missing at random nearly every row has its own pattern) or once per
-pattern by :func:`pattern_factors` and looked up (the *grouped path*). Both
-paths run the same arithmetic on the same numbers in the same order, so
-they give bit-identical results.
+factors (``Linv = L^-1``, ``Cmm = P_mm^-1`` and ``log det P_mm``) are
+computed either per row (the *per-row path*: with cells missing at random
+nearly every row has its own pattern) or once per pattern by
+:func:`pattern_factors` and looked up (the *grouped path*). Both paths run
+the same arithmetic on the same numbers in the same order, so they give
+bit-identical results. Per row, the conditional mean costs one pass over
+the gaps' rows of ``P`` (``P_mo (x_o - mu_o)``) and two small triangular
+products; the Mahalanobis term and the second moments are ``D^2 / 2`` each,
+all on contiguous rows.
 
 Statistics use the layout of :mod:`latentem.kernels.gaussian` (first moments
 about ``means``; ``smode`` 0 full per component, 1 one total matrix about
@@ -38,6 +41,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = [
+    "available_case_cov",
     "pattern_factors",
     "missing_logprob",
     "missing_estep",
@@ -50,15 +54,12 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @njit(cache=True, nogil=True)
-def _factor(Pk, idx, n_mis, Lw, Linv, G, Cmm):
-    """Factors of one pattern under one component (precision ``Pk``).
+def _factor(Pk, idx, n_mis, Lw, Linv):
+    """Cholesky factor of one pattern's ``P_mm`` under one component (precision ``Pk``).
 
-    Fills ``Linv[:n_mis, :n_mis] = L^-1`` (``L L^T = P_mm``),
-    ``G[:n_mis, :n_obs] = Linv P_mo`` and ``Cmm[:n_mis, :n_mis] = P_mm^-1``.
-    ``Lw`` is workspace. Returns ``log det P_mm`` (NaN if not positive definite).
+    Fills ``Linv[:n_mis, :n_mis] = L^-1`` (``L L^T = P_mm``; ``Lw`` is
+    workspace) and returns ``log det P_mm`` (NaN if not positive definite).
     """
-    D = idx.shape[0]
-    n_obs = D - n_mis
     for i in range(n_mis):
         for j in range(i + 1):
             s = Pk[idx[i], idx[j]]
@@ -70,9 +71,16 @@ def _factor(Pk, idx, n_mis, Lw, Linv, G, Cmm):
                 Lw[i, i] = math.sqrt(s)
             else:
                 Lw[i, j] = s / Lw[j, j]
+    # one log per row, not one per gap (logs are the slowest step for a few gaps);
+    # the product is folded into the sum before it can overflow or underflow
     logdet = 0.0
+    prod = 1.0
     for i in range(n_mis):
-        logdet += 2.0 * math.log(Lw[i, i])
+        prod *= Lw[i, i]
+        if not 1e-150 < prod < 1e150:
+            logdet += 2.0 * math.log(prod)
+            prod = 1.0
+    logdet += 2.0 * math.log(prod)
     for j in range(n_mis):
         for i in range(j):
             Linv[i, j] = 0.0
@@ -82,13 +90,12 @@ def _factor(Pk, idx, n_mis, Lw, Linv, G, Cmm):
             for t in range(j, i):
                 s -= Lw[i, t] * Linv[t, j]
             Linv[i, j] = s / Lw[i, i]
-    for a in range(n_mis):
-        for b in range(n_obs):
-            ob = idx[n_mis + b]
-            s = 0.0
-            for t in range(a + 1):
-                s += Linv[a, t] * Pk[idx[t], ob]
-            G[a, b] = s
+    return logdet
+
+
+@njit(cache=True, nogil=True)
+def _cond_cov(Linv, n_mis, Cmm):
+    """``Cmm[:n_mis, :n_mis] = P_mm^-1 = Linv^T Linv``, the gaps' conditional covariance."""
     for a in range(n_mis):
         for c in range(a, n_mis):
             s = 0.0
@@ -96,24 +103,33 @@ def _factor(Pk, idx, n_mis, Lw, Linv, G, Cmm):
                 s += Linv[t, a] * Linv[t, c]
             Cmm[a, c] = s
             Cmm[c, a] = s
-    return logdet
 
 
 @njit(cache=True, nogil=True)
-def _complete(x, mu, idx, n_mis, Linv, G, c, d):
+def _complete(x, mu, Pk, idx, n_mis, Linv, c, d):
     """Deviation ``d = xhat - mu`` of the row completed with its conditional mean.
 
-    ``c`` (n_mis,) receives ``G (x_o - mu_o)``; the gaps get ``-Linv^T c``.
+    ``c`` (n_mis,) receives ``Linv P_mo (x_o - mu_o)``; the gaps get
+    ``-Linv^T c = -P_mm^-1 P_mo (x_o - mu_o)``. ``P_mo (x_o - mu_o)`` is taken
+    as whole rows of ``Pk`` against ``d`` with zeros in the gaps: contiguous,
+    and no more work than gathering the observed columns.
     """
     D = idx.shape[0]
-    n_obs = D - n_mis
-    for b in range(n_obs):
-        j = idx[n_mis + b]
+    for j in range(D):
         d[j] = x[j] - mu[j]
     for a in range(n_mis):
+        d[idx[a]] = 0.0
+    for a in range(n_mis):
+        row = Pk[idx[a]]
+        v = 0.0
+        for j in range(D):
+            v += row[j] * d[j]
+        c[a] = v
+    # c = Linv v in place, from the last entry up: c[t] for t <= a still holds v[t]
+    for a in range(n_mis - 1, -1, -1):
         s = 0.0
-        for b in range(n_obs):
-            s += G[a, b] * d[idx[n_mis + b]]
+        for t in range(a + 1):
+            s += Linv[a, t] * c[t]
         c[a] = s
     for a in range(n_mis):
         s = 0.0
@@ -123,52 +139,51 @@ def _complete(x, mu, idx, n_mis, Linv, G, c, d):
 
 
 @njit(cache=True, nogil=True)
-def _maha(d, U):
-    """``d^T P d`` with ``P = U U^T``, ``U`` upper triangular."""
+def _maha(d, Lt):
+    """``d^T P d`` with ``P = Lt^T Lt``, ``Lt`` lower triangular (rows read contiguously)."""
     D = d.shape[0]
     out = 0.0
     for j in range(D):
+        row = Lt[j]
         s = 0.0
         for i in range(j + 1):
-            s += d[i] * U[i, j]
+            s += row[i] * d[i]
         out += s * s
     return out
 
 
 @njit(cache=True, nogil=True)
-def _get_factors(grouped, p, k, P, idx, n_mis, tabs, bufs):
-    """This row's factors for component k: looked up (grouped) or computed into buffers."""
-    Linv_t, G_t, Cmm_t, ldp_t = tabs
-    Lw, Linv_b, G_b, Cmm_b = bufs
+def _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b):
+    """This row's ``(Linv, log det P_mm)`` for component k: looked up (grouped) or
+    computed into ``Linv_b[k]`` (per-row)."""
     if grouped:
-        return Linv_t[p, k], G_t[p, k], Cmm_t[p, k], ldp_t[p, k]
-    ld = _factor(P[k], idx, n_mis, Lw, Linv_b[k], G_b[k], Cmm_b[k])
-    return Linv_b[k], G_b[k], Cmm_b[k], ld
+        return tabs[0][p, k], tabs[2][p, k]
+    ld = _factor(P[k], idx, n_mis, Lw, Linv_b[k])
+    return Linv_b[k], ld
 
 
 @njit(cache=True, parallel=True)
 def pattern_factors(P, pat_idx, pat_nmis):
     """Factors of every pattern under every component (the grouped path).
 
-    Returns ``(Linv, G, Cmm, logdet_Pmm)`` of shapes (n_pat, K, D, D) x 3 and
-    (n_pat, K); only the leading ``n_mis x n_mis`` (``n_mis x n_obs`` for G)
-    blocks are meaningful.
+    Returns ``(Linv, Cmm, logdet_Pmm)`` of shapes (n_pat, K, D, D) x 2 and
+    (n_pat, K); only the leading ``n_mis x n_mis`` blocks are meaningful.
     """
     n_pat, D = pat_idx.shape
     K = P.shape[0]
     Linv = np.zeros((n_pat, K, D, D))
-    G = np.zeros((n_pat, K, D, D))
     Cmm = np.zeros((n_pat, K, D, D))
     ldp = np.empty((n_pat, K))
     for p in prange(n_pat):
         Lw = np.empty((D, D))
         for k in range(K):
-            ldp[p, k] = _factor(P[k], pat_idx[p], pat_nmis[p], Lw, Linv[p, k], G[p, k], Cmm[p, k])
-    return Linv, G, Cmm, ldp
+            ldp[p, k] = _factor(P[k], pat_idx[p], pat_nmis[p], Lw, Linv[p, k])
+            _cond_cov(Linv[p, k], pat_nmis[p], Cmm[p, k])
+    return Linv, Cmm, ldp
 
 
 @njit(cache=True, parallel=True)
-def missing_logprob(X, rows, pat, pat_idx, pat_nmis, means, U, P, logdetS, tabs):
+def missing_logprob(X, rows, pat, pat_idx, pat_nmis, means, Lt, P, logdetS, tabs):
     """(len(rows), K) marginal log-densities of the observed part of X[rows].
 
     ``tabs`` are the tables of :func:`pattern_factors` (grouped path) or
@@ -183,9 +198,6 @@ def missing_logprob(X, rows, pat, pat_idx, pat_nmis, means, U, P, logdetS, tabs)
     for g in prange(nb):
         Lw = np.empty((D, D))
         Linv_b = np.empty((K, D, D))
-        G_b = np.empty((K, D, D))
-        Cmm_b = np.empty((K, D, D))
-        bufs = (Lw, Linv_b, G_b, Cmm_b)
         c = np.empty(D)
         d = np.empty(D)
         x = np.empty(D)
@@ -197,9 +209,9 @@ def missing_logprob(X, rows, pat, pat_idx, pat_nmis, means, U, P, logdetS, tabs)
             n_mis = pat_nmis[p]
             n_obs = D - n_mis
             for k in range(K):
-                Li, Gk, _, ld = _get_factors(grouped, p, k, P, idx, n_mis, tabs, bufs)
-                _complete(x, means[k], idx, n_mis, Li, Gk, c, d)
-                maha = _maha(d, U[k])
+                Li, ld = _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b)
+                _complete(x, means[k], P[k], idx, n_mis, Li, c, d)
+                maha = _maha(d, Lt[k])
                 out[r, k] = -0.5 * (n_obs * _LOG_2PI + maha + logdetS[k] + ld)
     return out
 
@@ -212,7 +224,7 @@ def missing_estep(
     pat_idx,
     pat_nmis,
     means,
-    U,
+    Lt,
     P,
     logdetS,
     tabs,
@@ -244,12 +256,15 @@ def missing_estep(
     part_nk = np.zeros((nb, K))
     part_S = np.zeros((nb, K, D))
     part_Q = np.zeros((nb, KQ, DQ, D))
+    part_mis = np.zeros(nb, dtype=np.int64)
+    # one normal: every weight is 1 and the rows' Mahalanobis terms add up to
+    # tr(P Q) less the trace of the conditional covariances (sum of n_mis), so
+    # they are taken from Q at the end instead of row by row
+    summed_maha = use_logw and K == 1 and smode != 1
     for g in prange(nb):
         Lw = np.empty((D, D))
         Linv_b = np.empty((K, D, D))
-        G_b = np.empty((K, D, D))
-        Cmm_b = np.empty((K, D, D))
-        bufs = (Lw, Linv_b, G_b, Cmm_b)
+        Cmm_b = np.empty((D, D))
         c = np.empty(D)
         dk = np.empty((K, D))
         lp = np.empty(K)
@@ -263,11 +278,12 @@ def missing_estep(
             idx = pat_idx[p]
             n_mis = pat_nmis[p]
             n_obs = D - n_mis
+            part_mis[g] += n_mis
             for k in range(K):
-                Li, Gk, _, ld = _get_factors(grouped, p, k, P, idx, n_mis, tabs, bufs)
-                _complete(x, means[k], idx, n_mis, Li, Gk, c, dk[k])
+                Li, ld = _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b)
+                _complete(x, means[k], P[k], idx, n_mis, Li, c, dk[k])
                 if use_logw:
-                    maha = _maha(dk[k], U[k])
+                    maha = 0.0 if summed_maha else _maha(dk[k], Lt[k])
                     lp[k] = log_w[k] - 0.5 * (n_obs * _LOG_2PI + maha + logdetS[k] + ld)
             if use_logw:
                 m = -np.inf
@@ -289,9 +305,12 @@ def missing_estep(
                 if wk == 0.0:
                     continue
                 if grouped:
-                    Ck = tabs[2][p, k]
+                    Ck = tabs[1][p, k]
+                elif cond_cov:  # the per-row path needs Cmm only here
+                    _cond_cov(Linv_b[k], n_mis, Cmm_b)
+                    Ck = Cmm_b
                 else:
-                    Ck = Cmm_b[k]
+                    Ck = Cmm_b
                 d = dk[k]
                 part_nk[g, k] += wk
                 for j in range(D):
@@ -305,17 +324,19 @@ def missing_estep(
                             Qk[idx[a]] += wk * Ck[a, a]
                 else:
                     q = 0 if smode == 1 else k
+                    e = d
                     if smode == 1:
                         for j in range(D):
                             c[j] = d[j] + means[k, j] - shift[j]
-                    else:
-                        for j in range(D):
-                            c[j] = d[j]
-                    Qq = Qloc[q]  # upper triangle only; mirrored at the end
+                        e = c
+                    # whole rows: full-length loops vectorise, the triangle's do not
+                    # (about 2x faster); the upper triangle is mirrored at the end
+                    Qq = Qloc[q]
                     for i in range(D):
-                        ti = wk * c[i]
-                        for j in range(i, D):
-                            Qq[i, j] += ti * c[j]
+                        ti = wk * e[i]
+                        Qi = Qq[i]
+                        for j in range(D):
+                            Qi[j] += ti * e[j]
                     if cond_cov:  # idx[:n_mis] is increasing, so b >= a is j >= i
                         for a in range(n_mis):
                             for b in range(a, n_mis):
@@ -330,11 +351,25 @@ def missing_estep(
         nk += part_nk[g]
         S += part_S[g]
         Q += part_Q[g]
+    n_mis_total = 0
+    for g in range(nb):
+        n_mis_total += part_mis[g]
     if smode != 2:
         for q in range(KQ):
             for i in range(D):
                 for j in range(i + 1, D):
                     Q[q, j, i] = Q[q, i, j]
+    if summed_maha:
+        tr = 0.0
+        for i in range(D):
+            if smode == 2:
+                tr += P[0, i, i] * Q[0, 0, i]
+            else:
+                for j in range(D):
+                    tr += P[0, i, j] * Q[0, i, j]
+        if cond_cov:
+            tr -= n_mis_total
+        ll -= 0.5 * tr
     return ll, nk, S, Q
 
 
@@ -350,9 +385,6 @@ def conditional_fill(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W):
     for g in prange(nb):
         Lw = np.empty((D, D))
         Linv_b = np.empty((K, D, D))
-        G_b = np.empty((K, D, D))
-        Cmm_b = np.empty((K, D, D))
-        bufs = (Lw, Linv_b, G_b, Cmm_b)
         c = np.empty(D)
         d = np.empty(D)
         x = np.empty(D)
@@ -370,8 +402,8 @@ def conditional_fill(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W):
                 wk = W[r, k]
                 if wk == 0.0:
                     continue
-                Li, Gk, _, _ = _get_factors(grouped, p, k, P, idx, n_mis, tabs, bufs)
-                _complete(x, means[k], idx, n_mis, Li, Gk, c, d)
+                Li, _ = _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b)
+                _complete(x, means[k], P[k], idx, n_mis, Li, c, d)
                 for a in range(n_mis):
                     out[r, idx[a]] += wk * (means[k, idx[a]] + d[idx[a]])
     return out
@@ -394,9 +426,6 @@ def conditional_draw(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, comp, Z):
     for g in prange(nb):
         Lw = np.empty((D, D))
         Linv_b = np.empty((K, D, D))
-        G_b = np.empty((K, D, D))
-        Cmm_b = np.empty((K, D, D))
-        bufs = (Lw, Linv_b, G_b, Cmm_b)
         c = np.empty(D)
         d = np.empty(D)
         x = np.empty(D)
@@ -408,11 +437,61 @@ def conditional_draw(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, comp, Z):
             idx = pat_idx[p]
             n_mis = pat_nmis[p]
             k = comp[r]
-            Li, Gk, _, _ = _get_factors(grouped, p, k, P, idx, n_mis, tabs, bufs)
-            _complete(x, means[k], idx, n_mis, Li, Gk, c, d)
+            Li, _ = _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b)
+            _complete(x, means[k], P[k], idx, n_mis, Li, c, d)
             for a in range(n_mis):
                 s = 0.0
                 for t in range(a, n_mis):
                     s += Li[t, a] * (Z[r, t] - c[t])
                 out[r, idx[a]] = means[k, idx[a]] + s
     return out
+
+
+@njit(cache=True)
+def available_case_cov(X):
+    """Available-case (pairwise) moments of X, with NaN for gaps.
+
+    Returns ``(mean, C, cnt)``: each column's mean over its observed values,
+    the covariance of every pair of columns about those means over the rows
+    where both are observed, and the number of those rows (D, D). Pairs never
+    observed together get 0. One thread: a single pass of ``D^2`` per row,
+    cheaper than a parallel region on a busy machine (see ``SERIAL_BELOW`` in
+    :mod:`latentem.families.gaussian_missing`).
+    """
+    n, D = X.shape
+    total = np.zeros(D)
+    seen = np.zeros(D)
+    for r in range(n):
+        for j in range(D):
+            v = X[r, j]
+            if v == v:
+                total[j] += v
+                seen[j] += 1.0
+    mean = np.zeros(D)
+    for j in range(D):
+        if seen[j] > 0:
+            mean[j] = total[j] / seen[j]
+    C = np.zeros((D, D))
+    cnt = np.zeros((D, D))
+    z = np.empty(D)
+    o = np.empty(D)
+    for r in range(n):
+        for j in range(D):  # gaps as zeros: the loops below have no branch
+            v = X[r, j]
+            observed = v == v
+            z[j] = v - mean[j] if observed else 0.0
+            o[j] = 1.0 if observed else 0.0
+        for i in range(D):
+            if o[i] == 0.0:
+                continue
+            Ci = C[i]
+            ci = cnt[i]
+            zi = z[i]
+            for j in range(D):
+                Ci[j] += zi * z[j]
+                ci[j] += o[j]
+    for i in range(D):
+        for j in range(D):
+            if cnt[i, j] > 0:
+                C[i, j] /= cnt[i, j]
+    return mean, C, cnt
