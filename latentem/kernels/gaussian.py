@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from latentem.kernels.scaling import scale_block
+from latentem.kernels.scaling import exp_shifted, scale_block
 
 __all__ = [
     "N_GROUPS",
@@ -51,8 +51,6 @@ BLOCK = 128
 # deterministic because the block/group partition is fixed. No 'nnan'/'ninf':
 # log-weights of exactly zero weights are -inf.
 _FM = {"reassoc", "contract", "arcp", "nsz"}
-#: Log-ratios below this give responsibilities of exactly zero (see _block_posterior).
-_FLUSH = -500.0
 
 
 @njit(cache=True, fastmath=_FM, nogil=True)
@@ -111,8 +109,14 @@ def _block_logprob(xt, nb, means, prec, logc, dk, yacc, maha, logp):
 
 
 @njit(cache=True, fastmath=_FM, nogil=True)
-def _block_lse(nb, logp, lse):
-    """lse[b] = log-sum-exp over k of logp[k, b] (logp is (K, BLOCK))."""
+def _block_posterior(nb, logp, lse, resp, rowsum, bits):
+    """Normalise logp (K, BLOCK) into resp; set lse[b] to row b's log-sum-exp and return
+    their sum. ``rowsum`` (BLOCK,) and ``bits`` (int64, like resp) are scratch.
+
+    The exps run in one vectorised loop (:func:`latentem.kernels.scaling.exp_shifted`);
+    terms below exp(-500) ~ 1e-217 of the row's largest are exactly zero, since
+    subnormal numbers would slow every later product 100-fold.
+    """
     K = logp.shape[0]
     for b in range(nb):
         lse[b] = logp[0, b]
@@ -121,46 +125,28 @@ def _block_lse(nb, logp, lse):
             if logp[k, b] > lse[b]:
                 lse[b] = logp[k, b]
     for b in range(nb):
-        m = lse[b]
-        if m == -np.inf:
-            continue
-        s = 0.0
-        for k in range(K):
-            s += np.exp(logp[k, b] - m)
-        lse[b] = m + np.log(s)
-
-
-@njit(cache=True, fastmath=_FM, nogil=True)
-def _block_posterior(nb, logp, lse, resp):
-    """Normalise logp (K, BLOCK) into resp; return the sum of row log-sum-exps."""
-    K = logp.shape[0]
+        rowsum[b] = lse[b] if lse[b] > -np.inf else 0.0  # the shift of each row's exps
+    exp_shifted(logp, rowsum, nb, resp, bits)
     for b in range(nb):
-        lse[b] = logp[0, b]
+        rowsum[b] = resp[0, b]
     for k in range(1, K):
         for b in range(nb):
-            if logp[k, b] > lse[b]:
-                lse[b] = logp[k, b]
+            rowsum[b] += resp[k, b]
     total = 0.0
     for b in range(nb):
         m = lse[b]
         if m == -np.inf:
             # no component has positive density: spread the row evenly
             for k in range(K):
-                resp[k, b] = 1.0 / K
-            total += m
-            continue
-        s = 0.0
-        for k in range(K):
-            t = logp[k, b] - m
-            # The largest term needs no exp; terms below exp(-500) ~ 1e-217 are set to
-            # zero, since subnormal numbers would slow every later product 100-fold.
-            e = 1.0 if t == 0.0 else (0.0 if t < _FLUSH else np.exp(t))
-            resp[k, b] = e
-            s += e
-        inv = 1.0 / s
-        for k in range(K):
-            resp[k, b] *= inv
-        total += m + np.log(s)
+                resp[k, b] = 1.0
+            rowsum[b] = 1.0 / K
+        else:
+            lse[b] = m + np.log(rowsum[b])
+            rowsum[b] = 1.0 / rowsum[b]
+        total += lse[b]
+    for k in range(K):
+        for b in range(nb):
+            resp[k, b] *= rowsum[b]
     return total
 
 
@@ -290,13 +276,15 @@ def gaussian_estep(X, means, prec, logc, shift, smode):
         logp = np.empty((K, BLOCK))
         resp = np.empty((K, BLOCK))
         lse = np.empty(BLOCK)
+        rowsum = np.empty(BLOCK)
+        bits = np.empty((K, BLOCK), dtype=np.int64)
         ll = 0.0
         end = min(n, (g + 1) * per)
         for r0 in range(g * per, end, BLOCK):
             nb = min(BLOCK, end - r0)
             _load_block(X, r0, nb, xt)
             _block_logprob(xt, nb, means, prec, logc, dk, yacc, maha, logp)
-            ll += _block_posterior(nb, logp, lse, resp)
+            ll += _block_posterior(nb, logp, lse, resp, rowsum, bits)
             _block_stats(
                 xt, nb, resp, means, shift, smode, dk, wdk, part_nk[g], part_S[g], part_Q[g]
             )
@@ -360,6 +348,9 @@ def gaussian_logprob(X, means, prec, logc, what, out2, out1):
         maha = np.empty(BLOCK)
         logp = np.empty((K, BLOCK))
         lse = np.empty(BLOCK)
+        resp = np.empty((K, BLOCK))
+        rowsum = np.empty(BLOCK)
+        bits = np.empty((K, BLOCK), dtype=np.int64)
         for blk in range(g * per, min(n_blocks, (g + 1) * per)):
             r0 = blk * BLOCK
             nb = min(BLOCK, n - r0)
@@ -377,13 +368,13 @@ def gaussian_logprob(X, means, prec, logc, what, out2, out1):
                             best = k
                     out1[r0 + b] = best
             else:
-                _block_lse(nb, logp, lse)
+                _block_posterior(nb, logp, lse, resp, rowsum, bits)
                 for b in range(nb):
                     out1[r0 + b] = lse[b]
                 if what == 1:
                     for b in range(nb):
                         for k in range(K):
-                            out2[r0 + b, k] = np.exp(logp[k, b] - lse[b])
+                            out2[r0 + b, k] = resp[k, b]
 
 
 @njit(cache=True, parallel=True, nogil=True)
