@@ -149,17 +149,14 @@ def test_pattern_factors_match_numpy():
     X[rng.random((50, D)) < 0.4] = np.nan
     X[np.isnan(X).all(axis=1), 0] = 1.0
     plan = missing_plan(X)
-    Linv, G, Cmm, ldp = kern.pattern_factors(P, plan.pat_idx, plan.pat_nmis)
+    Linv, Cmm, ldp = kern.pattern_factors(P, plan.pat_idx, plan.pat_nmis)
     for p in range(plan.n_patterns):
         nm = plan.pat_nmis[p]
-        m, o = plan.pat_idx[p, :nm], plan.pat_idx[p, nm:]
+        m = plan.pat_idx[p, :nm]
         for k in range(K):
             Pmm = P[k][np.ix_(m, m)]
             L = np.linalg.cholesky(Pmm)
             np.testing.assert_allclose(Linv[p, k, :nm, :nm], np.linalg.inv(L), atol=1e-12)
-            np.testing.assert_allclose(
-                G[p, k, :nm, : D - nm], np.linalg.solve(L, P[k][np.ix_(m, o)]), atol=1e-12
-            )
             np.testing.assert_allclose(Cmm[p, k, :nm, :nm], np.linalg.inv(Pmm), atol=1e-12)
             np.testing.assert_allclose(ldp[p, k], np.linalg.slogdet(Pmm)[1], atol=1e-12)
 
@@ -246,6 +243,60 @@ def test_auto_path_choice():
     X2[:1000, :5] = np.nan  # monotone: two patterns
     X2[1000:1500, 5:] = np.nan
     assert fam.use_grouped(missing_plan(X2))
+
+
+@pytest.mark.parametrize("ct", ["full", "diag", "tied"])
+def test_single_normal_loglik_from_summed_statistics_matches_reference(ct):
+    # K=1: the kernel sums the rows' Mahalanobis terms from Q instead of row by row
+    rng = np.random.default_rng(11)
+    n, D = 300, 5
+    X = rng.normal(size=(n, D)) * 2
+    X[rng.random((n, D)) < 0.3] = np.nan
+    X[5] = np.nan
+    fam = make_family(rng, 1, D, ct)
+    cov = fam.full_covariances()[0]
+    want = sum(ref_condition(x, fam.means_[0], cov)[0] for x in X if not np.isnan(x).all())
+    got = {}
+    for grouped in (False, True):
+        fam.grouped = grouped
+        fam._tables_cache = None
+        (nk, S, Q), got[grouped] = fam.mixture_e_step(X, np.zeros(1))
+        np.testing.assert_allclose(got[grouped], want, rtol=1e-12)
+        ref = ref_stats(X, np.ones((n, 1)), fam)
+        for a, b in zip((nk, S, Q), ref):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    assert got[False] == got[True]
+
+
+def test_available_case_covariance_matches_numpy():
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(400, 6))
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:, 5] = np.nan
+    X[:3, 5] = [1.0, 2.0, 4.0]  # a column seen with few others
+    mean, C, cnt = kern.available_case_cov(X)
+    np.testing.assert_allclose(mean, np.nanmean(X, axis=0), rtol=1e-13, atol=1e-15)
+    obs = ~np.isnan(X)
+    Z = np.where(obs, X - mean, 0.0)
+    n_pair = obs.T.astype(float) @ obs
+    np.testing.assert_array_equal(cnt, n_pair)
+    with np.errstate(invalid="ignore"):
+        want = np.where(n_pair > 0, (Z.T @ Z) / n_pair, 0.0)
+    np.testing.assert_allclose(C, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(C, C.T)
+
+
+def test_available_case_start_reaches_the_same_fit_in_fewer_iterations(monkeypatch):
+    import latentem.models.imputer as imputer
+
+    rng = np.random.default_rng(13)
+    X, Xm, _ = gappy(rng, 3000, 5, 0.3)  # 3000 rows >= MANY_ROWS * 5 columns: many rows
+    fast = EMImputer(tol=1e-10, max_iter=2000).fit(Xm)
+    monkeypatch.setattr(imputer, "MANY_ROWS", 10**9)  # the independent start
+    slow = EMImputer(tol=1e-10, max_iter=2000).fit(Xm)
+    assert fast.n_iter_ < slow.n_iter_
+    assert np.all(np.diff(fast.history_) >= 0)
+    np.testing.assert_allclose(fast.covariance_, slow.covariance_, atol=1e-5)
 
 
 # ---------------------------------------------------------------------- the estimator: numbers
@@ -410,6 +461,7 @@ def test_ridge_prior_handles_collinear_columns_and_stays_monotone():
     assert np.all(np.linalg.eigvalsh(imp.covariance_) > 0)
 
 
+@pytest.mark.filterwarnings("ignore::latentem.runner.ConvergenceWarning")  # 40 rows, 15 columns
 def test_ridge_auto_picks_shrinkage_when_rows_are_few():
     rng = np.random.default_rng(24)
     D = 15
@@ -420,7 +472,19 @@ def test_ridge_auto_picks_shrinkage_when_rows_are_few():
     imp = EMImputer(ridge="auto", random_state=0).fit(Xm)
     assert len(imp.ridge_scores_) == 5 and imp.ridge_ in imp.ridge_scores_
     assert imp.ridge_ > 0
-    assert imp.ridge_scores_[imp.ridge_] == min(imp.ridge_scores_.values())
+    assert imp.ridge_scores_[imp.ridge_] == min(v for r, v in imp.ridge_scores_.items() if r > 0)
+    # the prior is centred on the partial variances of the maximum-likelihood fit
+    pilot = EMImputer().fit(Xm)
+    partial = 1.0 / np.diag(np.linalg.inv(pilot.covariance_))
+    np.testing.assert_allclose(imp._model.prior_var, partial, rtol=1e-10)
+    assert np.all(np.diff(imp.objective_history_) >= 0)
+    # the same held-out cells every time without a random_state
+    a, b = EMImputer(ridge="auto").fit(Xm), EMImputer(ridge="auto").fit(Xm)
+    assert a.ridge_scores_ == b.ridge_scores_
+    # many rows per column: no search, no prior
+    _, big, _ = gappy(rng, 2000, 3, 0.2)
+    many = EMImputer(ridge="auto").fit(big)
+    assert many.ridge_ == 0.0 and many.ridge_scores_ == {}
     assert imp.get_params()["ridge"] == "auto"
     assert EMImputer(ridge=1.5).fit(Xm).ridge_ == 1.5
     with pytest.raises(ValueError, match='ridge must be a number >= 0 or "auto"'):
