@@ -226,15 +226,23 @@ def test_sequence_groups_cover_all_sequences():
     assert np.all(np.diff(groups) > 0) and len(groups) <= 9
 
 
-def test_long_sequences_take_the_two_thread_path_and_agree():
+# K <= 8: the vector kernel (padded to 8 states below 8); K = 9: two threads.
+@pytest.mark.parametrize("K", [4, 8, 9])
+def test_long_sequences_take_their_own_path_and_agree(K):
     from latentem.kernels.hmm import LONG_SEQUENCE
 
     rng = np.random.default_rng(5)
     lengths = [LONG_SEQUENCE + 7, 3, 40]
-    log_b, offsets, startprob, transmat = random_problem(rng, 4, lengths)
+    log_b, offsets, startprob, transmat = random_problem(rng, K, lengths)
+    # Row 1000 fits only state 0, which is almost never entered: a scaling factor
+    # near 1e-120 (the log-likelihood takes such tiny ones one by one).
+    transmat[:, 0] = 1e-120
+    transmat /= transmat.sum(axis=1, keepdims=True)
+    log_b[1000] = -1000.0
+    log_b[1000, 0] = 0.0
     post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
-    xi_total = np.zeros((4, 4))
-    start_total = np.zeros(4)
+    xi_total = np.zeros((K, K))
+    start_total = np.zeros(K)
     for s in range(len(lengths)):
         a, b = offsets[s], offsets[s + 1]
         ref_post, ref_xi, ref_ll = reference_forward_backward(log_b[a:b], startprob, transmat)
@@ -245,8 +253,8 @@ def test_long_sequences_take_the_two_thread_path_and_agree():
     np.testing.assert_allclose(trans, xi_total, rtol=1e-9)
     np.testing.assert_allclose(start, start_total, rtol=1e-9)
     # An impossible long sequence is reported, not turned into numbers, whichever
-    # half (forward thread's or backward thread's) the impossible row lies in.
-    for row in (100, LONG_SEQUENCE - 3):
+    # half (forward recursion's or backward one's) the impossible row lies in.
+    for row in (0, 100, LONG_SEQUENCE - 3, LONG_SEQUENCE + 6):
         bad = log_b.copy()
         bad[offsets[0] + row] = -np.inf
         post, start, trans, ll = run_fb(bad, offsets, startprob, transmat)
@@ -311,3 +319,23 @@ def test_fused_gaussian_scaled_prob_matches_log_prob(covariance_type):
     ref, ref_shift = reference_scale(fam.log_prob(X))
     np.testing.assert_array_equal(shift, ref_shift)
     np.testing.assert_allclose(scaled, ref, rtol=1e-15, atol=0)
+
+
+def test_vec8_lanes_match_numpy():
+    from numba import njit
+
+    from latentem.kernels.vec8 import vadd, vfma, vlane, vmul, vrow, vscale, vstore, vsum, vzero
+
+    @njit
+    def ops(x, out):
+        a, b = vrow(x, 0), vrow(x, 1)
+        vstore(out, 0, vfma(vzero(), vlane(a, 3), b))
+        vstore(out, 1, vadd(vmul(a, b), vscale(b, 2.5)))
+        return vsum(a)
+
+    x = np.random.default_rng(0).normal(size=(2, 8))
+    out = np.empty((2, 8))
+    total = ops(x, out)
+    np.testing.assert_allclose(out[0], x[0, 3] * x[1], rtol=1e-15)
+    np.testing.assert_allclose(out[1], x[0] * x[1] + 2.5 * x[1], rtol=1e-15)
+    assert total == pytest.approx(x[0].sum(), rel=1e-15)
