@@ -21,6 +21,7 @@ __all__ = [
     "scale_emissions",
     "forward_backward",
     "forward_backward_scaled",
+    "forward_backward_into",
     "forward_loglik",
     "forward_loglik_scaled",
     "viterbi",
@@ -455,13 +456,14 @@ def _forward_backward_vec(
 
 
 @njit(cache=True, parallel=True)
-def forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, seq_weights):
-    """:func:`forward_backward` on emissions already scaled by :func:`scale_emissions`
-    (or a family's fused kernel doing the same)."""
+def forward_backward_into(scaled, shift, offsets, groups, startprob, transmat, seq_weights, post):
+    """:func:`forward_backward_scaled` writing the posteriors into ``post`` (n_rows, K),
+    which is also returned. An EM loop hands the same array back every iteration:
+    a fresh one costs a page fault per 4 KiB on first touch, which for a long
+    sequence takes longer than the recursions."""
     n_rows, K = scaled.shape
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
-    post = np.empty((n_rows, K))
     start_counts = np.zeros((n_groups, K))
     trans_counts = np.zeros((n_groups, K, K))
     seq_loglik = np.empty(n_seq)
@@ -530,6 +532,16 @@ def forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat,
         if seq_loglik[s] == -np.inf:
             post[offsets[s] : offsets[s + 1]] = np.nan
     return post, start_counts, trans_counts, seq_loglik
+
+
+@njit(cache=True)
+def forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, seq_weights):
+    """:func:`forward_backward` on emissions already scaled by :func:`scale_emissions`
+    (or a family's fused kernel doing the same)."""
+    post = np.empty(scaled.shape)
+    return forward_backward_into(
+        scaled, shift, offsets, groups, startprob, transmat, seq_weights, post
+    )
 
 
 @njit(cache=True)

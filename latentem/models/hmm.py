@@ -23,7 +23,7 @@ from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
 from latentem.kernels.hmm import (
-    forward_backward_scaled,
+    forward_backward_into,
     forward_loglik_scaled,
     scale_emissions,
     sequence_groups,
@@ -54,6 +54,10 @@ class SequenceData:
         self.groups = sequence_groups(offsets)
         self.weights = np.ones(len(offsets) - 1)
         self.missing_plan = None  # rows grouped by missingness, for Gaussian families
+        # The E-step's posteriors, reused from one iteration to the next: a fresh
+        # (n_rows, K) array costs more in page faults than a long sequence's
+        # forward-backward.
+        self.post_buffer = None
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -286,10 +290,25 @@ class HMM(SaveMixin, ParamsMixin):
             return fused(data.X, **self._plan_kwargs(family, data))
         return scale_emissions(self._log_emission(data))
 
-    def _forward_backward(self, data: SequenceData):
+    def _forward_backward(self, data: SequenceData, reuse: bool = False):
+        """Posteriors, start and transition counts, per-sequence log-likelihoods. With
+        ``reuse`` (the E-step, whose posteriors never leave it) the posteriors are
+        written into ``data.post_buffer``."""
         scaled, shift = self._scaled_emission(data)
-        post, starts, trans, seq_ll = forward_backward_scaled(
-            scaled, shift, data.offsets, data.groups, self.startprob_, self.transmat_, data.weights
+        post = data.post_buffer if reuse else None
+        if post is None or post.shape != scaled.shape:
+            post = np.empty(scaled.shape)
+            if reuse:
+                data.post_buffer = post
+        post, starts, trans, seq_ll = forward_backward_into(
+            scaled,
+            shift,
+            data.offsets,
+            data.groups,
+            self.startprob_,
+            self.transmat_,
+            data.weights,
+            post,
         )
         bad = np.flatnonzero(~np.isfinite(seq_ll))
         if bad.size:
@@ -311,7 +330,7 @@ class HMM(SaveMixin, ParamsMixin):
         return {"plan": data.missing_plan}
 
     def e_step(self, data: SequenceData) -> tuple[dict, float]:
-        post, starts, trans, seq_ll = self._forward_backward(data)
+        post, starts, trans, seq_ll = self._forward_backward(data, reuse=True)
         family = self._family()
         stats = {
             "start": starts.sum(axis=0),
