@@ -339,3 +339,38 @@ def test_vec8_lanes_match_numpy():
     np.testing.assert_allclose(out[0], x[0, 3] * x[1], rtol=1e-15)
     np.testing.assert_allclose(out[1], x[0] * x[1] + 2.5 * x[1], rtol=1e-15)
     assert total == pytest.approx(x[0].sum(), rel=1e-15)
+
+
+@pytest.mark.parametrize("K", [3, 8])
+def test_diag_gaussian_vector_kernels_match_numpy(K):
+    from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8
+
+    rng = np.random.default_rng(K)
+    n, D = 500, 4
+    X = rng.normal(scale=3.0, size=(n, D))
+    X[7] += 40.0  # far from every state: exp flushes some entries to zero
+    means = rng.normal(scale=3.0, size=(K, D))
+    var = rng.uniform(0.2, 2.0, size=(K, D))
+    logp = -0.5 * (
+        D * np.log(2 * np.pi) + np.log(var).sum(1) + (((X[:, None, :] - means) ** 2) / var).sum(2)
+    )
+    cols = np.zeros((2 * D + 1, 8))
+    cols[:D, :K] = means.T
+    cols[D : 2 * D, :K] = (1.0 / np.sqrt(var)).T
+    cols[2 * D] = -np.inf
+    cols[2 * D, :K] = -0.5 * (D * np.log(2 * np.pi) + np.log(var).sum(1))
+    scaled, shift = np.empty((n, K)), np.empty(n)
+    diag_gaussian_scaled8(X, cols, scaled, shift)
+    ref, ref_shift = reference_scale(logp)
+    np.testing.assert_allclose(shift, ref_shift, rtol=1e-13)
+    np.testing.assert_allclose(scaled, ref, rtol=1e-12, atol=1e-300)
+    assert (scaled == 0).any()
+
+    W = rng.dirichlet(np.ones(K), size=n)
+    means_t = np.zeros((D, 8))
+    means_t[:, :K] = means.T
+    nk, S, Q = diag_gaussian_stats8(X, W, means_t)
+    d = X[:, None, :] - means
+    np.testing.assert_allclose(nk, W.sum(0), rtol=1e-13)
+    np.testing.assert_allclose(S, (W[:, :, None] * d).sum(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Q[:, 0], (W[:, :, None] * d**2).sum(0), rtol=1e-12)

@@ -17,7 +17,7 @@ from latentem._validation import check_array
 from latentem.families.gaussian import covariance_shape
 from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan, _mask_key
 from latentem.kernels.gaussian import gaussian_scaled_prob
-from latentem.kernels.hmm import scale_emissions
+from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8, scale_emissions
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
 __all__ = ["GaussianEmission"]
@@ -112,8 +112,35 @@ class GaussianEmission(MissingGaussianFamily):
         prec, logc = self._kernel_params()
         n = X.shape[0]
         scaled, shift = np.empty((n, self.n_components)), np.empty(n)
-        gaussian_scaled_prob(X, self.means_, prec, logc, scaled, shift)
+        if self._vector_states():
+            K, D = self.means_.shape
+            cols = np.zeros((2 * D + 1, 8))
+            cols[:D, :K] = self.means_.T
+            cols[D : 2 * D, :K] = prec[:, 0, :].T
+            cols[2 * D] = -np.inf
+            cols[2 * D, :K] = logc
+            diag_gaussian_scaled8(X, cols, scaled, shift)
+        else:
+            gaussian_scaled_prob(X, self.means_, prec, logc, scaled, shift)
         return scaled, shift
+
+    def _vector_states(self) -> bool:
+        """Whether the one-vector-per-row kernels apply: diagonal or spherical
+        covariances and at most 8 states."""
+        return self.smode == 2 and self.n_components <= 8
+
+    def accumulate(
+        self, X: np.ndarray, weights: np.ndarray, plan: MissingPlan | None = None
+    ) -> tuple:
+        if self._vector_states() and weights.shape == (X.shape[0], self.n_components):
+            plan = self.plan(X) if plan is None else plan
+            if plan.complete.size == X.shape[0]:
+                K, D = self.means_.shape
+                means_t = np.zeros((D, 8))
+                means_t[:, :K] = self.means_.T
+                W = np.ascontiguousarray(weights, dtype=np.float64)
+                return diag_gaussian_stats8(X, W, means_t)
+        return super().accumulate(X, weights, plan)
 
     def init_params(self, X: np.ndarray, rng: np.random.Generator, letters: str) -> None:
         self.n_features = X.shape[1]

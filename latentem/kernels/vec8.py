@@ -20,7 +20,22 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["vec8", "vrow", "vstore", "vzero", "vfma", "vmul", "vadd", "vscale", "vlane", "vsum"]
+__all__ = [
+    "vec8",
+    "vrow",
+    "vstore",
+    "vzero",
+    "vsplat",
+    "vfma",
+    "vmul",
+    "vadd",
+    "vsub",
+    "vscale",
+    "vlane",
+    "vsum",
+    "vmax",
+    "vexp",
+]
 
 _W = 8
 _VT = ir.VectorType(ir.DoubleType(), _W)
@@ -97,6 +112,16 @@ def vzero(typingctx):
 
 
 @intrinsic
+def vsplat(typingctx, s):
+    """A scalar in every lane."""
+
+    def codegen(context, builder, sig, args):
+        return _splat(builder, args[0])
+
+    return vec8(types.float64), codegen
+
+
+@intrinsic
 def vfma(typingctx, acc, p, x):
     """``acc + p * x`` for a scalar ``p``."""
 
@@ -119,6 +144,14 @@ def vmul(typingctx, x, y):
 def vadd(typingctx, x, y):
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1], flags=_FLAGS)
+
+    return vec8(vec8, vec8), codegen
+
+
+@intrinsic
+def vsub(typingctx, x, y):
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1], flags=_FLAGS)
 
     return vec8(vec8, vec8), codegen
 
@@ -159,3 +192,65 @@ def vsum(typingctx, x):
         return builder.extract_element(v, _I32(0))
 
     return types.float64(vec8), codegen
+
+
+@intrinsic
+def vmax(typingctx, x):
+    """Largest lane (NaN lanes are not ordered: avoid them)."""
+
+    def codegen(context, builder, sig, args):
+        v, n = args[0], _W
+        while n > 1:
+            h = n // 2
+            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, h), list(range(h))))
+            hi = builder.shuffle_vector(
+                v, v, ir.Constant(ir.VectorType(_I32, h), list(range(h, n)))
+            )
+            v, n = builder.select(builder.fcmp_ordered(">", lo, hi), lo, hi), h
+        return builder.extract_element(v, _I32(0))
+
+    return types.float64(vec8), codegen
+
+
+_LOG2E = 1.4426950408889634
+# ln 2 in two parts: i * _LN2_HI is exact for |i| < 2**21, so r is exact to 1 ulp.
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_FACT = [1.0]
+for _j in range(1, 13):
+    _INV_FACT.append(_INV_FACT[-1] / _j)
+
+
+@intrinsic
+def vexp(typingctx, x, lo):
+    """``exp(x)`` of each lane for ``x <= 0`` (``-inf`` allowed), exactly zero where
+    ``x < lo``: the algorithm of :func:`latentem.kernels.scaling.exp_shifted`
+    (2**i exp(r) with |r| <= ln(2) / 2, a degree-12 Taylor polynomial), on all lanes
+    at once."""
+
+    def codegen(context, builder, sig, args):
+        v, low = args
+
+        def c(value):
+            return ir.Constant(_VT, [value] * _W)
+
+        flags = ("contract",)  # no reassociation: it would undo the two-part ln 2
+        small = builder.fcmp_ordered("<", v, c(-700.0))
+        y = builder.select(small, c(-700.0), v)
+        t = builder.fadd(builder.fmul(y, c(_LOG2E), flags=flags), c(0.5), flags=flags)
+        floor = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VT, [_VT]), "llvm.floor.v8f64"
+        )
+        i = builder.call(floor, [t])
+        r = builder.fsub(y, builder.fmul(i, c(_LN2_HI), flags=flags), flags=flags)
+        r = builder.fsub(r, builder.fmul(i, c(_LN2_LO), flags=flags), flags=flags)
+        p = c(_INV_FACT[12])
+        for j in range(11, -1, -1):
+            p = builder.fadd(builder.fmul(p, r, flags=flags), c(_INV_FACT[j]), flags=flags)
+        i64 = ir.VectorType(ir.IntType(64), _W)
+        bits = builder.add(builder.fptosi(i, i64), ir.Constant(i64, [1023] * _W))
+        two_i = builder.bitcast(builder.shl(bits, ir.Constant(i64, [52] * _W)), _VT)
+        e = builder.fmul(p, two_i, flags=flags)
+        return builder.select(builder.fcmp_ordered("<", v, _splat(builder, low)), c(0.0), e)
+
+    return vec8(vec8, types.float64), codegen
