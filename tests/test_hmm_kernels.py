@@ -73,6 +73,7 @@ def test_forward_backward_matches_reference(K):
     lengths = [1, 7, 30, 2, 15]
     log_b, offsets, startprob, transmat = random_problem(rng, K, lengths)
     post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    fwd_only = forward_loglik(log_b, offsets, sequence_groups(offsets), startprob, transmat)
     xi_total = np.zeros((K, K))
     start_total = np.zeros(K)
     for s in range(len(lengths)):
@@ -80,6 +81,7 @@ def test_forward_backward_matches_reference(K):
         ref_post, ref_xi, ref_ll = reference_forward_backward(log_b[a:b], startprob, transmat)
         np.testing.assert_allclose(post[a:b], ref_post, rtol=1e-10, atol=1e-12)
         assert ll[s] == pytest.approx(ref_ll, rel=1e-12)
+        assert fwd_only[s] == pytest.approx(ref_ll, rel=1e-12)
         xi_total += ref_xi
         start_total += ref_post[0]
     np.testing.assert_allclose(trans, xi_total, rtol=1e-10, atol=1e-12)
@@ -241,6 +243,7 @@ def test_long_sequences_take_their_own_path_and_agree(K):
     log_b[1000] = -1000.0
     log_b[1000, 0] = 0.0
     post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    fwd_only = forward_loglik(log_b, offsets, sequence_groups(offsets), startprob, transmat)
     xi_total = np.zeros((K, K))
     start_total = np.zeros(K)
     for s in range(len(lengths)):
@@ -248,6 +251,7 @@ def test_long_sequences_take_their_own_path_and_agree(K):
         ref_post, ref_xi, ref_ll = reference_forward_backward(log_b[a:b], startprob, transmat)
         np.testing.assert_allclose(post[a:b], ref_post, rtol=1e-9, atol=1e-12)
         assert ll[s] == pytest.approx(ref_ll, rel=1e-12)
+        assert fwd_only[s] == pytest.approx(ref_ll, rel=1e-12)
         xi_total += ref_xi
         start_total += ref_post[0]
     np.testing.assert_allclose(trans, xi_total, rtol=1e-9)
@@ -260,6 +264,8 @@ def test_long_sequences_take_their_own_path_and_agree(K):
         post, start, trans, ll = run_fb(bad, offsets, startprob, transmat)
         assert ll[0] == -np.inf and np.isnan(post[: offsets[1]]).all()
         assert np.isfinite(ll[1:]).all()
+        fwd_only = forward_loglik(bad, offsets, sequence_groups(offsets), startprob, transmat)
+        assert fwd_only[0] == -np.inf and np.isfinite(fwd_only[1:]).all()
 
 
 def test_posteriors_hold_no_subnormal_numbers():

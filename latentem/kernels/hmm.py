@@ -594,6 +594,40 @@ def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
     return forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, seq_weights)
 
 
+@njit(cache=True, fastmath=_FM, error_model="numpy")
+def _forward8(sc, shift, r0, s0, T, init, A):
+    """Log-likelihood of one sequence from the forward recursion of
+    :func:`_forward_backward8` alone (same padding and arguments)."""
+    a0, a1, a2, a3 = vrow(A, 0), vrow(A, 1), vrow(A, 2), vrow(A, 3)
+    a4, a5, a6, a7 = vrow(A, 4), vrow(A, 5), vrow(A, 6), vrow(A, 7)
+    u = vmul(vrow(init, 0), vrow(sc, r0))
+    s = vsum(u)
+    ll, prod = _add_log(shift[s0], 1.0, s)
+    cu = 1.0 / s
+    for n in range(1, T):
+        u = vscale(vmul(_matvec8(u, a0, a1, a2, a3, a4, a5, a6, a7), vrow(sc, r0 + n)), cu)
+        s = vsum(u)
+        ll, prod = _add_log(ll + shift[s0 + n], prod, s)
+        cu = 1.0 / s
+    return ll + np.log(prod)
+
+
+@njit(cache=True)
+def _forward_loglik_vec(scaled, shift, a, b, startprob, transmat):
+    """:func:`_forward8` for rows a..b-1 of (n, K <= 8) scaled emissions."""
+    K = scaled.shape[1]
+    T = b - a
+    A = np.zeros((8, 8))
+    A[:K, :K] = transmat
+    init = np.zeros((1, 8))
+    init[0, :K] = startprob
+    if K == 8:
+        return _forward8(scaled, shift, a, a, T, init, A)
+    sc = np.zeros((T, 8))
+    sc[:, :K] = scaled[a:b]
+    return _forward8(sc, shift, 0, a, T, init, A)
+
+
 @njit(cache=True, parallel=True, fastmath=_FM)
 def forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat):
     """:func:`forward_loglik` on emissions scaled by :func:`scale_emissions`."""
@@ -606,6 +640,8 @@ def forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat):
         new = np.empty(K)
         for s in range(groups[g], groups[g + 1]):
             a, b = offsets[s], offsets[s + 1]
+            if b - a >= LONG_SEQUENCE and K <= VEC_STATES:
+                continue  # below, in vector registers
             ll = 0.0
             for t in range(a, b):
                 if t == a:
@@ -631,6 +667,10 @@ def forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat):
                 for k in range(K):
                     alpha[k] = new[k] * inv
             seq_loglik[s] = ll
+    for s in range(n_seq):
+        a, b = offsets[s], offsets[s + 1]
+        if b - a >= LONG_SEQUENCE and K <= VEC_STATES:
+            seq_loglik[s] = _forward_loglik_vec(scaled, shift, a, b, startprob, transmat)
     return seq_loglik
 
 
