@@ -244,11 +244,12 @@ def _forward_backward_one(
     return ll
 
 
-#: Sequences at least this long are processed alone, on two threads: one runs the
-#: forward recursion from the start while the other runs the backward one from the
-#: end; past the middle each finds the other's variables already there and turns
-#: them into posteriors and transition sums as it goes. The choice depends only on
-#: the lengths, never on the number of threads.
+#: Sequences at least this long are processed alone: the forward recursion runs from
+#: the start and the backward one from the end; past the middle each finds the
+#: other's variables already there and turns them into posteriors and transition
+#: sums as it goes. With at most :data:`VEC_STATES` states both run interleaved on
+#: one thread (:func:`_forward_backward8`), otherwise on two threads. The choice
+#: depends only on the lengths, never on the number of threads.
 LONG_SEQUENCE = 8192
 
 
@@ -299,7 +300,9 @@ def _forward_backward_long(
 
 
 #: Long sequences with at most this many states run the forward and backward
-#: recursions in vector registers (:mod:`latentem.kernels.vec8`).
+#: recursions in vector registers (:mod:`latentem.kernels.vec8`). On one thread
+#: they take about a third of the CPU time of the two-thread path for 8 states,
+#: and need no second core, which a shared machine often does not have.
 VEC_STATES = 8
 
 
