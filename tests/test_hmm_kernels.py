@@ -9,6 +9,7 @@ from latentem.kernels.hmm import (
 )
 from latentem.kernels.hmm import (
     forward_backward,
+    forward_backward_scaled,
     forward_loglik,
     scale_emissions,
     sequence_groups,
@@ -380,3 +381,18 @@ def test_diag_gaussian_vector_kernels_match_numpy(K):
     np.testing.assert_allclose(nk, W.sum(0), rtol=1e-13)
     np.testing.assert_allclose(S, (W[:, :, None] * d).sum(0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(Q[:, 0], (W[:, :, None] * d**2).sum(0), rtol=1e-12)
+
+
+def test_long_sequence_from_a_strided_array():
+    # A view with a column stride (not C-contiguous) takes the same vector path.
+    rng = np.random.default_rng(11)
+    log_b, offsets, startprob, transmat = random_problem(rng, 8, [LONG + 3])
+    scaled, shift = scale_emissions(log_b)
+    wide_scaled = np.zeros((log_b.shape[0], 16))
+    wide_scaled[:, ::2] = scaled
+    groups = sequence_groups(offsets)
+    w = np.ones(1)
+    a = forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, w)
+    b = forward_backward_scaled(wide_scaled[:, ::2], shift, offsets, groups, startprob, transmat, w)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)

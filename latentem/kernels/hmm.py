@@ -456,8 +456,9 @@ def _forward_backward_vec(
     init = np.zeros((2, 8))
     init[0, :K] = startprob
     init[1, :K] = 1.0 / K
-    if K == 8:
-        ll, xi = _forward_backward8(scaled, shift, a, a, T, init, A, AT, post)
+    if K == 8:  # (vector rows need C-contiguous arrays; a no-op for those)
+        sc = np.ascontiguousarray(scaled)
+        ll, xi = _forward_backward8(sc, shift, a, a, T, init, A, AT, post)
     else:  # states padded to 8 with zeros (they stay zero)
         sc = np.zeros((T, 8))
         sc[:, :K] = scaled[a:b]
@@ -476,8 +477,8 @@ def _forward_backward_vec(
 
 @njit(cache=True, parallel=True)
 def forward_backward_into(scaled, shift, offsets, groups, startprob, transmat, seq_weights, post):
-    """:func:`forward_backward_scaled` writing the posteriors into ``post`` (n_rows, K),
-    which is also returned. An EM loop hands the same array back every iteration:
+    """:func:`forward_backward_scaled` writing the posteriors into ``post`` (n_rows, K,
+    C-contiguous), which is also returned. An EM loop hands the same array back every iteration:
     a fresh one costs a page fault per 4 KiB on first touch, which for a long
     sequence takes longer than the recursions."""
     n_rows, K = scaled.shape
@@ -625,7 +626,7 @@ def _forward_loglik_vec(scaled, shift, a, b, startprob, transmat):
     init = np.zeros((1, 8))
     init[0, :K] = startprob
     if K == 8:
-        return _forward8(scaled, shift, a, a, T, init, A)
+        return _forward8(np.ascontiguousarray(scaled), shift, a, a, T, init, A)
     sc = np.zeros((T, 8))
     sc[:, :K] = scaled[a:b]
     return _forward8(sc, shift, 0, a, T, init, A)
