@@ -237,7 +237,8 @@ class SequenceRows:
     """Sequences whose rows are not in memory (memmap, Chunked, dask array), with offsets.
 
     What an out-of-core graph fit hands to the backends: they cut it only
-    between sequences and give each block to :meth:`ModelGraph.validate_block`.
+    between sequences and give each block of whole sequences to
+    :meth:`ModelGraph.validate_data`, which reads it into a ``GraphData``.
     """
 
     def __init__(self, X: Any, offsets: np.ndarray, labels: None = None):
