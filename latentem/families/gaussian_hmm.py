@@ -15,7 +15,7 @@ import numpy as np
 
 from latentem._validation import check_array
 from latentem.families.gaussian import covariance_shape
-from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan, _mask_key
+from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan
 from latentem.kernels.gaussian import gaussian_scaled_prob
 from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8, scale_emissions
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -82,24 +82,6 @@ class GaussianEmission(MissingGaussianFamily):
                 f"column {int(np.flatnonzero(empty)[0])} of X is entirely missing; drop it."
             )
         return X
-
-    def plan(self, X: np.ndarray) -> MissingPlan:
-        """The :class:`MissingPlan` of X; for complete data (the common case) without
-        grouping rows by missingness, which costs more than an EM iteration."""
-        nan = np.isnan(X)
-        if nan.any():
-            return super().plan(X)
-        none = np.zeros(0, dtype=np.int64)
-        return MissingPlan(
-            complete=np.arange(X.shape[0], dtype=np.int64),
-            partial=none,
-            empty=none,
-            pattern=none,
-            pat_idx=np.zeros((0, X.shape[1]), dtype=np.int64),
-            pat_nmis=none,
-            counts=none,
-            key=_mask_key(nan),
-        )
 
     def scaled_prob(
         self, X: np.ndarray, plan: MissingPlan | None = None

@@ -128,11 +128,27 @@ def missing_plan(X: np.ndarray) -> MissingPlan:
     >>> plan.pat_idx.tolist(), plan.pat_nmis.tolist()  # missing columns first
     ([[0, 1], [1, 0]], [1, 1])
     """
-    nan = np.isnan(X)
+    return _plan_from_mask(np.isnan(X))
+
+
+def _plan_from_mask(nan: np.ndarray, key: bytes | None = None) -> MissingPlan:
+    """:func:`missing_plan` from the NaN mask (and its :func:`_mask_key`, if known)."""
+    D = nan.shape[1]
+    key = _mask_key(nan) if key is None else key
+    if not nan.any():  # complete data, the common case: one flat test, nothing to group
+        return MissingPlan(
+            complete=np.arange(nan.shape[0], dtype=np.int64),
+            partial=np.zeros(0, dtype=np.int64),
+            empty=np.zeros(0, dtype=np.int64),
+            pattern=np.zeros(0, dtype=np.int64),
+            pat_idx=np.zeros((0, D), dtype=np.int64),
+            pat_nmis=np.zeros(0, dtype=np.int64),
+            counts=np.zeros(0, dtype=np.int64),
+            key=key,
+        )
     any_nan = nan.any(axis=1)
     all_nan = nan.all(axis=1)
     partial = np.flatnonzero(any_nan & ~all_nan)
-    D = X.shape[1]
     if partial.size:
         m = nan[partial]
         if D <= 63:  # one integer per row: much faster to sort than byte strings
@@ -161,7 +177,7 @@ def missing_plan(X: np.ndarray) -> MissingPlan:
         pat_idx=pat_idx,
         pat_nmis=pat_nmis,
         counts=counts,
-        key=_mask_key(nan),
+        key=key,
     )
 
 
@@ -241,11 +257,12 @@ class MissingGaussianFamily(GaussianFamily):
 
     def plan(self, X: np.ndarray) -> MissingPlan:
         """The :class:`MissingPlan` of X, cached by its NaN mask."""
-        key = _mask_key(np.isnan(X))
+        nan = np.isnan(X)
+        key = _mask_key(nan)
         cached = getattr(self, "_plan_cache", None)
         if cached is not None and cached.key == key:
             return cached
-        plan = missing_plan(X)
+        plan = _plan_from_mask(nan, key)
         self._plan_cache = plan
         return plan
 
