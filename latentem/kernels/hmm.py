@@ -93,10 +93,12 @@ def scale_emissions(log_b):
 
 @njit(cache=True, fastmath=_FM)
 def _forward_rows(scaled, shift, t0, t1, first, startprob, transmat, alpha, prev, u):
-    """Normalised forward variables of rows t0..t1-1 into ``alpha[t]``; ``prev`` holds
-    the one of row t0 - 1 on entry (unless ``first``: t0 starts the sequence) and of
-    row t1 - 1 on exit. Returns the rows' log-likelihood (-inf if impossible)."""
+    """Normalised forward variables of rows t0..t1-1 into ``alpha[t]`` (not stored if
+    ``alpha`` has no rows); ``prev`` holds the one of row t0 - 1 on entry (unless
+    ``first``: t0 starts the sequence) and of row t1 - 1 on exit. Returns the rows'
+    log-likelihood (-inf if impossible)."""
     K = scaled.shape[1]
+    store = alpha.shape[0] > 0
     ll = 0.0
     for t in range(t0, t1):
         if first and t == t0:
@@ -120,7 +122,9 @@ def _forward_rows(scaled, shift, t0, t1, first, startprob, transmat, alpha, prev
         inv = 1.0 / total
         for j in range(K):
             prev[j] = u[j] * inv
-            alpha[t, j] = prev[j]
+        if store:
+            for j in range(K):
+                alpha[t, j] = prev[j]
     return ll
 
 
@@ -639,38 +643,17 @@ def forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat):
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
     seq_loglik = np.empty(n_seq)
+    no_alpha = np.empty((0, K))  # the log-likelihood needs no forward variables kept
     for g in prange(n_groups):
-        alpha = np.empty(K)
-        new = np.empty(K)
+        prev = np.empty(K)
+        u = np.empty(K)
         for s in range(groups[g], groups[g + 1]):
             a, b = offsets[s], offsets[s + 1]
             if b - a >= LONG_SEQUENCE and K <= VEC_STATES:
                 continue  # below, in vector registers
-            ll = 0.0
-            for t in range(a, b):
-                if t == a:
-                    for j in range(K):
-                        new[j] = startprob[j] * scaled[t, j]
-                else:
-                    for j in range(K):
-                        new[j] = 0.0
-                    for i in range(K):
-                        p = alpha[i]
-                        for j in range(K):
-                            new[j] += p * transmat[i, j]
-                    for j in range(K):
-                        new[j] *= scaled[t, j]
-                total = 0.0
-                for j in range(K):
-                    total += new[j]
-                if not total > 0.0:
-                    ll = -np.inf
-                    break
-                ll += np.log(total) + shift[t]
-                inv = 1.0 / total
-                for k in range(K):
-                    alpha[k] = new[k] * inv
-            seq_loglik[s] = ll
+            seq_loglik[s] = _forward_rows(
+                scaled, shift, a, b, True, startprob, transmat, no_alpha, prev, u
+            )
     for s in range(n_seq):
         a, b = offsets[s], offsets[s + 1]
         if b - a >= LONG_SEQUENCE and K <= VEC_STATES:
