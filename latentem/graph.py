@@ -25,7 +25,7 @@ import numpy as np
 from latentem._numeric import logsumexp
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
-from latentem.backends import is_out_of_core
+from latentem.backends import is_out_of_core, is_sequence_data
 from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -224,28 +224,6 @@ class GraphData:
         self.groups = sequence_groups(offsets)
         self.row_sequence = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         self.leaves = leaves
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.offsets) - 1
-
-
-class SequenceRows:
-    """Sequences whose rows are not in memory (memmap, Chunked, dask array), with offsets.
-
-    What an out-of-core graph fit hands to the backends: they cut it only
-    between sequences and give each block of whole sequences to
-    :meth:`ModelGraph.validate_data`, which reads it into a ``GraphData``.
-    """
-
-    def __init__(self, X: Any, offsets: np.ndarray, labels: None = None):
-        self.X = X
-        self.offsets = offsets
-        self.labels = labels
-        self.weights = None
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -614,7 +592,7 @@ class ModelGraph(SaveMixin):
     def validate_data(self, data: Any) -> GraphData:
         if isinstance(data, GraphData):
             return data
-        if isinstance(data, SequenceRows):
+        if is_sequence_data(data):  # a block of whole sequences from an out-of-core fit
             return self._data(np.asarray(data.X), np.diff(data.offsets))
         return self._data(data, None)
 
@@ -744,9 +722,10 @@ class ModelGraph(SaveMixin):
             if lengths is None and self._root.unit == "row":
                 data = X
             else:
-                from latentem.models.hmm import _offsets_from_lengths
+                # rows left where they are; the backends cut them between sequences
+                from latentem.models.hmm import SequenceData, _offsets_from_lengths
 
-                data = SequenceRows(X, _offsets_from_lengths(lengths, len(X)))
+                data = SequenceData(X, _offsets_from_lengths(lengths, len(X)))
         else:
             data = self._data(X, lengths)
         result = fit_em(
