@@ -119,7 +119,6 @@ class DaskSource:
             raw = list(rows.to_delayed().ravel())
         else:
             rows, raw = self._sequence_blocks(rows)
-        self.rows = rows
         self.row_starts = np.concatenate(([0], np.cumsum(rows.chunks[0]))).astype(np.int64)
         check = dask.delayed(validate_block, pure=True)
         template = dask.delayed(model, name=f"latentem-model-{uuid.uuid4().hex}")
