@@ -784,14 +784,7 @@ class EMImputer(ParamsMixin, SaveMixin):
             )
         else:
             table = self._read(X)
-        try:
-            online.partial_fit(table.X)
-        except (ValueError, np.linalg.LinAlgError) as err:
-            if "positive definite" in str(err) or isinstance(err, np.linalg.LinAlgError):
-                raise ValueError(
-                    _NOT_PD_HINT.format(err=str(err).split(";")[0], n_components=self.n_components)
-                ) from None
-            raise
+        online.partial_fit(table.X)  # covariance errors already carry the hint (_MissingEM._set)
         self._online = online
         self._model = online.model
         self._X_fit = None
