@@ -46,6 +46,7 @@ __all__ = [
     "missing_logprob",
     "missing_estep",
     "conditional_fill",
+    "regression_fill",
     "conditional_draw",
 ]
 
@@ -406,6 +407,95 @@ def conditional_fill(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W):
                 _complete(x, means[k], P[k], idx, n_mis, Li, c, d)
                 for a in range(n_mis):
                     out[r, idx[a]] += wk * (means[k, idx[a]] + d[idx[a]])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _solve_pivoted(A, b, n):
+    """Solve ``A[:n, :n] y = b[:n]`` in place (y in b; A is overwritten).
+
+    Gaussian elimination with partial pivoting: the per-column regressions of
+    :func:`regression_fill` give a matrix that is not symmetric. Returns
+    False when a pivot is zero or not finite.
+    """
+    for c in range(n):
+        piv = c
+        big = abs(A[c, c])
+        for r in range(c + 1, n):
+            if abs(A[r, c]) > big:
+                piv = r
+                big = abs(A[r, c])
+        if not (big > 0.0 and big < math.inf):
+            return False
+        if piv != c:
+            for t in range(c, n):
+                A[c, t], A[piv, t] = A[piv, t], A[c, t]
+            b[c], b[piv] = b[piv], b[c]
+        for r in range(c + 1, n):
+            f = A[r, c] / A[c, c]
+            if f != 0.0:
+                for t in range(c + 1, n):
+                    A[r, t] -= f * A[c, t]
+                b[r] -= f * b[c]
+    for c in range(n - 1, -1, -1):
+        s = b[c]
+        for t in range(c + 1, n):
+            s -= A[c, t] * b[t]
+        b[c] = s / A[c, c]
+    return True
+
+
+@njit(cache=True, parallel=True)
+def regression_fill(X, rows, pat, pat_idx, pat_nmis, means, B, W):
+    """Rows X[rows] with the gaps filled from per-column regressions.
+
+    Under component k, column j is predicted from all the others as
+    ``mu_j + B[k, j] (x - mu)`` (``B[k, j, j] = 0``). A row's gaps ``m`` take
+    the values that satisfy all their predictions at once, the observed
+    entries held fixed: ``(I - B_mm) (x_m - mu_m) = B_mo (x_o - mu_o)``; the
+    components' fills are averaged with the weights ``W[r, k]``. With the
+    exact regressions of a normal, ``B = I - diag(P)^-1 P``, this is the
+    conditional mean. A row whose system is singular comes back with NaN gaps.
+    """
+    K, D = means.shape
+    n = rows.shape[0]
+    out = np.empty((n, D))
+    nb = max(1, min(N_GROUPS, n))
+    per = (n + nb - 1) // nb
+    for g in prange(nb):
+        A = np.empty((D, D))
+        b = np.empty(D)
+        d = np.empty(D)
+        for r in range(g * per, min(n, (g + 1) * per)):
+            i = rows[r]
+            idx = pat_idx[pat[r]]
+            n_mis = pat_nmis[pat[r]]
+            for j in range(D):
+                out[r, j] = X[i, j]
+            for a in range(n_mis):
+                out[r, idx[a]] = 0.0
+            for k in range(K):
+                wk = W[r, k]
+                if wk == 0.0:
+                    continue
+                for j in range(D):
+                    d[j] = X[i, j] - means[k, j]
+                for a in range(n_mis):
+                    d[idx[a]] = 0.0
+                for a in range(n_mis):
+                    row = B[k, idx[a]]
+                    v = 0.0
+                    for j in range(D):  # whole rows of B against d: zeros in the gaps
+                        v += row[j] * d[j]
+                    b[a] = v
+                    for c in range(n_mis):
+                        A[a, c] = -row[idx[c]]
+                    A[a, a] += 1.0
+                if not _solve_pivoted(A, b, n_mis):
+                    for a in range(n_mis):
+                        b[a] = math.nan
+                for a in range(n_mis):
+                    out[r, idx[a]] += wk * (means[k, idx[a]] + b[a])
     return out
 
 

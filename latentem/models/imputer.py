@@ -3,7 +3,8 @@
 :class:`EMImputer` fits the model to the observed entries by EM (the E-step
 fills each gap with its conditional mean and adds the conditional
 covariance to the second moments; see :mod:`latentem.kernels.gaussian_missing`),
-then fills gaps with conditional means (:meth:`EMImputer.transform`) or
+then fills gaps from per-column Bayesian ridge regressions derived from the
+fitted moments, or with plain conditional means (:meth:`EMImputer.transform`), or
 draws them with parameter uncertainty for multiple imputation
 (:meth:`EMImputer.sample_imputations`, bootstrap EM as in Amelia).
 :func:`pool_estimates` combines the analyses of the imputed data sets by
@@ -24,7 +25,11 @@ import numpy as np
 from latentem._validation import check_mixture_settings, check_positive_int, check_random_state
 from latentem.backends import Chunked, is_dask_array, is_out_of_core
 from latentem.base import ParamsMixin
-from latentem.families.gaussian_missing import MissingGaussianFamily, missing_plan
+from latentem.families.gaussian_missing import (
+    MissingGaussianFamily,
+    bayesian_ridge_regressions,
+    missing_plan,
+)
 from latentem.kernels.gaussian_missing import available_case_cov
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.models.categorical import CategoricalLatent
@@ -350,6 +355,24 @@ class _MissingEM:
         self.latent.weights_ = w / w.sum()
         return True
 
+    def regressions(self, n_obs: np.ndarray, shrinkage: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Each component's per-column Bayesian ridge regressions (K, D, D) and ridges (K, D).
+
+        Component k gets ``weights_[k] * n_obs[j]`` of column j's observed values.
+        """
+        fam = self.family
+        C = fam.full_covariances()
+        w = self.latent.weights_
+        pairs = [
+            bayesian_ridge_regressions(C[k], w[k] * n_obs, shrinkage)
+            for k in range(self.n_components)
+        ]
+        return np.stack([b for b, _ in pairs]), np.stack([r for _, r in pairs])
+
+    def impute(self, X: np.ndarray, plan, coef: np.ndarray | None) -> np.ndarray:
+        """X with its gaps filled: conditional means, or the regressions ``coef``."""
+        return self.family.fill(X, self.posteriors(X, plan), plan, coef)
+
     def posteriors(self, X: np.ndarray, plan) -> np.ndarray:
         """Component posteriors of each row given its observed entries, shape (n, K)."""
         if self.n_components == 1:
@@ -358,15 +381,22 @@ class _MissingEM:
         return resp
 
 
-def _column_moments(X: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Observed count and variance of every column of out-of-core data, in one pass."""
+def _column_moments(X: Any) -> tuple[np.ndarray, ...]:
+    """Observed count, variance, minimum and maximum of every column of out-of-core
+    data, in one pass."""
     if is_dask_array(X):
         import dask
         import dask.array as da
 
         X = X if X.ndim == 2 else X[:, None]
-        n_obs, var = dask.compute((~da.isnan(X)).sum(axis=0), da.nanvar(X, axis=0))
-        return np.asarray(n_obs), np.nan_to_num(np.asarray(var, dtype=np.float64))
+        n_obs, var, low, high = dask.compute(
+            (~da.isnan(X)).sum(axis=0),
+            da.nanvar(X, axis=0),
+            da.nanmin(X, axis=0),
+            da.nanmax(X, axis=0),
+        )
+        as_float = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+        return np.asarray(n_obs), np.nan_to_num(as_float(var)), as_float(low), as_float(high)
     rows = X if isinstance(X, Chunked) else Chunked(X)
     n_obs = shift = total = squares = low = high = None
     for a, b in rows.bounds():
@@ -387,7 +417,7 @@ def _column_moments(X: Any) -> tuple[np.ndarray, np.ndarray]:
         mean = total / n_obs
         var = np.where(n_obs > 0, squares / n_obs - mean * mean, 0.0)
     var = np.where(high > low, np.maximum(var, 0.0), 0.0)  # constant columns exactly 0
-    return n_obs.astype(np.int64), var
+    return n_obs.astype(np.int64), var, low + shift, high + shift
 
 
 def _partial_variances(model: _MissingEM) -> np.ndarray:
@@ -411,7 +441,12 @@ class EMImputer(ParamsMixin, SaveMixin):
     tables. EM maximises the observed-data likelihood: each E-step fills a
     row's gaps with their conditional mean given its observed entries and
     adds their conditional covariance to the second moments. The
-    log-likelihood never decreases (``history_``).
+    log-likelihood never decreases (``history_``). :meth:`transform` then
+    fills each gap from the row's observed entries: by default with
+    per-column regressions shrunk as Bayesian ridge regressions (their
+    strength from the evidence, as scikit-learn's BayesianRidge) and kept
+    within each column's observed range; ``shrinkage=None, bounds=None``
+    gives the plain conditional means.
 
     A scikit-learn transformer (``fit``/``transform``/``fit_transform``,
     ``get_params``/``set_params``, usable in a ``Pipeline``) that does not
@@ -450,6 +485,22 @@ class EMImputer(ParamsMixin, SaveMixin):
         observed values per column for every column skip the search and use
         ridge 0 (the best prior is close to none there). Without
         ``random_state`` the held-out cells are the same on every call.
+    shrinkage : "auto", float >= 0 or None, default="auto"
+        How :meth:`transform` fills gaps. Every column is predicted from the
+        others by a ridge regression on the fitted (standardised) moments,
+        ``(C_oo + r_j I)^-1 C_oj``, and a row's gaps take the values that
+        satisfy all their regressions at once, the observed entries fixed.
+        ``"auto"`` chooses each column's ridge ``r_j`` by maximising the
+        evidence of a Bayesian ridge regression on the column's observed
+        count (as BayesianRidge does; near 0 on tables with many rows); a
+        number fixes every ``r_j``; ``None`` (or 0) fills the plain
+        conditional means. The fit itself is not affected.
+    bounds : "observed", (low, high) or None, default="observed"
+        Limits for the filled values (observed entries are never changed):
+        ``"observed"`` clips each fill to the range of its column's observed
+        values at fit (``data_min_``, ``data_max_``); ``(low, high)`` with a
+        number or one number per column each (use ``-inf``/``inf`` for no
+        limit); ``None`` does not clip.
     reg_covar : float, default=0.0
         Added to the diagonal of every covariance estimate (as in
         :class:`~latentem.GaussianMixture`); 0 keeps the exact
@@ -497,6 +548,15 @@ class EMImputer(ParamsMixin, SaveMixin):
     ridge_scores_ : dict
         With ``ridge="auto"``: mean squared error (in column standard
         deviations) on the held-out cells for each candidate ridge.
+    shrinkage_ : ndarray (n_components, n_features) or None
+        The ridge ``r_j`` of every column's regression (per component); None
+        with ``shrinkage=None``.
+    n_observed_ : ndarray (n_features,)
+        Observed values of each column in the data fitted (summed over the
+        batches of :meth:`partial_fit`).
+    data_min_, data_max_ : ndarray (n_features,)
+        Smallest and largest observed value of each column (the limits of
+        ``bounds="observed"``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Names of the numeric columns used (DataFrame input only).
@@ -529,6 +589,8 @@ class EMImputer(ParamsMixin, SaveMixin):
         max_iter: int = 100,
         tol: float = 1e-4,
         ridge: float = 0.0,
+        shrinkage: Any = "auto",
+        bounds: Any = "observed",
         reg_covar: float = 0.0,
         n_init: int = 1,
         accelerate: str | None = None,
@@ -541,6 +603,8 @@ class EMImputer(ParamsMixin, SaveMixin):
         self.max_iter = max_iter
         self.tol = tol
         self.ridge = ridge
+        self.shrinkage = shrinkage
+        self.bounds = bounds
         self.reg_covar = reg_covar
         self.n_init = n_init
         self.accelerate = accelerate
@@ -553,13 +617,40 @@ class EMImputer(ParamsMixin, SaveMixin):
         check_mixture_settings(self)
         if self.non_numeric not in NON_NUMERIC:
             raise ValueError(f"non_numeric must be one of {NON_NUMERIC}; got {self.non_numeric!r}.")
-        for name in ("tol", "ridge", "reg_covar"):
+        for name in ("tol", "ridge", "shrinkage", "reg_covar"):
             v = getattr(self, name)
-            if name == "ridge" and isinstance(v, str) and v == "auto":
+            if name in ("ridge", "shrinkage") and isinstance(v, str) and v == "auto":
+                continue
+            if name == "shrinkage" and v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
-                extra = ' or "auto"' if name == "ridge" else ""
+                extra = {"ridge": ' or "auto"', "shrinkage": ', "auto" or None'}.get(name, "")
                 raise ValueError(f"{name} must be a number >= 0{extra}; got {v!r}.")
+        self._bounds_pair(None)
+
+    def _bounds_pair(self, D: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """``bounds`` as (low, high) arrays of D entries (None: unbounded); D=None only checks."""
+        b = self.bounds
+        if b is None:
+            return None
+        if isinstance(b, str):
+            if b != "observed":
+                raise ValueError(f'bounds must be "observed", None or (low, high); got {b!r}.')
+            return None if D is None else (self.data_min_, self.data_max_)
+        try:
+            low, high = (np.asarray(v, dtype=np.float64) for v in b)
+            if D is not None:
+                low, high = np.broadcast_to(low, (D,)), np.broadcast_to(high, (D,))
+        except (TypeError, ValueError):
+            n = "a number or one per column" if D is None else f"a number or {D} numbers"
+            raise ValueError(
+                f'bounds must be "observed", None or (low, high), each {n}; got {b!r}.'
+            ) from None
+        if np.isnan(low).any() or np.isnan(high).any() or (low > high).any():
+            raise ValueError(
+                f"bounds {b!r}: low must be <= high and neither NaN (use -inf or inf for no bound)."
+            )
+        return (low, high)
 
     def _require_fitted(self) -> None:
         if "_model" not in self.__dict__:
@@ -669,6 +760,8 @@ class EMImputer(ParamsMixin, SaveMixin):
             self.ridge_ = float(self.ridge)
             model, result = self._fit_model(A, self.ridge_, prior_var, rng)
         self._X_fit = A
+        self.n_observed_ = (~np.isnan(A)).sum(axis=0)
+        self.data_min_, self.data_max_ = np.nanmin(A, axis=0), np.nanmax(A, axis=0)
         self._set_feature_names(table)
         self._set_result(model, result, n)
         return table
@@ -680,7 +773,7 @@ class EMImputer(ParamsMixin, SaveMixin):
                 'ridge="auto" holds out cells of an in-memory table; pass a number for data '
                 "fitted block by block (for example 0.01 * n_samples), or load the table."
             )
-        n_obs, prior_var = _column_moments(X)
+        n_obs, prior_var, low, high = _column_moments(X)
         n = int(X.shape[0])
         summary = _Table(np.zeros((0, len(n_obs))), self.non_numeric)
         self._check_counts(summary, n, n_obs, prior_var, "X")
@@ -689,10 +782,13 @@ class EMImputer(ParamsMixin, SaveMixin):
         prior_var = np.where(prior_var > 0, prior_var, 1.0)
         model, result = self._fit_model(X, self.ridge_, prior_var, rng)
         self._X_fit = None  # the rows stay where they are
+        self.n_observed_ = np.asarray(n_obs, dtype=np.int64)
+        self.data_min_, self.data_max_ = low, high
         self._set_feature_names(summary)
         self._set_result(model, result, n)
 
     def _set_result(self, model: _MissingEM, result: Any, n: int) -> None:
+        self._bounds_pair(self.n_features_in_)  # bounds of the wrong length: an error now
         self.__dict__.pop("_online", None)  # a full fit ends any online stream
         self._model = model
         self.history_ = np.asarray(result.history)
@@ -701,6 +797,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         self.converged_ = bool(result.converged)
         self.lower_bound_ = float(result.log_likelihood) / n
         self.__dict__.pop("_fmi", None)
+        self.__dict__.pop("_regressions", None)
 
     def partial_fit(
         self, X: Any, y: Any = None, *, decay: float = 0.6, offset: float = 1.0
@@ -764,6 +861,10 @@ class EMImputer(ParamsMixin, SaveMixin):
                 )
             warm = "_model" in self.__dict__
             table = self._read(X) if warm else _Table(X, self.non_numeric)
+            if not warm:
+                D = table.X.shape[1]
+                self.n_observed_ = np.zeros(D, dtype=np.int64)
+                self.data_min_, self.data_max_ = np.full(D, np.inf), np.full(D, -np.inf)
             if warm:
                 model = self._model
             else:
@@ -785,6 +886,9 @@ class EMImputer(ParamsMixin, SaveMixin):
         else:
             table = self._read(X)
         online.partial_fit(table.X)  # covariance errors already carry the hint (_MissingEM._set)
+        self.n_observed_ = self.n_observed_ + (~np.isnan(table.X)).sum(axis=0)
+        self.data_min_ = np.fmin(self.data_min_, np.nanmin(table.X, axis=0, initial=np.inf))
+        self.data_max_ = np.fmax(self.data_max_, np.nanmax(table.X, axis=0, initial=-np.inf))
         self._online = online
         self._model = online.model
         self._X_fit = None
@@ -795,6 +899,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         self.converged_ = False
         self.lower_bound_ = online.log_likelihood_
         self.__dict__.pop("_fmi", None)
+        self.__dict__.pop("_regressions", None)
         return self
 
     def _require_rows(self, what: str) -> np.ndarray:
@@ -810,6 +915,9 @@ class EMImputer(ParamsMixin, SaveMixin):
     _SAVED = (
         "ridge_",
         "n_features_in_",
+        "n_observed_",
+        "data_min_",
+        "data_max_",
         "history_",
         "objective_history_",
         "n_iter_",
@@ -844,6 +952,9 @@ class EMImputer(ParamsMixin, SaveMixin):
             return imp
         for name in cls._SAVED:
             setattr(imp, name, fitted[name])
+        imp.n_observed_ = np.asarray(imp.n_observed_, dtype=np.int64)
+        imp.data_min_ = np.asarray(imp.data_min_, dtype=np.float64)
+        imp.data_max_ = np.asarray(imp.data_max_, dtype=np.float64)
         model = _MissingEM(
             int(imp.n_components),
             imp.covariance_type,
@@ -944,7 +1055,8 @@ class EMImputer(ParamsMixin, SaveMixin):
                         model, _ = self._fit_model(Xcv, lam, target, rng, verbose=0)
                     if lam == 0:  # the grid starts at 0: its fit is the others' pilot
                         target = _partial_variances(model)
-                    F = model.family.fill(Xcv, model.posteriors(Xcv, model.plan), model.plan)
+                    coef = self._coef(model, (~np.isnan(Xcv)).sum(axis=0))[0]
+                    F = model.impute(Xcv, model.plan, coef)
                     sq[lam] += float(np.sum((((F - A) / sd)[held]) ** 2))
                 except (ValueError, FloatingPointError):
                     sq[lam] = np.inf
@@ -989,6 +1101,13 @@ class EMImputer(ParamsMixin, SaveMixin):
         return np.einsum("k,kij->ij", w, C) + (w[:, None] * dev).T @ dev
 
     @property
+    def shrinkage_(self) -> np.ndarray | None:
+        """Ridge of every column's regression, (n_components, n_features); None when
+        ``shrinkage=None`` (see the class docs)."""
+        self._require_fitted()
+        return self._fitted_coef()[1]
+
+    @property
     def fraction_missing_info_(self) -> np.ndarray:
         """Fraction of missing information about each column's mean (see class docs)."""
         self._require_fitted()
@@ -1026,11 +1145,14 @@ class EMImputer(ParamsMixin, SaveMixin):
 
     # ------------------------------------------------------------------ imputing
     def transform(self, X: Any) -> Any:
-        """Fill every gap of X with its conditional mean given the row's observed entries.
+        """Fill every gap of X from the row's observed entries.
 
-        With ``n_components > 1`` the components' conditional means are
-        averaged with the row's posterior component probabilities. Rows
-        that are entirely missing get the fitted mean.
+        By default from per-column Bayesian ridge regressions on the fitted
+        moments, clipped to the observed range (see ``shrinkage`` and
+        ``bounds``); with ``shrinkage=None, bounds=None`` the conditional
+        means. With ``n_components > 1`` the components' fills are averaged
+        with the row's posterior component probabilities. Rows that are
+        entirely missing get the fitted mean (clipped to ``bounds``).
 
         Parameters
         ----------
@@ -1049,8 +1171,24 @@ class EMImputer(ParamsMixin, SaveMixin):
         if not np.isnan(A).any():
             return table.rebuild(A)
         plan = missing_plan(A) if plan is None else plan
-        W = self._model.posteriors(A, plan)
-        return table.rebuild(self._model.family.fill(A, W, plan))
+        F = self._model.impute(A, plan, self._fitted_coef()[0])
+        bounds = self._bounds_pair(A.shape[1])
+        if bounds is not None:  # the gaps only: observed entries stay as they are
+            F = np.where(np.isnan(A), np.clip(F, *bounds), F)
+        return table.rebuild(F)
+
+    def _coef(self, model: _MissingEM, n_obs: np.ndarray) -> tuple:
+        """``(coef, ridges)`` of the fill: the shrunk regressions, or None for conditional means."""
+        if self.shrinkage is None:
+            return None, None
+        return model.regressions(n_obs, self.shrinkage)
+
+    def _fitted_coef(self) -> tuple:
+        """:meth:`_coef` of the fitted model, cached for the current ``shrinkage``."""
+        cached = self.__dict__.get("_regressions")
+        if cached is None or cached[0] != self.shrinkage:
+            self._regressions = (self.shrinkage, *self._coef(self._model, self.n_observed_))
+        return self._regressions[1:]
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """``fit(X)`` then ``transform(X)``, reading X and grouping its rows once."""
