@@ -159,4 +159,6 @@ def test_imputer_on_dask_equals_chunked(client):
     np.testing.assert_array_equal(dsk.covariances_, chk.covariances_)
     np.testing.assert_array_equal(dsk.history_, chk.history_)
     np.testing.assert_array_equal(dsk.transform(X[:50]), chk.transform(X[:50]))
+    for name in ("n_observed_", "data_min_", "data_max_"):
+        np.testing.assert_array_equal(getattr(dsk, name), getattr(chk, name))
     assert np.all(np.diff(dsk.history_) >= -1e-9 * np.abs(dsk.history_[1:]))

@@ -363,6 +363,8 @@ def test_imputer_partial_fit_on_a_stream_approaches_the_batch_fit():
     for part in np.array_split(gaps, 80):
         online.partial_fit(part)
     assert online.n_iter_ == 80 and np.isfinite(online.lower_bound_)
+    for name in ("n_observed_", "data_min_", "data_max_"):  # summed over the batches
+        np.testing.assert_array_equal(getattr(online, name), getattr(batch, name))
     np.testing.assert_allclose(online.mean_, batch.mean_, atol=0.02)
     np.testing.assert_allclose(online.covariance_, batch.covariance_, atol=0.03)
     np.testing.assert_allclose(online.covariance_, cov, atol=0.05)
@@ -443,6 +445,8 @@ def test_imputer_fits_memmaps_and_chunked_files_block_by_block(tmp_path):
         np.testing.assert_allclose(blocks.covariance_, memory.covariance_, rtol=1e-12)
         np.testing.assert_allclose(blocks.history_, memory.history_, rtol=1e-12)
         np.testing.assert_allclose(blocks.transform(gaps[:100]), memory.transform(gaps[:100]))
+        for name in ("n_observed_", "data_min_", "data_max_"):  # shrinkage and bounds
+            np.testing.assert_array_equal(getattr(blocks, name), getattr(memory, name))
     mixture = EMImputer(3, random_state=0).fit(Chunked.from_npy(path, block_rows=4000))
     np.testing.assert_allclose(mixture.weights_.sum(), 1.0)
     filled = EMImputer(random_state=0).fit_transform(np.load(path, mmap_mode="r"))

@@ -411,13 +411,13 @@ def _column_moments(X: Any) -> tuple[np.ndarray, ...]:
         n_obs += (~np.isnan(dev)).sum(axis=0)
         total += np.nansum(dev, axis=0)
         squares += np.nansum(dev * dev, axis=0)
-        low = np.fmin(low, np.nanmin(dev, axis=0, initial=np.inf))
-        high = np.fmax(high, np.nanmax(dev, axis=0, initial=-np.inf))
+        low = np.fmin(low, np.nanmin(block, axis=0, initial=np.inf))
+        high = np.fmax(high, np.nanmax(block, axis=0, initial=-np.inf))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / n_obs
         var = np.where(n_obs > 0, squares / n_obs - mean * mean, 0.0)
     var = np.where(high > low, np.maximum(var, 0.0), 0.0)  # constant columns exactly 0
-    return n_obs.astype(np.int64), var, low + shift, high + shift
+    return n_obs.astype(np.int64), var, low, high
 
 
 def _partial_variances(model: _MissingEM) -> np.ndarray:
