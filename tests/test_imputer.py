@@ -831,3 +831,19 @@ def test_bounds():
             EMImputer(bounds=bad).fit(Xm)
     with pytest.raises(ValueError, match="bounds"):
         EMImputer(bounds=([0, 0], [1, 1])).fit(Xm)
+
+
+def test_sample_imputations_respect_bounds():
+    rng = np.random.default_rng(45)
+    _, Xm, _ = gappy(rng, 300, 3, 0.3)
+    free = EMImputer(bounds=None, random_state=0).fit(Xm).sample_imputations(Xm, 3)
+    gaps = np.isnan(Xm)
+    low, high = np.nanmin(Xm, axis=0), np.nanmax(Xm, axis=0)
+    outside = [((F < low) | (F > high))[gaps].sum() for F in free]
+    assert sum(outside) > 0  # unbounded draws do leave the observed range sometimes
+    imp = EMImputer(bounds=(-0.5, 0.5), random_state=0).fit(Xm)
+    for F in imp.sample_imputations(Xm, 3):
+        assert (F[gaps] >= -0.5).all() and (F[gaps] <= 0.5).all()
+        np.testing.assert_array_equal(F[~gaps], Xm[~gaps])
+        # a joint truncated draw, not a clip: few values sit exactly on a bound
+        assert np.isin(F[gaps], [-0.5, 0.5]).mean() < 0.01

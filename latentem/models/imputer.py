@@ -50,6 +50,10 @@ AUTO_FOLDS = 1
 AUTO_FALLBACK = 0.01
 AUTO_HOLDOUT_SEED = 0x1A7E4E  # held-out cells when random_state is None
 
+#: ``sample_imputations`` with ``bounds``: a row whose draw falls outside is
+#: drawn again at most this many times, then clipped (Amelia's ``max.resample``).
+MAX_REDRAWS = 100
+
 #: A table has "many rows" when it has at least MANY_ROWS observed values per
 #: column for every column (observed cells >= MANY_ROWS * D^2): its maximum is
 #: well determined, so ``ridge="auto"`` skips its search (the best prior is
@@ -500,7 +504,8 @@ class EMImputer(ParamsMixin, SaveMixin):
         ``"observed"`` clips each fill to the range of its column's observed
         values at fit (``data_min_``, ``data_max_``); ``(low, high)`` with a
         number or one number per column each (use ``-inf``/``inf`` for no
-        limit); ``None`` does not clip.
+        limit); ``None`` does not clip. :meth:`sample_imputations` keeps its
+        draws within them too (drawing again, as Amelia).
     reg_covar : float, default=0.0
         Added to the diagonal of every covariance estimate (as in
         :class:`~latentem.GaussianMixture`); 0 keeps the exact
@@ -1217,7 +1222,11 @@ class EMImputer(ParamsMixin, SaveMixin):
         parameters (for a mixture, the component is drawn from the row's
         posterior first). The copies therefore carry both the residual
         uncertainty and the uncertainty of the parameters, which is what
-        Rubin's rules (:func:`pool_estimates`) need.
+        Rubin's rules (:func:`pool_estimates`) need. With ``bounds`` a row
+        whose draw falls outside them is drawn again (a draw from the
+        truncated distribution), up to 100 times, then clipped, as in
+        Amelia. ``shrinkage`` does not apply: the draws come from the fitted
+        model's conditional distributions.
 
         Parameters
         ----------
@@ -1245,8 +1254,24 @@ class EMImputer(ParamsMixin, SaveMixin):
             resp = model.posteriors(A, plan)
             u = rng.random(A.shape[0])[:, None]
             comp = np.minimum((np.cumsum(resp, axis=1) < u).sum(axis=1), model.n_components - 1)
-            out.append(table.rebuild(model.family.draw(A, comp, rng, plan)))
+            drawn = model.family.draw(A, comp, rng, plan)
+            out.append(table.rebuild(self._redraw_outside(drawn, A, comp, model, rng)))
         return out
+
+    def _redraw_outside(self, F, A, comp, model, rng) -> np.ndarray:
+        """Draws within ``bounds``: a row with a gap outside is drawn again (all its gaps,
+        so they stay a joint draw from the truncated distribution), up to MAX_REDRAWS
+        times; what is still outside then is clipped (as Amelia does)."""
+        bounds = self._bounds_pair(A.shape[1])
+        if bounds is None:
+            return F
+        gaps = np.isnan(A)
+        for _ in range(MAX_REDRAWS):
+            outside = (gaps & ((F < bounds[0]) | (F > bounds[1]))).any(axis=1)
+            if not outside.any():
+                break
+            F[outside] = model.family.draw(A[outside], comp[outside], rng)
+        return np.where(gaps, np.clip(F, *bounds), F)
 
     def _bootstrap_model(self, Xf: np.ndarray, n: int, rng: np.random.Generator) -> _MissingEM:
         last = None
