@@ -306,6 +306,16 @@ def test_imputer_round_trips_with_its_training_rows(tmp_path):
         )
         for d1, d2 in zip(draws, again_draws):
             pd.testing.assert_frame_equal(d1, d2)
+    # a file from before shrinkage and bounds keeps filling plain conditional means
+    imputer = EMImputer(random_state=0).fit(frame)
+    state = imputer._to_state()
+    del state["params"]["shrinkage"], state["params"]["bounds"]
+    for name in ("n_observed_", "data_min_", "data_max_"):
+        del state["fitted"][name]
+    old = EMImputer._from_state(state)
+    assert old.shrinkage is None and old.bounds is None
+    exact = imputer.set_params(shrinkage=None, bounds=None).transform(frame)
+    pd.testing.assert_frame_equal(old.transform(frame), exact)
     unfitted = tmp_path / "unfitted.lem"
     EMImputer(3).save(unfitted)
     assert load(unfitted).n_components == 3

@@ -951,8 +951,15 @@ class EMImputer(ParamsMixin, SaveMixin):
 
     @classmethod
     def _from_state(cls, state: dict) -> EMImputer:
-        imp = cls(**state["params"])
+        params = dict(state["params"])
         fitted = state.get("fitted")
+        if fitted is not None and "n_observed_" not in fitted:
+            # written before shrinkage and bounds existed: fill as that version did
+            params.update(shrinkage=None, bounds=None)
+            D = int(fitted["n_features_in_"])
+            fitted = {**fitted, "n_observed_": np.zeros(D), "data_min_": np.full(D, -np.inf)}
+            fitted["data_max_"] = np.full(D, np.inf)
+        imp = cls(**params)
         if fitted is None:
             return imp
         for name in cls._SAVED:
