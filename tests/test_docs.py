@@ -27,3 +27,14 @@ def test_custom_model_example_runs(capsys, monkeypatch):
     runpy.run_path(str(ROOT / "examples" / "custom_model.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "SQUAREM" in out and "rates" in out
+
+
+def test_imputation_example_runs(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["imputation.py"])
+    runpy.run_path(str(ROOT / "examples" / "imputation.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    em = float(re.search(r"RMSE of EM imputation:\s+([\d.]+)", out).group(1))
+    mean = float(re.search(r"RMSE of mean imputation:\s+([\d.]+)", out).group(1))
+    assert em < 0.85 * mean
+    low, high = map(float, re.search(r"95% CI ([\d.]+) to ([\d.]+)", out).groups())
+    assert low < 0.5 < high
