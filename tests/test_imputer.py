@@ -788,6 +788,8 @@ def test_shrinkage_settings():
     for bad in (-1.0, "strong", True):
         with pytest.raises(ValueError, match="shrinkage must be"):
             EMImputer(shrinkage=bad).fit(Xm)
+        with pytest.raises(ValueError, match="shrinkage must be"):
+            imp.set_params(shrinkage=bad).transform(Xm)
 
 
 def test_shrinkage_imputes_small_real_tables_better():

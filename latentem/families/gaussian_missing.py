@@ -519,6 +519,8 @@ def bayesian_ridge_regressions(
     >>> bool(0 < B[0, 1] < 0.5) and bool((r > 0).all())
     True
     """
+    if isinstance(strength, str) and strength != "auto":
+        raise ValueError(f'strength must be "auto" or a number >= 0; got {strength!r}.')
     cov = np.asarray(cov, dtype=np.float64)
     D = cov.shape[0]
     sd = np.sqrt(np.diag(cov))

@@ -1199,6 +1199,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         """:meth:`_coef` of the fitted model, cached for the current ``shrinkage``."""
         cached = self.__dict__.get("_regressions")
         if cached is None or cached[0] != self.shrinkage:
+            self._check_settings()  # set_params after fit: a bad value gets its clear error
             self._regressions = (self.shrinkage, *self._coef(self._model, self.n_observed_))
         return self._regressions[1:]
 
