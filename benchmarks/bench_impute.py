@@ -13,12 +13,13 @@ column: tables are standardised first) and the wall time of
   imputer (``n_components=4``) beats the single normal.
 
 Methods: ``EMImputer()`` (one normal; gaps filled from per-column Bayesian
-ridge regressions on the fitted moments, clipped to the observed range);
-on the real tables also ``EMImputer(shrinkage=None, bounds=None)`` (the
-plain conditional means of the maximum-likelihood fit, as R's norm and
-Amelia) and ``EMImputer(ridge="auto")`` (a ridge prior as Amelia's
-``empri``, centred on the partial variances of a pilot fit, its strength
-chosen on held-out observed cells); on the clustered table also
+ridge regressions on the fitted moments); on the real tables also
+``EMImputer(shrinkage=None)`` (the plain conditional means of the
+maximum-likelihood fit, as R's norm and Amelia), ``EMImputer(bounds=
+"observed")`` (fills clipped to each column's observed range) and
+``EMImputer(ridge="auto")`` (a ridge prior as Amelia's ``empri``, centred
+on the partial variances of a pilot fit, its strength chosen on held-out
+observed cells); on the clustered table also
 ``EMImputer(n_components=4, ridge=1)`` (the ridge prior, worth one
 observation per component, keeps a component from collapsing onto a few
 rows); scikit-learn's ``IterativeImputer`` (its default BayesianRidge,
@@ -118,9 +119,8 @@ def methods(clustered_case=False, real=False):
 
     out = {"EMImputer": lambda n: EMImputer()}
     if real:
-        out["EMImputer(shrinkage=None, bounds=None)"] = lambda n: EMImputer(
-            shrinkage=None, bounds=None
-        )
+        out["EMImputer(shrinkage=None)"] = lambda n: EMImputer(shrinkage=None)
+        out['EMImputer(bounds="observed")'] = lambda n: EMImputer(bounds="observed")
         out['EMImputer(ridge="auto")'] = lambda n: EMImputer(ridge="auto", random_state=0)
     if clustered_case:
         out["EMImputer(n_components=4, ridge=1)"] = lambda n: EMImputer(

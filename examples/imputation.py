@@ -30,7 +30,8 @@ def make_survey(n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def hide_values(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Income, spending and hours go missing more often for older people; age never does."""
+    """Education, income, spending and hours go missing more often for older people;
+    age never does."""
     gaps = frame.copy()
     p_missing = 0.05 + 0.3 * (frame["age"].to_numpy() - 20) / 50
     for column in ("education", "income", "spending", "hours"):

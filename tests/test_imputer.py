@@ -831,8 +831,73 @@ def test_bounds():
     for bad in ("clip", (1.0, 0.0), (0.0, np.nan), 3.0):
         with pytest.raises(ValueError, match="bounds"):
             EMImputer(bounds=bad).fit(Xm)
+    # bounds for another number of columns: refused before the fitted state changes
+    fitted = EMImputer(bounds=(-9.0, [9.0, 9.0, 9.0])).fit(Xm)
+    before = fitted.transform(Xm)
     with pytest.raises(ValueError, match="bounds"):
-        EMImputer(bounds=([0, 0], [1, 1])).fit(Xm)
+        fitted.fit(Xm[:, :2])
+    assert fitted.n_features_in_ == 3
+    np.testing.assert_array_equal(fitted.transform(Xm), before)
+
+
+def test_default_fill_is_not_bounded_and_observed_bounds_bias_missing_at_random():
+    """Values hidden *because* they are large lie beyond the observed range: the default
+    fill reaches them, bounds="observed" cannot (as documented)."""
+    rng = np.random.default_rng(46)
+    x1 = rng.normal(size=2000)
+    X = np.column_stack([x1, x1 + 0.3 * rng.normal(size=2000)])
+    Xm = X.copy()
+    Xm[x1 > 1, 1] = np.nan  # missing at random: depends on the observed x1
+    hidden = np.isnan(Xm)
+    imp = EMImputer().fit(Xm)
+    free = imp.transform(Xm)
+    assert free[hidden].max() > imp.data_max_[1] + 1
+    clipped = imp.set_params(bounds="observed").transform(Xm)
+    assert clipped[hidden].max() == imp.data_max_[1]
+    err = lambda F: np.sqrt(np.mean((F - X)[hidden] ** 2))  # noqa: E731
+    assert err(free) < 0.4 < err(clipped)
+
+
+def test_fill_keeps_the_conditional_mean_where_the_regressions_are_singular():
+    rng = np.random.default_rng(47)
+    fam = make_family(rng, 1, 3, "full")
+    X = np.array([[np.nan, np.nan, 1.0], [np.nan, 0.5, 1.0]])
+    coef = np.zeros((1, 3, 3))
+    coef[0, 0, 1] = coef[0, 1, 0] = 1.0  # I - B singular on the gaps {0, 1}
+    coef[0, 0, 2] = 0.25
+    out = fam.fill(X, np.ones((2, 1)), coef=coef)
+    np.testing.assert_allclose(out[0], fam.fill(X, np.ones((2, 1)))[0], atol=1e-12)
+    mu = fam.means_[0]
+    expected = mu[0] + 1.0 * (0.5 - mu[1]) + 0.25 * (1.0 - mu[2])  # row 1: one gap
+    np.testing.assert_allclose(out[1], [expected, 0.5, 1.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_mixture_fill_with_zero_shrinkage_is_the_conditional_mean(ct):
+    rng = np.random.default_rng(48)
+    _, Xm, _ = gappy(rng, 400, 4, 0.3)
+    imp = EMImputer(2, covariance_type=ct, random_state=0).fit(Xm)
+    assert imp.shrinkage_.shape == (2, 4) and np.isfinite(imp.transform(Xm)).all()
+    exact = imp.set_params(shrinkage=None).transform(Xm)
+    np.testing.assert_allclose(imp.set_params(shrinkage=0.0).transform(Xm), exact, atol=1e-10)
+    if ct == "tied":  # one covariance from all rows: one set of ridges
+        imp.set_params(shrinkage="auto")
+        np.testing.assert_allclose(imp.shrinkage_[0], imp.shrinkage_[1])
+
+
+def test_shrinkage_follows_refits_and_streams():
+    rng = np.random.default_rng(49)
+    _, Xm, _ = gappy(rng, 200, 4, 0.3)
+    imp = EMImputer().fit(Xm[:60])
+    few = imp.shrinkage_.copy()
+    imp.fit(Xm)  # more rows: less shrinkage
+    assert (imp.shrinkage_ < few).all()
+    np.testing.assert_allclose(imp.shrinkage_, EMImputer().fit(Xm).shrinkage_)
+    stream = EMImputer().partial_fit(Xm[:60])
+    first = stream.shrinkage_.copy()
+    stream.partial_fit(Xm[60:])
+    np.testing.assert_array_equal(stream.n_observed_, (~np.isnan(Xm)).sum(axis=0))
+    assert (stream.shrinkage_ < first).all()
 
 
 def test_sample_imputations_respect_bounds():

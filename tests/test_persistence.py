@@ -316,6 +316,12 @@ def test_imputer_round_trips_with_its_training_rows(tmp_path):
     assert old.shrinkage is None and old.bounds is None
     exact = imputer.set_params(shrinkage=None, bounds=None).transform(frame)
     pd.testing.assert_frame_equal(old.transform(frame), exact)
+    # its counts and range come back from the rows it kept
+    for name in ("n_observed_", "data_min_", "data_max_"):
+        np.testing.assert_array_equal(getattr(old, name), getattr(imputer, name))
+    old.set_params(shrinkage="auto")
+    imputer.set_params(shrinkage="auto")
+    pd.testing.assert_frame_equal(old.transform(frame), imputer.transform(frame))
     unfitted = tmp_path / "unfitted.lem"
     EMImputer(3).save(unfitted)
     assert load(unfitted).n_components == 3

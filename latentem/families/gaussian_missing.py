@@ -406,7 +406,7 @@ class MissingGaussianFamily(GaussianFamily):
         those of :func:`bayesian_ridge_regressions`, the gaps are filled from
         those regressions instead (see
         :func:`~latentem.kernels.gaussian_missing.regression_fill`); rows whose
-        regression system is singular keep the conditional mean.
+        regression system is singular (a fill not finite) keep the conditional mean.
         All-NaN rows get the weighted component means."""
         out = np.array(X, dtype=np.float64)
         plan = self.plan(X) if plan is None else plan
@@ -416,7 +416,7 @@ class MissingGaussianFamily(GaussianFamily):
             filled = None
             if coef is not None:
                 filled = regression_fill(*head, self.means_, coef, W)
-                bad = np.isnan(filled).any(axis=1)
+                bad = ~np.isfinite(filled).all(axis=1)
             if filled is None or bad.any():
                 exact = conditional_fill(*head, self.means_, P, self._tables(plan), W)
                 filled = exact if filled is None else np.where(bad[:, None], exact, filled)
@@ -459,29 +459,41 @@ _EVIDENCE_MAX_ITER = 300
 _EVIDENCE_RTOL = 1e-10
 
 
-def _evidence_ridge(ev: np.ndarray, proj: np.ndarray, n: float) -> float:
-    """Ridge (in correlation units) of a Bayesian ridge regression that maximises its evidence.
+def _ridge_terms(w2: np.ndarray, e: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For every column j, with ``Q = (C + r_j I)^-1`` (``C = U diag(e) U^T``, ``w2 = U**2``):
+    ``Q_jj``, ``(Q^2)_jj`` and ``tr Q``, each an O(D) sum over the eigenvalues."""
+    inv = 1.0 / (e[None, :] + r[:, None])
+    return (w2 * inv).sum(axis=1), (w2 * inv * inv).sum(axis=1), inv.sum(axis=1)
 
-    The predictors are standardised with Gram matrix ``n C = V diag(n ev) V^T``,
-    the response is standardised (``y^T y = n``) and ``proj = V^T X^T y / n``.
+
+def _evidence_ridges(w2: np.ndarray, e: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Ridge ``r_j`` (correlation units) of every column's regression on the others that
+    maximises its Bayesian-ridge evidence on ``n[j]`` rows.
+
     MacKay's fixed point for the noise precision ``alpha`` and the weight
-    precision ``lam``, as in scikit-learn's BayesianRidge; returns
-    ``lam / (alpha n)``, the ridge added to ``C``.
+    precision ``lam`` of each column, as in scikit-learn's BayesianRidge, on
+    standardised columns (``r = lam / (alpha n)``). Everything it needs about
+    the regression of j on the others ``o`` comes from ``Q = (C + r I)^-1``
+    by the block-inverse identities: ``(C_oo + r I)^-1 = Q_oo - Q_oj Q_jo / Q_jj``,
+    the coefficients ``beta = -Q_oj / Q_jj`` and ``beta^T C_oj = 1 + r - 1 / Q_jj``.
+    One eigendecomposition of C serves all columns and all iterations.
     """
     h = _EVIDENCE_HYPER
-    s = n * ev
-    Xty = n * proj
-    alpha, lam = 1.0, 1.0
+    D = e.shape[0]
+    alpha = np.ones(D)  # 1 / var(y) of a standardised column, BayesianRidge's start
+    lam = np.ones(D)
     for _ in range(_EVIDENCE_MAX_ITER):
-        shrink = alpha * s / (lam + alpha * s)
-        coef = Xty / np.where(s > 0, s, 1.0) * shrink  # (lam I + alpha X^T X)^-1 alpha X^T y
-        gamma = float(shrink.sum())
-        rss = max(n - 2.0 * float(coef @ Xty) + float(coef @ (s * coef)), 0.0)
-        lam_new = (gamma + 2 * h) / (float(coef @ coef) + 2 * h)
-        alpha_new = max(n - gamma + 2 * h, h) / (rss + 2 * h)
-        done = (
-            abs(lam_new - lam) <= _EVIDENCE_RTOL * lam
-            and abs(alpha_new - alpha) <= _EVIDENCE_RTOL * alpha
+        r = lam / (alpha * n)
+        qjj, q2jj, trq = _ridge_terms(w2, e, r)
+        tr_oo = trq - q2jj / qjj  # tr (C_oo + r I)^-1
+        gamma = (D - 1) - r * tr_oo  # effective number of coefficients
+        beta2 = (q2jj - qjj * qjj) / (qjj * qjj)  # |beta|^2
+        fit = 1.0 + r - 1.0 / qjj  # beta^T C_oj
+        rss = np.maximum(n * (1.0 - 2.0 * fit + (fit - r * beta2)), 0.0)  # beta^T C_oo beta
+        lam_new = (gamma + 2 * h) / (beta2 + 2 * h)
+        alpha_new = np.maximum(n - gamma + 2 * h, h) / (rss + 2 * h)
+        done = np.all(np.abs(lam_new - lam) <= _EVIDENCE_RTOL * lam) and np.all(
+            np.abs(alpha_new - alpha) <= _EVIDENCE_RTOL * alpha
         )
         alpha, lam = alpha_new, lam_new
         if done:
@@ -501,7 +513,8 @@ def bayesian_ridge_regressions(
     ``n_obs[j]`` rows with these moments: little data or weak predictors
     give strong shrinkage, many rows give almost none. A number fixes every
     ``r_j``; 0 gives the exact regressions of the normal,
-    ``B = I - diag(P)^-1 P`` with ``P = cov^-1``.
+    ``B = I - diag(P)^-1 P`` with ``P = cov^-1``. One eigendecomposition of
+    the correlation matrix serves every column: O(D^3) in all.
 
     Returns ``(B, r)``: ``B`` (D, D) with ``B[j, j] = 0`` and ``B[j, o]`` the
     coefficients of column j on the others in the data's units, and ``r``
@@ -523,23 +536,19 @@ def bayesian_ridge_regressions(
         raise ValueError(f'strength must be "auto" or a number >= 0; got {strength!r}.')
     cov = np.asarray(cov, dtype=np.float64)
     D = cov.shape[0]
+    if D == 1:  # nothing to regress on
+        return np.zeros((1, 1)), np.zeros(1)
     sd = np.sqrt(np.diag(cov))
-    C = cov / np.outer(sd, sd)
-    B = np.zeros((D, D))
-    ridges = np.zeros(D)
-    for j in range(D):
-        o = np.r_[0:j, j + 1 : D]
-        if o.size == 0:
-            continue
-        ev, V = np.linalg.eigh(C[np.ix_(o, o)])
-        ev = np.maximum(ev, 0.0)
-        proj = V.T @ C[o, j]
-        if isinstance(strength, str):
-            r = _evidence_ridge(ev, proj, max(float(n_obs[j]), 1.0))
-        else:
-            r = float(strength)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = np.where(ev + r > 0, 1.0 / (ev + r), 0.0)  # r = 0, singular C: pseudo-inverse
-        ridges[j] = r
-        B[j, o] = (V @ (inv * proj)) * sd[j] / sd[o]
-    return B, ridges
+    e, U = np.linalg.eigh(cov / np.outer(sd, sd))
+    e = np.maximum(e, 1e-15 * e[-1])  # a singular C (ridge 0) stays finite
+    w2 = U * U
+    if isinstance(strength, str):
+        n = np.maximum(np.asarray(n_obs, dtype=np.float64), 1.0)
+        ridges = _evidence_ridges(w2, e, n)
+    else:
+        ridges = np.full(D, float(strength))
+    # row j of Q = (C + r_j I)^-1, then beta_j = -Q_jo / Q_jj
+    Q = np.einsum("ji,ki,ji->jk", U, U, 1.0 / (e[None, :] + ridges[:, None]))
+    B = -Q / np.diag(Q)[:, None]
+    np.fill_diagonal(B, 0.0)
+    return B * sd[:, None] / sd[None, :], ridges

@@ -362,11 +362,14 @@ class _MissingEM:
     def regressions(self, n_obs: np.ndarray, shrinkage: Any) -> tuple[np.ndarray, np.ndarray]:
         """Each component's per-column Bayesian ridge regressions (K, D, D) and ridges (K, D).
 
-        Component k gets ``weights_[k] * n_obs[j]`` of column j's observed values.
+        Component k gets ``weights_[k] * n_obs[j]`` of column j's observed values
+        (all of them for a tied covariance, which every row informs).
         """
         fam = self.family
         C = fam.full_covariances()
         w = self.latent.weights_
+        if self.covariance_type == "tied":
+            w = np.ones_like(w)
         pairs = [
             bayesian_ridge_regressions(C[k], w[k] * n_obs, shrinkage)
             for k in range(self.n_components)
@@ -383,6 +386,12 @@ class _MissingEM:
             return np.ones((X.shape[0], 1))
         resp, _ = self.latent.posteriors(self.family.log_prob(X, plan))
         return resp
+
+
+def _draw_components(resp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One component per row, drawn from the row's posterior probabilities (n, K)."""
+    u = rng.random(resp.shape[0])[:, None]
+    return np.minimum((np.cumsum(resp, axis=1) < u).sum(axis=1), resp.shape[1] - 1)
 
 
 def _column_moments(X: Any) -> tuple[np.ndarray, ...]:
@@ -449,8 +458,8 @@ class EMImputer(ParamsMixin, SaveMixin):
     fills each gap from the row's observed entries: by default with
     per-column regressions shrunk as Bayesian ridge regressions (their
     strength from the evidence, as scikit-learn's BayesianRidge) and kept
-    within each column's observed range; ``shrinkage=None, bounds=None``
-    gives the plain conditional means.
+    within ``bounds`` if given; ``shrinkage=None`` gives the plain
+    conditional means.
 
     A scikit-learn transformer (``fit``/``transform``/``fit_transform``,
     ``get_params``/``set_params``, usable in a ``Pipeline``) that does not
@@ -498,14 +507,20 @@ class EMImputer(ParamsMixin, SaveMixin):
         evidence of a Bayesian ridge regression on the column's observed
         count (as BayesianRidge does; near 0 on tables with many rows); a
         number fixes every ``r_j``; ``None`` (or 0) fills the plain
-        conditional means. The fit itself is not affected.
-    bounds : "observed", (low, high) or None, default="observed"
-        Limits for the filled values (observed entries are never changed):
+        conditional means. The EM fit is not affected (``ridge="auto"``
+        scores its candidates with this fill).
+    bounds : None, (low, high) or "observed", default=None
+        Limits for the filled values (observed entries are never changed),
+        as Amelia's ``bounds``: ``(low, high)`` with a number or one number
+        per column each (use ``-inf``/``inf`` for no limit), for example
+        ``(0, np.inf)`` for amounts that cannot be negative;
         ``"observed"`` clips each fill to the range of its column's observed
-        values at fit (``data_min_``, ``data_max_``); ``(low, high)`` with a
-        number or one number per column each (use ``-inf``/``inf`` for no
-        limit); ``None`` does not clip. :meth:`sample_imputations` keeps its
-        draws within them too (drawing again, as Amelia).
+        values at fit (``data_min_``, ``data_max_``), which guards skewed
+        columns against wild extrapolation when values are missing
+        completely at random, but biases fills when they are missing *at
+        random* (then the gaps may lie beyond the observed range, as when
+        high incomes go unreported). :meth:`sample_imputations` keeps its
+        draws within the bounds too (drawing again, as Amelia).
     reg_covar : float, default=0.0
         Added to the diagonal of every covariance estimate (as in
         :class:`~latentem.GaussianMixture`); 0 keeps the exact
@@ -595,7 +610,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         tol: float = 1e-4,
         ridge: float = 0.0,
         shrinkage: Any = "auto",
-        bounds: Any = "observed",
+        bounds: Any = None,
         reg_covar: float = 0.0,
         n_init: int = 1,
         accelerate: str | None = None,
@@ -656,6 +671,11 @@ class EMImputer(ParamsMixin, SaveMixin):
                 f"bounds {b!r}: low must be <= high and neither NaN (use -inf or inf for no bound)."
             )
         return (low, high)
+
+    def _check_bounds_length(self, D: int) -> None:
+        """Bounds given as numbers must fit D columns: an error before fitting changes anything."""
+        if not isinstance(self.bounds, str):
+            self._bounds_pair(D)
 
     def _require_fitted(self) -> None:
         if "_model" not in self.__dict__:
@@ -757,6 +777,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         n = A.shape[0]
         auto = isinstance(self.ridge, str)
         prior_var = self._check_first_table(table, "X")
+        self._check_bounds_length(A.shape[1])
         rng = check_random_state(self.random_state)
         if auto:
             ridge, self.ridge_scores_ = self._choose_ridge(A, prior_var, rng)
@@ -782,6 +803,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         n = int(X.shape[0])
         summary = _Table(np.zeros((0, len(n_obs))), self.non_numeric)
         self._check_counts(summary, n, n_obs, prior_var, "X")
+        self._check_bounds_length(len(n_obs))
         rng = check_random_state(self.random_state)
         self.ridge_ = float(self.ridge)
         prior_var = np.where(prior_var > 0, prior_var, 1.0)
@@ -793,7 +815,6 @@ class EMImputer(ParamsMixin, SaveMixin):
         self._set_result(model, result, n)
 
     def _set_result(self, model: _MissingEM, result: Any, n: int) -> None:
-        self._bounds_pair(self.n_features_in_)  # bounds of the wrong length: an error now
         self.__dict__.pop("_online", None)  # a full fit ends any online stream
         self._model = model
         self.history_ = np.asarray(result.history)
@@ -956,9 +977,15 @@ class EMImputer(ParamsMixin, SaveMixin):
         if fitted is not None and "n_observed_" not in fitted:
             # written before shrinkage and bounds existed: fill as that version did
             params.update(shrinkage=None, bounds=None)
-            D = int(fitted["n_features_in_"])
-            fitted = {**fitted, "n_observed_": np.zeros(D), "data_min_": np.full(D, -np.inf)}
-            fitted["data_max_"] = np.full(D, np.inf)
+            rows = fitted["X_fit"]
+            if rows is None:  # a stream: the counts and range are unknown
+                D = int(fitted["n_features_in_"])
+                low, high, n_obs = np.full(D, -np.inf), np.full(D, np.inf), np.zeros(D)
+            else:
+                rows = np.asarray(rows, dtype=np.float64)
+                low, high = np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
+                n_obs = (~np.isnan(rows)).sum(axis=0)
+            fitted = {**fitted, "n_observed_": n_obs, "data_min_": low, "data_max_": high}
         imp = cls(**params)
         if fitted is None:
             return imp
@@ -1160,11 +1187,11 @@ class EMImputer(ParamsMixin, SaveMixin):
         """Fill every gap of X from the row's observed entries.
 
         By default from per-column Bayesian ridge regressions on the fitted
-        moments, clipped to the observed range (see ``shrinkage`` and
-        ``bounds``); with ``shrinkage=None, bounds=None`` the conditional
-        means. With ``n_components > 1`` the components' fills are averaged
-        with the row's posterior component probabilities. Rows that are
-        entirely missing get the fitted mean (clipped to ``bounds``).
+        moments (see ``shrinkage``), clipped to ``bounds`` if given; with
+        ``shrinkage=None`` the conditional means. With ``n_components > 1``
+        the components' fills are averaged with the row's posterior
+        component probabilities. Rows that are entirely missing get the
+        fitted mean (clipped to ``bounds``).
 
         Parameters
         ----------
@@ -1197,9 +1224,15 @@ class EMImputer(ParamsMixin, SaveMixin):
 
     def _fitted_coef(self) -> tuple:
         """:meth:`_coef` of the fitted model, cached for the current ``shrinkage``."""
+        self._check_settings()  # set_params after fit: a bad value gets its clear error
         cached = self.__dict__.get("_regressions")
         if cached is None or cached[0] != self.shrinkage:
-            self._check_settings()  # set_params after fit: a bad value gets its clear error
+            if self.shrinkage is not None and not self.n_observed_.any():
+                raise ValueError(
+                    "this imputer was loaded from a model file without its column counts "
+                    "(written by an older latentem after partial_fit); use shrinkage=None "
+                    "or fit it again."
+                )
             self._regressions = (self.shrinkage, *self._coef(self._model, self.n_observed_))
         return self._regressions[1:]
 
@@ -1260,16 +1293,14 @@ class EMImputer(ParamsMixin, SaveMixin):
         for _ in range(n_imputations):
             model = self._bootstrap_model(Xf, n, rng)
             resp = model.posteriors(A, plan)
-            u = rng.random(A.shape[0])[:, None]
-            comp = np.minimum((np.cumsum(resp, axis=1) < u).sum(axis=1), model.n_components - 1)
-            drawn = model.family.draw(A, comp, rng, plan)
-            out.append(table.rebuild(self._redraw_outside(drawn, A, comp, model, rng)))
+            drawn = model.family.draw(A, _draw_components(resp, rng), rng, plan)
+            out.append(table.rebuild(self._redraw_outside(drawn, A, resp, model, rng)))
         return out
 
-    def _redraw_outside(self, F, A, comp, model, rng) -> np.ndarray:
-        """Draws within ``bounds``: a row with a gap outside is drawn again (all its gaps,
-        so they stay a joint draw from the truncated distribution), up to MAX_REDRAWS
-        times; what is still outside then is clipped (as Amelia does)."""
+    def _redraw_outside(self, F, A, resp, model, rng) -> np.ndarray:
+        """Draws within ``bounds``: a row with a gap outside is drawn again (its component
+        and all its gaps, so the row stays a draw from the truncated distribution), up to
+        MAX_REDRAWS times; what is still outside then is clipped (as Amelia does)."""
         bounds = self._bounds_pair(A.shape[1])
         if bounds is None:
             return F
@@ -1278,7 +1309,8 @@ class EMImputer(ParamsMixin, SaveMixin):
             outside = (gaps & ((F < bounds[0]) | (F > bounds[1]))).any(axis=1)
             if not outside.any():
                 break
-            F[outside] = model.family.draw(A[outside], comp[outside], rng)
+            comp = _draw_components(resp[outside], rng)
+            F[outside] = model.family.draw(A[outside], comp, rng)
         return np.where(gaps, np.clip(F, *bounds), F)
 
     def _bootstrap_model(self, Xf: np.ndarray, n: int, rng: np.random.Generator) -> _MissingEM:
