@@ -708,24 +708,27 @@ def test_regression_fill_kernel_matches_numpy(K):
     plan = missing_plan(Xm)
     B = rng.normal(scale=0.2, size=(K, D, D))
     B[:, np.arange(D), np.arange(D)] = 0.0
-    means = rng.normal(size=(K, D))
+    fam = make_family(rng, K, D, "full")
     W = rng.dirichlet(np.ones(K), size=300)
     rows = plan.partial
-    got = kern.regression_fill(
-        Xm, rows, plan.pattern, plan.pat_idx, plan.pat_nmis, means, B, W[rows]
-    )
-    np.testing.assert_allclose(got, ref_regression_fill(Xm[rows], means, B, W[rows]), atol=1e-12)
-    # a singular system gives NaN gaps (the family then keeps the conditional mean)
-    B1 = np.zeros((1, 2, 2))
-    B1[0, 0, 1] = B1[0, 1, 0] = 1.0
-    one = np.array([[np.nan, np.nan, 1.0]])
+    head = (Xm, rows, plan.pattern, plan.pat_idx, plan.pat_nmis, fam.means_)
+    P, tabs = fam._precision_parts()[1], fam._tables(plan)
+    got = kern.conditional_fill(*head, P, tabs, W[rows], B)
+    ref = ref_regression_fill(Xm[rows], fam.means_, B, W[rows])
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    # a singular system: that row and component keep the conditional mean
+    fam1 = make_family(rng, 1, 3, "full")
+    one = np.array([[np.nan, np.nan, 1.0], [0.3, np.nan, 1.0]])
     Bs = np.zeros((1, 3, 3))
-    Bs[0, :2, :2] = B1[0]
+    Bs[0, 0, 1] = Bs[0, 1, 0] = 1.0  # I - B singular on the gaps {0, 1}
     p1 = missing_plan(one)
-    out = kern.regression_fill(
-        one, p1.partial, p1.pattern, p1.pat_idx, p1.pat_nmis, np.zeros((1, 3)), Bs, np.ones((1, 1))
-    )
-    assert np.isnan(out[0, :2]).all() and out[0, 2] == 1.0
+    head1 = (one, p1.partial, p1.pattern, p1.pat_idx, p1.pat_nmis, fam1.means_)
+    P1, tabs1 = fam1._precision_parts()[1], fam1._tables(p1)
+    out = kern.conditional_fill(*head1, P1, tabs1, np.ones((2, 1)), Bs)
+    exact = kern.conditional_fill(*head1, P1, tabs1, np.ones((2, 1)), np.zeros((0, 3, 3)))
+    np.testing.assert_allclose(out[0], exact[0], atol=1e-12)
+    regressed = ref_regression_fill(one[1:], fam1.means_, Bs, np.ones((1, 1)))
+    np.testing.assert_allclose(out[1], regressed[0], atol=1e-12)
 
 
 @pytest.mark.parametrize("ct", ["full", "diag"])

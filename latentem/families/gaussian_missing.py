@@ -29,7 +29,6 @@ from latentem.kernels.gaussian_missing import (
     missing_estep,
     missing_logprob,
     pattern_factors,
-    regression_fill,
 )
 
 __all__ = [
@@ -405,22 +404,18 @@ class MissingGaussianFamily(GaussianFamily):
         With ``coef`` (K, D, D), per-column regression coefficients such as
         those of :func:`bayesian_ridge_regressions`, the gaps are filled from
         those regressions instead (see
-        :func:`~latentem.kernels.gaussian_missing.regression_fill`); rows whose
-        regression system is singular (a fill not finite) keep the conditional mean.
+        :func:`~latentem.kernels.gaussian_missing.conditional_fill`); rows whose
+        regression system is singular keep the conditional mean.
         All-NaN rows get the weighted component means."""
         out = np.array(X, dtype=np.float64)
         plan = self.plan(X) if plan is None else plan
         if plan.partial.size:
             head, _, P, _ = self._args(X, plan)
             W = np.ascontiguousarray(weights[plan.partial], dtype=np.float64)
-            filled = None
-            if coef is not None:
-                filled = regression_fill(*head, self.means_, coef, W)
-                bad = ~np.isfinite(filled).all(axis=1)
-            if filled is None or bad.any():
-                exact = conditional_fill(*head, self.means_, P, self._tables(plan), W)
-                filled = exact if filled is None else np.where(bad[:, None], exact, filled)
-            out[plan.partial] = filled
+            B = np.zeros((0, self.n_features, self.n_features)) if coef is None else coef
+            out[plan.partial] = conditional_fill(
+                *head, self.means_, P, self._tables(plan), W, np.ascontiguousarray(B)
+            )
         if plan.empty.size:
             out[plan.empty] = np.asarray(weights[plan.empty], dtype=np.float64) @ self.means_
         return out

@@ -46,7 +46,6 @@ __all__ = [
     "missing_logprob",
     "missing_estep",
     "conditional_fill",
-    "regression_fill",
     "conditional_draw",
 ]
 
@@ -374,48 +373,12 @@ def missing_estep(
     return ll, nk, S, Q
 
 
-@njit(cache=True, parallel=True)
-def conditional_fill(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W):
-    """Rows X[rows] with each gap replaced by ``sum_k W[r, k] E[x_m | x_o, k]``."""
-    K, D = means.shape
-    n = rows.shape[0]
-    grouped = tabs[0].shape[0] > 0
-    out = np.empty((n, D))
-    nb = max(1, min(N_GROUPS, n))
-    per = (n + nb - 1) // nb
-    for g in prange(nb):
-        Lw = np.empty((D, D))
-        Linv_b = np.empty((K, D, D))
-        c = np.empty(D)
-        d = np.empty(D)
-        x = np.empty(D)
-        for r in range(g * per, min(n, (g + 1) * per)):
-            for j in range(D):
-                x[j] = X[rows[r], j]
-            p = pat[r]
-            idx = pat_idx[p]
-            n_mis = pat_nmis[p]
-            for j in range(D):
-                out[r, j] = x[j]
-            for a in range(n_mis):
-                out[r, idx[a]] = 0.0
-            for k in range(K):
-                wk = W[r, k]
-                if wk == 0.0:
-                    continue
-                Li, _ = _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b)
-                _complete(x, means[k], P[k], idx, n_mis, Li, c, d)
-                for a in range(n_mis):
-                    out[r, idx[a]] += wk * (means[k, idx[a]] + d[idx[a]])
-    return out
-
-
 @njit(cache=True, nogil=True)
 def _solve_pivoted(A, b, n):
     """Solve ``A[:n, :n] y = b[:n]`` in place (y in b; A is overwritten).
 
     Gaussian elimination with partial pivoting: the per-column regressions of
-    :func:`regression_fill` give a matrix that is not symmetric. Returns
+    :func:`conditional_fill` give a matrix that is not symmetric. Returns
     False when a pivot is zero or not finite.
     """
     for c in range(n):
@@ -445,57 +408,80 @@ def _solve_pivoted(A, b, n):
     return True
 
 
-@njit(cache=True, parallel=True)
-def regression_fill(X, rows, pat, pat_idx, pat_nmis, means, B, W):
-    """Rows X[rows] with the gaps filled from per-column regressions.
+@njit(cache=True, nogil=True)
+def _regression_gaps(x, mu, Bk, idx, n_mis, A, b, d):
+    """Gaps ``b[:n_mis] = x_m - mu_m`` from per-column regressions ``Bk`` (see
+    :func:`conditional_fill`); False if the system is singular or a value not finite."""
+    D = idx.shape[0]
+    for j in range(D):
+        d[j] = x[j] - mu[j]
+    for a in range(n_mis):
+        d[idx[a]] = 0.0
+    for a in range(n_mis):
+        row = Bk[idx[a]]
+        v = 0.0
+        for j in range(D):  # whole rows of B against d: zeros in the gaps
+            v += row[j] * d[j]
+        b[a] = v
+        for c in range(n_mis):
+            A[a, c] = -row[idx[c]]
+        A[a, a] += 1.0
+    if not _solve_pivoted(A, b, n_mis):
+        return False
+    for a in range(n_mis):
+        if not abs(b[a]) < math.inf:
+            return False
+    return True
 
-    Under component k, column j is predicted from all the others as
-    ``mu_j + B[k, j] (x - mu)`` (``B[k, j, j] = 0``). A row's gaps ``m`` take
-    the values that satisfy all their predictions at once, the observed
-    entries held fixed: ``(I - B_mm) (x_m - mu_m) = B_mo (x_o - mu_o)``; the
-    components' fills are averaged with the weights ``W[r, k]``. With the
-    exact regressions of a normal, ``B = I - diag(P)^-1 P``, this is the
-    conditional mean. A row whose system is singular comes back with NaN gaps.
+
+@njit(cache=True, parallel=True)
+def conditional_fill(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W, B):
+    """Rows X[rows] with each gap replaced by ``sum_k W[r, k] E[x_m | x_o, k]``.
+
+    With per-column regressions ``B`` (K, D, D) (``B[k, j, j] = 0``; shape
+    (0, D, D) for none), column j is predicted under component k as
+    ``mu_j + B[k, j] (x - mu)`` instead, and a row's gaps ``m`` take the values
+    that satisfy all their predictions at once, the observed entries held
+    fixed: ``(I - B_mm) (x_m - mu_m) = B_mo (x_o - mu_o)``. With the exact
+    regressions of a normal, ``B = I - diag(P)^-1 P``, that is the conditional
+    mean, which is also what a row gets where the system is singular.
     """
     K, D = means.shape
     n = rows.shape[0]
+    grouped = tabs[0].shape[0] > 0
+    regress = B.shape[0] > 0
     out = np.empty((n, D))
     nb = max(1, min(N_GROUPS, n))
     per = (n + nb - 1) // nb
     for g in prange(nb):
+        Lw = np.empty((D, D))
+        Linv_b = np.empty((K, D, D))
         A = np.empty((D, D))
-        b = np.empty(D)
+        c = np.empty(D)
         d = np.empty(D)
+        x = np.empty(D)
         for r in range(g * per, min(n, (g + 1) * per)):
-            i = rows[r]
-            idx = pat_idx[pat[r]]
-            n_mis = pat_nmis[pat[r]]
             for j in range(D):
-                out[r, j] = X[i, j]
+                x[j] = X[rows[r], j]
+            p = pat[r]
+            idx = pat_idx[p]
+            n_mis = pat_nmis[p]
+            for j in range(D):
+                out[r, j] = x[j]
             for a in range(n_mis):
                 out[r, idx[a]] = 0.0
             for k in range(K):
                 wk = W[r, k]
                 if wk == 0.0:
                     continue
-                for j in range(D):
-                    d[j] = X[i, j] - means[k, j]
-                for a in range(n_mis):
-                    d[idx[a]] = 0.0
-                for a in range(n_mis):
-                    row = B[k, idx[a]]
-                    v = 0.0
-                    for j in range(D):  # whole rows of B against d: zeros in the gaps
-                        v += row[j] * d[j]
-                    b[a] = v
-                    for c in range(n_mis):
-                        A[a, c] = -row[idx[c]]
-                    A[a, a] += 1.0
-                if not _solve_pivoted(A, b, n_mis):
+                if regress and _regression_gaps(x, means[k], B[k], idx, n_mis, A, c, d):
                     for a in range(n_mis):
-                        b[a] = math.nan
+                        out[r, idx[a]] += wk * (means[k, idx[a]] + c[a])
+                    continue
+                Li, _ = _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b)
+                _complete(x, means[k], P[k], idx, n_mis, Li, c, d)
                 for a in range(n_mis):
-                    out[r, idx[a]] += wk * (means[k, idx[a]] + b[a])
+                    out[r, idx[a]] += wk * (means[k, idx[a]] + d[idx[a]])
     return out
 
 
