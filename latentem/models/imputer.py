@@ -46,7 +46,6 @@ NON_NUMERIC = ("error", "passthrough")
 #: n_samples is used (centred on the variances) when no candidate can be fitted.
 AUTO_RIDGE_GRID = (0.0, 0.03, 0.1, 0.2, 0.4)
 AUTO_HOLDOUT = 0.1
-AUTO_FOLDS = 1
 AUTO_FALLBACK = 0.01
 AUTO_HOLDOUT_SEED = 0x1A7E4E  # held-out cells when random_state is None
 
@@ -1068,39 +1067,34 @@ class EMImputer(ParamsMixin, SaveMixin):
         # normal (which needs no randomness) imputes a table the same way every time.
         seed = AUTO_HOLDOUT_SEED if self.random_state is None else rng.integers(2**63)
         hold_rng = np.random.default_rng(seed)
-        fold = hold_rng.integers(round(1 / AUTO_HOLDOUT), size=A.shape)
+        held = obs & (hold_rng.integers(round(1 / AUTO_HOLDOUT), size=A.shape) == 0)
+        # every row keeps an observed cell, every column two
+        # (rows with nothing observed have nothing to hold out)
+        all_held = (held.sum(axis=1) == obs.sum(axis=1)) & obs.any(axis=1)
+        for i in np.flatnonzero(all_held):
+            held[i, np.flatnonzero(held[i])[0]] = False
+        for j in np.flatnonzero(obs.sum(axis=0) - held.sum(axis=0) < 2):
+            held[:, j] = False
+        n_held = int(held.sum())
+        if n_held < 10:
+            return 0.0, scores
+        Xcv = A.copy()
+        Xcv[held] = np.nan
+        n_obs_cv = (obs & ~held).sum(axis=0)
         sd = np.sqrt(prior_var)
         sq = dict.fromkeys([frac * n for frac in AUTO_RIDGE_GRID], 0.0)
-        n_held = 0
-        for f in range(AUTO_FOLDS):
-            held = obs & (fold == f)
-            # every row keeps an observed cell, every column two
-            # (rows with nothing observed have nothing to hold out)
-            all_held = (held.sum(axis=1) == obs.sum(axis=1)) & obs.any(axis=1)
-            for i in np.flatnonzero(all_held):
-                held[i, np.flatnonzero(held[i])[0]] = False
-            for j in np.flatnonzero(obs.sum(axis=0) - held.sum(axis=0) < 2):
-                held[:, j] = False
-            if held.sum() < 10:
-                continue
-            n_held += int(held.sum())
-            Xcv = A.copy()
-            Xcv[held] = np.nan
-            target = prior_var
-            for lam in sq:
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", ConvergenceWarning)
-                        model, _ = self._fit_model(Xcv, lam, target, rng, verbose=0)
-                    if lam == 0:  # the grid starts at 0: its fit is the others' pilot
-                        target = _partial_variances(model)
-                    coef = self._coef(model, (~np.isnan(Xcv)).sum(axis=0))[0]
-                    F = model.impute(Xcv, model.plan, coef)
-                    sq[lam] += float(np.sum((((F - A) / sd)[held]) ** 2))
-                except (ValueError, FloatingPointError):
-                    sq[lam] = np.inf
-        if n_held == 0:
-            return 0.0, scores
+        target = prior_var
+        for lam in sq:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    model, _ = self._fit_model(Xcv, lam, target, rng, verbose=0)
+                if lam == 0:  # the grid starts at 0: its fit is the others' pilot
+                    target = _partial_variances(model)
+                F = model.impute(Xcv, model.plan, self._coef(model, n_obs_cv)[0])
+                sq[lam] = float(np.sum((((F - A) / sd)[held]) ** 2))
+            except (ValueError, FloatingPointError):
+                sq[lam] = np.inf
         scores = {lam: v / n_held for lam, v in sq.items()}
         # ridge 0 is scored but not chosen: the held-out cells are few, a prior of a
         # few percent of the rows never cost much on the benchmark tables, while no
