@@ -12,6 +12,7 @@ from latentem.graph import (
     Poisson,
 )
 from latentem.model_selection import select_gaussian_mixture
+from latentem.models.factor import PPCA, FactorAnalysis, MixtureOfFactorAnalyzers
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
@@ -40,10 +41,13 @@ __all__ = [
     "CategoricalHMM",
     "ConvergenceWarning",
     "EMImputer",
+    "FactorAnalysis",
     "GMMHMM",
     "GaussianHMM",
     "GaussianMixture",
     "HMM",
+    "MixtureOfFactorAnalyzers",
+    "PPCA",
     "PoissonHMM",
     "PooledEstimate",
     "EMResult",

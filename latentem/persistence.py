@@ -119,6 +119,45 @@ SAVEABLE_CLASSES: dict[str, _Spec] = {
         )
         for name in ("HMM", "GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM")
     },
+    # factor models (continuous latent variables)
+    **{
+        name: _Spec(
+            "latentem.models.factor",
+            name,
+            (
+                "n_features_in_",
+                "mean_",
+                "components_",
+                "noise_variance_",
+                "converged_",
+                "n_iter_",
+                "history_",
+                "loglike_",
+                "lower_bound_",
+            ),
+            "_finish_factor",
+        )
+        for name in ("FactorAnalysis", "PPCA")
+    },
+    "MixtureOfFactorAnalyzers": _Spec(
+        "latentem.models.factor",
+        "MixtureOfFactorAnalyzers",
+        (
+            "n_features_in_",
+            "weights_",
+            "means_",
+            "components_",
+            "noise_variance_",
+            "factor_means_",
+            "factor_covariances_",
+            "converged_",
+            "n_iter_",
+            "history_",
+            "loglike_",
+            "lower_bound_",
+        ),
+        "_finish_factor",
+    ),
     # compositions (saved through their own _to_state / _from_state)
     "ModelGraph": _Spec("latentem.graph", "ModelGraph"),
     "EMImputer": _Spec("latentem.models.imputer", "EMImputer"),
@@ -310,6 +349,11 @@ class _Finishers:
                 obj.check_params()
         elif "means_" in vars(obj):  # Gaussian families: Cholesky factors from covariances
             obj.set_parameters(obj.means_, obj.covariances_)
+
+    @staticmethod
+    def _finish_factor(obj: Any) -> None:
+        if "components_" in vars(obj):  # fitted: rebuild and check the covariances
+            obj._finish_load()
 
 
 # ---------------------------------------------------------------------- tree encoding
