@@ -125,8 +125,6 @@ def _check_X(X: Any, min_samples: int = 1) -> np.ndarray:
                 f"column(s) {empty_cols.tolist()} of X are entirely missing (NaN); drop them: "
                 "the model cannot learn anything about a column it never sees."
             )
-        if nan.all(axis=1).all():
-            raise ValueError("every row of X is entirely missing (NaN); pass observed values.")
     return X
 
 
@@ -370,7 +368,15 @@ class _FactorModel(SaveMixin, ParamsMixin):
         """Total observed-data log-likelihood of X (gaps marginalised)."""
         if isinstance(X, _Prepared):
             return float(self.e_step(X)[1])
-        return float(self._row_logprob(X).sum())
+        return float(self._row_scores(np.asarray(X, dtype=np.float64)).sum())
+
+    def _row_scores(self, X: np.ndarray) -> np.ndarray:
+        """log p(x_obs) of every row (0 for rows entirely missing)."""
+        lp = self._row_logprob(X)
+        top = lp.max(axis=1, keepdims=True)
+        out = (top + np.log(np.exp(lp - top).sum(axis=1, keepdims=True)))[:, 0]
+        out[np.isnan(X).all(axis=1)] = 0.0
+        return out
 
     def _row_logprob(self, X: np.ndarray) -> np.ndarray:
         """log p(x_obs | component) + log weight, shape (n, K); all-NaN rows give log weight."""
@@ -417,13 +423,7 @@ class _FactorModel(SaveMixin, ParamsMixin):
 
         Gaps are marginalised; a row entirely missing scores 0.
         """
-        X = self._check_input(X)
-        lp = self._row_logprob(X)
-        top = lp.max(axis=1, keepdims=True)
-        out = (top + np.log(np.exp(lp - top).sum(axis=1, keepdims=True)))[:, 0]
-        empty = np.isnan(X).all(axis=1)
-        out[empty] = 0.0
-        return out
+        return self._row_scores(self._check_input(X))
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean per-row log-likelihood (scikit-learn's ``score``)."""
