@@ -429,3 +429,34 @@ def test_n_components_none_means_all_features():
     fa = FactorAnalysis().fit(X)
     assert fa.components_.shape == (4, 4)
     assert_monotone(fa.history_)
+
+
+def test_heywood_case_stays_finite():
+    """A feature equal to a factor drives its noise variance to 0: it stops at the floor,
+    the fit stays finite and the history never decreases."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 1))
+    noise = rng.normal(scale=0.5, size=(300, 2))
+    X = np.hstack([z, 2 * z + noise[:, :1], -z + noise[:, 1:], rng.normal(size=(300, 2))])
+    fa = strict_fit(FactorAnalysis(1, max_iter=200), X)
+    assert np.all(fa.noise_variance_ >= fa._floor)
+    assert fa.noise_variance_[0] < 0.05 * fa.noise_variance_[1:].min()
+    assert np.all(np.isfinite(fa.get_precision()))
+    assert_monotone(fa.history_)
+
+
+def test_dask_fit_equals_in_memory():
+    da = pytest.importorskip("dask.array")
+    X = fa_data(n=400, D=5, missing=0.1)
+    a, b = FactorAnalysis(2), FactorAnalysis(2)
+    ra = fit_em(a, X, max_iter=10, tol=1e-9)
+    rb = fit_em(b, da.from_array(X, chunks=(100, 5)), max_iter=10, tol=1e-9)
+    assert np.allclose(ra.history, rb.history, rtol=1e-10)
+
+
+def test_scikit_learn_clone_and_params():
+    from sklearn.base import clone
+
+    m = MixtureOfFactorAnalyzers(2, n_factors=2, shared_loadings=True, tol=1e-5)
+    assert clone(m).get_params() == m.get_params()
+    assert "shared_loadings=True" in repr(m)
