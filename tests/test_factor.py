@@ -341,6 +341,12 @@ def test_chunked_fit_equals_in_memory():
         rb = fit_em(b, Chunked(X, block_rows=64), max_iter=20, tol=0, accelerate=None)
     assert np.allclose(ra.history, rb.history, rtol=1e-10)
     assert np.allclose(a.get_covariance(), b.get_covariance(), rtol=1e-8)
+    Xc, _ = cluster_data(n=200, missing=0.1)
+    m1 = MixtureOfFactorAnalyzers(2, n_factors=1, shared_loadings=True, random_state=0)
+    m2 = MixtureOfFactorAnalyzers(2, n_factors=1, shared_loadings=True, random_state=0)
+    r1 = fit_em(m1, Xc, max_iter=15, tol=1e-9, random_state=0)
+    r2 = fit_em(m2, Chunked(Xc, block_rows=50), max_iter=15, tol=1e-9, random_state=0)
+    assert np.allclose(r1.history, r2.history, rtol=1e-10)
 
 
 @pytest.mark.parametrize(

@@ -297,10 +297,16 @@ class _FactorModel(SaveMixin, ParamsMixin):
             )
 
     # -------------------------------------------------------------- starting values
-    def _start_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Available-case mean and covariance (the complete-data ones without gaps)."""
-        mean, cov, _ = available_case_cov(X)
-        cov = 0.5 * (cov + cov.T)
+    def _start_moments(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Available-case mean and covariance (the complete-data ones without gaps;
+        taken from the prepared moments when there are no gaps)."""
+        prep = X if isinstance(X, _Prepared) else None
+        if prep is not None and prep.complete_moments is not None and not prep.plan.partial.size:
+            n, mean, Q = prep.complete_moments
+            cov = Q / n
+        else:
+            mean, cov, _ = available_case_cov(prep.X if prep is not None else X)
+            cov = 0.5 * (cov + cov.T)
         self._floor = self.noise_floor * np.where(np.diag(cov) > 0, np.diag(cov), 1.0)
         return mean, cov
 
@@ -592,10 +598,9 @@ class FactorAnalysis(_FactorModel):
         self._set_family(self.mean_[None], cov[None])
 
     def _init_params(self, X: Any, rng: np.random.Generator) -> None:
-        X = X.X if isinstance(X, _Prepared) else X
-        D = X.shape[1]
-        q = self._n_factors() if self.n_components is not None else D
         mean, cov = self._start_moments(X)
+        D = mean.shape[0]
+        q = self._n_factors() if self.n_components is not None else D
         W, psi = self._fa_start(cov, q, rng, str(self.init_params) == "random")
         if self._isotropic:
             psi = np.full(D, max(float(psi.mean()), float(self._floor.mean())))
