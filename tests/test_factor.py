@@ -466,3 +466,28 @@ def test_scikit_learn_clone_and_params():
     m = MixtureOfFactorAnalyzers(2, n_factors=2, shared_loadings=True, tol=1e-5)
     assert clone(m).get_params() == m.get_params()
     assert "shared_loadings=True" in repr(m)
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_impute_is_the_conditional_mean(K):
+    X = fa_data(n=300, D=5, missing=0.2)
+    before = X.copy()
+    if K == 1:
+        model = FactorAnalysis(2).fit(X)
+    else:
+        model = MixtureOfFactorAnalyzers(2, n_factors=1, random_state=0).fit(X)
+    filled = model.impute(X)
+    assert np.array_equal(X, before, equal_nan=True)
+    assert not np.isnan(filled).any()
+    obs = ~np.isnan(X)
+    assert np.array_equal(filled[obs], X[obs])
+    R = np.ones((len(X), 1)) if K == 1 else model.predict_proba(X)
+    for i in np.flatnonzero(~obs.all(axis=1))[:10]:
+        o, m = obs[i], ~obs[i]
+        expect = np.zeros(m.sum())
+        for k in range(K):
+            mu = model.mean_ if K == 1 else model.means_[k]
+            C = model.get_covariance() if K == 1 else model.covariances_[k]
+            cond = mu[m] + C[np.ix_(m, o)] @ np.linalg.solve(C[np.ix_(o, o)], X[i, o] - mu[o])
+            expect += R[i, k] * cond
+        assert np.allclose(filled[i, m], expect, rtol=1e-10, atol=1e-10)

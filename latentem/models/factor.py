@@ -435,6 +435,30 @@ class _FactorModel(SaveMixin, ParamsMixin):
         """Mean per-row log-likelihood (scikit-learn's ``score``)."""
         return float(self.score_samples(X).mean())
 
+    def impute(self, X: Any) -> np.ndarray:
+        """X with every NaN replaced by its conditional mean given the row's observed cells.
+
+        Under the fitted low-rank-plus-diagonal covariance: ``E[x_m | x_o]``
+        (for mixtures, averaged over components by :meth:`predict_proba`).
+        Rows entirely missing get the (weighted) mean. Returns a new array;
+        X is not modified.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from latentem import FactorAnalysis
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(300, 1)) @ [[1.0, 2.0, -1.0]] + 0.1 * rng.normal(size=(300, 3))
+        >>> fa = FactorAnalysis(1).fit(X)
+        >>> filled = fa.impute([[1.0, np.nan, np.nan]])  # about [1, 2, -1]
+        >>> bool(np.allclose(filled, [[1.0, 2.0, -1.0]], atol=0.1))
+        True
+        """
+        X = self._check_input(X)
+        K = self._family.n_components
+        weights = np.ones((X.shape[0], 1)) if K == 1 else self.predict_proba(X)
+        return self._family.fill(X, weights)
+
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better)."""
         X = self._check_input(X)
