@@ -213,12 +213,9 @@ class _FactorModel(SaveMixin, ParamsMixin):
     init_params = InitParamsSetting()
     _INIT_METHODS: tuple[str, ...] = ()
 
-    # -------------------------------------------------------------- to be provided
-    def _n_mix(self) -> int:  # number of mixture components
-        raise NotImplementedError
-
-    def _n_factors(self) -> int:
-        raise NotImplementedError
+    # -------------------------------------------------------------- subclasses define
+    # _n_mix() (mixture components), _n_factors(), _check_settings(),
+    # _init_params(X, rng), m_step(stats) and the parameter-vector pair.
 
     # -------------------------------------------------------------- checks
     def _check_common_settings(self) -> None:
@@ -387,9 +384,6 @@ class _FactorModel(SaveMixin, ParamsMixin):
     def _row_logprob(self, X: np.ndarray) -> np.ndarray:
         """log p(x_obs | component) + log weight, shape (n, K); all-NaN rows give log weight."""
         return self._family.log_prob(X) + self._log_weights()
-
-    def _fit(self) -> None:
-        pass
 
     def fit(self, X: Any, y: Any = None):
         """Estimate the parameters by EM; NaN cells are marginalised exactly.
