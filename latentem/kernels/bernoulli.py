@@ -10,24 +10,25 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["bernoulli_logprob"]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def bernoulli_logprob(X, log_p, log_q):
     """out[t, k] = sum over observed features of ``x log p + (1 - x) log (1 - p)``.
 
     ``X`` (n, D) holds 0.0, 1.0 or NaN (missing, skipped); ``log_p`` and
     ``log_q`` (K, D) are ``log p`` and ``log(1 - p)``. A zero probability
     (``-inf``) only counts where the row takes that value, so a structural
-    zero never turns into NaN.
+    zero never turns into NaN. One thread: a row costs K * D additions, too
+    little for a parallel region to pay on all but huge tables.
     """
     n, D = X.shape
     K = log_p.shape[0]
     out = np.zeros((n, K))
-    for t in prange(n):
+    for t in range(n):
         for d in range(D):
             x = X[t, d]
             if math.isnan(x):
