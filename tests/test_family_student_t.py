@@ -344,6 +344,40 @@ def test_gross_outliers_leave_the_t_means_within_their_standard_errors():
     assert np.max(moved_gauss / se) > 5.0, moved_gauss / se
 
 
+# ----------------------------------------------------------------------------- the peer
+@pytest.mark.parametrize("fit_dof", [False, True])
+def test_t_mixture_reaches_the_optimum_of_studenttmixture(fit_dof):
+    """studenttmixture's EMStudentMixture runs the same EM (its scale M-step divides by
+    the u-weighted count, Kent, Tyler and Vardi's variant, with the same fixed points);
+    fitted to convergence on the same data both reach the same optimum."""
+    from studenttmixture import EMStudentMixture
+
+    rng = np.random.default_rng(3)
+    X = two_clusters(rng, n=300)
+    X[rng.choice(len(X), 30)] += rng.standard_t(2, size=(30, 2)) * 3
+    peer = EMStudentMixture(
+        2, tol=1e-12, reg_covar=0.0, max_iter=5000, df=4.0, fixed_df=not fit_dof, random_state=0
+    )
+    peer.fit(X)
+    g = mixture_graph(dof=4.0, fit_dof=fit_dof, scale_prior=0.0)
+    strict(g.fit, X, random_state=0, max_iter=5000, tol=1e-12, accelerate="squarem")
+    fitted = g.parameters("x")
+    order = np.argsort(fitted["means_"][:, 0])
+    peer_order = np.argsort(peer.location[:, 0])
+    np.testing.assert_allclose(fitted["means_"][order], peer.location[peer_order], rtol=1e-6)
+    np.testing.assert_allclose(
+        fitted["scales_"][order], peer.scale.transpose(2, 0, 1)[peer_order], rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        g.parameters("z")["weights_"][0][order], peer.mix_weights[peer_order], rtol=1e-6
+    )
+    # the peer's Newton step for the degrees of freedom stops at tol=1e-3
+    np.testing.assert_allclose(
+        fitted["dof_"][order], peer.degrees_of_freedom[peer_order], rtol=1e-4
+    )
+    assert g.history_[-1] / len(X) == pytest.approx(peer.score(X), abs=1e-10)
+
+
 # ----------------------------------------------------------------------------- degrees of freedom
 def test_dof_estimate_is_the_maximum_likelihood_of_scipy():
     x = stats.t.rvs(4.0, size=4000, random_state=1)[:, None] * 2.0 + 1.0
