@@ -139,6 +139,43 @@ def test_latent_class_analysis_recovers_classes_with_missing_answers():
     assert agreement > 0.85
 
 
+def test_latent_class_analysis_reaches_the_optimum_of_stepmix():
+    """StepMix's binary measurement model with gaps ("binary_nan") is the same latent class
+    model; fitted to convergence on the same data both reach the same optimum."""
+    from stepmix.stepmix import StepMix
+
+    X, _, _, _ = lca_data(n=1500, missing=0.1)
+    peer = StepMix(
+        n_components=3,
+        measurement="binary_nan",
+        n_init=3,
+        max_iter=5000,
+        abs_tol=1e-12,
+        rel_tol=0.0,
+        random_state=0,
+        verbose=0,
+        progress_bar=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peer.fit(X)
+    params = peer.get_parameters()
+    peer_probs, peer_weights = params["measurement"]["pis"], params["weights"]
+    g = lca_graph()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LikelihoodDecreaseWarning)
+        g.fit(X, random_state=0, n_init=2, max_iter=5000, tol=1e-12, accelerate="squarem")
+    probs = g.parameters("items")["probs_"]
+    order, peer_order = (
+        np.argsort(probs[:, 0] + 2 * probs[:, 4]),
+        np.argsort(peer_probs[:, 0] + 2 * peer_probs[:, 4]),
+    )
+    np.testing.assert_allclose(probs[order], peer_probs[peer_order], atol=2e-6)
+    weights = g.parameters("class")["weights_"][0]
+    np.testing.assert_allclose(weights[order], peer_weights[peer_order], atol=2e-6)
+    assert g.history_[-1] == pytest.approx(peer.score(X) * len(X), abs=1e-6)
+
+
 def test_bernoulli_hmm_history_never_decreases_and_finds_the_states():
     rng = np.random.default_rng(7)
     truth = latentem.HMM(2, emission=BernoulliFamily(2), init_params="")
