@@ -499,6 +499,7 @@ def test_bad_input_and_parameters_are_refused():
         fam.check_params()
     with pytest.raises(ValueError, match="3 features but the model has 2"):
         fam.validate_data(np.zeros((4, 3)))
+    assert fam.validate_data(np.zeros((4, 2), dtype=np.float32)).dtype == np.float64
 
 
 def test_squarem_on_a_t_mixture_never_lowers_the_likelihood_and_gets_further():

@@ -276,7 +276,8 @@ class StudentTFamily:
 
     def validate_data(self, X: Any) -> np.ndarray:
         """X as a float64 (n, D) array; NaN marks a gap. Raises ValueError naming the problem."""
-        X = check_array(X, allow_nan=True)
+        # float64 only: one compiled specialisation of each kernel
+        X = np.ascontiguousarray(check_array(X, allow_nan=True), dtype=np.float64)
         if self.n_features is not None and X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features but the model has {self.n_features}; pass data "
