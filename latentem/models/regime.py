@@ -328,7 +328,9 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         data = RegimeData(y, ex, zt, offsets, p, self.trend)
         if data.valid.sum() == 0:
             raise ValueError("y has no observed rows (after the lags); nothing to fit.")
-        design = data.U[data.valid][:, 1:]
+        kx = data.k_x
+        cols = list(range(1, 1 + kx)) + [lag * (1 + kx) for lag in range(1, p + 1)]
+        design = data.U[data.valid][:, cols]
         if design.shape[1] and np.linalg.matrix_rank(design) < design.shape[1]:
             raise ValueError(
                 "the regressor matrix (constant, exog and lags of y) is singular: some column "
@@ -872,9 +874,9 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         K = self.k_regimes
         names = []
         if self._tvtp:
-            for i in range(K):
-                for j in range(K - 1):
-                    for z in range(self.k_tvtp_):
+            for j in range(K - 1):
+                for z in range(self.k_tvtp_):
+                    for i in range(K):
                         names.append((f"p[{i}->{j}].tvtp{z}", ("tvtp", i, j, z)))
         else:
             for j in range(K - 1):
