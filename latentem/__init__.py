@@ -16,6 +16,7 @@ from latentem.models.factor import PPCA, FactorAnalysis, MixtureOfFactorAnalyzer
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
+from latentem.models.regime import MarkovAutoregression, MarkovRegression
 from latentem.persistence import load
 from latentem.protocol import LatentModel, Stats, SupportsParamVector
 from latentem.runner import (
@@ -46,6 +47,8 @@ __all__ = [
     "GaussianHMM",
     "GaussianMixture",
     "HMM",
+    "MarkovAutoregression",
+    "MarkovRegression",
     "MixtureOfFactorAnalyzers",
     "PPCA",
     "PoissonHMM",

@@ -161,6 +161,8 @@ SAVEABLE_CLASSES: dict[str, _Spec] = {
     # compositions (saved through their own _to_state / _from_state)
     "ModelGraph": _Spec("latentem.graph", "ModelGraph"),
     "EMImputer": _Spec("latentem.models.imputer", "EMImputer"),
+    "MarkovRegression": _Spec("latentem.models.regime", "MarkovRegression"),
+    "MarkovAutoregression": _Spec("latentem.models.regime", "MarkovAutoregression"),
     # parts: latent structures and emission families
     "CategoricalLatent": _Spec("latentem.models.categorical", "CategoricalLatent", ("weights_",)),
     "GaussianFamily": _Spec(
