@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["hamilton_kim"]
+__all__ = ["hamilton_kim", "newton_logit", "transition_objective"]
 
 
 @njit(cache=True)
@@ -139,3 +139,185 @@ def hamilton_kim(logb, offsets, trans, tidx, init, n_regimes, smooth):
     run = _hamilton_kim_parallel if n_seq >= PARALLEL_SEQUENCES else _hamilton_kim_serial
     run(logb, offsets, trans, tidx, init, K, bool(smooth), filt, pred, sm, xi, ll)
     return ll, filt, pred, sm, xi
+
+
+# ------------------------------------------------------------------ transition M-step
+@njit(cache=True)
+def _stationary(P):
+    """Stationary distribution of a row-stochastic matrix (floored at 1e-20)."""
+    K = P.shape[0]
+    A = np.empty((K, K))
+    for i in range(K):
+        for j in range(K):
+            A[i, j] = (1.0 if i == j else 0.0) - P[j, i]
+    for j in range(K):
+        A[K - 1, j] = 1.0
+    rhs = np.zeros(K)
+    rhs[K - 1] = 1.0
+    pi = np.linalg.solve(A, rhs)
+    for k in range(K):
+        pi[k] = max(pi[k], 1e-20)
+    return pi
+
+
+@njit(cache=True)
+def _row_probs(coef, i, zrow, p):
+    """p = softmax of (zrow . coef[i, j] for j < K - 1, 0)."""
+    K = coef.shape[0]
+    mx = 0.0
+    for j in range(K - 1):
+        e = 0.0
+        for a in range(coef.shape[2]):
+            e += zrow[a] * coef[i, j, a]
+        p[j] = e
+        if e > mx:
+            mx = e
+    p[K - 1] = 0.0
+    total = 0.0
+    for j in range(K):
+        p[j] = np.exp(p[j] - mx)
+        total += p[j]
+    for j in range(K):
+        p[j] /= total
+
+
+@njit(cache=True)
+def transition_objective(coef, xi, z, z0, g, stationary, grad):
+    """Expected complete-data log-likelihood of the transitions; its gradient into ``grad``.
+
+    ``coef`` (K, K-1, kz): ``P(S_t = j | S_{t-1} = i) ∝ exp(z_t . coef[i, j])``, the
+    last regime's logit 0. ``xi`` (T, K, K): pairwise posteriors per row of ``z``
+    (T, kz). With ``stationary``, ``g`` (Q, K) weighs ``log pi(P(z0[q]))``, the
+    stationary distribution of the matrix at each sequence's first row.
+    """
+    K, _, kz = coef.shape
+    T = xi.shape[0]
+    for i in range(K):
+        for j in range(K - 1):
+            for a in range(kz):
+                grad[i, j, a] = 0.0
+    f = 0.0
+    p = np.empty(K)
+    for t in range(T):
+        for i in range(K):
+            n_i = 0.0
+            for j in range(K):
+                n_i += xi[t, i, j]
+            if n_i == 0.0:
+                continue
+            _row_probs(coef, i, z[t], p)
+            for j in range(K):
+                if xi[t, i, j] > 0.0:
+                    f += xi[t, i, j] * np.log(p[j])
+            for j in range(K - 1):
+                r = xi[t, i, j] - n_i * p[j]
+                for a in range(kz):
+                    grad[i, j, a] += r * z[t, a]
+    if stationary:
+        P0 = np.empty((K, K))
+        M = np.empty((K, K))
+        gz = np.empty(K)
+        for q in range(z0.shape[0]):
+            for i in range(K):
+                _row_probs(coef, i, z0[q], p)
+                for j in range(K):
+                    P0[i, j] = p[j]
+            pi = _stationary(P0)
+            for k in range(K):
+                f += g[q, k] * np.log(pi[k])
+            # d pi' = pi' dP Z with Z = (I - P + 1 pi')^-1, the fundamental matrix.
+            for i in range(K):
+                for j in range(K):
+                    M[i, j] = (1.0 if i == j else 0.0) - P0[i, j] + pi[j]
+            Z = np.linalg.inv(M)
+            for b in range(K):
+                acc = 0.0
+                for k in range(K):
+                    acc += Z[b, k] * g[q, k] / pi[k]
+                gz[b] = acc
+            for i in range(K):
+                s = 0.0
+                for b in range(K):
+                    s += pi[i] * gz[b] * P0[i, b]
+                for j in range(K - 1):
+                    d = P0[i, j] * (pi[i] * gz[j] - s)
+                    for a in range(kz):
+                        grad[i, j, a] += d * z0[q, a]
+    return f
+
+
+@njit(cache=True)
+def newton_logit(coef, xi, z, z0, g, stationary, max_iter):
+    """Raise :func:`transition_objective` from ``coef`` by Newton steps with backtracking.
+
+    The curvature is the multinomial-logit Hessian of the transition counts (the
+    stationary start's term, small, enters through the gradient only); a step is
+    kept only if it does not lower the objective. Returns the new coefficients.
+    """
+    K, _, kz = coef.shape
+    d = (K - 1) * kz
+    T = xi.shape[0]
+    coef = coef.copy()
+    grad = np.empty_like(coef)
+    g_trial = np.empty_like(coef)
+    f = transition_objective(coef, xi, z, z0, g, stationary, grad)
+    p = np.empty(K)
+    H = np.empty((d, d))
+    step = np.empty((K, K - 1, kz))
+    trial = np.empty_like(coef)
+    for _ in range(max_iter):
+        decrement = 0.0
+        for i in range(K):
+            for u in range(d):
+                for v in range(d):
+                    H[u, v] = 0.0
+            for t in range(T):
+                n_i = 0.0
+                for j in range(K):
+                    n_i += xi[t, i, j]
+                if n_i == 0.0:
+                    continue
+                _row_probs(coef, i, z[t], p)
+                for c in range(K - 1):
+                    for e in range(K - 1):
+                        w = n_i * ((p[c] if c == e else 0.0) - p[c] * p[e])
+                        for a in range(kz):
+                            for b in range(kz):
+                                H[c * kz + a, e * kz + b] += w * z[t, a] * z[t, b]
+            trace = 0.0
+            for u in range(d):
+                trace += H[u, u]
+            ridge = 1e-10 * trace / d + 1e-12
+            for u in range(d):
+                H[u, u] += ridge
+            rhs = np.empty(d)
+            for c in range(K - 1):
+                for a in range(kz):
+                    rhs[c * kz + a] = grad[i, c, a]
+            sol = np.linalg.solve(H, rhs)
+            for c in range(K - 1):
+                for a in range(kz):
+                    step[i, c, a] = sol[c * kz + a]
+                    decrement += sol[c * kz + a] * rhs[c * kz + a]
+        if not decrement > 1e-12 * (abs(f) + 1.0):
+            break
+        t_len = 1.0
+        accepted = False
+        f_trial = f
+        for _ in range(40):
+            for i in range(K):
+                for c in range(K - 1):
+                    for a in range(kz):
+                        v = coef[i, c, a] + t_len * step[i, c, a]
+                        trial[i, c, a] = min(300.0, max(-300.0, v))
+            f_trial = transition_objective(trial, xi, z, z0, g, stationary, g_trial)
+            if f_trial >= f:
+                accepted = True
+                break
+            t_len *= 0.5
+        if not accepted:
+            break
+        coef[:] = trial
+        grad[:] = g_trial
+        f = f_trial
+    return coef

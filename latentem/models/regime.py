@@ -37,7 +37,7 @@ import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
 from latentem.base import ParamsMixin
-from latentem.kernels.regime import hamilton_kim
+from latentem.kernels.regime import hamilton_kim, newton_logit, transition_objective
 from latentem.persistence import SaveMixin
 
 __all__ = ["MarkovAutoregression", "MarkovRegression", "RegimeData", "RegimeResult"]
@@ -143,21 +143,6 @@ def _softmax_last_zero(eta: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _stationary_batch(P: np.ndarray) -> np.ndarray:
-    """Stationary distributions of row-stochastic matrices (..., K, K)."""
-    K = P.shape[-1]
-    A = np.swapaxes(np.eye(K) - P, -1, -2).copy()
-    A[..., -1, :] = 1.0
-    rhs = np.zeros(P.shape[:-1])
-    rhs[..., -1] = 1.0
-    try:
-        pi = np.linalg.solve(A, rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        flat = P.reshape(-1, K, K)
-        pi = np.stack([_stationary(m) for m in flat]).reshape(P.shape[:-1])
-    return np.maximum(pi, 1e-20)
-
-
 def _tvtp_matrices(z: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """Transition matrices (T, K, K) from covariates z (T, kz) and logits coef (K, K-1, kz)."""
     K = coef.shape[0]
@@ -170,78 +155,6 @@ def _logits(P: np.ndarray) -> np.ndarray:
     P = np.maximum(P, 1e-300)
     return np.clip(np.log(P[:, :-1]) - np.log(P[:, -1:]), -300.0, 300.0)
 
-
-def _transition_objective(coef, xi, z, z0, g, stationary):
-    """Expected complete-data log-likelihood of the transitions and its gradient.
-
-    ``coef`` (K, K-1, kz): logits ``z_t' coef[i, j]`` of ``P(S_t = j | S_{t-1} = i)``
-    against the last regime. ``xi`` (T, K, K) pairwise posteriors per row of ``z``;
-    with ``stationary``, ``g`` (Q, K) weights ``log pi(P(z0_q))``, the stationary
-    distribution of the transition matrix at each sequence's first row.
-    """
-    K, _, kz = coef.shape
-    P = _tvtp_matrices(z, coef)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = float(np.sum(np.where(xi > 0, xi * np.log(P), 0.0)))
-    n_i = xi.sum(axis=2)
-    R = xi[:, :, : K - 1] - n_i[:, :, None] * P[:, :, : K - 1]
-    grad = (R.reshape(len(z), -1).T @ z).reshape(coef.shape)
-    if stationary:
-        P0 = _tvtp_matrices(z0, coef)
-        pi = _stationary_batch(P0)  # (Q, K)
-        f += float(np.sum(g * np.log(pi)))
-        # d pi' = pi' dP Z with Z = (I - P + 1 pi')^-1 (the fundamental matrix).
-        Zm = np.linalg.inv(np.eye(K) - P0 + pi[:, None, :])
-        gz = np.einsum("qbk,qk->qb", Zm, g / pi)
-        Gp = pi[:, :, None] * gz[:, None, :]  # dF/dP_ab
-        d_eta = P0[:, :, : K - 1] * (Gp[:, :, : K - 1] - np.sum(Gp * P0, axis=2, keepdims=True))
-        grad = grad + (d_eta.reshape(len(z0), -1).T @ z0).reshape(coef.shape)
-    return f, grad
-
-
-def _newton_logit(coef, f0, xi, z, z0, g, stationary, max_iter=30):
-    """Raise the transition objective from ``coef`` by Newton steps with backtracking.
-
-    The curvature is the multinomial-logit Hessian of the transition counts (the
-    stationary start's term is small and enters through the gradient only); each
-    accepted step raises the objective, so the M-step never lowers it.
-    """
-    K, _, kz = coef.shape
-    d = (K - 1) * kz
-    n_i = xi.sum(axis=2)
-    eye = np.eye(K - 1)
-    f, grad = _transition_objective(coef, xi, z, z0, g, stationary)
-    for _ in range(max_iter):
-        P = _tvtp_matrices(z, coef)[:, :, : K - 1]
-        V = n_i[:, :, None, None] * (P[:, :, :, None] * eye - P[:, :, :, None] * P[:, :, None, :])
-        if kz == 1:
-            H = np.tensordot(z[:, 0] ** 2, V, axes=(0, 0)).reshape(K, d, d)
-        else:
-            zz = z[:, :, None] * z[:, None, :]
-            H = np.stack(
-                [
-                    np.tensordot(V[:, i], zz, axes=(0, 0)).transpose(0, 2, 1, 3).reshape(d, d)
-                    for i in range(K)
-                ]
-            )
-        H += (1e-10 * np.trace(H, axis1=1, axis2=2) / d + 1e-12)[:, None, None] * np.eye(d)
-        gr = grad.reshape(K, d)
-        step = np.linalg.solve(H, gr[:, :, None])[:, :, 0]
-        decrement = float(np.sum(step * gr))
-        if not decrement > 1e-12 * (abs(f) + 1.0):
-            break
-        step = step.reshape(coef.shape)
-        t = 1.0
-        for _ in range(40):
-            trial = np.clip(coef + t * step, -300.0, 300.0)
-            f_trial, g_trial = _transition_objective(trial, xi, z, z0, g, stationary)
-            if f_trial >= f:
-                break
-            t *= 0.5
-        else:
-            break
-        coef, f, grad = trial, f_trial, g_trial
-    return coef
 
 def _block_solve(Ms, w, C0, G):
     """argmax_b of -1/2 sum_s w_s (C0_s + G_s b)' M_s (C0_s + G_s b): the normal equations."""
@@ -380,8 +293,7 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
             arr = arr[:, None]
         if arr.ndim != 2 or arr.shape[0] != n:
             raise ValueError(
-                f"{name} must have one row per observation of y ({n} rows); got shape "
-                f"{arr.shape}."
+                f"{name} must have one row per observation of y ({n} rows); got shape {arr.shape}."
             )
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         if len(bad):
@@ -682,7 +594,6 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
 
     # ------------------------------------------------------------ transition M-step
     def _transition_m_step(self, stats: dict) -> None:
-        K = self.k_regimes
         oldest = stats["oldest"]
         if self._initial_kind == "free":
             tot = oldest.sum(axis=0)
@@ -698,19 +609,25 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
             # The stationary start adds sum_k g_k log pi_k(P): Newton on the logits.
             xi, z = counts[None], np.ones((1, 1))
             z0, g = np.ones((1, 1)), oldest.sum(axis=0)[None]
-            old = _logits(self.transmat_)[:, :, None]
-            cand = _logits(closed)[:, :, None]
-            f_old = _transition_objective(old, xi, z, z0, g, True)[0]
-            f_cand = _transition_objective(cand, xi, z, z0, g, True)[0]
-            start, f_start = (cand, f_cand) if f_cand >= f_old else (old, f_old)
-            coef = _newton_logit(start, f_start, xi, z, z0, g, True)
+            old = np.ascontiguousarray(_logits(self.transmat_)[:, :, None])
+            cand = np.ascontiguousarray(_logits(closed)[:, :, None])
+            buf = np.empty_like(old)
+            f_old = transition_objective(old, xi, z, z0, g, True, buf)
+            f_cand = transition_objective(cand, xi, z, z0, g, True, buf)
+            start = cand if f_cand >= f_old else old
+            coef = newton_logit(start, xi, z, z0, g, True, 30)
             self.transmat_ = _softmax_last_zero(coef[:, :, 0])
             return
         # Time-varying transitions: a weighted multinomial logit per origin regime.
-        xi, z, z0 = stats["xi"], stats["z"], stats["z0"]
-        start = self.tvtp_coef_
-        f_start = _transition_objective(start, xi, z, z0, oldest, stationary)[0]
-        self.tvtp_coef_ = _newton_logit(start, f_start, xi, z, z0, oldest, stationary)
+        self.tvtp_coef_ = newton_logit(
+            np.ascontiguousarray(self.tvtp_coef_, dtype=np.float64),
+            np.ascontiguousarray(stats["xi"]),
+            np.ascontiguousarray(stats["z"]),
+            np.ascontiguousarray(stats["z0"]),
+            np.ascontiguousarray(oldest, dtype=np.float64),
+            stationary,
+            30,
+        )
 
     # ---------------------------------------------------------- parameter vector
     def get_param_vector(self) -> np.ndarray:
@@ -1027,7 +944,8 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         """
         data = self._data_for(None, None, None, None)
         theta = self.params_
-        saved = {k: np.copy(v) for k, v in vars(self).items() if k.endswith("_")}
+        names = ("transmat_", "tvtp_coef_", "coef_", "ar_coef_", "sigma2_")
+        saved = {k: np.copy(vars(self)[k]) for k in names if k in vars(self)}
 
         def ll(t):
             self._set_from_vector(t)
@@ -1181,8 +1099,9 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         rng = check_random_state(random_state)
         K, p = self.k_regimes, self._order
         x = self._regressors(exog, n, "exog")
-        if x.shape[1] != getattr(self, "k_exog_", 0):
-            raise ValueError(f"exog needs {self.k_exog_} columns (as in fit); got {x.shape[1]}.")
+        k_exog = np.shape(self.coef_)[1] - (self.trend == "c")
+        if x.shape[1] != k_exog:
+            raise ValueError(f"exog needs {k_exog} columns (as coef_ has); got {x.shape[1]}.")
         if self.trend == "c":
             x = np.column_stack([np.ones(n), x])
         if self._tvtp:

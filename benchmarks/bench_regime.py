@@ -1,0 +1,163 @@
+"""Regime switching: latentem against statsmodels' fit(), side by side in one process.
+
+(a) The cases of statsmodels' test files (fed funds, areturns, Hamilton's GNP,
+    time-varying transitions, Filardo): statsmodels' ``fit()`` (its default:
+    a short EM, then BFGS; 20 random starts for the 3-regime case, as its
+    test) against ``fit()`` here with the same number of starts. Prints both
+    log-likelihoods, the times and the ratio.
+(b) A panel of 1,000 series of 200 steps from a 2-regime switching-mean
+    model: one latentem fit of the panel against statsmodels fitting one
+    model per series in a loop (timed on ``--sm-series`` series, scaled to
+    1,000).
+
+    python benchmarks/bench_regime.py [--quick] [--sm-series 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from statsmodels.tools import add_constant
+from statsmodels.tsa.regime_switching import markov_autoregression as sm_ar
+from statsmodels.tsa.regime_switching import markov_regression as sm_reg
+
+from latentem import MarkovAutoregression, MarkovRegression
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from statsmodels.tsa.regime_switching.tests import test_markov_autoregression as ar_tests
+    from statsmodels.tsa.regime_switching.tests import test_markov_regression as reg_tests
+
+
+def cases():
+    ff = np.asarray(reg_tests.fedfunds)
+    og, inf = np.asarray(reg_tests.ogap), np.asarray(reg_tests.inf)
+    aret = np.asarray(reg_tests.areturns)
+    rgnp, rec = np.asarray(ar_tests.rgnp), np.asarray(ar_tests.rec, dtype=float)
+    here = os.path.dirname(ar_tests.__file__)
+    fil = pd.read_csv(os.path.join(here, "results", "mar_filardo.csv"))
+    R, A = MarkovRegression, MarkovAutoregression
+    x3 = np.c_[ff[3:-1], og[4:], inf[4:]]
+    z_fil = add_constant(fil["dmdlleading"].iloc[:-1].to_numpy())
+    # name, class, settings, data, statsmodels' starts, its published maximum
+    return [
+        ("fedfunds const", R, dict(k_regimes=2), dict(y=ff), 1, -508.63592),
+        ("fedfunds L1", R, dict(k_regimes=2), dict(y=ff[1:], exog=ff[:-1]), 1, -264.71069),
+        (
+            "areturns variance",
+            R,
+            dict(k_regimes=2, switching_variance=True),
+            dict(y=aret[1:], exog=aret[:-1]),
+            1,
+            -745.7977,
+        ),
+        ("fedfunds 3 regimes", R, dict(k_regimes=3), dict(y=ff[4:], exog=x3), 20, -182.27188),
+        (
+            "Hamilton AR(4)",
+            A,
+            dict(k_regimes=2, order=4, switching_ar=False),
+            dict(y=rgnp),
+            1,
+            -181.26339,
+        ),
+        ("Hamilton AR(1) switch", A, dict(k_regimes=2, order=1), dict(y=rgnp), 1, -186.7575),
+        (
+            "Hamilton TVTP",
+            A,
+            dict(k_regimes=2, order=1),
+            dict(y=rgnp, exog_tvtp=np.c_[np.ones(len(rgnp)), rec]),
+            1,
+            -161.786477,
+        ),
+        (
+            "Filardo TVTP AR(4)",
+            A,
+            dict(k_regimes=2, order=4, switching_ar=False),
+            dict(y=fil["dlip"].iloc[1:].to_numpy(), exog_tvtp=z_fil),
+            1,
+            -586.5718,
+        ),
+    ]
+
+
+def fit_statsmodels(cls, settings, data, starts):
+    sm_cls = sm_reg.MarkovRegression if cls is MarkovRegression else sm_ar.MarkovAutoregression
+    model = sm_cls(data["y"], exog=data.get("exog"), exog_tvtp=data.get("exog_tvtp"), **settings)
+    kwargs = {"search_reps": starts, "rng": np.random.RandomState(1234)} if starts > 1 else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(disp=False, **kwargs).llf
+
+
+def fit_ours(cls, settings, data, starts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls(**settings, n_init=starts, random_state=0).fit(**data).llf_
+
+
+def timed(fn, repeat):
+    best, value = np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, value
+
+
+def panel(n_series, length, seed=0):
+    truth = MarkovRegression(2)
+    truth.transmat_ = np.array([[0.95, 0.05], [0.08, 0.92]])
+    truth.coef_ = np.array([[0.0], [2.0]])
+    truth.sigma2_ = np.array([1.0, 1.0])
+    return [truth.simulate(length, random_state=seed + i)[0] for i in range(n_series)]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="one repeat, fewer series")
+    parser.add_argument("--sm-series", type=int, default=40)
+    args = parser.parse_args()
+    repeat = 1 if args.quick else 3
+    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    # compile and load the kernels once
+    fit_ours(MarkovAutoregression, dict(k_regimes=2, order=1), dict(y=np.asarray(ar_tests.rgnp)), 1)
+
+    print(f"{'case':24s} {'starts':>6s} {'llf statsmodels':>16s} {'llf latentem':>14s} "
+          f"{'published':>11s} {'sm s':>7s} {'ours s':>7s} {'ratio':>6s}")  # fmt: skip
+    for name, cls, settings, data, starts, published in cases():
+        args_ = (cls, settings, data, starts)
+        t_sm, ll_sm = timed(lambda a=args_: fit_statsmodels(*a), repeat)
+        t_us, ll_us = timed(lambda a=args_: fit_ours(*a), repeat)
+        print(
+            f"{name:24s} {starts:6d} {ll_sm:16.5f} {ll_us:14.5f} {published:11.5f} "
+            f"{t_sm:7.3f} {t_us:7.3f} {t_sm / t_us:5.1f}x"
+        )
+
+    n_series, length = (200 if args.quick else 1000), 200
+    series = panel(n_series, length)
+    y = np.concatenate(series)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MarkovRegression(2, n_init=1, random_state=0).fit(y, lengths=[length] * n_series)
+    t_us = time.perf_counter() - t0
+    k = min(args.sm_series, n_series)
+    t0 = time.perf_counter()
+    for s in series[:k]:
+        fit_statsmodels(MarkovRegression, dict(k_regimes=2), dict(y=s), 1)
+    t_sm = (time.perf_counter() - t0) * n_series / k
+    print(
+        f"panel {n_series} x {length}: latentem one fit {t_us:.2f} s (llf {ours.llf_:.2f}); "
+        f"statsmodels one fit per series {t_sm:.1f} s (timed on {k}, scaled); "
+        f"ratio {t_sm / t_us:.0f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
