@@ -15,10 +15,15 @@ from statsmodels.tsa.regime_switching import markov_regression as sm_reg
 from latentem import LikelihoodDecreaseWarning, MarkovAutoregression, MarkovRegression, tree
 from latentem.kernels.regime import (
     PARALLEL_SEQUENCES,
+    coef_matrix,
+    emission_m_step,
     hamilton_kim,
+    log_emission,
     newton_logit,
     transition_objective,
+    weighted_moments,
 )
+from latentem.models.regime import RegimeData
 from latentem.persistence import load
 
 with warnings.catch_warnings():  # their modules use a mark pytest does not know here
@@ -335,6 +340,125 @@ def test_kernel_matches_numpy_reference(K, order, tvtp, n_seq):
             for q, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))
         ]
         np.testing.assert_array_equal(got[0], np.concatenate([o[0] for o in one]))
+
+
+def _np_coef_matrix(beta, phi, ext):
+    M, p, kx = ext.shape[0], ext.shape[1] - 1, beta.shape[1]
+    C = np.zeros((M, (p + 1) * (1 + kx)))
+    C[:, 0] = 1.0
+    C[:, 1 : 1 + kx] = -beta[ext[:, 0]]
+    for lag in range(1, p + 1):
+        o = lag * (1 + kx)
+        ph = phi[ext[:, 0], lag - 1]
+        C[:, o] = -ph
+        C[:, o + 1 : o + 1 + kx] = ph[:, None] * beta[ext[:, lag]]
+    return C
+
+
+def _np_block_solve(Ms, w, C0, G):
+    MG = np.matmul(Ms, G)
+    Gw = np.swapaxes(G, 1, 2) * w[:, None, None]
+    A = np.matmul(Gw, MG).sum(axis=0)
+    r = -np.matmul(Gw, np.matmul(Ms, C0[:, :, None])).sum(axis=0)[:, 0]
+    return np.linalg.lstsq(A, r, rcond=None)[0]
+
+
+def _np_emission_m_step(Ms, Ns, ext, bmap, amap, beta, phi, s2, switching_variance, cycles):
+    """The emission M-step with whole-array NumPy: Jacobians by one-hot maps."""
+    K, kx = bmap.shape
+    p = ext.shape[1] - 1
+    nb, na = (bmap.max() + 1 if bmap.size else 0), (amap.max() + 1 if amap.size else 0)
+    reg = ext[:, 0]
+    D = (p + 1) * (1 + kx)
+    prev = -np.inf
+    for _ in range(cycles):
+        w = 1.0 / s2[reg]
+        if nb:
+            onehot = (bmap[:, :, None] == np.arange(nb)).astype(float)
+            C0, G = np.zeros((len(ext), D)), np.zeros((len(ext), D, nb))
+            C0[:, 0] = 1.0
+            G[:, 1 : 1 + kx] = -onehot[reg]
+            for lag in range(1, p + 1):
+                o = lag * (1 + kx)
+                C0[:, o] = -phi[reg, lag - 1]
+                G[:, o + 1 : o + 1 + kx] = phi[reg, lag - 1][:, None, None] * onehot[ext[:, lag]]
+            beta = _np_block_solve(Ms, w, C0, G)[bmap]
+        if na:
+            onehot = (amap[:, :, None] == np.arange(na)).astype(float)
+            C0, G = np.zeros((len(ext), D)), np.zeros((len(ext), D, na))
+            C0[:, 0] = 1.0
+            C0[:, 1 : 1 + kx] = -beta[reg]
+            for lag in range(1, p + 1):
+                o = lag * (1 + kx)
+                oh = onehot[reg, lag - 1]
+                G[:, o] = -oh
+                G[:, o + 1 : o + 1 + kx] = oh[:, None, :] * beta[ext[:, lag]][:, :, None]
+            phi = _np_block_solve(Ms, w, C0, G)[amap]
+        C = _np_coef_matrix(beta, phi, ext)
+        quad = np.einsum("sd,sde,se->s", C, Ms, C)
+        if switching_variance:
+            s2 = np.bincount(reg, quad, minlength=K) / np.bincount(reg, Ns, minlength=K)
+        else:
+            s2 = np.full(K, quad.sum() / Ns.sum())
+        if p == 0 and not switching_variance:
+            break
+        q = -0.5 * np.sum(Ns * np.log(s2[reg]) + quad / s2[reg])
+        if q - prev <= 1e-13 * (abs(q) + 1.0):
+            break
+        prev = q
+    return beta, phi, s2
+
+
+@pytest.mark.parametrize(
+    "K,order,kx,sw_x,sw_ar,sw_var",
+    [
+        (2, 0, 2, [True, False], [], False),
+        (3, 0, 1, [True], [], True),
+        (2, 2, 2, [True, False], [True, False], False),
+        (2, 1, 1, [True], [True], True),
+    ],
+)
+def test_emission_kernels_match_numpy_reference(K, order, kx, sw_x, sw_ar, sw_var):
+    rng = np.random.default_rng(order * 7 + K)
+    model = MarkovAutoregression(K, order=max(order, 1))  # for the maps only
+    model.order = order
+    model.trend = "n"
+    model.switching_exog = sw_x
+    model.switching_ar = sw_ar
+    y = rng.normal(size=60)
+    x = rng.normal(size=(60, kx))
+    data = RegimeData(y, x, None, np.array([0, 60]), order, "n")
+    model._setup(data)
+    ext, bmap, amap = model._ext, model._bmap, model._amap
+    M = K ** (order + 1)
+    W = rng.dirichlet(np.ones(M), size=len(data))
+    valid = rng.uniform(size=len(data)) > 0.1
+    Ms, Ns = weighted_moments(data.U, W, valid)
+    Wv = W * valid[:, None]
+    np.testing.assert_allclose(Ms, np.einsum("ts,td,te->sde", Wv, data.U, data.U), rtol=1e-12)
+    np.testing.assert_allclose(Ns, Wv.sum(axis=0), rtol=1e-12)
+    beta = rng.normal(size=(K, kx))
+    phi = rng.normal(size=(K, order)) * 0.3
+    s2 = rng.uniform(0.5, 2.0, size=K)
+    C = coef_matrix(beta, phi, ext)
+    np.testing.assert_allclose(C, _np_coef_matrix(beta, phi, ext), rtol=1e-14)
+    logb = log_emission(data.U, C, s2[ext[:, 0]], valid)
+    E = data.U @ C.T
+    want = np.where(
+        valid[:, None], -0.5 * np.log(2 * np.pi * s2[ext[:, 0]]) - 0.5 * E**2 / s2[ext[:, 0]], 0
+    )
+    np.testing.assert_allclose(logb, want, rtol=1e-12, atol=1e-12)
+    got = emission_m_step(Ms, Ns, ext, bmap, amap, beta, phi, s2, sw_var, 1e-12, 50)
+    ref = _np_emission_m_step(Ms, Ns, ext, bmap, amap, beta, phi, s2, sw_var, 50)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=1e-8, atol=1e-10)
+
+    def q(b, a, v):
+        Cq = _np_coef_matrix(b, a, ext)
+        quad = np.einsum("sd,sde,se->s", Cq, Ms, Cq)
+        return -0.5 * np.sum(Ns * np.log(v[ext[:, 0]]) + quad / v[ext[:, 0]])
+
+    assert q(*got) >= q(beta, phi, s2)  # the M-step raises the expected log-likelihood
 
 
 # --------------------------------------------------------- statsmodels at its numbers

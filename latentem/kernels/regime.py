@@ -20,7 +20,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["hamilton_kim", "newton_logit", "transition_objective"]
+__all__ = [
+    "coef_matrix",
+    "emission_m_step",
+    "hamilton_kim",
+    "log_emission",
+    "newton_logit",
+    "transition_objective",
+    "weighted_moments",
+]
 
 
 @njit(cache=True)
@@ -321,3 +329,203 @@ def newton_logit(coef, xi, z, z0, g, stationary, max_iter):
         grad[:] = g_trial
         f = f_trial
     return coef
+
+
+# ------------------------------------------------------------------- emission part
+@njit(cache=True)
+def log_emission(U, C, s2, valid):
+    """``logb[t, s] = log N(C[s] . U[t]; 0, s2[s])`` (0 where ``valid[t]`` is False)."""
+    n, D = U.shape
+    M = C.shape[0]
+    out = np.zeros((n, M))
+    half_log = np.empty(M)
+    inv = np.empty(M)
+    for s in range(M):
+        half_log[s] = -0.5 * (np.log(2.0 * np.pi) + np.log(s2[s]))
+        inv[s] = 0.5 / s2[s]
+    for t in range(n):
+        if not valid[t]:
+            continue
+        for s in range(M):
+            e = 0.0
+            for d in range(D):
+                e += C[s, d] * U[t, d]
+            out[t, s] = half_log[s] - inv[s] * e * e
+    return out
+
+
+@njit(cache=True)
+def weighted_moments(U, W, valid):
+    """``Ms[s] = sum_t W[t, s] U[t] U[t]'`` and ``Ns[s] = sum_t W[t, s]`` over valid rows."""
+    n, D = U.shape
+    M = W.shape[1]
+    Ms = np.zeros((M, D, D))
+    Ns = np.zeros(M)
+    for t in range(n):
+        if not valid[t]:
+            continue
+        for s in range(M):
+            w = W[t, s]
+            if w == 0.0:
+                continue
+            Ns[s] += w
+            for a in range(D):
+                wa = w * U[t, a]
+                for b in range(a, D):
+                    Ms[s, a, b] += wa * U[t, b]
+    for s in range(M):
+        for a in range(D):
+            for b in range(a):
+                Ms[s, a, b] = Ms[s, b, a]
+    return Ms, Ns
+
+
+@njit(cache=True)
+def coef_matrix(beta, phi, ext):
+    """Residual coefficients ``C`` (M, D): ``e_t(s) = C[s] . U_t`` with
+    ``U_t = (y_t, x_t, y_{t-1}, x_{t-1}, ...)`` and ``ext[s, l] = S_{t-l}``."""
+    M, q = ext.shape
+    p = q - 1
+    kx = beta.shape[1]
+    D = (p + 1) * (1 + kx)
+    C = np.zeros((M, D))
+    for s in range(M):
+        k = ext[s, 0]
+        C[s, 0] = 1.0
+        for c in range(kx):
+            C[s, 1 + c] = -beta[k, c]
+        for lag in range(1, p + 1):
+            o = lag * (1 + kx)
+            ph = phi[k, lag - 1]
+            C[s, o] = -ph
+            for c in range(kx):
+                C[s, o + 1 + c] = ph * beta[ext[s, lag], c]
+    return C
+
+
+@njit(cache=True)
+def _solve_block(Ms, w, C0, G):
+    """argmax over b of -1/2 sum_s w_s (C0_s + G_s b)' Ms_s (C0_s + G_s b)."""
+    M, D, nf = G.shape
+    A = np.zeros((nf, nf))
+    r = np.zeros(nf)
+    MG = np.empty((D, nf))
+    Mc = np.empty(D)
+    for s in range(M):
+        for a in range(D):
+            acc = 0.0
+            for b in range(D):
+                acc += Ms[s, a, b] * C0[s, b]
+            Mc[a] = acc
+            for j in range(nf):
+                acc = 0.0
+                for b in range(D):
+                    acc += Ms[s, a, b] * G[s, b, j]
+                MG[a, j] = acc
+        for i in range(nf):
+            acc_r = 0.0
+            for a in range(D):
+                acc_r += G[s, a, i] * Mc[a]
+            r[i] -= w[s] * acc_r
+            for j in range(nf):
+                acc = 0.0
+                for a in range(D):
+                    acc += G[s, a, i] * MG[a, j]
+                A[i, j] += w[s] * acc
+    return np.linalg.lstsq(A, r)[0]
+
+
+@njit(cache=True)
+def emission_m_step(Ms, Ns, ext, bmap, amap, beta, phi, sigma2, switching_variance,
+                    var_floor, cycles):  # fmt: skip
+    """Maximise the expected emission log-likelihood: conditional maximisation cycles.
+
+    Coefficients given the AR coefficients (a weighted least-squares solve), AR
+    coefficients given the coefficients, then the variances; repeated until the
+    expected log-likelihood stops rising (at most ``cycles`` times). ``bmap``
+    (K, kx) and ``amap`` (K, p) give the free parameter behind each
+    coefficient (shared ones repeat). Returns (beta, phi, sigma2).
+    """
+    M, q = ext.shape
+    p = q - 1
+    K, kx = bmap.shape
+    D = (p + 1) * (1 + kx)
+    nb = bmap.max() + 1 if bmap.size else 0
+    na = amap.max() + 1 if amap.size else 0
+    beta = beta.copy()
+    phi = phi.copy()
+    sigma2 = sigma2.copy()
+    w = np.empty(M)
+    prev = -np.inf
+    for _ in range(max(1, cycles)):
+        for s in range(M):
+            w[s] = 1.0 / sigma2[ext[s, 0]]
+        if nb:
+            C0 = np.zeros((M, D))
+            G = np.zeros((M, D, nb))
+            for s in range(M):
+                k = ext[s, 0]
+                C0[s, 0] = 1.0
+                for c in range(kx):
+                    G[s, 1 + c, bmap[k, c]] = -1.0
+                for lag in range(1, p + 1):
+                    o = lag * (1 + kx)
+                    ph = phi[k, lag - 1]
+                    C0[s, o] = -ph
+                    for c in range(kx):
+                        G[s, o + 1 + c, bmap[ext[s, lag], c]] += ph
+            sol = _solve_block(Ms, w, C0, G)
+            for k in range(K):
+                for c in range(kx):
+                    beta[k, c] = sol[bmap[k, c]]
+        if na:
+            C0 = np.zeros((M, D))
+            G = np.zeros((M, D, na))
+            for s in range(M):
+                k = ext[s, 0]
+                C0[s, 0] = 1.0
+                for c in range(kx):
+                    C0[s, 1 + c] = -beta[k, c]
+                for lag in range(1, p + 1):
+                    o = lag * (1 + kx)
+                    j = amap[k, lag - 1]
+                    G[s, o, j] -= 1.0
+                    for c in range(kx):
+                        G[s, o + 1 + c, j] += beta[ext[s, lag], c]
+            sol = _solve_block(Ms, w, C0, G)
+            for k in range(K):
+                for lag in range(p):
+                    phi[k, lag] = sol[amap[k, lag]]
+        C = coef_matrix(beta, phi, ext)
+        quad = np.zeros(M)
+        for s in range(M):
+            acc = 0.0
+            for a in range(D):
+                row = 0.0
+                for b in range(D):
+                    row += Ms[s, a, b] * C[s, b]
+                acc += C[s, a] * row
+            quad[s] = acc
+        num = np.zeros(K)
+        den = np.zeros(K)
+        for s in range(M):
+            num[ext[s, 0]] += quad[s]
+            den[ext[s, 0]] += Ns[s]
+        if switching_variance:
+            for k in range(K):
+                if den[k] > 0.0:
+                    sigma2[k] = max(num[k] / den[k], var_floor)
+        else:
+            tot = max(den.sum(), 1e-300)
+            for k in range(K):
+                sigma2[k] = max(num.sum() / tot, var_floor)
+        if p == 0 and not switching_variance:
+            break  # the coefficient solve does not depend on the variance: exact
+        qv = 0.0
+        for s in range(M):
+            s2 = sigma2[ext[s, 0]]
+            qv -= 0.5 * (Ns[s] * np.log(s2) + quad[s] / s2)
+        if qv - prev <= 1e-13 * (abs(qv) + 1.0):
+            break
+        prev = qv
+    return beta, phi, sigma2

@@ -37,12 +37,18 @@ import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
 from latentem.base import ParamsMixin
-from latentem.kernels.regime import hamilton_kim, newton_logit, transition_objective
+from latentem.kernels.regime import (
+    coef_matrix,
+    emission_m_step,
+    hamilton_kim,
+    log_emission,
+    newton_logit,
+    transition_objective,
+    weighted_moments,
+)
 from latentem.persistence import SaveMixin
 
 __all__ = ["MarkovAutoregression", "MarkovRegression", "RegimeData", "RegimeResult"]
-
-_LOG2PI = math.log(2.0 * math.pi)
 
 
 # ------------------------------------------------------------------------------- data
@@ -154,18 +160,6 @@ def _logits(P: np.ndarray) -> np.ndarray:
     """Logits (K, K - 1) of a row-stochastic matrix against its last column."""
     P = np.maximum(P, 1e-300)
     return np.clip(np.log(P[:, :-1]) - np.log(P[:, -1:]), -300.0, 300.0)
-
-
-def _block_solve(Ms, w, C0, G):
-    """argmax_b of -1/2 sum_s w_s (C0_s + G_s b)' M_s (C0_s + G_s b): the normal equations."""
-    MG = np.matmul(Ms, G)  # (M, D, n)
-    Gw = np.swapaxes(G, 1, 2) * w[:, None, None]
-    A = np.matmul(Gw, MG).sum(axis=0)
-    r = -np.matmul(Gw, np.matmul(Ms, C0[:, :, None])).sum(axis=0)[:, 0]
-    try:
-        return np.linalg.solve(A, r)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(A, r, rcond=None)[0]
 
 
 def _as_mask(value: Any, n: int, name: str) -> np.ndarray:
@@ -357,29 +351,18 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
 
     def _coef_matrix(self, beta: np.ndarray, phi: np.ndarray) -> np.ndarray:
         """Residual coefficients C (M, D): e_t(s) = C[s] . U_t."""
-        ext, p, kx = self._ext, self._order, self._kx
-        M = ext.shape[0]
-        D = (p + 1) * (1 + kx)
-        C = np.zeros((M, D))
-        C[:, 0] = 1.0
-        C[:, 1 : 1 + kx] = -beta[ext[:, 0]]
-        for lag in range(1, p + 1):
-            o = lag * (1 + kx)
-            ph = phi[ext[:, 0], lag - 1]
-            C[:, o] = -ph
-            C[:, o + 1 : o + 1 + kx] = ph[:, None] * beta[ext[:, lag]]
-        return C
+        return coef_matrix(
+            np.ascontiguousarray(beta, dtype=np.float64),
+            np.ascontiguousarray(phi, dtype=np.float64),
+            self._ext,
+        )
 
     def _sigma2_ext(self) -> np.ndarray:
         return self.sigma2_[self._ext[:, 0]]
 
     def _log_emission(self, data: RegimeData) -> np.ndarray:
         C = self._coef_matrix(self.coef_, self._phi())
-        E = data.U @ C.T
-        s2 = self._sigma2_ext()
-        logb = -0.5 * (_LOG2PI + np.log(s2)) - 0.5 * E * E / s2
-        logb[~data.valid] = 0.0
-        return np.ascontiguousarray(logb)
+        return log_emission(data.U, C, np.ascontiguousarray(self._sigma2_ext()), data.valid)
 
     def _phi(self) -> np.ndarray:
         return getattr(self, "ar_coef_", np.zeros((self.k_regimes, 0)))
@@ -479,10 +462,7 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
 
     def _moments(self, data: RegimeData, W: np.ndarray):
         """Weighted moment matrices Ms (M, D, D) and weights Ns (M,) of the valid rows."""
-        Wv = W * data.valid[:, None]
-        U = data.U
-        Ms = np.matmul(Wv.T[:, None, :] * U.T[None], U)  # (M, D, D)
-        return Ms, Wv.sum(axis=0)
+        return weighted_moments(data.U, np.ascontiguousarray(W, dtype=np.float64), data.valid)
 
     def e_step(self, data: RegimeData) -> tuple[dict, float]:
         """Smoothed statistics and the log-likelihood (see the module notes)."""
@@ -528,69 +508,20 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
 
     # ------------------------------------------------------------- emission M-step
     def _emission_m_step(self, Ms, Ns, cycles: int) -> None:
-        K, p = self.k_regimes, self._order
-        beta, phi = self.coef_.copy(), self._phi().copy()
-        reg = self._ext[:, 0]
-        prev = -math.inf
-        for _ in range(max(1, cycles)):
-            w = 1.0 / self.sigma2_[reg]
-            if self._nb:
-                C0, G = self._beta_jacobian(phi)
-                beta = _block_solve(Ms, w, C0, G)[self._bmap]
-            if self._na:
-                C0, G = self._phi_jacobian(beta)
-                phi = _block_solve(Ms, w, C0, G)[self._amap]
-            C = self._coef_matrix(beta, phi)
-            quad = np.matmul(np.matmul(C[:, None, :], Ms), C[:, :, None])[:, 0, 0]
-            if self.switching_variance:
-                num = np.bincount(reg, quad, minlength=K)
-                den = np.bincount(reg, Ns, minlength=K)
-                s2 = np.where(den > 0, num / np.where(den > 0, den, 1.0), self.sigma2_)
-            else:
-                s2 = np.full(K, quad.sum() / max(Ns.sum(), 1e-300))
-            self.sigma2_ = np.maximum(s2, self._var_floor)
-            self.coef_, self.ar_coef_ = beta, phi
-            if p == 0 and not self.switching_variance:
-                break  # the coefficient solve does not depend on the variance: exact
-            s2e = self.sigma2_[reg]
-            q = float(-0.5 * np.sum(Ns * np.log(s2e) + quad / s2e))
-            if q - prev <= 1e-13 * (abs(q) + 1.0):
-                break
-            prev = q
-
-    def _beta_jacobian(self, phi):
-        """C at beta = 0 and dC/db (M, D, n_b): C is affine in the free coefficients b."""
-        ext, p, kx = self._ext, self._order, self._kx
-        onehot = (self._bmap[:, :, None] == np.arange(self._nb)).astype(float)  # (K, kx, nb)
-        M = ext.shape[0]
-        D = (p + 1) * (1 + kx)
-        C0 = np.zeros((M, D))
-        C0[:, 0] = 1.0
-        G = np.zeros((M, D, self._nb))
-        G[:, 1 : 1 + kx] = -onehot[ext[:, 0]]
-        for lag in range(1, p + 1):
-            o = lag * (1 + kx)
-            ph = phi[ext[:, 0], lag - 1]
-            C0[:, o] = -ph
-            G[:, o + 1 : o + 1 + kx] = ph[:, None, None] * onehot[ext[:, lag]]
-        return C0, G
-
-    def _phi_jacobian(self, beta):
-        """C at phi = 0 and dC/da (M, D, n_a): C is affine in the free AR coefficients a."""
-        ext, p, kx = self._ext, self._order, self._kx
-        onehot = (self._amap[:, :, None] == np.arange(self._na)).astype(float)  # (K, p, na)
-        M = ext.shape[0]
-        D = (p + 1) * (1 + kx)
-        C0 = np.zeros((M, D))
-        C0[:, 0] = 1.0
-        C0[:, 1 : 1 + kx] = -beta[ext[:, 0]]
-        G = np.zeros((M, D, self._na))
-        for lag in range(1, p + 1):
-            o = lag * (1 + kx)
-            oh = onehot[ext[:, 0], lag - 1]  # (M, na)
-            G[:, o] = -oh
-            G[:, o + 1 : o + 1 + kx] = oh[:, None, :] * beta[ext[:, lag]][:, :, None]
-        return C0, G
+        beta, phi, s2 = emission_m_step(
+            np.ascontiguousarray(Ms),
+            np.ascontiguousarray(Ns),
+            self._ext,
+            self._bmap,
+            self._amap,
+            np.ascontiguousarray(self.coef_, dtype=np.float64),
+            np.ascontiguousarray(self._phi(), dtype=np.float64),
+            np.ascontiguousarray(self.sigma2_, dtype=np.float64),
+            bool(self.switching_variance),
+            float(self._var_floor),
+            int(cycles),
+        )
+        self.coef_, self.ar_coef_, self.sigma2_ = beta, phi, s2
 
     # ------------------------------------------------------------ transition M-step
     def _transition_m_step(self, stats: dict) -> None:
