@@ -25,6 +25,7 @@ __all__ = [
     "emission_m_step",
     "hamilton_kim",
     "log_emission",
+    "stationary_distribution",
     "newton_logit",
     "transition_objective",
     "weighted_moments",
@@ -151,7 +152,7 @@ def hamilton_kim(logb, offsets, trans, tidx, init, n_regimes, smooth):
 
 # ------------------------------------------------------------------ transition M-step
 @njit(cache=True)
-def _stationary(P):
+def stationary_distribution(P):
     """Stationary distribution of a row-stochastic matrix (floored at 1e-20)."""
     K = P.shape[0]
     A = np.empty((K, K))
@@ -230,7 +231,7 @@ def transition_objective(coef, xi, z, z0, g, stationary, grad):
                 _row_probs(coef, i, z0[q], p)
                 for j in range(K):
                     P0[i, j] = p[j]
-            pi = _stationary(P0)
+            pi = stationary_distribution(P0)
             for k in range(K):
                 f += g[q, k] * np.log(pi[k])
             # d pi' = pi' dP Z with Z = (I - P + 1 pi')^-1, the fundamental matrix.

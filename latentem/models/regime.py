@@ -43,6 +43,7 @@ from latentem.kernels.regime import (
     hamilton_kim,
     log_emission,
     newton_logit,
+    stationary_distribution,
     transition_objective,
     weighted_moments,
 )
@@ -393,7 +394,10 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         init = self.initial
         if isinstance(init, str):
             if init == "stationary":
-                return _stationary(P)
+                try:
+                    return stationary_distribution(np.ascontiguousarray(P, dtype=np.float64))
+                except np.linalg.LinAlgError:  # a reducible chain: the least-squares answer
+                    return _stationary(P)
             return self.startprob_
         return np.asarray(init, dtype=float)
 
