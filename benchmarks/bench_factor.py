@@ -24,6 +24,10 @@ missing cells.
 
 Run:  python benchmarks/bench_factor.py            (full sizes)
       python benchmarks/bench_factor.py --quick    (N=10,000, smoke test)
+
+On a shared machine give every library one thread
+(``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1``): busy
+BLAS threads can make a single ``X.T @ X`` ten times slower.
 """
 
 from __future__ import annotations
