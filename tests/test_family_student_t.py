@@ -511,3 +511,19 @@ def test_squarem_on_a_t_mixture_never_lowers_the_likelihood_and_gets_further():
     fast = strict(mixture_graph(covariance_type="diag").fit, X, accelerate="squarem", **kwargs)
     assert_monotone(fast.history_)
     assert fast.history_[-1] >= plain.history_[-1] - 1e-9
+
+
+def test_chunked_hmm_fit_equals_the_in_memory_fit(tmp_path):
+    """Statistics add up over blocks of whole sequences, gaps included: a memory-mapped
+    file fitted block by block gives the in-memory history."""
+    rng = np.random.default_rng(9)
+    X = hmm_data(seed=9, D=2, n=600)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    fits = []
+    for data in (X, latentem.Chunked(mapped, block_rows=150)):
+        model = latentem.HMM(2, emission=StudentTFamily(2), n_iter=6, tol=0, random_state=0)
+        fits.append(strict(model.fit, data, lengths=[150] * 4))
+    np.testing.assert_allclose(fits[1].history_, fits[0].history_, rtol=1e-10)
+    np.testing.assert_allclose(fits[1].emission.dof_, fits[0].emission.dof_, rtol=1e-8)
