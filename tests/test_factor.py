@@ -491,3 +491,30 @@ def test_impute_is_the_conditional_mean(K):
             cond = mu[m] + C[np.ix_(m, o)] @ np.linalg.solve(C[np.ix_(o, o)], X[i, o] - mu[o])
             expect += R[i, k] * cond
         assert np.allclose(filled[i, m], expect, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rotation", ["varimax", "quartimax"])
+def test_rotation_matches_scikit_learn(rotation):
+    """Rotated loadings equal scikit-learn's up to the factors' order and signs;
+    the fit itself does not change."""
+    from sklearn.decomposition import FactorAnalysis as SkFA
+
+    rng = np.random.default_rng(0)
+    W = np.zeros((9, 3))
+    for k in range(3):  # simple structure: each feature loads on one factor
+        W[3 * k : 3 * k + 3, k] = rng.uniform(1.0, 2.0, 3)
+    W += 0.1 * rng.normal(size=W.shape)
+    X = rng.normal(size=(1000, 3)) @ W.T + rng.normal(scale=0.5, size=(1000, 9))
+    ours = FactorAnalysis(3, rotation=rotation, tol=1e-12).fit(X)
+    plain = FactorAnalysis(3, tol=1e-12).fit(X)
+    sk = SkFA(3, rotation=rotation, tol=1e-10, max_iter=5000).fit(X)
+    A, B = ours.components_, sk.components_
+    cos = np.abs(A @ B.T) / np.outer(np.linalg.norm(A, axis=1), np.linalg.norm(B, axis=1))
+    perm = cos.argmax(axis=1)
+    assert sorted(perm) == [0, 1, 2]
+    signs = np.sign(np.sum(A * B[perm], axis=1))
+    assert np.allclose(A, signs[:, None] * B[perm], atol=1e-4)
+    assert np.allclose(ours.get_covariance(), plain.get_covariance(), rtol=1e-10)
+    assert np.allclose(ours.transform(X), signs * sk.transform(X)[:, perm], atol=1e-4)
+    with pytest.raises(ValueError, match="rotation"):
+        FactorAnalysis(2, rotation="promax").fit(X)
