@@ -379,12 +379,16 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         """(n_seq, M) distribution of the extended state at each sequence's first row."""
         K, p = self.k_regimes, self._order
         out = np.empty((data.n_sequences, K ** (p + 1)))
-        for q, start in enumerate(data.full_offsets[:-1]):
-            m0 = start if self._tvtp else 0
-            first = self._start_vector(trans[m0])
-            joint = first  # over (S_0,)
+        if not self._tvtp:  # the same for every sequence
+            joint = self._start_vector(trans[0])
             for step in range(1, p + 1):
-                P = trans[start + step] if self._tvtp else trans[0]
+                joint = trans[0].T.reshape((K, K) + (1,) * (step - 1)) * joint[None]
+            out[:] = joint.reshape(-1)
+            return out
+        for q, start in enumerate(data.full_offsets[:-1]):
+            joint = self._start_vector(trans[start])  # over (S_0,)
+            for step in range(1, p + 1):
+                P = trans[start + step]
                 # new joint over (S_step, S_{step-1}, ..., S_0)
                 joint = P.T.reshape((K, K) + (1,) * (step - 1)) * joint[None]
             out[q] = joint.reshape(-1)
