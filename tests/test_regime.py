@@ -724,3 +724,24 @@ def test_bad_settings_and_values():
     with pytest.raises(ValueError, match="exog for the forecast needs 1"):
         _ours("fedfunds_L1").forecast(2)
     assert model.forecast(2)["mean"].shape == (2,)
+
+
+def test_tvtp_panel_with_gaps_and_free_start():
+    z = np.c_[np.ones(len(RGNP)), REC]
+    model = _ours("hamilton_tvtp")
+    lengths = [60, len(RGNP) - 60]
+    stacked = model.score(RGNP, exog_tvtp=z, lengths=lengths)
+    parts = model.score(RGNP[:60], exog_tvtp=z[:60]) + model.score(RGNP[60:], exog_tvtp=z[60:])
+    assert np.isclose(stacked, parts, rtol=1e-12)
+    y = RGNP.copy()
+    y[[20, 21, 90]] = np.nan  # in an AR(2), rows 20-23 and 90-92 lose their term
+    fit = MarkovAutoregression(2, order=2, initial="free", n_init=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LikelihoodDecreaseWarning)
+        fit.fit(y, exog_tvtp=z, lengths=lengths)
+    assert all(_monotone(h) for h in fit.histories_)
+    res = fit.smooth()
+    rows = fit._data.rows
+    lost = np.isin(rows, [20, 21, 22, 23, 90, 91, 92])
+    assert np.all(res.llf_obs[lost] == 0.0) and np.all(res.llf_obs[~lost] != 0.0)
+    np.testing.assert_allclose(res.smoothed_marginal_probabilities.sum(axis=1), 1.0)

@@ -760,7 +760,8 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
     def _llf_obs(self, data, filt, pred) -> np.ndarray:
         logb = self._log_emission(data)
         mx = logb.max(axis=1, keepdims=True)
-        return np.log(np.sum(pred * np.exp(logb - mx), axis=1)) + mx[:, 0]
+        out = np.log(np.sum(pred * np.exp(logb - mx), axis=1)) + mx[:, 0]
+        return np.where(data.valid, out, 0.0)
 
     def score(self, y: Any, exog: Any = None, exog_tvtp: Any = None, lengths: Any = None):
         """Log-likelihood of a data set at the current parameters."""
