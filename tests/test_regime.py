@@ -745,3 +745,18 @@ def test_tvtp_panel_with_gaps_and_free_start():
     lost = np.isin(rows, [20, 21, 22, 23, 90, 91, 92])
     assert np.all(res.llf_obs[lost] == 0.0) and np.all(res.llf_obs[~lost] != 0.0)
     np.testing.assert_allclose(res.smoothed_marginal_probabilities.sum(axis=1), 1.0)
+
+
+def test_simulated_forecast_agrees_with_the_exact_one():
+    model = _ours("hamilton_ar4")
+    exact = model.forecast(4)
+    sim = model.forecast(4, method="simulate", n_paths=40000, random_state=0)
+    se = np.sqrt(exact["variance"] / 40000)
+    assert np.all(np.abs(sim["mean"] - exact["mean"]) < 5 * se)
+    np.testing.assert_allclose(sim["variance"], exact["variance"], rtol=0.05)
+    np.testing.assert_array_equal(sim["probabilities"], exact["probabilities"])
+    switching = _ours("hamilton_ar1_switch")
+    auto = switching.forecast(3, random_state=1)
+    assert np.all(np.isfinite(auto["mean"])) and np.all(auto["variance"] > 0)
+    with pytest.raises(ValueError, match="method"):
+        switching.forecast(3, method="exact")

@@ -923,14 +923,24 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
 
     # ------------------------------------------------------------------ forecast
     def forecast(
-        self, steps: int = 1, exog: Any = None, exog_tvtp: Any = None
+        self,
+        steps: int = 1,
+        exog: Any = None,
+        exog_tvtp: Any = None,
+        method: str = "auto",
+        n_paths: int = 20000,
+        random_state: Any = None,
     ) -> dict[str, np.ndarray]:
         """Predictive mean, variance and regime probabilities 1..steps ahead of the fitted data.
 
-        Exact for models whose autoregressive coefficients do not switch
-        (and for ``MarkovRegression``): the predictive distribution is a
-        mixture over the current regime and the last ``order`` regimes.
-        Uses the last sequence of the fitted data.
+        ``method="exact"`` (what ``"auto"`` picks when the autoregressive
+        coefficients do not switch, and for ``MarkovRegression``): the
+        predictive distribution is a mixture over the current regime and the
+        last ``order`` regimes, computed in closed form. ``method="simulate"``
+        (what ``"auto"`` picks with switching autoregressive coefficients):
+        mean and variance from ``n_paths`` simulated paths started from the
+        filtered regimes; the regime probabilities stay exact. Uses the last
+        sequence of the fitted data.
 
         Parameters
         ----------
@@ -939,6 +949,11 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
             Future exogenous regressors (needed when the model has some).
         exog_tvtp : array-like (steps, k_tvtp)
             Future transition covariates (needed with time-varying transitions).
+        method : {"auto", "exact", "simulate"}
+        n_paths : int
+            Simulated paths for ``method="simulate"``.
+        random_state : None, int or Generator
+            Seeds the simulated paths.
 
         Returns
         -------
@@ -948,11 +963,15 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         steps = check_positive_int(steps, "steps")
         data = self._data_for(None, None, None, None)
         K, p = self.k_regimes, self._order
-        if p and np.any(self._sw_ar):
+        if method not in ("auto", "exact", "simulate"):
+            raise ValueError(f'method must be "auto", "exact" or "simulate"; got {method!r}.')
+        switching_ar = bool(p and np.any(self._sw_ar))
+        if method == "exact" and switching_ar:
             raise ValueError(
-                "forecast is exact only when the autoregressive coefficients do not switch "
-                "(switching_ar=False); use simulate() to forecast this model by simulation."
+                'method="exact" needs autoregressive coefficients that do not switch '
+                '(switching_ar=False); use method="simulate" (or "auto").'
             )
+        simulate = method == "simulate" or (method == "auto" and switching_ar)
         fut_x = self._regressors(exog, steps, "exog")
         if fut_x.shape[1] != self.k_exog_:
             raise ValueError(
@@ -995,6 +1014,15 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         var = np.empty(steps)
         probs = np.empty((steps, K))
         marg = joint.sum(axis=tuple(range(1, p))) if p > 1 else joint  # P(S_T | y)
+        if simulate:
+            probs_, mean, var = self._forecast_paths(
+                joint, past_dev, fut_x, Ps, check_positive_int(n_paths, "n_paths"), random_state
+            )
+            Pprod = np.eye(K)
+            for h in range(steps):
+                Pprod = Pprod @ Ps[h]
+                probs[h] = marg @ Pprod
+            return {"mean": mean, "variance": var, "probabilities": probs}
         Pprod = np.eye(K)
         power = np.eye(p)
         s2_marg = np.empty(steps)
@@ -1014,6 +1042,37 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
             noise = float(np.sum(theta[: h + 1] ** 2 * s2_marg[h::-1]))
             var[h] = float(np.sum(cur * cmean**2) - mean[h] ** 2 + noise)
         return {"mean": mean, "variance": var, "probabilities": probs}
+
+    def _forecast_paths(self, joint, past_dev, fut_x, Ps, n_paths, random_state):
+        """Simulated forecast paths from the filtered joint of the last ``order`` regimes."""
+        rng = check_random_state(random_state)
+        K, p = self.k_regimes, self._order
+        steps = len(fut_x)
+        flat = np.asarray(joint, dtype=float).reshape(-1)
+        idx = rng.choice(len(flat), size=n_paths, p=flat / flat.sum())
+        # Regimes and deviations z_{T-i} (i = 0..p-1) of each path.
+        past = np.stack(np.unravel_index(idx, (K,) * p), axis=1) if p else np.zeros((n_paths, 0))
+        past = past.astype(np.int64)
+        if p:
+            z = np.stack(
+                [past_dev[i].reshape(-1)[idx] for i in range(p)], axis=1
+            )  # (paths, p): z_T, z_{T-1}, ...
+            cur = past[:, 0]
+        else:
+            z = np.zeros((n_paths, 0))
+            cur = rng.choice(K, size=n_paths, p=np.asarray(joint, dtype=float))
+        ys = np.empty((steps, n_paths))
+        for h in range(steps):
+            u = rng.uniform(size=n_paths)
+            cdf = np.cumsum(Ps[h][cur], axis=1)
+            cur = np.minimum((u[:, None] > cdf).sum(axis=1), K - 1)
+            e = rng.normal(size=n_paths) * np.sqrt(self.sigma2_[cur])
+            dev = e
+            if p:
+                dev = e + np.sum(self.ar_coef_[cur] * z, axis=1)
+                z = np.column_stack([dev, z[:, :-1]])
+            ys[h] = self.coef_[cur] @ fut_x[h] + dev
+        return None, ys.mean(axis=1), ys.var(axis=1)
 
     def simulate(
         self,
