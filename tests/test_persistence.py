@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from hostile import meta_and_arrays, model_file
 
 from latentem import GMMHMM, HMM, CategoricalHMM, GaussianHMM, GaussianMixture, PoissonHMM
 from latentem.families.categorical import CategoricalFamily
@@ -237,10 +238,10 @@ def test_inconsistent_arrays_are_a_clear_error(tmp_path):
     path = tmp_path / "a.lem"
     PoissonHMM(2, n_iter=5, random_state=0).fit(np.arange(40.0)[:, None] % 7).save(path)
 
-    def break_transmat(meta):
-        meta["model"]["fitted"]["transmat_"] = [[0.5, 0.9], [0.5, 0.5]]
-
-    _rewrite_meta(path, break_transmat)
+    meta, arrays = meta_and_arrays(path)
+    (key,) = [k for k in arrays if k.endswith("transmat_")]
+    arrays[key] = np.array([[0.5, 0.9], [0.5, 0.5]])
+    path.write_bytes(model_file(meta, arrays))
     with pytest.raises(ValueError, match="transmat_ must be non-negative and sum to 1"):
         load(path)
 

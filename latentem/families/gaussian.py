@@ -105,10 +105,17 @@ class GaussianFamily:
         """Second-moment mode of the kernels for this covariance type."""
         return {"full": 0, "tied": 1, "diag": 2, "spherical": 2}[self.covariance_type]
 
-    def set_parameters(self, means: np.ndarray, covariances: np.ndarray) -> None:
-        """Set means and covariances; raise ValueError if a covariance is not PD."""
-        means = np.array(means, dtype=np.float64, order="C")
-        covariances = np.array(covariances, dtype=np.float64, order="C")
+    def set_parameters(
+        self, means: np.ndarray, covariances: np.ndarray, *, copy: bool = True
+    ) -> None:
+        """Set means and covariances; raise ValueError if a covariance is not PD.
+
+        ``copy=False`` keeps float64 C-ordered arrays the family alone holds (a
+        model file's, as it loads) instead of copying them.
+        """
+        as_array = np.array if copy else np.asarray
+        means = as_array(means, dtype=np.float64, order="C")
+        covariances = as_array(covariances, dtype=np.float64, order="C")
         prec = self.precision_cholesky_from_covariances(covariances)
         self.means_ = means
         self.covariances_ = covariances

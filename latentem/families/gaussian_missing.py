@@ -218,8 +218,10 @@ class MissingGaussianFamily(GaussianFamily):
     conditional_covariance: bool = True
 
     # ------------------------------------------------------------------ cached pieces
-    def set_parameters(self, means: np.ndarray, covariances: np.ndarray) -> None:
-        super().set_parameters(means, covariances)
+    def set_parameters(
+        self, means: np.ndarray, covariances: np.ndarray, *, copy: bool = True
+    ) -> None:
+        super().set_parameters(means, covariances, copy=copy)
         self._missing_cache = None
         self._tables_cache = None
 
