@@ -7,11 +7,14 @@ that says what was wrong and what to do.
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "atomic_write",
+    "check_output",
     "identifier_columns",
     "numeric_block",
     "read_table",
@@ -46,28 +49,68 @@ def table_format(path: str) -> str:
 
 
 def read_table(path: str) -> Any:
-    """A pandas DataFrame from a CSV, TSV or Parquet file."""
+    """A pandas DataFrame from a CSV, TSV or Parquet file.
+
+    Text files are read as UTF-8 (a byte-order mark is allowed). Every
+    problem is one ``ValueError`` line: an empty file, a header without
+    rows, bytes that are not UTF-8, a file separated by another delimiter,
+    repeated or empty column names, rows of the wrong length.
+    """
     fmt = table_format(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory; pass a .csv or .parquet file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path} is empty; it needs a header line and rows")
     pd = _pandas()
+    sep = "\t" if fmt == "tsv" else ","
     try:
         if fmt == "parquet":
             _require_pyarrow()
             df = pd.read_parquet(path)
+            header = [str(c) for c in df.columns]
         else:
-            df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            text = dict(sep=sep, encoding="utf-8-sig")
+            df = pd.read_csv(path, **text)
+            # the names as written: pandas renames repeated ("a.1") and empty ("Unnamed: 2") ones
+            first = pd.read_csv(
+                path, header=None, nrows=1, dtype=str, keep_default_na=False, **text
+            )
+            header = [str(v) for v in first.iloc[0]] if len(first) else []
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"cannot read {path} as {fmt.upper()}: {_one_line(exc)}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, MemoryError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"cannot read {path} as {fmt.upper()}: {_one_line(exc)}") from None
-    if len(df.columns) != len(set(map(str, df.columns))):
-        raise ValueError(f"{path} has repeated column names; make them unique")
+    if fmt != "parquet" and len(header) == 1:
+        for other, name in ((";", "semicolons"), ("\t", "tabs"), (",", "commas"), ("|", "bars")):
+            if other != sep and other in header[0]:
+                raise ValueError(
+                    f"{path} has a single column {_cut(header[0])!r}: it looks separated by "
+                    f"{name}; latentem reads comma-separated .csv and tab-separated .tsv files"
+                )
+    empty = [i for i, name in enumerate(header) if not name.strip()]
+    if empty:
+        raise ValueError(f"column {empty[0] + 1} of {path} has no name; name every column")
+    seen: set = set()
+    for name in header:
+        if name in seen:
+            raise ValueError(f"{path} has the column name {_cut(name)!r} twice; make them unique")
+        seen.add(name)
+    if len(df) == 0:
+        raise ValueError(f"{path} has a header but no rows")
     return df
+
+
+def _cut(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _require_pyarrow() -> None:
@@ -79,17 +122,56 @@ def _require_pyarrow() -> None:
         ) from None
 
 
+def check_output(path: str, inputs: tuple[str, ...] = ()) -> None:
+    """Fail before any work if ``path`` cannot be written: its directory is missing, it is
+    a directory, or it is one of the ``inputs``."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot write {path}: the directory {parent} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write {path}: it is a directory")
+    for source in inputs:
+        same = os.path.abspath(source) == os.path.abspath(path) or (
+            os.path.exists(path) and os.path.exists(source) and os.path.samefile(source, path)
+        )
+        if same:
+            raise ValueError(f"-o {path} would overwrite the input {source}; write to another file")
+
+
+def atomic_write(path: str, write: Any) -> None:
+    """Call ``write(temporary_path)``, then move the file into place in one step.
+
+    The temporary file lies in the same directory, so ``os.replace`` is atomic:
+    a reader, or a process killed mid-write, sees the previous file or the new
+    one, never half of one. The temporary file is removed on any error.
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_table(df: Any, path: str) -> None:
-    """Write a DataFrame as CSV, TSV or Parquet (by extension), without the index."""
+    """Write a DataFrame as CSV, TSV or Parquet (by extension), without the index,
+    atomically (see :func:`atomic_write`)."""
     fmt = table_format(path)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"cannot write {path}: the directory {parent} does not exist")
     if fmt == "parquet":
         _require_pyarrow()
-        df.to_parquet(path, index=False)
+        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
     else:
-        df.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
+        sep = "\t" if fmt == "tsv" else ","
+        atomic_write(path, lambda tmp: df.to_csv(tmp, sep=sep, index=False))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -176,12 +176,13 @@ def _note_identifiers(df, seq_col) -> None:
 
 # ---------------------------------------------------------------------- commands
 def _fit(args: argparse.Namespace) -> int:
-    from latentem._tables import numeric_block, read_table, sequence_lengths
+    from latentem._tables import check_output, numeric_block, read_table, sequence_lengths
 
     if args.components < 1:
         raise _Usage("--components must be at least 1")
     if args.max_iter < 1:
         raise _Usage("--max-iter must be at least 1")
+    check_output(args.output, (args.input,))  # before the work, not after it
     df = read_table(args.input)
     seq_col = getattr(args, "sequence_column", None)
     columns = _columns(args.columns)
@@ -266,8 +267,10 @@ def _new_hmm(args: argparse.Namespace, verbose: bool, names: list[str]):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from latentem._tables import read_table, write_table
+    from latentem._tables import check_output, read_table, table_format, write_table
 
+    check_output(args.output, (args.input, args.model))
+    table_format(args.output)
     model, meta = _load(args.model)
     _require_fitted(model, args.model)
     df = read_table(args.input)
@@ -375,14 +378,26 @@ def _fitted_arrays(model) -> list[tuple[str, np.ndarray]]:
 
 
 def _impute(args: argparse.Namespace) -> int:
-    from latentem._tables import numeric_block, read_table, table_format, write_table
+    from latentem._tables import (
+        check_output,
+        numeric_block,
+        read_table,
+        table_format,
+        write_table,
+    )
     from latentem.models.imputer import EMImputer
 
     if args.components < 1:
         raise _Usage("--components must be at least 1")
     if args.multiple < 1:
         raise _Usage("--multiple must be at least 1")
-    table_format(args.output)  # a bad output name fails before the work
+    stem, ext = os.path.splitext(args.output)
+    out_paths = [args.output]
+    if args.multiple > 1:
+        out_paths = [f"{stem}_{i + 1}{ext}" for i in range(args.multiple)]
+    for out in out_paths:  # a bad output fails before the work
+        check_output(out, (args.input,))
+    table_format(args.output)
     df = read_table(args.input)
     X, names = numeric_block(df, _columns(args.columns))
     if len(X) == 0:
@@ -397,9 +412,8 @@ def _impute(args: argparse.Namespace) -> int:
     if args.multiple == 1:
         outputs = [(args.output, imputer.transform(X))]
     else:
-        stem, ext = os.path.splitext(args.output)
         filled = imputer.sample_imputations(X, n_imputations=args.multiple)
-        outputs = [(f"{stem}_{i + 1}{ext}", f) for i, f in enumerate(filled)]
+        outputs = list(zip(out_paths, filled))
     by_name = dict(zip((str(c) for c in df.columns), df.columns))
     for path, filled in outputs:
         out = df.copy()
