@@ -222,7 +222,16 @@ class GaussianEmission(MissingGaussianFamily):
                 cov = (cp + c_n) / (max(cw - D, 0.0) + nk.sum())
             if self.reg_covar:
                 cov = _add_to_diagonal(cov, self.reg_covar, ct)
-        self.set_parameters(new_mu, cov)
+        try:
+            self.set_parameters(new_mu, cov)
+        except ValueError as exc:  # the family's hint names only reg_covar, which
+            # GaussianHMM does not take
+            first = str(exc).split(";")[0].replace("component", "state")
+            raise ValueError(
+                f"{first}; pass a positive-definite covars_prior such as "
+                "1e-2 * np.eye(n_features) (in a ModelGraph's Gaussian node, reg_covar > 0 "
+                "also works), use covariance_type='diag', or use fewer states"
+            ) from None
 
     def log_prior(self) -> float:
         """Log-density (up to a constant) of the prior behind hmmlearn's MAP M-step.
@@ -250,7 +259,13 @@ class GaussianEmission(MissingGaussianFamily):
         if ct == "tied":
             scatter = scatter.sum(axis=0, keepdims=True)
         psi = np.broadcast_to(np.asarray(cp, dtype=np.float64), covs.shape) + scatter
-        _, logdet = np.linalg.slogdet(covs)
+        sign, logdet = np.linalg.slogdet(covs)
+        if not (sign > 0).all():
+            raise ValueError(
+                "a state's covariance is singular (for instance from duplicated points or a "
+                "constant column); use covariance_type='diag', or pass a positive-definite "
+                "covars_prior such as 1e-2 * np.eye(n_features)"
+            )
         inv = np.linalg.inv(covs)
         return float(np.sum(-0.5 * a * logdet - 0.5 * np.einsum("kij,kji->k", psi, inv)))
 

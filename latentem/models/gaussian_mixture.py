@@ -323,6 +323,11 @@ class GaussianMixture(SaveMixin, ParamsMixin):
                 w = self._latent.weights_.copy()
                 w[empty] = -1.0  # never split an empty component
                 src = int(np.argmax(w))
+                spread = np.diag(self._family.component_covariance(src)).max()
+                if not spread > 2.0 * self._family.reg_covar:
+                    # the data there have no spread (duplicated points): a split would
+                    # only lower the likelihood; the component stays empty instead
+                    break
                 self._family.split(src, int(dst))
                 self._latent.split(src, int(dst))
                 empty = empty[empty != dst]
