@@ -65,7 +65,7 @@ def test_eight_threads_give_the_serial_answers(name):
     model, answer, data = _models()[name]
     # different data per task, so that per-call caches (missing-data plans, kernel
     # tables) are rebuilt and replaced while other threads use them
-    inputs = [data(seed) for seed in range(12)]
+    inputs = [data(seed) for seed in range(8)]
     serial = [answer(model, D) for D in inputs]
     start = threading.Barrier(N_THREADS)
 
@@ -74,9 +74,9 @@ def test_eight_threads_give_the_serial_answers(name):
             start.wait()  # all threads begin together
         return answer(model, inputs[i % len(inputs)])
 
-    for _ in range(3):
+    for _ in range(2):
         with ThreadPoolExecutor(N_THREADS) as pool:
-            results = list(pool.map(task, range(4 * len(inputs))))
+            results = list(pool.map(task, range(3 * len(inputs))))
         for i, got in enumerate(results):
             for a, b in zip(got, serial[i % len(inputs)]):
                 np.testing.assert_array_equal(a, b)

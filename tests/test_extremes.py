@@ -177,7 +177,7 @@ def _fit_or_refuse(name, scenario, K, seed):
     return model, X, (lengths if sequences else None)
 
 
-@settings(max_examples=60, derandomize=True, deadline=None)
+@settings(max_examples=40, derandomize=True, deadline=None)
 @given(
     name=st.sampled_from(sorted(ESTIMATORS)),
     scenario=st.sampled_from(SCENARIOS),
