@@ -489,11 +489,31 @@ def _check_graph(graph: Any) -> None:
                 _simplex(f"{attr} of node {node.name!r}", getattr(node, attr), shape)
 
 
+def _check_factor(model: Any) -> None:
+    """Factor models: their settings, and finite parameters (weights on the simplex)."""
+    model._check_settings()
+    if "components_" not in vars(model):
+        return
+    for name in (
+        "mean_",
+        "means_",
+        "components_",
+        "noise_variance_",
+        "factor_means_",
+        "factor_covariances_",
+    ):
+        if vars(model).get(name) is not None:
+            _finite(name, vars(model)[name])
+    if vars(model).get("weights_") is not None:
+        _simplex("weights_", model.weights_, (_check_size(model.n_components, "n_components"),))
+
+
 #: Checks run on a loaded object, by saved class name, after its own finishing step.
 _LOAD_CHECKS = {
     "GaussianMixture": _check_mixture,
     "EMImputer": _check_imputer,
     "ModelGraph": _check_graph,
+    **{name: _check_factor for name in ("FactorAnalysis", "PPCA", "MixtureOfFactorAnalyzers")},
     "CategoricalLatent": lambda lat: _simplex("weights_", lat.weights_, (lat.n_components,)),
     **{
         name: _check_hmm

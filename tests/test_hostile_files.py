@@ -20,7 +20,15 @@ from hostile import deflate, meta_and_arrays, model_file, npy_bytes, npz_bytes, 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latentem import CategoricalHMM, EMImputer, GaussianHMM, GaussianMixture, PoissonHMM
+from latentem import (
+    CategoricalHMM,
+    EMImputer,
+    FactorAnalysis,
+    GaussianHMM,
+    GaussianMixture,
+    MixtureOfFactorAnalyzers,
+    PoissonHMM,
+)
 from latentem.cli import main
 from latentem.persistence import MAX_META_BYTES, describe, load
 
@@ -54,6 +62,8 @@ def files(tmp_path_factory):
         "poisson": PoissonHMM(2, n_iter=5, random_state=0).fit(counts),
         "categorical": CategoricalHMM(2, n_iter=5, random_state=0).fit(counts % 3),
         "imputer": EMImputer(random_state=0).fit(np.where(X > 2.5, np.nan, X)),
+        "fa": FactorAnalysis(1, max_iter=20).fit(X),
+        "mfa": MixtureOfFactorAnalyzers(2, n_factors=1, max_iter=10, random_state=0).fit(X),
     }
     paths = {}
     for name, model in models.items():
@@ -486,6 +496,10 @@ CASES = {
         f["categorical"], "emissionprob_", lambda a: a * 3
     ),
     ("value", "imputer negative weights"): _imputer_weights,
+    ("value", "factor loadings NaN"): lambda f: _tampered(f["fa"], "components_", _set("", np.nan)),
+    ("value", "factor mixture weights NaN"): lambda f: _tampered(
+        f["mfa"], "weights_", _set("", np.nan)
+    ),
 }
 
 
