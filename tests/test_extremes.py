@@ -235,5 +235,6 @@ def test_probabilities_that_underflow(name):
     lengths = None if lengths is None else [1] * len(far)
     for answer in _answers(name, model, far, lengths):
         assert np.isfinite(answer).all()
-    proba = _answers(name, model, far, lengths)[0]
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    if name not in ("FactorAnalysis", "PPCA"):  # theirs is a transform, not probabilities
+        proba = _answers(name, model, far, lengths)[0]
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
