@@ -1,4 +1,4 @@
-"""Every Gaussian / k-means numba kernel against a slow, obvious NumPy reference."""
+"""Every Gaussian / k-means kernel, compiled and NumPy, against a slow, obvious reference."""
 
 import numpy as np
 import pytest
@@ -62,12 +62,12 @@ def ref_posterior(logp):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("smode", [0, 1, 2])
 @pytest.mark.parametrize("n,D,K", [(1, 1, 1), (37, 3, 2), (3 * BLOCK + 5, 5, 4), (700, 1, 3)])
-def test_estep_matches_reference(dtype, smode, n, D, K):
+def test_estep_matches_reference(dtype, smode, n, D, K, kernel_path):
     rng = np.random.default_rng(n * 100 + D * 10 + K + smode)
     X, means, prec, logc = _random_problem(rng, n, D, K, diag=smode == 2)
     X = X.astype(dtype)
     shift = rng.normal(size=D)
-    ll, nk, S, Q = gaussian_estep(X, means, prec, logc, shift, smode)
+    ll, nk, S, Q = getattr(gaussian_estep, kernel_path)(X, means, prec, logc, shift, smode)
     lp = ref_logp(X, means, prec, logc)
     W, lse = ref_posterior(lp)
     rnk, rS, rQ = ref_stats(X, W, means, shift, smode)
@@ -80,14 +80,14 @@ def test_estep_matches_reference(dtype, smode, n, D, K):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("smode", [0, 1, 2])
-def test_accumulate_matches_reference(dtype, smode):
+def test_accumulate_matches_reference(dtype, smode, kernel_path):
     rng = np.random.default_rng(smode)
     n, D, K = 2 * BLOCK + 17, 4, 3
     X = rng.normal(size=(n, D)).astype(dtype)
     W = rng.uniform(size=(n, K))
     means = rng.normal(size=(K, D))
     shift = rng.normal(size=D)
-    got = gaussian_accumulate(X, W, means, shift, smode)
+    got = getattr(gaussian_accumulate, kernel_path)(X, W, means, shift, smode)
     ref = ref_stats(X, W, means, shift, smode)
     for g, r in zip(got, ref):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10 * n)
@@ -95,7 +95,7 @@ def test_accumulate_matches_reference(dtype, smode):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("diag", [False, True])
-def test_logprob_outputs(dtype, diag):
+def test_logprob_outputs(dtype, diag, kernel_path):
     rng = np.random.default_rng(int(diag))
     n, D, K = 3 * BLOCK + 1, 6, 5
     X, means, prec, logc = _random_problem(rng, n, D, K, diag)
@@ -104,25 +104,25 @@ def test_logprob_outputs(dtype, diag):
     post, lse = ref_posterior(lp)
     out2 = np.full((n, K), np.nan)
     out1 = np.full(n, np.nan)
-    gaussian_logprob(X, means, prec, logc, 0, out2, out1)
+    getattr(gaussian_logprob, kernel_path)(X, means, prec, logc, 0, out2, out1)
     np.testing.assert_allclose(out2, lp, rtol=1e-12, atol=1e-10)
-    gaussian_logprob(X, means, prec, logc, 1, out2, out1)
+    getattr(gaussian_logprob, kernel_path)(X, means, prec, logc, 1, out2, out1)
     np.testing.assert_allclose(out2, post, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(out1, lse, rtol=1e-12, atol=1e-10)
     out1[:] = np.nan
-    gaussian_logprob(X, means, prec, logc, 2, np.empty((0, K)), out1)
+    getattr(gaussian_logprob, kernel_path)(X, means, prec, logc, 2, np.empty((0, K)), out1)
     np.testing.assert_allclose(out1, lse, rtol=1e-12, atol=1e-10)
-    gaussian_logprob(X, means, prec, logc, 3, np.empty((0, K)), out1)
+    getattr(gaussian_logprob, kernel_path)(X, means, prec, logc, 3, np.empty((0, K)), out1)
     np.testing.assert_array_equal(out1, lp.argmax(axis=1))
 
 
-def test_posterior_handles_zero_weight_component():
+def test_posterior_handles_zero_weight_component(kernel_path):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(50, 2))
     means = np.zeros((2, 2))
     prec = np.ones((2, 1, 2))
     logc = np.array([0.0, -np.inf])
-    ll, nk, S, Q = gaussian_estep(X, means, prec, logc, np.zeros(2), 2)
+    ll, nk, S, Q = getattr(gaussian_estep, kernel_path)(X, means, prec, logc, np.zeros(2), 2)
     assert np.isfinite(ll)
     assert nk[1] == 0.0 and nk[0] == pytest.approx(50.0)
 
@@ -135,9 +135,9 @@ def test_estep_does_not_depend_on_thread_count():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        a = gaussian_estep(X, means, prec, logc, np.zeros(3), 0)
+        a = gaussian_estep.jit(X, means, prec, logc, np.zeros(3), 0)
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        b = gaussian_estep(X, means, prec, logc, np.zeros(3), 0)
+        b = gaussian_estep.jit(X, means, prec, logc, np.zeros(3), 0)
     finally:
         numba.set_num_threads(before)
     assert a[0] == b[0]
@@ -145,18 +145,18 @@ def test_estep_does_not_depend_on_thread_count():
         np.testing.assert_array_equal(x, y)
 
 
-def test_cov_to_prec_chol():
+def test_cov_to_prec_chol(kernel_path):
     rng = np.random.default_rng(0)
     A = rng.normal(size=(3, 4, 4))
     cov = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(4)
-    prec, bad = cov_to_prec_chol(cov)
+    prec, bad = getattr(cov_to_prec_chol, kernel_path)(cov)
     assert bad == -1
     for k in range(3):
         ref = np.linalg.inv(np.linalg.cholesky(cov[k])).T  # scikit-learn's definition
         np.testing.assert_allclose(prec[k], ref, rtol=1e-10, atol=1e-12)
         assert np.all(np.tril(prec[k], -1) == 0)
     cov[1] = np.ones((4, 4))  # rank one: not PD
-    assert cov_to_prec_chol(cov)[1] == 1
+    assert getattr(cov_to_prec_chol, kernel_path)(cov)[1] == 1
 
 
 def ref_kmeans_plusplus(X, K, first, uniforms):
@@ -176,11 +176,11 @@ def ref_kmeans_plusplus(X, K, first, uniforms):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_kmeans_plusplus_matches_reference(dtype):
+def test_kmeans_plusplus_matches_reference(dtype, kernel_path):
     rng = np.random.default_rng(2)
     X = np.concatenate([rng.normal(c, 0.3, size=(60, 2)) for c in (0, 5, 10, 15)]).astype(dtype)
     uniforms = rng.random((3, 3))
-    got = kmeans_plusplus(X, 4, 7, uniforms)
+    got = getattr(kmeans_plusplus, kernel_path)(X, 4, 7, uniforms)
     np.testing.assert_array_equal(got, ref_kmeans_plusplus(X, 4, 7, uniforms))
     assert len({int(i) // 60 for i in got}) == 4  # one seed per blob
 
@@ -203,11 +203,11 @@ def ref_lloyd(X, C, max_iter):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("max_iter", [0, 1, 50])
-def test_lloyd_matches_reference(dtype, max_iter):
+def test_lloyd_matches_reference(dtype, max_iter, kernel_path):
     rng = np.random.default_rng(4)
     X = rng.normal(size=(400, 3)).astype(dtype)
     C0 = X[:5].astype(np.float64)
-    C, labels, it = lloyd(X, C0, max_iter)
+    C, labels, it = getattr(lloyd, kernel_path)(X, C0, max_iter)
     rC, rlabels, rit = ref_lloyd(X, C0, max_iter)
     np.testing.assert_array_equal(labels, rlabels)
     np.testing.assert_allclose(C, rC, rtol=1e-12, atol=1e-12)

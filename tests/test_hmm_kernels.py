@@ -61,20 +61,23 @@ def random_problem(rng, K, lengths, scale=3.0):
     return log_b, offsets, startprob, transmat
 
 
-def run_fb(log_b, offsets, startprob, transmat, max_groups=64):
+def run_fb(log_b, offsets, startprob, transmat, max_groups=64, path="jit"):
     groups = sequence_groups(offsets, max_groups)
     weights = np.ones(len(offsets) - 1)
-    post, start, trans, ll = forward_backward(log_b, offsets, groups, startprob, transmat, weights)
+    fb = getattr(forward_backward, path)
+    post, start, trans, ll = fb(log_b, offsets, groups, startprob, transmat, weights)
     return post, start.sum(0), trans.sum(0), ll
 
 
 @pytest.mark.parametrize("K", [1, 2, 5])
-def test_forward_backward_matches_reference(K):
+def test_forward_backward_matches_reference(K, kernel_path):
     rng = np.random.default_rng(K)
     lengths = [1, 7, 30, 2, 15]
     log_b, offsets, startprob, transmat = random_problem(rng, K, lengths)
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
-    fwd_only = forward_loglik(log_b, offsets, sequence_groups(offsets), startprob, transmat)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat, path=kernel_path)
+    fwd_only = getattr(forward_loglik, kernel_path)(
+        log_b, offsets, sequence_groups(offsets), startprob, transmat
+    )
     xi_total = np.zeros((K, K))
     start_total = np.zeros(K)
     for s in range(len(lengths)):
@@ -87,11 +90,13 @@ def test_forward_backward_matches_reference(K):
         start_total += ref_post[0]
     np.testing.assert_allclose(trans, xi_total, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(start, start_total, rtol=1e-12)
-    fwd_only = forward_loglik(log_b, offsets, sequence_groups(offsets), startprob, transmat)
+    fwd_only = getattr(forward_loglik, kernel_path)(
+        log_b, offsets, sequence_groups(offsets), startprob, transmat
+    )
     np.testing.assert_allclose(fwd_only, ll, rtol=1e-12)
 
 
-def test_textbook_two_state_values():
+def test_textbook_two_state_values(kernel_path):
     # Two coins: state 0 fair, state 1 biased towards heads (1). Observations H, H, T.
     startprob = np.array([0.5, 0.5])
     transmat = np.array([[0.9, 0.1], [0.2, 0.8]])
@@ -109,25 +114,25 @@ def test_textbook_two_state_values():
             for p in paths
         ]
     )
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat, path=kernel_path)
     assert ll[0] == pytest.approx(np.log(probs.sum()), rel=1e-14)
     for t in range(3):
         for k in range(2):
             expected = probs[paths[:, t] == k].sum() / probs.sum()
             assert post[t, k] == pytest.approx(expected, rel=1e-12)
-    states, logprob = viterbi(
+    states, logprob = getattr(viterbi, kernel_path)(
         log_b, offsets, sequence_groups(offsets), np.log(startprob), np.log(transmat)
     )
     np.testing.assert_array_equal(states, paths[np.argmax(probs)])
     assert logprob[0] == pytest.approx(np.log(probs.max()), rel=1e-14)
 
 
-def test_no_underflow_with_extreme_outliers():
+def test_no_underflow_with_extreme_outliers(kernel_path):
     rng = np.random.default_rng(0)
     log_b, offsets, startprob, transmat = random_problem(rng, 3, [500])
     log_b[100] = [-1e5, -2e5, -3e5]  # a wild outlier: every state nearly impossible
     log_b[200] = [-800.0, -790.0, -2000.0]
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat, path=kernel_path)
     assert np.isfinite(post).all() and np.isfinite(ll).all()
     np.testing.assert_allclose(post.sum(1), 1.0, rtol=1e-12)
     ref_post, _, ref_ll = reference_forward_backward(log_b, startprob, transmat)
@@ -135,28 +140,28 @@ def test_no_underflow_with_extreme_outliers():
     np.testing.assert_allclose(post, ref_post, atol=1e-10)
 
 
-def test_structural_zeros_and_impossible_sequences():
+def test_structural_zeros_and_impossible_sequences(kernel_path):
     startprob = np.array([1.0, 0.0, 0.0])
     transmat = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])  # left-right
     rng = np.random.default_rng(1)
     log_b = rng.normal(size=(12, 3))
     offsets = np.array([0, 6, 12], dtype=np.int64)
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat, path=kernel_path)
     assert np.all(post[[0, 6], 1:] == 0)
     assert trans[1, 0] == 0 and trans[2, 0] == 0 and trans[2, 1] == 0 and trans[0, 2] == 0
     # A label that forbids state 0 at the start makes the second sequence impossible.
     log_b[6, 0] = -np.inf
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat, path=kernel_path)
     assert np.isfinite(ll[0]) and ll[1] == -np.inf
     assert np.isnan(post[6:]).all() and np.isfinite(post[:6]).all()
 
 
-def test_results_do_not_depend_on_grouping_or_order():
+def test_results_do_not_depend_on_grouping_or_order(kernel_path):
     rng = np.random.default_rng(2)
     lengths = rng.integers(1, 40, size=300)
     log_b, offsets, startprob, transmat = random_problem(rng, 4, lengths)
-    a = run_fb(log_b, offsets, startprob, transmat, max_groups=1)
-    b = run_fb(log_b, offsets, startprob, transmat, max_groups=64)
+    a = run_fb(log_b, offsets, startprob, transmat, max_groups=1, path=kernel_path)
+    b = run_fb(log_b, offsets, startprob, transmat, max_groups=64, path=kernel_path)
     np.testing.assert_allclose(a[0], b[0], rtol=1e-13)
     np.testing.assert_allclose(a[2], b[2], rtol=1e-12)
     np.testing.assert_array_equal(a[3], b[3])
@@ -164,16 +169,16 @@ def test_results_do_not_depend_on_grouping_or_order():
     order = np.arange(len(lengths))[::-1]
     pieces = [log_b[offsets[s] : offsets[s + 1]] for s in order]
     rev_offsets = np.concatenate(([0], np.cumsum(lengths[order]))).astype(np.int64)
-    c = run_fb(np.concatenate(pieces), rev_offsets, startprob, transmat)
+    c = run_fb(np.concatenate(pieces), rev_offsets, startprob, transmat, path=kernel_path)
     np.testing.assert_allclose(c[3][::-1], a[3], rtol=1e-13)
     np.testing.assert_allclose(c[2], a[2], rtol=1e-11)
 
 
-def test_viterbi_matches_reference():
+def test_viterbi_matches_reference(kernel_path):
     rng = np.random.default_rng(3)
     lengths = [1, 2, 50, 13]
     log_b, offsets, startprob, transmat = random_problem(rng, 4, lengths)
-    states, logprob = viterbi(
+    states, logprob = getattr(viterbi, kernel_path)(
         log_b, offsets, sequence_groups(offsets), np.log(startprob), np.log(transmat)
     )
     for s in range(len(lengths)):
@@ -183,12 +188,12 @@ def test_viterbi_matches_reference():
         assert logprob[s] == pytest.approx(lp, rel=1e-12)
 
 
-def test_against_hmmlearn_c_code():
+def test_against_hmmlearn_c_code(kernel_path):
     from hmmlearn import _hmmc
 
     rng = np.random.default_rng(4)
     log_b, offsets, startprob, transmat = random_problem(rng, 3, [80])
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat, path=kernel_path)
     log_pi, log_a = np.log(startprob), np.log(transmat)
     ref_ll, fwd = _hmmc.forward_log(startprob, transmat, log_b)
     bwd = _hmmc.backward_log(startprob, transmat, log_b)
@@ -198,18 +203,22 @@ def test_against_hmmlearn_c_code():
     np.testing.assert_allclose(post, ref_post, rtol=1e-9)
     np.testing.assert_allclose(trans, ref_xi, rtol=1e-9)
     ref_lp, ref_path = _hmmc.viterbi(startprob, transmat, log_b)
-    states, lp = viterbi(log_b, offsets, sequence_groups(offsets), log_pi, log_a)
+    states, lp = getattr(viterbi, kernel_path)(
+        log_b, offsets, sequence_groups(offsets), log_pi, log_a
+    )
     np.testing.assert_array_equal(states, ref_path)
     assert lp[0] == pytest.approx(ref_lp, rel=1e-12)
 
 
-def test_sequence_weights_scale_the_counts():
+def test_sequence_weights_scale_the_counts(kernel_path):
     rng = np.random.default_rng(6)
     lengths = [30, LONG, 5]
     log_b, offsets, startprob, transmat = random_problem(rng, 3, lengths)
     groups = sequence_groups(offsets)
     w = np.array([0.5, 2.0, 0.0])
-    post, start, trans, ll = forward_backward(log_b, offsets, groups, startprob, transmat, w)
+    post, start, trans, ll = getattr(forward_backward, kernel_path)(
+        log_b, offsets, groups, startprob, transmat, w
+    )
     ref_trans = np.zeros((3, 3))
     ref_start = np.zeros(3)
     for s in range(3):
@@ -269,13 +278,13 @@ def test_long_sequences_take_their_own_path_and_agree(K):
         assert fwd_only[0] == -np.inf and np.isfinite(fwd_only[1:]).all()
 
 
-def test_posteriors_hold_no_subnormal_numbers():
+def test_posteriors_hold_no_subnormal_numbers(kernel_path):
     # Far-apart states give emission ratios like exp(-710): they are flushed to zero
     # rather than carried as subnormal numbers (which slow arithmetic 100-fold).
     rng = np.random.default_rng(7)
     log_b, offsets, startprob, transmat = random_problem(rng, 3, [400])
     log_b[:, 1] -= 710.0
-    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat)
+    post, start, trans, ll = run_fb(log_b, offsets, startprob, transmat, path=kernel_path)
     tiny = np.finfo(np.float64).tiny
     assert np.all((post == 0) | (np.abs(post) >= tiny))
     ref_post, _, ref_ll = reference_forward_backward(log_b, startprob, transmat)
@@ -292,14 +301,14 @@ def reference_scale(log_b):
         return np.where(d < -500.0, 0.0, np.exp(d)), shift
 
 
-def test_scaled_emissions_match_numpy():
+def test_scaled_emissions_match_numpy(kernel_path):
     rng = np.random.default_rng(8)
     log_b = rng.normal(size=(1000, 7)) * rng.choice([1.0, 30.0, 400.0], size=(1000, 1))
     log_b[3] = -np.inf  # an impossible row
     log_b[4, 2:] = -np.inf  # excluded states
     log_b[5] = [-800.0, -1e5, 0.0, -499.0, -501.0, -700.0, -745.0]  # around the flush
     log_b[6] = [1e300, -1e300, 0.0, 5.0, -5.0, 1.0, 2.0]
-    scaled, shift = scale_emissions(log_b)
+    scaled, shift = getattr(scale_emissions, kernel_path)(log_b)
     ref, ref_shift = reference_scale(log_b)
     np.testing.assert_array_equal(shift, ref_shift)
     np.testing.assert_allclose(scaled, ref, rtol=1e-15, atol=0)
@@ -308,7 +317,14 @@ def test_scaled_emissions_match_numpy():
 
 @pytest.mark.filterwarnings("ignore::latentem.ConvergenceWarning")
 @pytest.mark.parametrize("covariance_type", ["spherical", "diag", "full", "tied"])
-def test_fused_gaussian_scaled_prob_matches_log_prob(covariance_type):
+def test_fused_gaussian_scaled_prob_matches_log_prob(covariance_type, kernel_path):
+    from latentem.kernels import small_rows
+
+    with small_rows(0 if kernel_path == "jit" else 10**9):
+        _check_fused_scaled_prob(covariance_type)
+
+
+def _check_fused_scaled_prob(covariance_type):
     from latentem import GaussianHMM
 
     rng = np.random.default_rng(9)
@@ -349,7 +365,7 @@ def test_vec8_lanes_match_numpy():
 
 
 @pytest.mark.parametrize("K", [3, 8])
-def test_diag_gaussian_vector_kernels_match_numpy(K):
+def test_diag_gaussian_vector_kernels_match_numpy(K, kernel_path):
     from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8
 
     rng = np.random.default_rng(K)
@@ -367,7 +383,7 @@ def test_diag_gaussian_vector_kernels_match_numpy(K):
     cols[2 * D] = -np.inf
     cols[2 * D, :K] = -0.5 * (D * np.log(2 * np.pi) + np.log(var).sum(1))
     scaled, shift = np.empty((n, K)), np.empty(n)
-    diag_gaussian_scaled8(X, cols, scaled, shift)
+    getattr(diag_gaussian_scaled8, kernel_path)(X, cols, scaled, shift)
     ref, ref_shift = reference_scale(logp)
     np.testing.assert_allclose(shift, ref_shift, rtol=1e-13)
     np.testing.assert_allclose(scaled, ref, rtol=1e-12, atol=1e-300)
@@ -376,7 +392,7 @@ def test_diag_gaussian_vector_kernels_match_numpy(K):
     W = rng.dirichlet(np.ones(K), size=n)
     means_t = np.zeros((D, 8))
     means_t[:, :K] = means.T
-    nk, S, Q = diag_gaussian_stats8(X, W, means_t)
+    nk, S, Q = getattr(diag_gaussian_stats8, kernel_path)(X, W, means_t)
     d = X[:, None, :] - means
     np.testing.assert_allclose(nk, W.sum(0), rtol=1e-13)
     np.testing.assert_allclose(S, (W[:, :, None] * d).sum(0), rtol=1e-12, atol=1e-12)

@@ -85,7 +85,7 @@ def ref_stats(X, W, fam):
 # ---------------------------------------------------------------------- kernels vs NumPy
 @pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_kernels_match_numpy_reference(ct, seed):
+def test_kernels_match_numpy_reference(ct, seed, kernel_route):
     rng = np.random.default_rng(seed)
     n, D, K = 120, 5, 2
     X = rng.normal(size=(n, D)) * 2
@@ -117,7 +117,7 @@ def test_kernels_match_numpy_reference(ct, seed):
         np.testing.assert_allclose(fam.fill(X, W), ref_fill, rtol=1e-11, atol=1e-11)
 
 
-def test_mixture_estep_matches_reference():
+def test_mixture_estep_matches_reference(kernel_route):
     rng = np.random.default_rng(3)
     n, D, K = 200, 4, 3
     X = rng.normal(size=(n, D))
@@ -141,7 +141,7 @@ def test_mixture_estep_matches_reference():
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_pattern_factors_match_numpy():
+def test_pattern_factors_match_numpy(kernel_route):
     rng = np.random.default_rng(4)
     D, K = 6, 2
     P = np.linalg.inv(np.stack([random_cov(rng, D) for _ in range(K)]))
@@ -149,7 +149,7 @@ def test_pattern_factors_match_numpy():
     X[rng.random((50, D)) < 0.4] = np.nan
     X[np.isnan(X).all(axis=1), 0] = 1.0
     plan = missing_plan(X)
-    Linv, Cmm, ldp = kern.pattern_factors(P, plan.pat_idx, plan.pat_nmis)
+    Linv, Cmm, ldp = getattr(kern.pattern_factors, kernel_route)(P, plan.pat_idx, plan.pat_nmis)
     for p in range(plan.n_patterns):
         nm = plan.pat_nmis[p]
         m = plan.pat_idx[p, :nm]
@@ -161,7 +161,7 @@ def test_pattern_factors_match_numpy():
             np.testing.assert_allclose(ldp[p, k], np.linalg.slogdet(Pmm)[1], atol=1e-12)
 
 
-def test_conditional_draw_matches_reference_and_has_conditional_moments():
+def test_conditional_draw_matches_reference_and_has_conditional_moments(kernel_route):
     rng = np.random.default_rng(5)
     D = 3
     fam = make_family(rng, 1, D, "full")
@@ -171,7 +171,7 @@ def test_conditional_draw_matches_reference_and_has_conditional_moments():
     U, P, _ = fam._precision_parts()
     Z = rng.standard_normal((len(X), D))
     tabs = fam._tables(plan)
-    draws = kern.conditional_draw(
+    draws = getattr(kern.conditional_draw, kernel_route)(
         X, plan.partial, plan.pattern, plan.pat_idx, plan.pat_nmis, fam.means_, P, tabs,
         np.zeros(len(X), dtype=np.int64), Z,
     )  # fmt: skip
@@ -246,7 +246,7 @@ def test_auto_path_choice():
 
 
 @pytest.mark.parametrize("ct", ["full", "diag", "tied"])
-def test_single_normal_loglik_from_summed_statistics_matches_reference(ct):
+def test_single_normal_loglik_from_summed_statistics_matches_reference(ct, kernel_route):
     # K=1: the kernel sums the rows' Mahalanobis terms from Q instead of row by row
     rng = np.random.default_rng(11)
     n, D = 300, 5
@@ -268,13 +268,13 @@ def test_single_normal_loglik_from_summed_statistics_matches_reference(ct):
     assert got[False] == got[True]
 
 
-def test_available_case_covariance_matches_numpy():
+def test_available_case_covariance_matches_numpy(kernel_route):
     rng = np.random.default_rng(12)
     X = rng.normal(size=(400, 6))
     X[rng.random(X.shape) < 0.3] = np.nan
     X[:, 5] = np.nan
     X[:3, 5] = [1.0, 2.0, 4.0]  # a column seen with few others
-    mean, C, cnt = kern.available_case_cov(X)
+    mean, C, cnt = getattr(kern.available_case_cov, kernel_route)(X)
     np.testing.assert_allclose(mean, np.nanmean(X, axis=0), rtol=1e-13, atol=1e-15)
     obs = ~np.isnan(X)
     Z = np.where(obs, X - mean, 0.0)
@@ -700,7 +700,7 @@ def ref_regression_fill(X, means, B, W):
 
 
 @pytest.mark.parametrize("K", [1, 3])
-def test_regression_fill_kernel_matches_numpy(K):
+def test_regression_fill_kernel_matches_numpy(K, kernel_route):
     rng = np.random.default_rng(40)
     D = 6
     _, Xm, _ = gappy(rng, 300, D, 0.4)
@@ -713,7 +713,7 @@ def test_regression_fill_kernel_matches_numpy(K):
     rows = plan.partial
     head = (Xm, rows, plan.pattern, plan.pat_idx, plan.pat_nmis, fam.means_)
     P, tabs = fam._precision_parts()[1], fam._tables(plan)
-    got = kern.conditional_fill(*head, P, tabs, W[rows], B)
+    got = getattr(kern.conditional_fill, kernel_route)(*head, P, tabs, W[rows], B)
     ref = ref_regression_fill(Xm[rows], fam.means_, B, W[rows])
     np.testing.assert_allclose(got, ref, atol=1e-12)
     # a singular system: that row and component keep the conditional mean
@@ -724,15 +724,17 @@ def test_regression_fill_kernel_matches_numpy(K):
     p1 = missing_plan(one)
     head1 = (one, p1.partial, p1.pattern, p1.pat_idx, p1.pat_nmis, fam1.means_)
     P1, tabs1 = fam1._precision_parts()[1], fam1._tables(p1)
-    out = kern.conditional_fill(*head1, P1, tabs1, np.ones((2, 1)), Bs)
-    exact = kern.conditional_fill(*head1, P1, tabs1, np.ones((2, 1)), np.zeros((0, 3, 3)))
+    out = getattr(kern.conditional_fill, kernel_route)(*head1, P1, tabs1, np.ones((2, 1)), Bs)
+    exact = getattr(kern.conditional_fill, kernel_route)(
+        *head1, P1, tabs1, np.ones((2, 1)), np.zeros((0, 3, 3))
+    )
     np.testing.assert_allclose(out[0], exact[0], atol=1e-12)
     regressed = ref_regression_fill(one[1:], fam1.means_, Bs, np.ones((1, 1)))
     np.testing.assert_allclose(out[1], regressed[0], atol=1e-12)
 
 
 @pytest.mark.parametrize("ct", ["full", "diag"])
-def test_exact_regressions_give_the_conditional_mean(ct):
+def test_exact_regressions_give_the_conditional_mean(ct, kernel_route):
     """B = I - diag(P)^-1 P (shrinkage 0) fills exactly the conditional means."""
     from latentem.families.gaussian_missing import bayesian_ridge_regressions
 
@@ -861,7 +863,7 @@ def test_default_fill_is_not_bounded_and_observed_bounds_bias_missing_at_random(
     assert err(free) < 0.4 < err(clipped)
 
 
-def test_fill_keeps_the_conditional_mean_where_the_regressions_are_singular():
+def test_fill_keeps_the_conditional_mean_where_the_regressions_are_singular(kernel_route):
     rng = np.random.default_rng(47)
     fam = make_family(rng, 1, 3, "full")
     X = np.array([[np.nan, np.nan, 1.0], [np.nan, 0.5, 1.0]])
@@ -876,7 +878,7 @@ def test_fill_keeps_the_conditional_mean_where_the_regressions_are_singular():
 
 
 @pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
-def test_mixture_fill_with_zero_shrinkage_is_the_conditional_mean(ct):
+def test_mixture_fill_with_zero_shrinkage_is_the_conditional_mean(ct, kernel_route):
     rng = np.random.default_rng(48)
     _, Xm, _ = gappy(rng, 400, 4, 0.3)
     imp = EMImputer(2, covariance_type=ct, random_state=0).fit(Xm)

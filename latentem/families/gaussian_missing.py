@@ -288,7 +288,8 @@ class MissingGaussianFamily(GaussianFamily):
 
     def _tables(self, plan: MissingPlan) -> tuple:
         K, D = self.n_components, self.n_features
-        if not self.use_grouped(plan):
+        # (the NumPy kernels for small inputs factorise each pattern themselves)
+        if not self.use_grouped(plan) or missing_estep.runs_numpy(plan.partial.size):
             z = np.zeros((0, K, D, D))
             return (z, z, np.zeros((0, K)))
         cached = getattr(self, "_tables_cache", None)

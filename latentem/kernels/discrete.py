@@ -7,9 +7,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from latentem.kernels import small
+from latentem.kernels._dispatch import Kernel
+
 
 @njit(cache=True, parallel=True)
-def categorical_logprob(symbols, log_emission):
+def categorical_logprob_jit(symbols, log_emission):
     """out[t, k] = log_emission[k, symbols[t]]; 0 where the symbol is missing (< 0)."""
     n = symbols.shape[0]
     K = log_emission.shape[0]
@@ -22,7 +25,7 @@ def categorical_logprob(symbols, log_emission):
 
 
 @njit(cache=True)
-def categorical_accumulate(symbols, weights, n_symbols):
+def categorical_accumulate_jit(symbols, weights, n_symbols):
     """counts[k, s] = sum of weights[t, k] over rows with symbol s (missing rows skipped)."""
     K = weights.shape[1]
     counts = np.zeros((K, n_symbols))
@@ -35,7 +38,7 @@ def categorical_accumulate(symbols, weights, n_symbols):
 
 
 @njit(cache=True, parallel=True)
-def poisson_logprob(X, rates):
+def poisson_logprob_jit(X, rates):
     """Sum over features of log Poisson(x | rate_k); NaN entries are skipped."""
     n, D = X.shape
     K = rates.shape[0]
@@ -52,7 +55,7 @@ def poisson_logprob(X, rates):
 
 
 @njit(cache=True)
-def masked_weighted_sums(X, weights):
+def masked_weighted_sums_jit(X, weights):
     """Per component and feature: sum of weights and of weight * x over observed entries."""
     n, D = X.shape
     K = weights.shape[1]
@@ -66,3 +69,10 @@ def masked_weighted_sums(X, weights):
                     wsum[k, d] += weights[t, k]
                     xsum[k, d] += weights[t, k] * x
     return wsum, xsum
+
+
+# Public kernels: NumPy below the small-input threshold, compiled above (see _dispatch).
+categorical_logprob = Kernel(categorical_logprob_jit, small.categorical_logprob)
+categorical_accumulate = Kernel(categorical_accumulate_jit, small.categorical_accumulate)
+poisson_logprob = Kernel(poisson_logprob_jit, small.poisson_logprob)
+masked_weighted_sums = Kernel(masked_weighted_sums_jit, small.masked_weighted_sums)

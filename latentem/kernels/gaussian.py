@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentem.kernels import small
+from latentem.kernels._dispatch import Kernel
 from latentem.kernels.scaling import exp_shifted, scale_block
 
 __all__ = [
@@ -250,7 +252,7 @@ def _reduce(part_nk, part_S, part_Q, smode):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def gaussian_estep(X, means, prec, logc, shift, smode):
+def gaussian_estep_jit(X, means, prec, logc, shift, smode):
     """Fused E-step of a mixture: one pass over X.
 
     Returns ``(loglik, nk, S, Q)``: the total log-likelihood
@@ -297,7 +299,7 @@ def gaussian_estep(X, means, prec, logc, shift, smode):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def gaussian_accumulate(X, W, means, shift, smode):
+def gaussian_accumulate_jit(X, W, means, shift, smode):
     """Weighted statistics ``(nk, S, Q)`` of X under given weights W (n, K)."""
     n, D = X.shape
     K = means.shape[0]
@@ -326,7 +328,7 @@ def gaussian_accumulate(X, W, means, shift, smode):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def gaussian_logprob(X, means, prec, logc, what, out2, out1):
+def gaussian_logprob_jit(X, means, prec, logc, what, out2, out1):
     """Per-row log-densities, without temporaries beyond the outputs.
 
     ``what`` selects the output:
@@ -378,7 +380,7 @@ def gaussian_logprob(X, means, prec, logc, what, out2, out1):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def gaussian_scaled_prob(X, means, prec, logc, scaled, shift):
+def gaussian_scaled_prob_jit(X, means, prec, logc, scaled, shift):
     """HMM emissions in one pass: ``shift[n] = max_k logp[n, k]`` and
     ``scaled[n, k] = exp(logp[n, k] - shift[n])`` (see :mod:`latentem.kernels.scaling`),
     with no (n, K) log-density array in between."""
@@ -405,7 +407,7 @@ def gaussian_scaled_prob(X, means, prec, logc, scaled, shift):
 
 
 @njit(cache=True, nogil=True)
-def cov_to_prec_chol(cov):
+def cov_to_prec_chol_jit(cov):
     """Upper-triangular Cholesky factors of the precisions of ``cov`` (K, D, D).
 
     ``prec[k] = inv(L_k).T`` with ``cov[k] = L_k @ L_k.T`` (scikit-learn's
@@ -438,3 +440,11 @@ def cov_to_prec_chol(cov):
                     t -= L[i, p] * prec[k, c, p]
                 prec[k, c, i] = t / L[i, i]
     return prec, -1
+
+
+# Public kernels: NumPy below the small-input threshold, compiled above (see _dispatch).
+gaussian_estep = Kernel(gaussian_estep_jit, small.gaussian_estep)
+gaussian_accumulate = Kernel(gaussian_accumulate_jit, small.gaussian_accumulate)
+gaussian_logprob = Kernel(gaussian_logprob_jit, small.gaussian_logprob)
+gaussian_scaled_prob = Kernel(gaussian_scaled_prob_jit, small.gaussian_scaled_prob)
+cov_to_prec_chol = Kernel(cov_to_prec_chol_jit, small.cov_to_prec_chol)

@@ -40,6 +40,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from latentem.kernels import small
+from latentem.kernels._dispatch import Kernel
+
 __all__ = [
     "available_case_cov",
     "pattern_factors",
@@ -163,7 +166,7 @@ def _get_factors(grouped, p, k, P, idx, n_mis, tabs, Lw, Linv_b):
 
 
 @njit(cache=True, parallel=True)
-def pattern_factors(P, pat_idx, pat_nmis):
+def pattern_factors_jit(P, pat_idx, pat_nmis):
     """Factors of every pattern under every component (the grouped path).
 
     Returns ``(Linv, Cmm, logdet_Pmm)`` of shapes (n_pat, K, D, D) x 2 and
@@ -183,7 +186,7 @@ def pattern_factors(P, pat_idx, pat_nmis):
 
 
 @njit(cache=True, parallel=True)
-def missing_logprob(X, rows, pat, pat_idx, pat_nmis, means, Lt, P, logdetS, tabs):
+def missing_logprob_jit(X, rows, pat, pat_idx, pat_nmis, means, Lt, P, logdetS, tabs):
     """(len(rows), K) marginal log-densities of the observed part of X[rows].
 
     ``tabs`` are the tables of :func:`pattern_factors` (grouped path) or
@@ -217,7 +220,7 @@ def missing_logprob(X, rows, pat, pat_idx, pat_nmis, means, Lt, P, logdetS, tabs
 
 
 @njit(cache=True, parallel=True)
-def missing_estep(
+def missing_estep_jit(
     X,
     rows,
     pat,
@@ -435,7 +438,7 @@ def _regression_gaps(x, mu, Bk, idx, n_mis, A, b, d):
 
 
 @njit(cache=True, parallel=True)
-def conditional_fill(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W, B):
+def conditional_fill_jit(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W, B):
     """Rows X[rows] with each gap replaced by ``sum_k W[r, k] E[x_m | x_o, k]``.
 
     With per-column regressions ``B`` (K, D, D) (``B[k, j, j] = 0``; shape
@@ -486,7 +489,7 @@ def conditional_fill(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, W, B):
 
 
 @njit(cache=True, parallel=True)
-def conditional_draw(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, comp, Z):
+def conditional_draw_jit(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, comp, Z):
     """Rows X[rows] with the gaps drawn from ``N(E[x_m | x_o, k], Cov[x_m | x_o, k])``.
 
     ``comp[r]`` is row r's component and ``Z[r, :n_mis]`` its standard
@@ -524,7 +527,7 @@ def conditional_draw(X, rows, pat, pat_idx, pat_nmis, means, P, tabs, comp, Z):
 
 
 @njit(cache=True)
-def available_case_cov(X):
+def available_case_cov_jit(X):
     """Available-case (pairwise) moments of X, with NaN for gaps.
 
     Returns ``(mean, C, cnt)``: each column's mean over its observed values,
@@ -571,3 +574,14 @@ def available_case_cov(X):
             if cnt[i, j] > 0:
                 C[i, j] /= cnt[i, j]
     return mean, C, cnt
+
+
+# Public kernels: NumPy below the small-input threshold (rows of X taken), compiled above.
+available_case_cov = Kernel(available_case_cov_jit, small.available_case_cov)
+# The tables feed the compiled kernels, whose grouped and per-row paths agree bit for bit
+# only with compiled tables; the NumPy kernels factorise per pattern themselves.
+pattern_factors = Kernel(pattern_factors_jit, small.pattern_factors, arg=None)
+missing_logprob = Kernel(missing_logprob_jit, small.missing_logprob, arg=1)
+missing_estep = Kernel(missing_estep_jit, small.missing_estep, arg=1)
+conditional_fill = Kernel(conditional_fill_jit, small.conditional_fill, arg=1)
+conditional_draw = Kernel(conditional_draw_jit, small.conditional_draw, arg=1)

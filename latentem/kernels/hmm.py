@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentem.kernels import small
+from latentem.kernels._dispatch import Kernel
 from latentem.kernels.scaling import FLUSH, scale_rows
 from latentem.kernels.vec8 import (
     vadd,
@@ -70,7 +72,7 @@ _SCALE_BLOCK = 128
 
 
 @njit(cache=True, parallel=True)
-def scale_emissions(log_b):
+def scale_emissions_jit(log_b):
     """``(scaled, shift)``: ``scaled = exp(log_b - shift)`` with ``shift`` the row maxima
     (see :mod:`latentem.kernels.scaling`), the form the forward-backward kernels take."""
     n, K = log_b.shape
@@ -480,7 +482,9 @@ def _forward_backward_vec(
 
 
 @njit(cache=True, parallel=True)
-def forward_backward_into(scaled, shift, offsets, groups, startprob, transmat, seq_weights, post):
+def forward_backward_into_jit(
+    scaled, shift, offsets, groups, startprob, transmat, seq_weights, post
+):
     """:func:`forward_backward_scaled` writing the posteriors into ``post`` (n_rows, K,
     C-contiguous), which is also returned. An EM loop hands the same array back every iteration:
     a fresh one costs a page fault per 4 KiB on first touch, which for a long
@@ -559,17 +563,17 @@ def forward_backward_into(scaled, shift, offsets, groups, startprob, transmat, s
 
 
 @njit(cache=True)
-def forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, seq_weights):
+def forward_backward_scaled_jit(scaled, shift, offsets, groups, startprob, transmat, seq_weights):
     """:func:`forward_backward` on emissions already scaled by :func:`scale_emissions`
     (or a family's fused kernel doing the same)."""
     post = np.empty(scaled.shape)
-    return forward_backward_into(
+    return forward_backward_into_jit(
         scaled, shift, offsets, groups, startprob, transmat, seq_weights, post
     )
 
 
 @njit(cache=True)
-def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
+def forward_backward_jit(log_b, offsets, groups, startprob, transmat, seq_weights):
     """Posteriors, expected start and transition counts, per-sequence log-likelihoods.
 
     The start and transition counts of sequence s are multiplied by
@@ -598,8 +602,10 @@ def forward_backward(log_b, offsets, groups, startprob, transmat, seq_weights):
     seq_loglik : (n_sequences,) float64
         -inf for a sequence that has zero probability under the model.
     """
-    scaled, shift = scale_emissions(log_b)
-    return forward_backward_scaled(scaled, shift, offsets, groups, startprob, transmat, seq_weights)
+    scaled, shift = scale_emissions_jit(log_b)
+    return forward_backward_scaled_jit(
+        scaled, shift, offsets, groups, startprob, transmat, seq_weights
+    )
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy")
@@ -637,7 +643,7 @@ def _forward_loglik_vec(scaled, shift, a, b, startprob, transmat):
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat):
+def forward_loglik_scaled_jit(scaled, shift, offsets, groups, startprob, transmat):
     """:func:`forward_loglik` on emissions scaled by :func:`scale_emissions`."""
     K = scaled.shape[1]
     n_seq = offsets.shape[0] - 1
@@ -662,14 +668,14 @@ def forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat):
 
 
 @njit(cache=True)
-def forward_loglik(log_b, offsets, groups, startprob, transmat):
+def forward_loglik_jit(log_b, offsets, groups, startprob, transmat):
     """Per-sequence log-likelihoods from the scaled forward pass alone."""
-    scaled, shift = scale_emissions(log_b)
-    return forward_loglik_scaled(scaled, shift, offsets, groups, startprob, transmat)
+    scaled, shift = scale_emissions_jit(log_b)
+    return forward_loglik_scaled_jit(scaled, shift, offsets, groups, startprob, transmat)
 
 
 @njit(cache=True, parallel=True)
-def viterbi(log_b, offsets, groups, log_startprob, log_transmat):
+def viterbi_jit(log_b, offsets, groups, log_startprob, log_transmat):
     """Most likely state path of every sequence and its joint log-probability.
 
     Ties go to the lowest state index, as in hmmlearn.
@@ -721,7 +727,7 @@ _ROW_PARTS = 64
 
 
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
-def diag_gaussian_scaled8(X, cols, scaled, shift):
+def diag_gaussian_scaled8_jit(X, cols, scaled, shift):
     """:func:`scale_emissions` of diagonal Gaussian log-densities without the (n, K)
     log-densities in between: ``shift[n]`` the row's largest log-density and
     ``scaled[n, k] = exp(logp[n, k] - shift[n])``, flushed to zero below ``FLUSH``.
@@ -751,7 +757,7 @@ def diag_gaussian_scaled8(X, cols, scaled, shift):
 
 
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
-def diag_gaussian_stats8(X, post, means_t):
+def diag_gaussian_stats8_jit(X, post, means_t):
     """Weighted statistics of diagonal Gaussians about their means: ``nk`` (K,),
     ``S = sum_n post[n, k] (x_n - mu_k)`` (K, D) and the same of the squares ``Q``
     (K, 1, D). ``means_t`` (D, 8): the means, one column per state (padded past K)."""
@@ -784,3 +790,15 @@ def diag_gaussian_stats8(X, post, means_t):
     Q = np.empty((K, 1, D))
     Q[:, 0, :] = tot[D + 1 :, :K].T
     return nk, S, Q
+
+
+# Public kernels: NumPy below the small-input threshold, compiled above (see _dispatch).
+scale_emissions = Kernel(scale_emissions_jit, small.scale_emissions)
+forward_backward_into = Kernel(forward_backward_into_jit, small.forward_backward_into)
+forward_backward_scaled = Kernel(forward_backward_scaled_jit, small.forward_backward_scaled)
+forward_backward = Kernel(forward_backward_jit, small.forward_backward)
+forward_loglik_scaled = Kernel(forward_loglik_scaled_jit, small.forward_loglik_scaled)
+forward_loglik = Kernel(forward_loglik_jit, small.forward_loglik)
+viterbi = Kernel(viterbi_jit, small.viterbi)
+diag_gaussian_scaled8 = Kernel(diag_gaussian_scaled8_jit, small.diag_gaussian_scaled8)
+diag_gaussian_stats8 = Kernel(diag_gaussian_stats8_jit, small.diag_gaussian_stats8)

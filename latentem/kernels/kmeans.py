@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentem.kernels import small
+from latentem.kernels._dispatch import Kernel
+
 __all__ = ["kmeans_plusplus", "lloyd"]
 
 _GROUPS = 16
@@ -24,7 +27,7 @@ def _sqdist_row(X, n, c):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def kmeans_plusplus(X, n_clusters, first, uniforms):
+def kmeans_plusplus_jit(X, n_clusters, first, uniforms):
     """Greedy k-means++ seeding (as scikit-learn's ``kmeans_plusplus``).
 
     Parameters
@@ -91,7 +94,7 @@ def kmeans_plusplus(X, n_clusters, first, uniforms):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def lloyd(X, centers, max_iter):
+def lloyd_jit(X, centers, max_iter):
     """Lloyd iterations from ``centers`` (K, D); ``max_iter=0`` only assigns.
 
     Stops early when no label changes. An empty cluster keeps its centre.
@@ -136,3 +139,8 @@ def lloyd(X, centers, max_iter):
                 for d in range(D):
                     C[k, d] = tot[k, d] / cnt[k]
     return C, labels, it
+
+
+# Public kernels: NumPy below the small-input threshold, compiled above (see _dispatch).
+kmeans_plusplus = Kernel(kmeans_plusplus_jit, small.kmeans_plusplus)
+lloyd = Kernel(lloyd_jit, small.lloyd)
