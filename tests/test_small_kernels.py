@@ -41,6 +41,23 @@ def test_threshold_chooses_the_version_by_rows():
         pass
 
 
+def test_compiled_calls_on_small_arrays_run_on_one_thread():
+    import numba
+
+    seen = []
+
+    def jit(X):
+        seen.append(numba.get_num_threads())
+
+    jit.__name__ = "threads_jit"
+    k = Kernel(jit, None)
+    before = numba.get_num_threads()
+    k(np.zeros((_dispatch.SERIAL_SIZE // 2 - 1, 2)))
+    k(np.zeros((_dispatch.SERIAL_SIZE // 2, 2)))
+    assert seen == [1, before]
+    assert numba.get_num_threads() == before
+
+
 def test_kernel_without_numpy_choice_always_compiles():
     k, calls = _spies()
     fixed = Kernel(k.jit, k.numpy, arg=None)

@@ -81,7 +81,9 @@ class Kernel:
 
     Calling it runs ``numpy(*args)`` when ``args[arg]`` has at most the current
     number of small rows (see :func:`small_rows`), otherwise ``jit(*args)``.
-    Both take the same arguments and return the same results. With ``arg=None``
+    Both take the same arguments and return the same results. Compiled calls on
+    fewer than :data:`SERIAL_SIZE` elements of ``args[arg]`` run on one thread
+    (the results do not depend on the number of threads). With ``arg=None``
     a call always runs the compiled version (``kernel.numpy`` stays available).
     """
 
@@ -95,8 +97,13 @@ class Kernel:
         self.__module__ = jit.__module__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.arg is not None and self.numpy is not None and args[self.arg].shape[0] <= _limit[0]:
+        if self.arg is None:
+            return self.jit(*args, **kwargs)
+        a = args[self.arg]
+        if self.numpy is not None and a.shape[0] <= _limit[0]:
             return self.numpy(*args, **kwargs)
+        if a.size < SERIAL_SIZE:
+            return _on_one_thread(self.jit, args, kwargs)
         return self.jit(*args, **kwargs)
 
     def runs_numpy(self, n_rows: int) -> bool:
@@ -105,6 +112,27 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<latentem kernel {self.__module__}.{self.__name__}>"
+
+
+#: Compiled kernels whose sizing argument has fewer elements than this run on one
+#: numba thread: a call then takes tens of microseconds, about what waking a
+#: second thread costs on a quiet machine, and far less than waiting for a
+#: descheduled one on a busy machine (the per-iteration cost of small HMMs fell
+#: several-fold). The setting is per Python thread, so Dask's threads are unaffected.
+SERIAL_SIZE = 65_536
+
+
+def _on_one_thread(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    import numba
+
+    before = numba.get_num_threads()
+    if before == 1:
+        return fn(*args, **kwargs)
+    numba.set_num_threads(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        numba.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- compile notice
