@@ -82,7 +82,9 @@ def test_history_never_decreases(blobs, ct):
             warnings.simplefilter("ignore", ConvergenceWarning)
             gm.fit(blobs)
         h = gm.history_
-        assert len(h) >= 20  # tol=0 stops only when the likelihood stops changing
+        # tol=0 stops only when the likelihood stops changing (or at max_iter)
+        assert len(h) >= 60 or h[-1] == h[-2], len(h)
+        assert len(h) >= 10
         noise = 1e-12 * (np.abs(h[-1]) + len(blobs))  # rounding at convergence
         assert np.all(np.diff(h) >= -noise), np.diff(h).min()
         assert h[-1] - h[0] > 0
