@@ -17,6 +17,7 @@ from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
 from latentem.models.regime import MarkovAutoregression, MarkovRegression
+from latentem.models.ssm import LinearGaussianSSM, SSMImputer
 from latentem.persistence import load
 from latentem.protocol import LatentModel, Stats, SupportsParamVector
 from latentem.runner import (
@@ -47,12 +48,14 @@ __all__ = [
     "GaussianHMM",
     "GaussianMixture",
     "HMM",
+    "LinearGaussianSSM",
     "MarkovAutoregression",
     "MarkovRegression",
     "MixtureOfFactorAnalyzers",
     "PPCA",
     "PoissonHMM",
     "PooledEstimate",
+    "SSMImputer",
     "EMResult",
     "IterationInfo",
     "LatentModel",

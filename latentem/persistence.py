@@ -182,6 +182,7 @@ SAVEABLE_CLASSES: dict[str, _Spec] = {
     "EMImputer": _Spec("latentem.models.imputer", "EMImputer"),
     "MarkovRegression": _Spec("latentem.models.regime", "MarkovRegression"),
     "MarkovAutoregression": _Spec("latentem.models.regime", "MarkovAutoregression"),
+    "LinearGaussianSSM": _Spec("latentem.models.ssm", "LinearGaussianSSM"),
     # parts: latent structures and emission families
     "CategoricalLatent": _Spec("latentem.models.categorical", "CategoricalLatent", ("weights_",)),
     "GaussianFamily": _Spec(
