@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_convergence", "plot_hmm_states", "plot_imputation", "plot_mixture"]
+__all__ = [
+    "plot_convergence",
+    "plot_hmm_states",
+    "plot_imputation",
+    "plot_mixture",
+    "plot_smoothed_states",
+]
 
 
 def _plt():
@@ -315,4 +321,70 @@ def plot_imputation(X_missing: Any, X_filled: Any, column: int = 0, ax: Any = No
     ax.set_ylabel("density")
     ax.set_title("Observed and imputed values")
     ax.legend()
+    return ax
+
+
+def plot_smoothed_states(
+    model: Any,
+    X: Any,
+    lengths: Any = None,
+    inputs: Any = None,
+    states: Any = None,
+    level: float = 0.95,
+    ax: Any = None,
+):
+    """The smoothed states of a :class:`~latentem.LinearGaussianSSM` with their bands.
+
+    Parameters
+    ----------
+    model : fitted LinearGaussianSSM
+    X, lengths, inputs
+        As for ``model.smooth`` (gaps allowed); sequences are drawn one after
+        the other on the same time axis.
+    states : sequence of int, optional
+        The state dimensions to draw (default: all).
+    level : float
+        Coverage of the band around each smoothed mean (normal quantiles).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from latentem import LinearGaussianSSM
+    >>> from latentem.plotting import plot_smoothed_states
+    >>> y = np.cumsum(np.random.default_rng(0).normal(size=100)) + 0.5
+    >>> y[40:50] = np.nan
+    >>> model = LinearGaussianSSM(1, random_state=0, n_iter=20).fit(y)
+    >>> ax = plot_smoothed_states(model, y)
+    >>> len(ax.lines), len(ax.collections)
+    (1, 1)
+    """
+    from statistics import NormalDist
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1; got {level!r}.")
+    out = model.smooth(X, lengths, inputs)
+    n_states = out.state_means.shape[1]
+    chosen = range(n_states) if states is None else [int(k) for k in states]
+    for k in chosen:
+        if not 0 <= k < n_states:
+            raise ValueError(f"state {k} does not exist; the model has {n_states} states.")
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    ax = _axes(ax)
+    t = np.arange(len(out.state_means))
+    for k in chosen:
+        mean = out.state_means[:, k]
+        half = z * np.sqrt(np.maximum(out.state_covs[:, k, k], 0.0))
+        (line,) = ax.plot(t, mean, lw=1.2, label=f"state {k}")
+        ax.fill_between(t, mean - half, mean + half, color=line.get_color(), alpha=0.25, lw=0)
+    ax.set_xlabel("time step")
+    ax.set_ylabel("smoothed state")
+    ax.set_title(f"Smoothed states with {level:.0%} bands")
+    ax.legend(loc="best", fontsize="small")
     return ax

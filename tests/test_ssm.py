@@ -532,3 +532,18 @@ def test_ssm_imputer_on_a_dataframe():
 def test_data_wrapper_counts_time_steps():
     data = SSMData(np.zeros((7, 2)), np.array([0, 3, 7]))
     assert len(data) == 7 and data.n_sequences == 2
+
+
+def test_plot_of_smoothed_states_has_a_band_per_state():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from latentem.plotting import plot_smoothed_states
+
+    model, Y, _ = simulate(11, T=60)
+    ax = plot_smoothed_states(model, Y, states=[1])
+    assert len(ax.lines) == 1 and len(ax.collections) == 1
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), model.smooth(Y).state_means[:, 1])
+    with pytest.raises(ValueError, match="state 2 does not exist"):
+        plot_smoothed_states(model, Y, states=[2])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_array, check_positive_int, check_random_state
-from latentem._vector import get_vector, set_vector
+from latentem._vector import get_vector
 from latentem.backends import is_dask_array, is_out_of_core
 from latentem.base import ParamsMixin
 from latentem.kernels.hmm import sequence_groups
@@ -199,7 +199,7 @@ class LinearGaussianSSM(SaveMixin, ParamsMixin):
     ...     fixed=["transition_matrix", "observation_matrix"], n_iter=500,
     ... ).fit(y)
     >>> np.round([model.transition_cov_[0, 0], model.observation_cov_[0, 0]], 1)
-    array([0.3, 0.9])
+    array([0.4, 1. ])
     >>> bool(np.all(np.diff(model.history_) >= 0))
     True
     >>> filled = model.impute(y)
@@ -605,35 +605,59 @@ class LinearGaussianSSM(SaveMixin, ParamsMixin):
 
     def m_step(self, stats: tuple) -> None:
         Zp, XZ, XX, W, YW, YY, s1, S1, counts = stats
-        n = self.n_states
-        masks = self._masks
+        n, m = self.n_states, self.n_inputs_
+        masks, held = self._masks, self._held
         n_trans, n_obs, n_seq = (float(c) for c in counts)
         # transition: [A B] given Q, then Q
-        if n_trans > 0:
-            Phi = np.hstack([self.transition_matrix_, self.transition_input_])
-            free = ~np.hstack([masks["transition_matrix"], masks["transition_input"]])
-            Phi = _regression(Phi, free, Zp, XZ, self.transition_cov_, self.transition_cov_type)
-            A_new, B_new = Phi[:, :n], Phi[:, n:]
-            if not masks["transition_cov"].all():
+        if n_trans > 0 and not (held["transition"] and held["transition_cov"]):
+            Phi = self.transition_matrix_
+            if m:
+                Phi = np.hstack([Phi, self.transition_input_])
+            if not held["transition"]:
+                Phi = _regression(
+                    Phi,
+                    held["transition_free"],
+                    Zp,
+                    XZ,
+                    self.transition_cov_,
+                    self.transition_cov_type,
+                )
+            if not held["transition_cov"]:
                 Q = _residual_cov(XX, XZ, Zp, Phi, n_trans)
                 self.transition_cov_ = self._apply_cov(
                     Q, self.transition_cov_, masks["transition_cov"], self.transition_cov_type
                 )
-            self.transition_matrix_, self.transition_input_ = A_new, B_new
+            if m:
+                self.transition_matrix_, self.transition_input_ = Phi[:, :n], Phi[:, n:]
+            else:
+                self.transition_matrix_ = Phi
         # observation: [C D] given R, then R
-        Psi = np.hstack([self.observation_matrix_, self.observation_input_])
-        free = ~np.hstack([masks["observation_matrix"], masks["observation_input"]])
-        Psi = _regression(Psi, free, W, YW, self.observation_cov_, self.observation_cov_type)
-        self.observation_matrix_, self.observation_input_ = Psi[:, :n], Psi[:, n:]
-        if not masks["observation_cov"].all():
-            R = _residual_cov(YY, YW, W, Psi, n_obs)
-            self.observation_cov_ = self._apply_cov(
-                R, self.observation_cov_, masks["observation_cov"], self.observation_cov_type
-            )
+        if not (held["observation"] and held["observation_cov"]):
+            Psi = self.observation_matrix_
+            if m:
+                Psi = np.hstack([Psi, self.observation_input_])
+            if not held["observation"]:
+                Psi = _regression(
+                    Psi,
+                    held["observation_free"],
+                    W,
+                    YW,
+                    self.observation_cov_,
+                    self.observation_cov_type,
+                )
+            if not held["observation_cov"]:
+                R = _residual_cov(YY, YW, W, Psi, n_obs)
+                self.observation_cov_ = self._apply_cov(
+                    R, self.observation_cov_, masks["observation_cov"], self.observation_cov_type
+                )
+            if m:
+                self.observation_matrix_, self.observation_input_ = Psi[:, :n], Psi[:, n:]
+            else:
+                self.observation_matrix_ = Psi
         # initial state
-        if not masks["initial_mean"].all():
+        if not held["initial_mean"]:
             self.initial_mean_ = s1 / n_seq
-        if not masks["initial_cov"].all():
+        if not held["initial_cov"]:
             m0 = self.initial_mean_
             P0 = (S1 - np.outer(s1, m0) - np.outer(m0, s1)) / n_seq + np.outer(m0, m0)
             self.initial_cov_ = _sym(P0)
@@ -652,8 +676,30 @@ class LinearGaussianSSM(SaveMixin, ParamsMixin):
         return get_vector(self._parts())
 
     def set_param_vector(self, theta: np.ndarray) -> bool:
-        """Set all parameters from a vector; False (and nothing changed) if infeasible."""
-        return set_vector(self._parts(), theta, self._check_params)
+        """Set all parameters from a vector; False (and nothing changed) if infeasible:
+        not finite, or R not positive definite, or Q or the initial covariance not
+        positive semi-definite. (Extrapolation keeps shapes, symmetry and the zeros of
+        diagonal covariances, so only definiteness needs checking.)"""
+        theta = np.asarray(theta, dtype=np.float64)
+        values, start = [], 0
+        for name in PARAMS:
+            old = getattr(self, name + "_")
+            values.append(theta[start : start + old.size].reshape(old.shape))
+            start += old.size
+        if theta.shape != (start,) or not np.isfinite(theta).all():
+            return False
+        for name, value in zip(PARAMS, values):
+            if name in ("observation_cov", "transition_cov", "initial_cov"):
+                S = value
+                if name != "observation_cov":
+                    S = S + (1e-10 * (1.0 + np.abs(S).max())) * np.eye(len(S))
+                try:
+                    np.linalg.cholesky(S)
+                except np.linalg.LinAlgError:
+                    return False
+        for name, value in zip(PARAMS, values):
+            setattr(self, name + "_", value.copy())
+        return True
 
     def _parts(self) -> list:
         return [(self, name + "_", False) for name in PARAMS]
@@ -702,12 +748,18 @@ class LinearGaussianSSM(SaveMixin, ParamsMixin):
         --------
         >>> import numpy as np
         >>> from latentem import LinearGaussianSSM, fit_em
-        >>> y = np.cumsum(np.random.default_rng(0).normal(size=(400, 1)), axis=0)
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.zeros(400)
+        >>> for t in range(1, 400):
+        ...     x[t] = 0.8 * x[t - 1] + rng.normal()
+        >>> y = (x + rng.normal(0, 0.5, 400))[:, None]
         >>> model = LinearGaussianSSM(1)
         >>> data = model.prepare(y, lengths=[200, 200])
-        >>> result = fit_em(model, data, backend="chunked", max_iter=5, tol=0)
-        >>> result.n_iter
-        5
+        >>> result = fit_em(model, data, backend="chunked", max_iter=500)
+        >>> result.converged, bool(np.all(np.diff(result.history) >= 0))
+        (True, True)
+        >>> np.round(model.transition_matrix_, 2)
+        array([[0.77]])
         """
         self._check_settings()
         for name in ("n_inputs_", "n_features_in_"):
@@ -749,11 +801,11 @@ class LinearGaussianSSM(SaveMixin, ParamsMixin):
         ...     1, transition_matrix=[[1.0]], observation_matrix=[[1.0]], transition_cov=1.0,
         ...     observation_cov=1.0, initial_mean=[0.0], initial_cov=[[10.0]], fixed=
         ...     ["transition_matrix", "observation_matrix", "transition_cov",
-        ...      "observation_cov", "initial_mean", "initial_cov"], n_iter=1,
+        ...      "observation_cov", "initial_mean", "initial_cov"], n_iter=2,
         ... ).fit([0.0, 1.0, 2.0])
         >>> out = model.smooth([0.0, np.nan, 2.0])
         >>> out.obs_means.ravel().round(3), out.obs_vars.ravel().round(3)
-        (array([0.   , 0.952, 2.   ]), array([0.   , 1.583, 0.   ]))
+        (array([0.   , 0.977, 2.   ]), array([0.   , 1.977, 0.   ]))
         """
         data = self._fitted_data(X, lengths, inputs)
         seq_ll, _, (means, covs, ymeans, yvars) = self._run(data, 2)
@@ -874,12 +926,28 @@ class LinearGaussianSSM(SaveMixin, ParamsMixin):
         masks = self.__dict__.get("_masks_cache")
         if masks is None:
             masks = self._fixed_masks(self.n_features_in_, self.n_inputs_)
-            self.__dict__["_masks_cache"] = masks
+            self._masks = masks
         return masks
 
     @_masks.setter
     def _masks(self, value: dict) -> None:
         self.__dict__["_masks_cache"] = value
+        # what the M-step needs from the masks, worked out once
+        held = {name: bool(mask.all()) for name, mask in value.items()}
+        for part, (coef, inp) in (
+            ("transition", ("transition_matrix", "transition_input")),
+            ("observation", ("observation_matrix", "observation_input")),
+        ):
+            free = ~np.hstack([value[coef], value[inp]])
+            held[part] = not free.any()
+            held[part + "_free"] = free
+        self.__dict__["_held_cache"] = held
+
+    @property
+    def _held(self) -> dict:
+        if "_held_cache" not in self.__dict__:
+            self._masks  # noqa: B018 (computes both)
+        return self.__dict__["_held_cache"]
 
 
 def _regression(
@@ -975,8 +1043,8 @@ class SSMImputer(ParamsMixin):
         *,
         transition_cov_type: str = "full",
         observation_cov_type: str = "diag",
-        n_iter: int = 200,
-        tol: float = 1e-6,
+        n_iter: int = 1000,
+        tol: float = 1e-5,
         n_init: int = 1,
         random_state: Any = None,
         accelerate: str | None = "squarem",
