@@ -360,7 +360,7 @@ def plot_smoothed_states(
     >>> from latentem.plotting import plot_smoothed_states
     >>> y = np.cumsum(np.random.default_rng(0).normal(size=100)) + 0.5
     >>> y[40:50] = np.nan
-    >>> model = LinearGaussianSSM(1, random_state=0, n_iter=20).fit(y)
+    >>> model = LinearGaussianSSM(1, random_state=0, n_iter=50, tol=1e-2).fit(y)
     >>> ax = plot_smoothed_states(model, y)
     >>> len(ax.lines), len(ax.collections)
     (1, 1)
