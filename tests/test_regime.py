@@ -760,3 +760,16 @@ def test_simulated_forecast_agrees_with_the_exact_one():
     assert np.all(np.isfinite(auto["mean"])) and np.all(auto["variance"] > 0)
     with pytest.raises(ValueError, match="method"):
         switching.forecast(3, method="exact")
+
+
+def test_a_reducible_chain_does_not_break_the_m_step():
+    # Identity transitions at the first row: no unique stationary distribution.
+    z = np.ones((len(FF), 1))
+    model = MarkovRegression(2).set_statsmodels_params(
+        [300.0, -300.0, 3.7, 9.6, 4.4], FF, exog_tvtp=z
+    )
+    before = model.score(FF, exog_tvtp=z)
+    stats, ll = model.e_step(model._data)
+    assert np.isfinite(ll) and np.isclose(ll, before)
+    model.m_step(stats)
+    assert model.score(FF, exog_tvtp=z) >= before - 1e-9 * abs(before)

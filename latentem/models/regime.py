@@ -551,22 +551,28 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
             old = np.ascontiguousarray(_logits(self.transmat_)[:, :, None])
             cand = np.ascontiguousarray(_logits(closed)[:, :, None])
             buf = np.empty_like(old)
-            f_old = transition_objective(old, xi, z, z0, g, True, buf)
-            f_cand = transition_objective(cand, xi, z, z0, g, True, buf)
-            start = cand if f_cand >= f_old else old
-            coef = newton_logit(start, xi, z, z0, g, True, 30)
+            try:
+                f_old = transition_objective(old, xi, z, z0, g, True, buf)
+                f_cand = transition_objective(cand, xi, z, z0, g, True, buf)
+                start = cand if f_cand >= f_old else old
+                coef = newton_logit(start, xi, z, z0, g, True, 30)
+            except np.linalg.LinAlgError:
+                return  # a degenerate (reducible) chain: keep the transitions (still monotone)
             self.transmat_ = _softmax_last_zero(coef[:, :, 0])
             return
         # Time-varying transitions: a weighted multinomial logit per origin regime.
-        self.tvtp_coef_ = newton_logit(
-            np.ascontiguousarray(self.tvtp_coef_, dtype=np.float64),
-            np.ascontiguousarray(stats["xi"]),
-            np.ascontiguousarray(stats["z"]),
-            np.ascontiguousarray(stats["z0"]),
-            np.ascontiguousarray(oldest, dtype=np.float64),
-            stationary,
-            30,
-        )
+        try:
+            self.tvtp_coef_ = newton_logit(
+                np.ascontiguousarray(self.tvtp_coef_, dtype=np.float64),
+                np.ascontiguousarray(stats["xi"]),
+                np.ascontiguousarray(stats["z"]),
+                np.ascontiguousarray(stats["z0"]),
+                np.ascontiguousarray(oldest, dtype=np.float64),
+                stationary,
+                30,
+            )
+        except np.linalg.LinAlgError:
+            pass  # a degenerate (reducible) chain at a first row: keep the coefficients
 
     # ---------------------------------------------------------- parameter vector
     def get_param_vector(self) -> np.ndarray:
