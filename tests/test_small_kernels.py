@@ -58,6 +58,14 @@ def test_compiled_calls_on_small_arrays_run_on_one_thread():
     assert numba.get_num_threads() == before
 
 
+def test_wide_inputs_can_be_kept_compiled():
+    k, calls = _spies()
+    wide = Kernel(k.jit, k.numpy, max_cols=4)
+    with small_rows(10):
+        assert wide(np.zeros((2, 4))) == "numpy"
+        assert wide(np.zeros((2, 5))) == "jit"
+
+
 def test_kernel_without_numpy_choice_always_compiles():
     k, calls = _spies()
     fixed = Kernel(k.jit, k.numpy, arg=None)

@@ -84,13 +84,18 @@ class Kernel:
     Both take the same arguments and return the same results. Compiled calls on
     fewer than :data:`SERIAL_SIZE` elements of ``args[arg]`` run on one thread
     (the results do not depend on the number of threads). With ``arg=None``
-    a call always runs the compiled version (``kernel.numpy`` stays available).
+    a call always runs the compiled version (``kernel.numpy`` stays available);
+    with ``max_cols``, so do inputs whose last dimension is larger (where the NumPy
+    version would need large temporaries).
     """
 
-    def __init__(self, jit: Any, numpy: Callable | None, arg: int | None = 0) -> None:
+    def __init__(
+        self, jit: Any, numpy: Callable | None, arg: int | None = 0, max_cols: int | None = None
+    ) -> None:
         self.jit = jit
         self.numpy = numpy
         self.arg = arg
+        self.max_cols = max_cols
         self.__name__ = jit.__name__.removesuffix("_jit")
         self.__qualname__ = self.__name__
         self.__doc__ = jit.__doc__
@@ -100,7 +105,11 @@ class Kernel:
         if self.arg is None:
             return self.jit(*args, **kwargs)
         a = args[self.arg]
-        if self.numpy is not None and a.shape[0] <= _limit[0]:
+        if (
+            self.numpy is not None
+            and a.shape[0] <= _limit[0]
+            and (self.max_cols is None or a.shape[-1] <= self.max_cols)
+        ):
             return self.numpy(*args, **kwargs)
         if a.size < SERIAL_SIZE:
             return _on_one_thread(self.jit, args, kwargs)
