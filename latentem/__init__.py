@@ -2,6 +2,7 @@
 
 from latentem import tree
 from latentem.backends import Chunked, OnlineEM
+from latentem.families.base import EmissionFamily, register_family
 from latentem.graph import (
     Categorical,
     Discrete,
@@ -16,6 +17,7 @@ from latentem.models.factor import PPCA, FactorAnalysis, MixtureOfFactorAnalyzer
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
+from latentem.models.mixture import CategoricalMixture, Mixture, PoissonMixture
 from latentem.models.regime import MarkovAutoregression, MarkovRegression
 from latentem.models.ssm import LinearGaussianSSM, SSMImputer
 from latentem.persistence import load
@@ -41,6 +43,11 @@ __all__ = [
     "ModelGraph",
     "Poisson",
     "CategoricalHMM",
+    "CategoricalMixture",
+    "EmissionFamily",
+    "Mixture",
+    "PoissonMixture",
+    "register_family",
     "ConvergenceWarning",
     "EMImputer",
     "FactorAnalysis",

@@ -102,16 +102,15 @@ def _load(path: str):
 
 
 def _kind(model) -> str:
-    from latentem.models.gaussian_mixture import GaussianMixture
     from latentem.models.hmm import HMM
+    from latentem.models.mixture import MixtureSurface
 
-    if isinstance(model, GaussianMixture):
+    if isinstance(model, MixtureSurface):
         return "gmm"
     if isinstance(model, HMM):
         return "hmm"
     raise ValueError(
-        f"this command works with Gaussian mixtures and HMMs; the file holds a "
-        f"{type(model).__name__}"
+        f"this command works with mixtures and HMMs; the file holds a {type(model).__name__}"
     )
 
 
@@ -122,7 +121,7 @@ def _n_features(model) -> int:
 
 
 def _require_fitted(model, path: str) -> None:
-    fitted = "_family" in vars(model) if _kind(model) == "gmm" else "startprob_" in vars(model)
+    fitted = model._fitted() if _kind(model) == "gmm" else model.startprob_ is not None
     if not fitted:
         raise ValueError(f"the model in {path} is not fitted; fit it before predicting or scoring")
 
@@ -145,22 +144,11 @@ def _model_data(model, meta: dict, df, args: argparse.Namespace):
     if len(X) == 0:
         raise ValueError("the table has no rows")
     if _kind(model) == "gmm":
-        _no_gaps(X, names, "Gaussian mixtures")
         return X, None, None, names
     if seq_col:
         order, lengths, _ = sequence_lengths(df, seq_col)
         return X[order], lengths, order, names
     return X, None, None, names
-
-
-def _no_gaps(X: np.ndarray, names: list[str], what: str) -> None:
-    gaps = np.isnan(X).sum(axis=0)
-    if gaps.any():
-        j = int(np.flatnonzero(gaps)[0])
-        raise ValueError(
-            f"column {names[j]!r} has {int(gaps[j])} missing value(s); {what} need complete rows: "
-            "fill them with 'latentem impute' or drop those rows"
-        )
 
 
 def _note_identifiers(df, seq_col) -> None:
@@ -198,7 +186,6 @@ def _fit(args: argparse.Namespace) -> int:
     if args.model == "gmm":
         from latentem import GaussianMixture
 
-        _no_gaps(X, names, "Gaussian mixtures")
         model = GaussianMixture(
             args.components,
             covariance_type=args.covariance_type or "full",
@@ -258,6 +245,13 @@ def _new_hmm(args: argparse.Namespace, verbose: bool, names: list[str]):
         raise _Usage("--covariance-type applies to --emission gaussian only")
     if args.emission == "poisson":
         return PoissonHMM(args.components, **common)
+    if args.emission != "categorical":
+        # any other registered family, in the generic HMM
+        from latentem import HMM
+        from latentem.registry import family_for_cli
+
+        family = family_for_cli(args.emission).cls(args.components)
+        return HMM(args.components, emission=family, **common)
     if len(names) != 1:
         raise ValueError(
             f"--emission categorical needs exactly one column of symbols 0, 1, 2, ...; "
@@ -356,24 +350,38 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emission_names() -> list[str]:
+    """Command-line names of the registered emission families (``--emission``)."""
+    import latentem.families  # noqa: F401  (registers the built-in families)
+    from latentem.registry import entries
+
+    return sorted(e.cli for e in entries(kind="family") if e.cli)
+
+
 def _fitted_arrays(model) -> list[tuple[str, np.ndarray]]:
     try:
         kind = _kind(model)
     except ValueError:
         return []
+    from latentem.registry import entry_for
+
     if kind == "gmm":
-        if "_family" not in vars(model):
+        if not model._fitted():
             return []
-        out = [("weights_", model.weights_), ("means_", model.means_)]
-        out.append(("covariances_", model.covariances_))
+        out = [("weights_", model.weights_)]
+        family = model._emission()
+    else:
+        if model.startprob_ is None:
+            return []
+        out = [("startprob_", model.startprob_), ("transmat_", model.transmat_)]
+        family = model.emission
+    found = entry_for(type(family))
+    for attr in () if found is None else found.fitted:
+        value = getattr(family, attr, None)
+        if isinstance(value, np.ndarray):
+            out.append((attr, value))
+    if kind == "gmm":
         out.append(("converged_", np.array(model.converged_)))
-        return out
-    if "startprob_" not in vars(model):
-        return []
-    out = [("startprob_", model.startprob_), ("transmat_", model.transmat_)]
-    for attr in ("weights_", "means_", "covars_", "emissionprob_", "lambdas_"):
-        if hasattr(type(model), attr):
-            out.append((attr, getattr(model, attr)))
     return out
 
 
@@ -518,9 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     hmm.add_argument("--sequence-column", metavar="COL", help="column holding sequence ids")
     hmm.add_argument(
         "--emission",
-        choices=("gaussian", "poisson", "categorical"),
+        choices=_emission_names(),
         default="gaussian",
-        help="emission distribution (default gaussian)",
+        help="emission distribution (default gaussian): every family registered with a "
+        "command-line name",
     )
     hmm.add_argument(
         "--covariance-type",

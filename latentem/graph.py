@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from latentem._numeric import logsumexp
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
 from latentem.backends import is_out_of_core, is_sequence_data
-from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
-from latentem.kernels.hmm import forward_backward, forward_loglik, sequence_groups
+from latentem.families.base import dirichlet_m_step
+from latentem.kernels.hmm import sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
+from latentem.latent import CategoricalLatent, MarkovLatent
 from latentem.persistence import SaveMixin
+from latentem.registry import register
 from latentem.runner import fit_em
 
 __all__ = [
@@ -73,6 +74,11 @@ class Categorical:
     def __repr__(self) -> str:
         return f"Categorical({self.n_states} states, unit={self.unit})"
 
+    def runtime(self, name: str, n_sets: int, children: list) -> _Latent:
+        """The compiled node: mixture weights for each of ``n_sets`` parameter sets."""
+        part = CategoricalLatent(self.n_states, self.weights_prior, floor=0.0, n_sets=n_sets)
+        return _MixtureNode(name, self, n_sets, children, part)
+
 
 class MarkovChain:
     """A latent Markov chain with ``n_states`` states over the rows of each sequence.
@@ -97,31 +103,46 @@ class MarkovChain:
     def __repr__(self) -> str:
         return f"MarkovChain({self.n_states} states)"
 
+    def runtime(self, name: str, n_sets: int, children: list) -> _Latent:
+        """The compiled node: a chain for each of ``n_sets`` parameter sets."""
+        part = MarkovLatent(self.n_states, self.startprob_prior, self.transmat_prior, n_sets)
+        return _ChainNode(name, self, n_sets, children, part)
+
 
 class Family:
-    """An emission-family node built by ``factory(n_sets)`` (see :mod:`latentem.families.base`).
+    """An emission-family node (see :class:`latentem.families.base.EmissionFamily`).
 
-    ``columns`` selects the columns of X the family models (indices, or
-    names when X is a DataFrame); None means all.
+    ``family`` is either a family *instance*, used as a template (each
+    compiled node gets ``family.fresh(n_sets)``: the same settings with as
+    many parameter sets as its parents give it), or a factory
+    ``factory(n_sets) -> family``. A graph whose template families are
+    registered (every latentem family, and yours after
+    :func:`latentem.register_family`) can be saved in model files; a graph
+    with a factory cannot. ``columns`` selects the columns of X the family
+    models (indices, or names when X is a DataFrame); None means all.
 
     Examples
     --------
     >>> from latentem import Family
     >>> from latentem.families.poisson import PoissonFamily
-    >>> node = Family(lambda n_sets: PoissonFamily(n_sets), columns=[2], name="Counts")
-    >>> node, node.build(3).n_components
-    (Counts(columns [2]), 3)
+    >>> node = Family(PoissonFamily(1, lambdas_prior=0.5), columns=[2], name="Counts")
+    >>> node, node.build(3).n_components, node.build(3).lambdas_prior
+    (Counts(columns [2]), 3, 0.5)
+    >>> Family(lambda n_sets: PoissonFamily(n_sets)).build(2).n_components
+    2
     """
 
     kind = "family"
 
-    def __init__(self, factory, columns: Any = None, name: str = "Family", config=None):
-        self.factory = factory
+    def __init__(self, family, columns: Any = None, name: str | None = None, config=None):
+        template = callable(getattr(family, "fresh", None))
+        self.factory = family.fresh if template else family
         self.columns = columns
-        self.label = name
-        # How a built-in node (Gaussian, Discrete, Poisson) is re-created from a model
-        # file; None for a user's factory, which model files cannot store.
-        self.config = config
+        self.label = (type(family).__name__ if template else "Family") if name is None else name
+        # How the node is re-created from a model file: a built-in node's settings
+        # (Gaussian, Discrete, Poisson) or the template family itself; None for a
+        # user's factory, which model files cannot store.
+        self.config = {"type": "Family", "template": family} if template else config
 
     def build(self, n_sets: int):
         family = self.factory(n_sets)
@@ -267,34 +288,40 @@ class _Leaf:
     def m_step(self, stats: dict) -> None:
         self.family.m_step(stats[self.name], self.family.param_letters)
 
+    def log_prior(self) -> float:
+        prior = getattr(self.family, "log_prior", None)
+        return float(prior()) if callable(prior) else 0.0
+
+    def vector_parts(self) -> list:
+        return family_parts(self.family, f"node {self.name!r}")
+
     def nodes(self):
         yield self
 
 
 class _Latent:
-    def __init__(self, name: str, spec, n_sets: int, children: list):
+    """A latent node at run time: a latent part (:mod:`latentem.latent`) with
+    ``n_sets`` independent parameter sets, and its children. Subclasses say how
+    the part turns the children's evidence into posteriors."""
+
+    def __init__(self, name: str, spec, n_sets: int, children: list, part) -> None:
         self.name = name
         self.spec = spec
-        self.kind = spec.kind
         self.n_states = spec.n_states
         self.n_sets = n_sets
         self.children = children
         self.unit = spec.unit
+        self.part = part
         self.posterior: np.ndarray | None = None
-        self._passes: list | None = None  # a Markov chain's forward-backward, per set
 
     # -- parameters
     def init(self, data: GraphData, rng: np.random.Generator, path: tuple = ()) -> None:
-        R, S = self.n_sets, self.n_states
-        if self.kind == "categorical":
-            self.weights_ = np.full((R, S), 1.0 / S)
-        else:
-            self.startprob_ = np.full((R, S), 1.0 / S)
-            self.transmat_ = 0.5 * np.eye(S) + 0.5 * rng.dirichlet(np.ones(S), size=(R, S))
-        # Row-level nesting only: a sequence-level cluster is seeded separately.
-        inner = path + (S,) if self.unit == "row" or self.kind == "markov" else path
+        self.part.init(rng)
         for child in self.children:
-            child.init(data, rng, inner)
+            child.init(data, rng, self._inner_path(path))
+
+    def _inner_path(self, path: tuple) -> tuple:
+        return path + (self.n_states,)
 
     def _child_evidence(self, data: GraphData, full: bool) -> np.ndarray:
         total = None
@@ -303,94 +330,31 @@ class _Latent:
             total = e if total is None else total + e
         return total
 
-    # -- E-step, upwards
-    def evidence(self, data: GraphData, full: bool = False) -> np.ndarray:
-        """(n_units, n_sets) log-likelihood of each unit under each parameter set.
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The part's parameter arrays, by attribute name."""
+        return {attr: getattr(holder, attr) for holder, attr, _ in self.part.vector_parts()}
 
-        ``full`` (an E-step follows): a Markov chain runs forward-backward now and
-        keeps the posteriors, so :meth:`accumulate` need not run it again;
-        otherwise (scoring) the forward pass alone is enough.
-        """
-        R, S = self.n_sets, self.n_states
-        E = self._child_evidence(data, full)
-        if self.kind == "categorical":
-            with np.errstate(divide="ignore"):
-                joint = E.reshape(-1, R, S) + np.log(self.weights_)[None]
-            self._joint = joint
-            return logsumexp(joint, axis=2)
-        self._log_b = E
-        self._passes = [] if full else None
-        out = np.empty((data.n_sequences, R))
-        for r in range(R):
-            if full:
-                self._passes.append(self._forward_backward(data, r, np.ones(data.n_sequences)))
-                out[:, r] = self._passes[r][3]
-            else:
-                log_b = np.ascontiguousarray(E[:, r * S : (r + 1) * S])
-                out[:, r] = forward_loglik(
-                    log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r]
-                )
-        return out
+    def set_parameter(self, key: str, value: Any) -> None:
+        allowed = tuple(self.parameters())
+        if key not in allowed:
+            raise ValueError(f"node {self.name!r} takes {allowed}; got {key!r}.")
+        value = np.array(value, dtype=np.float64)
+        current = getattr(self.part, key)
+        expected = value.shape if current is None else current.shape  # None: being loaded
+        if value.shape != expected:
+            raise ValueError(
+                f"{key} of node {self.name!r} must have shape {expected}; got {value.shape}."
+            )
+        setattr(self.part, key, value)
 
-    def _forward_backward(self, data: GraphData, r: int, w_seq: np.ndarray) -> tuple:
-        """Posteriors, weighted start and transition counts, and per-sequence
-        log-likelihoods of parameter set r of a Markov chain."""
-        S = self.n_states
-        log_b = np.ascontiguousarray(self._log_b[:, r * S : (r + 1) * S])
-        post, st, tr, seq_ll = forward_backward(
-            log_b, data.offsets, data.groups, self.startprob_[r], self.transmat_[r], w_seq
-        )
-        return post, st.sum(axis=0), tr.sum(axis=0), seq_ll
+    def log_prior(self) -> float:
+        return self.part.log_prior()
 
-    # -- E-step, downwards
-    def accumulate(self, data: GraphData, weights: np.ndarray, stats: dict) -> None:
-        R, S = self.n_sets, self.n_states
-        if self.kind == "categorical":
-            joint = self._joint
-            norm = logsumexp(joint, axis=2, keepdims=True)
-            resp = np.exp(joint - np.where(np.isfinite(norm), norm, 0.0)) * weights[:, :, None]
-            self.posterior = resp.sum(axis=1)
-            stats[self.name] = {"counts": resp.sum(axis=0)}
-            child_weights = np.ascontiguousarray(resp.reshape(len(resp), R * S))
-        else:
-            starts = np.zeros((R, S))
-            trans = np.zeros((R, S, S))
-            child_weights = np.empty((len(data), R * S))
-            posterior = np.zeros((len(data), S))
-            for r in range(R):
-                w_seq = np.ascontiguousarray(weights[:, r])
-                if self._passes is not None and np.all(w_seq == 1.0):
-                    post, st, tr, seq_ll = self._passes[r]  # from evidence(full=True)
-                else:  # the counts need the sequences' weights
-                    post, st, tr, seq_ll = self._forward_backward(data, r, w_seq)
-                if not np.isfinite(seq_ll).all():
-                    raise ValueError(
-                        f"node {self.name!r}: a sequence has zero probability under the "
-                        "current parameters (zeros in its start or transition probabilities)."
-                    )
-                starts[r], trans[r] = st, tr
-                block = post * w_seq[data.row_sequence][:, None]
-                child_weights[:, r * S : (r + 1) * S] = block
-                posterior += block
-            self.posterior = posterior
-            stats[self.name] = {"start": starts, "trans": trans}
-        for child in self.children:
-            child.accumulate(data, child_weights, stats)
+    def vector_parts(self) -> list:
+        return self.part.vector_parts()
 
-    # -- M-step
     def m_step(self, stats: dict) -> None:
-        own = stats[self.name]
-        if self.kind == "categorical":
-            self.weights_ = dirichlet_m_step(
-                own["counts"], self.spec.weights_prior, self.weights_, keep_zeros=True
-            )
-        else:
-            self.startprob_ = dirichlet_m_step(
-                own["start"], self.spec.startprob_prior, self.startprob_, keep_zeros=True
-            )
-            self.transmat_ = dirichlet_m_step(
-                own["trans"], self.spec.transmat_prior, self.transmat_, keep_zeros=True
-            )
+        self._own_m_step(stats[self.name])
         for child in self.children:
             child.m_step(stats)
 
@@ -398,6 +362,92 @@ class _Latent:
         yield self
         for child in self.children:
             yield from child.nodes()
+
+
+class _MixtureNode(_Latent):
+    """Independent categorical states (per row, or per sequence)."""
+
+    def _inner_path(self, path: tuple) -> tuple:
+        # Row-level nesting only: a sequence-level cluster is seeded separately.
+        return path + (self.n_states,) if self.unit == "row" else path
+
+    def evidence(self, data: GraphData, full: bool = False) -> np.ndarray:
+        """(n_units, n_sets) log-likelihood of each unit under each parameter set."""
+        self._joint = self.part.joint(self._child_evidence(data, full))
+        return self.part.evidence(self._joint)
+
+    def accumulate(self, data: GraphData, weights: np.ndarray, stats: dict) -> None:
+        resp = self.part.responsibilities(self._joint) * weights[:, :, None]
+        self.posterior = resp.sum(axis=1)
+        stats[self.name] = {"counts": resp.sum(axis=0)}
+        child_weights = np.ascontiguousarray(resp.reshape(len(resp), self.n_sets * self.n_states))
+        for child in self.children:
+            child.accumulate(data, child_weights, stats)
+
+    def _own_m_step(self, own: dict) -> None:
+        self.part.m_step(own["counts"])
+
+
+class _ChainNode(_Latent):
+    """A Markov chain over the rows of each sequence."""
+
+    def __init__(self, name: str, spec, n_sets: int, children: list, part) -> None:
+        super().__init__(name, spec, n_sets, children, part)
+        self._passes: list | None = None  # the forward-backward of each set, from evidence
+
+    def evidence(self, data: GraphData, full: bool = False) -> np.ndarray:
+        """(n_sequences, n_sets) log-likelihood of each sequence under each set.
+
+        ``full`` (an E-step follows): run forward-backward now and keep the
+        posteriors, so :meth:`accumulate` need not run it again; otherwise
+        (scoring) the forward pass alone is enough.
+        """
+        S = self.n_states
+        self._log_b = self._child_evidence(data, full)
+        self._passes = [] if full else None
+        out = np.empty((data.n_sequences, self.n_sets))
+        for r in range(self.n_sets):
+            if full:
+                self._passes.append(self._forward_backward(data, r, None))
+                out[:, r] = self._passes[r][3]
+            else:
+                log_b = np.ascontiguousarray(self._log_b[:, r * S : (r + 1) * S])
+                out[:, r] = self.part.log_likelihood(log_b, data.offsets, data.groups, s=r)
+        return out
+
+    def _forward_backward(self, data: GraphData, r: int, w_seq: np.ndarray | None) -> tuple:
+        S = self.n_states
+        log_b = np.ascontiguousarray(self._log_b[:, r * S : (r + 1) * S])
+        return self.part.forward_backward(log_b, data.offsets, data.groups, w_seq, s=r)
+
+    def accumulate(self, data: GraphData, weights: np.ndarray, stats: dict) -> None:
+        R, S = self.n_sets, self.n_states
+        starts = np.zeros((R, S))
+        trans = np.zeros((R, S, S))
+        child_weights = np.empty((len(data), R * S))
+        posterior = np.zeros((len(data), S))
+        for r in range(R):
+            w_seq = np.ascontiguousarray(weights[:, r])
+            if self._passes is not None and np.all(w_seq == 1.0):
+                post, st, tr, seq_ll = self._passes[r]  # from evidence(full=True)
+            else:  # the counts need the sequences' weights
+                post, st, tr, seq_ll = self._forward_backward(data, r, w_seq)
+            if not np.isfinite(seq_ll).all():
+                raise ValueError(
+                    f"node {self.name!r}: a sequence has zero probability under the "
+                    "current parameters (zeros in its start or transition probabilities)."
+                )
+            starts[r], trans[r] = st, tr
+            block = post * w_seq[data.row_sequence][:, None]
+            child_weights[:, r * S : (r + 1) * S] = block
+            posterior += block
+        self.posterior = posterior
+        stats[self.name] = {"start": starts, "trans": trans}
+        for child in self.children:
+            child.accumulate(data, child_weights, stats)
+
+    def _own_m_step(self, own: dict) -> None:
+        self.part.m_step(own["start"], own["trans"])
 
 
 def _nested_labels(X: np.ndarray, sizes: tuple, rng: np.random.Generator) -> np.ndarray:
@@ -421,6 +471,7 @@ def _nested_labels(X: np.ndarray, sizes: tuple, rng: np.random.Generator) -> np.
 
 
 # ------------------------------------------------------------------------------ the graph
+@register
 class ModelGraph(SaveMixin):
     """A tree of latent structures and emission families, fitted by one EM.
 
@@ -541,7 +592,7 @@ class ModelGraph(SaveMixin):
                 lambda n, t=template: _replicate_family(t, n), None, name=type(template).__name__
             )
             leaf = _Leaf(f"{name}.emission", emission, n_sets * spec.n_components)
-            node = _Latent(name, chain, n_sets, [leaf])
+            node = chain.runtime(name, n_sets, [leaf])
         elif isinstance(spec, Family):
             if kids:
                 raise ValueError(f"family node {name!r} cannot have children.")
@@ -553,7 +604,7 @@ class ModelGraph(SaveMixin):
                     "parameters to fit); add an emission family or a model under it."
                 )
             children = [self._build(k, n_sets * spec.n_states, _child_unit(spec)) for k in kids]
-            node = _Latent(name, spec, n_sets, children)
+            node = spec.runtime(name, n_sets, children)
         if parent_unit is not None and node.unit != parent_unit:
             if parent_unit == "sequence":
                 raise ValueError(
@@ -599,7 +650,7 @@ class ModelGraph(SaveMixin):
     def init_params(self, data: GraphData, rng: np.random.Generator) -> None:
         root = self._root
         root.init(data, rng)
-        if root.kind == "categorical" and root.unit == "sequence":
+        if isinstance(root, _MixtureNode) and root.unit == "sequence":
             self._seed_sequence_clusters(data, rng)
 
     def _seed_sequence_clusters(self, data: GraphData, rng: np.random.Generator) -> None:
@@ -628,7 +679,7 @@ class ModelGraph(SaveMixin):
             child.evidence(data, full=True)
             child.accumulate(data, hard, stats)
             child.m_step(stats)
-        root.weights_ = dirichlet_m_step(hard.sum(axis=0)[None], 2.0, root.weights_)
+        root.part.weights_ = dirichlet_m_step(hard.sum(axis=0)[None], 2.0, root.part.weights_)
 
     def e_step(self, data: GraphData) -> tuple[dict, float]:
         root = self._root
@@ -646,30 +697,12 @@ class ModelGraph(SaveMixin):
     def log_prior(self) -> float:
         """Sum of every node's log-prior (Dirichlet on latent probabilities, the families'
         own); EM maximises the log-likelihood plus this."""
-        total = 0.0
-        for node in self._root.nodes():
-            if isinstance(node, _Leaf):
-                prior = getattr(node.family, "log_prior", None)
-                total += float(prior()) if callable(prior) else 0.0
-            elif node.kind == "categorical":
-                total += dirichlet_log_prior(node.weights_, node.spec.weights_prior)
-            else:
-                total += dirichlet_log_prior(node.startprob_, node.spec.startprob_prior)
-                total += dirichlet_log_prior(node.transmat_, node.spec.transmat_prior)
-        return total
+        return float(sum(node.log_prior() for node in self._root.nodes()))
 
     # -- the parameter-vector view, for accelerate="squarem"
     def _vector_parts(self) -> list:
         """(holder, attribute, is_simplex) for every parameter array, in tree order."""
-        parts = []
-        for node in self._root.nodes():
-            if isinstance(node, _Leaf):
-                parts += family_parts(node.family, f"node {node.name!r}")
-            elif node.kind == "categorical":
-                parts.append((node, "weights_", True))
-            else:
-                parts += [(node, "startprob_", True), (node, "transmat_", True)]
-        return parts
+        return [part for node in self._root.nodes() for part in node.vector_parts()]
 
     def _check_families(self) -> None:
         for node in self._root.nodes():
@@ -771,18 +804,7 @@ class ModelGraph(SaveMixin):
                     raise ValueError(f"node {node!r} has no parameter {key!r}.")
                 setattr(target.family, key, np.array(value, dtype=np.float64))
             else:
-                allowed = (
-                    ("weights_",) if target.kind == "categorical" else ("startprob_", "transmat_")
-                )
-                if key not in allowed:
-                    raise ValueError(f"node {node!r} takes {allowed}; got {key!r}.")
-                value = np.array(value, dtype=np.float64)
-                expected = getattr(target, key).shape
-                if value.shape != expected:
-                    raise ValueError(
-                        f"{key} of node {node!r} must have shape {expected}; got {value.shape}."
-                    )
-                setattr(target, key, value)
+                target.set_parameter(key, value)
         if isinstance(target, _Leaf):
             target.family.check_params()
         return self
@@ -815,8 +837,8 @@ class ModelGraph(SaveMixin):
                 if spec.config is None:
                     raise ValueError(
                         f"node {name!r} is built by your own factory, which a model file "
-                        "cannot store; model files hold graphs of Gaussian, Discrete, Poisson, "
-                        "Categorical, MarkovChain and HMM nodes."
+                        "cannot store; build it as Family(<a family instance>) from a "
+                        "registered family (latentem.register_family) instead."
                     )
                 columns = None if spec.columns is None else list(np.atleast_1d(spec.columns))
                 entry = {**spec.config, "columns": columns}
@@ -829,10 +851,8 @@ class ModelGraph(SaveMixin):
             for node in self._root.nodes():
                 if isinstance(node, _Leaf):
                     fitted[node.name] = {"family": node.family}
-                elif node.kind == "categorical":
-                    fitted[node.name] = {"weights_": node.weights_}
                 else:
-                    fitted[node.name] = {"startprob_": node.startprob_, "transmat_": node.transmat_}
+                    fitted[node.name] = node.parameters()
             state["fitted"] = fitted
             state["history_"] = np.asarray(self.history_)
             state["converged_"] = bool(self.converged_)
@@ -859,6 +879,8 @@ class ModelGraph(SaveMixin):
                 node = spec["model"]
             elif kind in makers:
                 node = makers[kind](**spec)
+            elif kind == "Family":
+                node = Family(spec["template"], spec.get("columns"))
             else:
                 raise ValueError(f"unknown graph node type {kind!r} in the model file")
             g.add_node(entry["name"], node)
@@ -874,7 +896,8 @@ class ModelGraph(SaveMixin):
                     node.family.check_params()
                 else:
                     for key, value in values.items():
-                        setattr(node, key, np.asarray(value, dtype=np.float64))
+                        node.set_parameter(key, value)
+                    node.part.check_params()
             g.history_ = state["history_"]
             g.converged_ = state["converged_"]
             g.n_iter_ = len(g.history_)
@@ -930,9 +953,7 @@ class ModelGraph(SaveMixin):
         if isinstance(target, _Leaf):
             fam = target.family
             return {k: v for k, v in vars(fam).items() if k.endswith("_") and not k.startswith("_")}
-        if target.kind == "categorical":
-            return {"weights_": target.weights_}
-        return {"startprob_": target.startprob_, "transmat_": target.transmat_}
+        return target.parameters()
 
     # -- looking at it
     def describe(self) -> str:
@@ -1015,6 +1036,9 @@ def _is_hmm(spec) -> bool:
 def _replicate_family(template, n_sets: int):
     """A fresh, unfitted copy of an HMM's emission family with ``n_sets`` components."""
     import copy
+
+    if callable(getattr(template, "fresh", None)):
+        return template.fresh(n_sets)
 
     family = copy.deepcopy(template)
     family.n_components = n_sets

@@ -12,13 +12,14 @@ A model file is a zip archive with two members:
     ``allow_pickle=False``.
 
 Nothing in a file is ever unpickled or imported: a class name from the file
-is looked up in :data:`SAVEABLE_CLASSES` (and in classes the running program
-registered with :func:`register_class`), and anything else is an error. So
+is looked up in :mod:`latentem.registry` (latentem's classes and those the
+running program registered), and anything else is an error. So
 loading a file from an untrusted source cannot run code.
 
 A class takes part in one of two ways:
 
-* declaratively, by an entry in :data:`SAVEABLE_CLASSES` naming the
+* declaratively, by registering (:func:`latentem.registry.register`,
+  :func:`latentem.register_family`) with the names of the
   attributes that hold its fitted state (its constructor parameters come
   from ``get_params()`` or, for plain classes, from attributes named like
   the ``__init__`` arguments); after loading, an optional ``finish`` method
@@ -106,113 +107,25 @@ class _Spec:
     skip_params: tuple[str, ...] = ()  # constructor parameters saved as fitted state
 
 
-_HMM_FITTED = ("emission", "startprob_", "transmat_", "converged_", "n_iter_", "history_")
+#: Classes a model file may name that are not in :mod:`latentem.registry`, by their
+#: saved name. latentem's own classes register themselves where they are defined
+#: (``@register``); this table is for entries added by hand.
+SAVEABLE_CLASSES: dict[str, _Spec] = {}
 
-#: The classes a model file may name, by their saved name. Adding a model to
-#: the format is one entry here (or ``_to_state``/``_from_state`` methods).
-SAVEABLE_CLASSES: dict[str, _Spec] = {
-    # mixtures
-    "GaussianMixture": _Spec(
-        "latentem.models.gaussian_mixture",
-        "GaussianMixture",
-        (
-            "n_features_in_",
-            "_family",
-            "_latent",
-            "converged_",
-            "n_iter_",
-            "history_",
-            "lower_bound_",
-            "lower_bounds_",
-            "best_init_",
-        ),
-    ),
-    # hidden Markov models
-    **{
-        name: _Spec(
-            "latentem.models.hmm",
-            name,
-            _HMM_FITTED + ("empty_states_",),
-            "_finish_load",
-            ("emission",),
-        )
-        for name in ("HMM", "GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM")
-    },
-    # factor models (continuous latent variables)
-    **{
-        name: _Spec(
-            "latentem.models.factor",
-            name,
-            (
-                "n_features_in_",
-                "mean_",
-                "components_",
-                "noise_variance_",
-                "converged_",
-                "n_iter_",
-                "history_",
-                "loglike_",
-                "lower_bound_",
-            ),
-            "_finish_factor",
-        )
-        for name in ("FactorAnalysis", "PPCA")
-    },
-    "MixtureOfFactorAnalyzers": _Spec(
-        "latentem.models.factor",
-        "MixtureOfFactorAnalyzers",
-        (
-            "n_features_in_",
-            "weights_",
-            "means_",
-            "components_",
-            "noise_variance_",
-            "factor_means_",
-            "factor_covariances_",
-            "converged_",
-            "n_iter_",
-            "history_",
-            "loglike_",
-            "lower_bound_",
-        ),
-        "_finish_factor",
-    ),
-    # compositions (saved through their own _to_state / _from_state)
-    "ModelGraph": _Spec("latentem.graph", "ModelGraph"),
-    "EMImputer": _Spec("latentem.models.imputer", "EMImputer"),
-    "MarkovRegression": _Spec("latentem.models.regime", "MarkovRegression"),
-    "MarkovAutoregression": _Spec("latentem.models.regime", "MarkovAutoregression"),
-    "LinearGaussianSSM": _Spec("latentem.models.ssm", "LinearGaussianSSM"),
-    # parts: latent structures and emission families
-    "CategoricalLatent": _Spec("latentem.models.categorical", "CategoricalLatent", ("weights_",)),
-    "GaussianFamily": _Spec(
-        "latentem.families.gaussian", "GaussianFamily", ("means_", "covariances_"), "_finish_load"
-    ),
-    "MissingGaussianFamily": _Spec(
-        "latentem.families.gaussian_missing",
-        "MissingGaussianFamily",
-        ("means_", "covariances_", "grouped"),
-        "_finish_load",
-    ),
-    "GaussianEmission": _Spec(
-        "latentem.families.gaussian_hmm",
-        "GaussianEmission",
-        ("n_features", "means_", "covariances_"),
-        "_finish_load",
-    ),
-    "GaussianMixtureEmission": _Spec(
-        "latentem.families.gaussian_mixture_emission",
-        "GaussianMixtureEmission",
-        ("n_features", "weights_", "means_", "covars_"),
-        "_finish_load",
-    ),
-    "CategoricalFamily": _Spec(
-        "latentem.families.categorical", "CategoricalFamily", ("emissionprob_",), "_finish_load"
-    ),
-    "PoissonFamily": _Spec(
-        "latentem.families.poisson", "PoissonFamily", ("lambdas_",), "_finish_load"
-    ),
-}
+
+def _spec(name: str) -> Any:
+    """The saving recipe for ``name``: a registry entry or a :data:`SAVEABLE_CLASSES` spec."""
+    from latentem import registry
+
+    found = registry.entry(name)
+    return found if found is not None else SAVEABLE_CLASSES.get(name)
+
+
+def _known_names() -> str:
+    from latentem import registry
+
+    return ", ".join(sorted({e.name for e in registry.entries()} | set(SAVEABLE_CLASSES)))
+
 
 #: Classes registered at run time by the program itself (never by a file).
 _RUNTIME_CLASSES: dict[str, type] = {}
@@ -258,7 +171,7 @@ def register_class(cls: type, name: str | None = None) -> type:
     name = cls.__qualname__ if name is None else name
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string; got {name!r}.")
-    if name in SAVEABLE_CLASSES:
+    if _spec(name) is not None:
         raise ValueError(f"{name!r} is a latentem class name; register yours under another name.")
     if not (
         callable(getattr(cls, "_to_state", None)) and callable(getattr(cls, "_from_state", None))
@@ -274,14 +187,17 @@ def register_class(cls: type, name: str | None = None) -> type:
 def _class_for(name: str) -> type:
     if name in _RUNTIME_CLASSES:
         return _RUNTIME_CLASSES[name]
-    spec = SAVEABLE_CLASSES.get(name)
+    spec = _spec(name)
     if spec is None:
         raise ValueError(
             f"the model file names the class {name!r}, which this latentem cannot load "
-            f"(it loads {', '.join(sorted(SAVEABLE_CLASSES))}); it may come from a newer "
-            "latentem, or from a program that registered its own classes with register_class."
+            f"(it loads {_known_names()}); it may come from a newer latentem, or from a "
+            "program that registered its own classes: register the same class under the same "
+            "name before loading (latentem.register_family for an emission family, "
+            "latentem.persistence.register_class otherwise)."
         )
-    return getattr(importlib.import_module(spec.module), spec.name)
+    cls = getattr(spec, "cls", None)
+    return cls if cls is not None else getattr(importlib.import_module(spec.module), spec.name)
 
 
 def _name_for(obj: Any) -> str | None:
@@ -289,6 +205,11 @@ def _name_for(obj: Any) -> str | None:
     for name, registered in _RUNTIME_CLASSES.items():
         if cls is registered:
             return name
+    from latentem import registry
+
+    found = registry.entry_for(cls)
+    if found is not None:
+        return found.name
     spec = SAVEABLE_CLASSES.get(cls.__name__)
     if spec is not None and cls.__module__ == spec.module:
         return cls.__name__
@@ -310,7 +231,7 @@ def _init_param_names(cls: type) -> list[str]:
 def _object_state(obj: Any, name: str) -> dict:
     if name in _RUNTIME_CLASSES or callable(getattr(obj, "_to_state", None)):
         return {"state": obj._to_state()}
-    spec = SAVEABLE_CLASSES[name]
+    spec = _spec(name)
     if callable(getattr(obj, "get_params", None)):
         params = dict(obj.get_params(deep=False))
     else:
@@ -323,7 +244,12 @@ def _object_state(obj: Any, name: str) -> dict:
         # A Generator's state is not portable; the fitted parameters do not depend on it.
         params["random_state"] = None
         dropped.append("random_state")
-    fitted = {a: vars(obj)[a] for a in spec.fitted if a in vars(obj)}
+    fitted = {}
+    for a in spec.fitted:
+        if a in vars(obj):
+            fitted[a] = vars(obj)[a]
+        elif isinstance(getattr(type(obj), a, None), property) and getattr(obj, a) is not None:
+            fitted[a] = getattr(obj, a)  # held by a part (an HMM's chain)
     state = {"params": params, "fitted": fitted}
     if dropped:
         state["dropped"] = dropped
@@ -338,7 +264,7 @@ def _object_from_state(name: str, state: dict) -> Any:
         if check is not None:
             check(obj)
         return obj
-    spec = SAVEABLE_CLASSES[name]
+    spec = _spec(name)
     params, fitted = state.get("params"), state.get("fitted")
     if not isinstance(params, dict) or not isinstance(fitted, dict):
         raise ValueError(f"the entry for {name} lacks its params or fitted state")
@@ -356,7 +282,7 @@ def _object_from_state(name: str, state: dict) -> Any:
     for attr, value in fitted.items():
         setattr(obj, attr, value)
     if spec.finish is not None:
-        getattr(_Finishers, spec.finish)(obj)
+        _finish(obj, spec.finish)
     check = _LOAD_CHECKS.get(name)
     if check is not None:
         check(obj)
@@ -456,7 +382,7 @@ def _check_imputer(imp: Any) -> None:
 
 def _check_hmm(model: Any) -> None:
     """An HMM's emission parameters: finite, with the emission's number of features."""
-    if "startprob_" not in vars(model):
+    if model.startprob_ is None:
         return
     family = model.emission
     D = getattr(family, "n_features", None)
@@ -474,20 +400,17 @@ def _check_hmm(model: Any) -> None:
 
 
 def _check_graph(graph: Any) -> None:
+    """Every latent node's part: shapes, finite values, probabilities on the simplex."""
     root = getattr(graph, "_root", None)
     if root is None or getattr(graph, "history_", None) is None:
         return
     for node in root.nodes():
-        if not hasattr(node, "n_states"):
-            continue
-        R, S = node.n_sets, node.n_states
-        for attr, shape in (
-            ("weights_", (R, S)),
-            ("startprob_", (R, S)),
-            ("transmat_", (R, S, S)),
-        ):
-            if attr in vars(node):
-                _simplex(f"{attr} of node {node.name!r}", getattr(node, attr), shape)
+        part = getattr(node, "part", None)
+        if part is not None:
+            try:
+                part.check_params()
+            except ValueError as exc:
+                raise ValueError(f"node {node.name!r}: {exc}") from None
 
 
 def _check_factor(model: Any) -> None:
@@ -523,33 +446,14 @@ _LOAD_CHECKS = {
 }
 
 
-class _Finishers:
-    """Rebuild derived state after loading, and check what the file gave us."""
-
-    @staticmethod
-    def _finish_load(obj: Any) -> None:
-        from latentem.models.hmm import HMM
-
-        if isinstance(obj, HMM):
-            if "startprob_" in vars(obj):
-                obj._check_settings()
-                obj._check_params()
-        elif callable(getattr(obj, "check_params", None)):  # HMM emission families
-            names = ("means_", "covariances_", "covars_", "weights_", "emissionprob_", "lambdas_")
-            present = [a for a in names if vars(obj).get(a) is not None]
-            for a in present:  # before any kernel sees them
-                _finite(a, vars(obj)[a])
-            if present:
-                obj.check_params()
-        elif "means_" in vars(obj):  # Gaussian families: Cholesky factors from covariances
-            _check_gaussian_family(obj)
-            # the arrays were read for this family alone: no copies while loading
-            obj.set_parameters(obj.means_, obj.covariances_, copy=False)
-
-    @staticmethod
-    def _finish_factor(obj: Any) -> None:
-        if "components_" in vars(obj):  # fitted: rebuild and check the covariances
-            obj._finish_load()
+def _finish(obj: Any, method_name: str) -> None:
+    """Rebuild derived state after loading, and check what the file gave us: the
+    class's own ``method_name`` (``_finish_load``), else its ``check_params``."""
+    method = getattr(obj, method_name, None)
+    if not callable(method):
+        method = getattr(obj, "check_params", None)
+    if callable(method):
+        method()
 
 
 # ---------------------------------------------------------------------- tree encoding
@@ -597,8 +501,8 @@ class _Encoder:
         if name is None:
             raise ValueError(
                 f"cannot save {path}: {type(value).__name__} objects are not saveable "
-                f"(latentem saves {', '.join(sorted(SAVEABLE_CLASSES))}; register your own "
-                "classes with latentem.persistence.register_class)."
+                f"(latentem saves {_known_names()}; register your own classes with "
+                "latentem.register_family or latentem.persistence.register_class)."
             )
         state = _object_state(value, name)
         return {"$object": name, **self.encode(state, f"{path}<{name}>")}
@@ -676,7 +580,7 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict | None = None) -
     if name is None:
         raise ValueError(
             f"{type(model).__name__} objects cannot be saved; latentem saves "
-            f"{', '.join(sorted(SAVEABLE_CLASSES))} and classes registered with register_class."
+            f"{_known_names()} and classes registered with register_family or register_class."
         )
     enc = _Encoder()
     meta = {

@@ -232,8 +232,10 @@ def test_errors_are_one_clear_line(tables, tmp_path):
     gaps = df.copy()
     gaps.loc[3, "x"] = np.nan
     gaps.to_csv(tmp_path / "gaps.csv", index=False)
-    line = one_line_error(run("fit", "gmm", tmp_path / "gaps.csv", "-k", 2, "-o", "m.lem"))
-    assert "column 'x' has 1 missing value" in line and "latentem impute" in line
+    # Gaussian mixtures marginalise missing cells: a table with gaps fits as it is
+    assert (
+        run("fit", "gmm", tmp_path / "gaps.csv", "-k", 2, "-o", tmp_path / "g.lem").returncode == 0
+    )
     (tmp_path / "bad.csv").write_text('a,b\n1,"2\n')
     line = one_line_error(run("fit", "gmm", tmp_path / "bad.csv", "-k", 1, "-o", "m.lem"))
     assert "cannot read" in line

@@ -14,11 +14,11 @@ strings select.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["EmissionFamily", "dirichlet_log_prior", "dirichlet_m_step"]
+__all__ = ["EmissionFamily", "dirichlet_log_prior", "dirichlet_m_step", "register_family"]
 
 
 def dirichlet_m_step(
@@ -60,46 +60,221 @@ def dirichlet_log_prior(probs: Any, prior: Any) -> float:
     return float(np.sum(a[nz] * np.log(p[nz])))
 
 
-@runtime_checkable
-class EmissionFamily(Protocol):
-    """The interface of an emission family (see the module docstring)."""
+class EmissionFamily:
+    """Base class of emission families: the contract every latent structure relies on.
 
-    n_components: int
+    A family holds ``n_components`` (K) parameter sets of one distribution.
+    Latent structures (a mixture's weights, a Markov chain, a model-graph
+    node) call the **required** methods below; the **optional** hooks have
+    defaults here, and the library checks for them by name, so a family
+    defines only those it can do better.
+
+    Subclasses keep each constructor argument in an attribute of the same
+    name (as scikit-learn estimators do): :meth:`get_config` and
+    :meth:`fresh` read them, and model files save them. Register a family
+    with :func:`latentem.register_family` to save it in model files, name it
+    on the command line and rebuild it in model graphs.
+
+    **Required methods**
+
+    validate_data(X) -> array
+        Check and convert X (a ValueError names the problem); never modify X.
+    init_params(X, rng, letters)
+        Initialise the parameters whose letters appear in ``letters``.
+    check_params()
+        Raise ValueError if set parameters have wrong shapes or values.
+    log_prob(X) -> (n, K)
+        Log-density of every row under every component; 0 for a row that
+        is entirely missing.
+    accumulate(X, weights) -> stats
+        Sufficient statistics with row weights (n, K): a tree of arrays and
+        floats, additive over rows.
+    m_step(stats, letters)
+        Update the parameters named by ``letters`` from the statistics.
+    n_parameters() -> int
+        Free parameters of all K components.
+    sample(states, rng) -> array
+        One observation per entry of ``states`` (component indices).
+
+    **Optional hooks** (defaults here)
+
+    log_prior() -> float
+        Log-density of the prior the M-step maximises with the likelihood
+        (MAP-EM); the runner then checks likelihood plus prior. Default 0.
+    vector_attributes, simplex_attributes : tuple of str
+        Parameter arrays SQUAREM may extrapolate (``simplex_attributes``:
+        probabilities along the last axis, renormalised). Empty: SQUAREM
+        is not available for models using the family.
+    plan(X) -> object, or None
+        Work shared by every pass over the same X (grouping rows by
+        missingness); when defined, ``log_prob``, ``accumulate`` and
+        ``scaled_prob`` accept ``plan=``.
+    scaled_prob(X, plan=None) -> (scaled, shift)
+        ``exp(log_prob - shift)`` with a per-row shift, for the HMM kernels,
+        computed without the (n, K) log-densities in between.
+    fill(X, weights, plan=None) -> array
+        X with its gaps replaced by their conditional expectation given the
+        row weights (imputation in model graphs).
+    stats_reference(), move_stats(stats, src, dst)
+        For statistics taken about a moving reference point (online EM).
+
+    Examples
+    --------
+    A complete family: independent exponential distributions, one rate per
+    component and feature.
+
+    >>> import numpy as np
+    >>> from latentem.families.base import EmissionFamily
+    >>> class Exponential(EmissionFamily):
+    ...     param_letters = "r"
+    ...     vector_attributes = ("rates_",)
+    ...     def __init__(self, n_components):
+    ...         self.n_components = n_components
+    ...         self.rates_ = None
+    ...     def validate_data(self, X):
+    ...         X = np.asarray(X, dtype=float).reshape(len(X), -1)
+    ...         if (X < 0).any():
+    ...             raise ValueError("exponential data must be >= 0.")
+    ...         return X
+    ...     def init_params(self, X, rng, letters):
+    ...         if "r" in letters:
+    ...             scale = rng.uniform(0.5, 2.0, (self.n_components, X.shape[1]))
+    ...             self.rates_ = scale / X.mean(axis=0)
+    ...     def check_params(self):
+    ...         if self.rates_ is None or (np.asarray(self.rates_) <= 0).any():
+    ...             raise ValueError("rates_ must be set and positive.")
+    ...     def log_prob(self, X):
+    ...         return (np.log(self.rates_).sum(axis=1) - X @ self.rates_.T)
+    ...     def accumulate(self, X, weights):
+    ...         return {"n": weights.sum(axis=0), "sum": weights.T @ X}
+    ...     def m_step(self, stats, letters):
+    ...         if "r" in letters:
+    ...             self.rates_ = stats["n"][:, None] / np.maximum(stats["sum"], 1e-300)
+    ...     def n_parameters(self):
+    ...         return self.rates_.size
+    ...     def sample(self, states, rng):
+    ...         return rng.exponential(1.0 / self.rates_[states])
+    >>> fam = Exponential(2)
+    >>> fam.get_config()
+    {}
+    >>> fam.fresh(3).n_components
+    3
+    """
+
     #: hmmlearn-style letters of the family's parameters, e.g. "mc".
-    param_letters: str
+    param_letters: str = ""
+    #: Parameter arrays in the flat vector SQUAREM extrapolates.
+    vector_attributes: tuple[str, ...] = ()
+    #: Those of ``vector_attributes`` that are probabilities along the last axis.
+    simplex_attributes: tuple[str, ...] = ()
+    #: Optional hooks (see the class docstring); None where a family has none.
+    plan: Any = None
+    scaled_prob: Any = None
+    fill: Any = None
+    n_components: int
 
+    # ------------------------------------------------------------------ required
     def validate_data(self, X: Any) -> np.ndarray:
-        """Check and convert X; raise ValueError naming the problem."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define validate_data(X)")
 
     def init_params(self, X: np.ndarray, rng: np.random.Generator, letters: str) -> None:
-        """Initialise the parameters named by ``letters`` from the data."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define init_params(X, rng, letters)")
 
     def check_params(self) -> None:
-        """Raise ValueError if set parameters have wrong shapes or values."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define check_params()")
 
     def log_prob(self, X: np.ndarray) -> np.ndarray:
-        """(n, K) float64 log-densities; 0 for a row that is entirely missing."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define log_prob(X)")
 
     def accumulate(self, X: np.ndarray, weights: np.ndarray) -> Any:
-        """Sufficient statistics of X with row weights (n, K); additive over rows."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define accumulate(X, weights)")
 
     def m_step(self, stats: Any, letters: str) -> None:
-        """Update the parameters named by ``letters`` from statistics."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define m_step(stats, letters)")
 
     def n_parameters(self) -> int:
-        """Free parameters of all K components."""
-        ...
-
-    # Optional: ``log_prior() -> float``, the log-density of the prior that the
-    # M-step maximises together with the likelihood (MAP-EM). The runner then
-    # checks that likelihood plus prior never decreases.
+        raise NotImplementedError(f"{type(self).__name__} must define n_parameters()")
 
     def sample(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One observation per entry of ``states``."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} must define sample(states, rng)")
+
+    # ------------------------------------------------------------------ optional, with defaults
+    def log_prior(self) -> float:
+        """Log-density of the family's prior (0: maximum likelihood)."""
+        return 0.0
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments other than ``n_components``, read from attributes."""
+        import inspect
+
+        names = [
+            p.name
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.name not in ("self", "n_components")
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    def fresh(self, n_components: int) -> EmissionFamily:
+        """A new, unfitted family with the same settings and ``n_components`` sets."""
+        return type(self)(n_components, **self.get_config())
+
+    def _finish_load(self) -> None:
+        """After loading a model file: check the parameters it gave, if any (finite
+        numbers first, before any kernel sees them)."""
+        present = [a for a in self.vector_attributes if getattr(self, a, None) is not None]
+        for name in present:
+            value = np.asarray(getattr(self, name))
+            if value.dtype.kind not in "biuf" or not np.isfinite(value).all():
+                raise ValueError(f"{name} holds NaN, infinite or non-numeric values")
+        if present:
+            self.check_params()
+
+
+def register_family(
+    cls: type | None = None,
+    *,
+    name: str | None = None,
+    fitted: tuple[str, ...] | None = None,
+    cli: str | None = None,
+    replace: bool = False,
+) -> Any:
+    """Register an emission family once: model files, the command line and model graphs.
+
+    Parameters
+    ----------
+    cls : type
+        The family class (usable as a decorator, with or without arguments).
+    name : str, optional
+        The name written into model files; defaults to the class name.
+    fitted : tuple of str, optional
+        Attributes holding fitted parameters; defaults to the class's
+        ``vector_attributes``.
+    cli : str, optional
+        The name ``latentem fit --emission`` knows it by.
+    replace : bool
+        Allow registering a class again under a name it already has.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem.families.base import register_family
+    >>> from latentem.families.poisson import PoissonFamily
+    >>> @register_family(name="docs.Counts")
+    ... class Counts(PoissonFamily):
+    ...     pass
+    >>> from latentem.registry import entry, unregister
+    >>> entry("docs.Counts").fitted
+    ('lambdas_',)
+    >>> unregister("docs.Counts")
+    """
+    from latentem import registry
+
+    def add(c: type) -> type:
+        attrs = tuple(getattr(c, "vector_attributes", ())) if fitted is None else tuple(fitted)
+        finish = "_finish_load" if callable(getattr(c, "_finish_load", None)) else None
+        return registry.register(
+            c, name=name, kind="family", fitted=attrs, finish=finish, cli=cli, replace=replace
+        )
+
+    return add if cls is None else add(cls)

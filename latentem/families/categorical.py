@@ -6,13 +6,19 @@ from typing import Any
 
 import numpy as np
 
-from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
+from latentem.families.base import (
+    EmissionFamily,
+    dirichlet_log_prior,
+    dirichlet_m_step,
+    register_family,
+)
 from latentem.kernels.discrete import categorical_accumulate, categorical_logprob
 
 __all__ = ["CategoricalFamily"]
 
 
-class CategoricalFamily:
+@register_family(cli="categorical")
+class CategoricalFamily(EmissionFamily):
     """K categorical distributions over the symbols 0 .. n_features - 1.
 
     Data are one symbol per row, as an integer array of shape (n,) or (n, 1);

@@ -20,6 +20,7 @@ from latentem.kernels.gaussian import (
     gaussian_estep,
     gaussian_logprob,
 )
+from latentem.registry import register
 
 __all__ = ["GaussianFamily", "COVARIANCE_TYPES"]
 
@@ -44,6 +45,7 @@ def covariance_shape(covariance_type: str, n_components: int, n_features: int) -
     }[covariance_type]
 
 
+@register(kind="family", fitted=("means_", "covariances_"), finish="_finish_load")
 class GaussianFamily:
     """K Gaussian components sharing one covariance type.
 
@@ -333,6 +335,15 @@ class GaussianFamily:
             z = rng.standard_normal((int(c), self.n_features))
             out.append(self.means_[k] + z @ L.T)
         return np.vstack(out) if out else np.empty((0, self.n_features))
+
+    def _finish_load(self) -> None:
+        """After loading a model file: check sizes, means and covariances, then the
+        Cholesky factors (the arrays were read for this family alone: no copies)."""
+        if "means_" in vars(self):
+            from latentem.persistence import _check_gaussian_family
+
+            _check_gaussian_family(self)
+            self.set_parameters(self.means_, self.covariances_, copy=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_array
+from latentem.families.base import EmissionFamily, register_family
 from latentem.families.gaussian import covariance_shape
 from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan
 from latentem.kernels.gaussian import gaussian_scaled_prob
@@ -32,7 +33,8 @@ def _add_to_diagonal(cov: np.ndarray, value: float, covariance_type: str) -> np.
     return cov
 
 
-class GaussianEmission(MissingGaussianFamily):
+@register_family(fitted=("n_features", "means_", "covariances_"), cli="gaussian")
+class GaussianEmission(MissingGaussianFamily, EmissionFamily):
     """K Gaussian states for an HMM: letters ``m`` (means) and ``c`` (covariances).
 
     ``reg_covar`` (default 0, as in hmmlearn) is added to the diagonal of
@@ -66,6 +68,11 @@ class GaussianEmission(MissingGaussianFamily):
         self.covars_weight = covars_weight
         self.means_ = None
         self.covariances_ = None
+
+    def _finish_load(self) -> None:
+        """After loading a model file: check the parameters it gave, if any (the
+        contract's check, not the Gaussian family's: the file may hold no parameters)."""
+        EmissionFamily._finish_load(self)
 
     def validate_data(self, X: Any) -> np.ndarray:
         X = check_array(X, allow_nan=True)

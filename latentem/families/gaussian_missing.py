@@ -30,6 +30,7 @@ from latentem.kernels.gaussian_missing import (
     missing_logprob,
     pattern_factors,
 )
+from latentem.registry import register
 
 __all__ = [
     "MissingGaussianFamily",
@@ -187,6 +188,7 @@ def _plan_from_mask(nan: np.ndarray, key: bytes | None = None) -> MissingPlan:
     )
 
 
+@register(kind="family", fitted=("means_", "covariances_", "grouped"), finish="_finish_load")
 class MissingGaussianFamily(GaussianFamily):
     """:class:`GaussianFamily` that accepts NaN for missing entries.
 

@@ -16,7 +16,12 @@ import numpy as np
 
 from latentem._numeric import logsumexp
 from latentem._validation import check_array
-from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
+from latentem.families.base import (
+    EmissionFamily,
+    dirichlet_log_prior,
+    dirichlet_m_step,
+    register_family,
+)
 from latentem.families.gaussian import COVARIANCE_TYPES
 from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -26,7 +31,8 @@ __all__ = ["GaussianMixtureEmission"]
 _EPS10 = 10.0 * np.finfo(np.float64).eps
 
 
-class GaussianMixtureEmission:
+@register_family(fitted=("n_features", "weights_", "means_", "covars_"), cli="gmm")
+class GaussianMixtureEmission(EmissionFamily):
     """K states, each a mixture of ``n_mix`` Gaussians (see the module docstring).
 
     Parameters

@@ -6,12 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from latentem.families.base import EmissionFamily, register_family
 from latentem.kernels.discrete import masked_weighted_sums, poisson_logprob
 
 __all__ = ["PoissonFamily"]
 
 
-class PoissonFamily:
+@register_family(cli="poisson")
+class PoissonFamily(EmissionFamily):
     """K products of independent Poisson distributions over n_features counts.
 
     NaN marks a missing count: it adds nothing to the log-density or the

@@ -56,6 +56,7 @@ from latentem.families.gaussian_missing import (
 from latentem.kernels.gaussian_missing import available_case_cov
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.persistence import SaveMixin
+from latentem.registry import register
 from latentem.runner import fit_em
 
 __all__ = ["FactorAnalysis", "PPCA", "MixtureOfFactorAnalyzers"]
@@ -257,6 +258,11 @@ class _FactorModel(SaveMixin, ParamsMixin):
 
     init_params = InitParamsSetting()
     _INIT_METHODS: tuple[str, ...] = ()
+
+    def _finish_file(self) -> None:
+        """After loading a model file: rebuild and check a fitted model's covariances."""
+        if "components_" in vars(self):
+            self._finish_load()
 
     # -------------------------------------------------------------- subclasses define
     # _n_mix() (mixture components), _n_factors(), _check_settings(),
@@ -523,6 +529,20 @@ class _FactorModel(SaveMixin, ParamsMixin):
 
 
 # ---------------------------------------------------------------------- FA and PPCA
+_FA_FITTED = (
+    "n_features_in_",
+    "mean_",
+    "components_",
+    "noise_variance_",
+    "converged_",
+    "n_iter_",
+    "history_",
+    "loglike_",
+    "lower_bound_",
+)
+
+
+@register(fitted=_FA_FITTED, finish="_finish_file")
 class FactorAnalysis(_FactorModel):
     """Factor analysis fitted by EM, with missing cells (NaN) marginalised exactly.
 
@@ -822,6 +842,7 @@ class FactorAnalysis(_FactorModel):
         self._set_params(mean, W.T, np.array(psi))
 
 
+@register(fitted=_FA_FITTED, finish="_finish_file")
 class PPCA(FactorAnalysis):
     """Probabilistic PCA (Tipping and Bishop, 1999) fitted by EM, with gaps.
 
@@ -861,6 +882,23 @@ class PPCA(FactorAnalysis):
 
 
 # ---------------------------------------------------------------------- mixtures
+@register(
+    fitted=(
+        "n_features_in_",
+        "weights_",
+        "means_",
+        "components_",
+        "noise_variance_",
+        "factor_means_",
+        "factor_covariances_",
+        "converged_",
+        "n_iter_",
+        "history_",
+        "loglike_",
+        "lower_bound_",
+    ),
+    finish="_finish_file",
+)
 class MixtureOfFactorAnalyzers(_FactorModel):
     """Mixture of factor analysers (MFA), or of common factor analysers (MCFA), with gaps.
 

@@ -15,11 +15,14 @@ from latentem._validation import (
     check_random_state,
 )
 from latentem.base import InitParamsSetting, ParamsMixin
-from latentem.families.gaussian import GaussianFamily, covariance_shape
+from latentem.families.gaussian import covariance_shape
+from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.kernels.gaussian import gaussian_logprob
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
-from latentem.models.categorical import CategoricalLatent
+from latentem.latent import CategoricalLatent
+from latentem.models.mixture import MixtureSurface
 from latentem.persistence import SaveMixin
+from latentem.registry import register
 from latentem.runner import fit_em
 
 __all__ = ["GaussianMixture"]
@@ -31,7 +34,20 @@ INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
 EMPTY_FRACTION = 1e-10
 
 
-class GaussianMixture(SaveMixin, ParamsMixin):
+@register(
+    fitted=(
+        "n_features_in_",
+        "_family",
+        "_latent",
+        "converged_",
+        "n_iter_",
+        "history_",
+        "lower_bound_",
+        "lower_bounds_",
+        "best_init_",
+    )
+)
+class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
     """Gaussian mixture model fitted by fast, fused EM.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: same
@@ -39,6 +55,12 @@ class GaussianMixture(SaveMixin, ParamsMixin):
     shapes and meanings. From the same starting parameters it takes the same
     EM steps. The E-step is one fused, multi-threaded numba pass over the
     data per iteration.
+
+    Unlike scikit-learn's, it accepts missing values: NaN cells are
+    marginalised exactly (a row's log-density is that of its observed
+    cells; the E-step adds the conditional moments of the gaps), in
+    ``fit``, ``predict``, ``predict_proba``, ``score`` and ``score_samples``.
+    Complete data take the fused path at full speed.
 
     Parameters
     ----------
@@ -179,7 +201,8 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         Returns a C-contiguous float64 (or float32) array; X is not modified.
         """
         self._check_settings()
-        X = check_array(X, name="X")
+        X = check_array(X, name="X", allow_nan=True)
+        self._note_gaps(X)
         n, D = X.shape
         if n < self.n_components:
             raise ValueError(
@@ -199,7 +222,8 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         As :meth:`validate_data` without the whole-data checks (a block may
         hold fewer rows than components).
         """
-        X = check_array(X, name="X")
+        X = check_array(X, name="X", allow_nan=True)
+        self._note_gaps(X)
         if self._fitted() and X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"a block of X has {X.shape[1]} features but the model has "
@@ -207,9 +231,33 @@ class GaussianMixture(SaveMixin, ParamsMixin):
             )
         return X
 
+    def _note_gaps(self, X: np.ndarray) -> None:
+        """Whether X has NaN cells, worked out once when it is validated: the E-step
+        then takes the fused complete-data path without looking again."""
+        gaps = bool(np.isnan(X).any())
+        if gaps and np.isnan(X).all(axis=0).any():
+            col = int(np.flatnonzero(np.isnan(X).all(axis=0))[0])
+            raise ValueError(
+                f"column {col} of X is entirely missing (NaN); drop it, since nothing can be "
+                "learnt about it."
+            )
+        self._gaps = (id(X), gaps)
+
+    def _has_gaps(self, X: np.ndarray) -> bool:
+        known = self.__dict__.get("_gaps")
+        if known is not None and known[0] == id(X):
+            return known[1]
+        return bool(np.isnan(X).any())
+
+    def _emission(self) -> MissingGaussianFamily:
+        return self._family
+
+    def _weighted_logprob(self, X: np.ndarray) -> np.ndarray:
+        return self._family.log_prob(X) + self._latent.log_weights()
+
     def _check_X(self, X: Any) -> np.ndarray:
         self._require_fitted()
-        X = check_array(X, name="X")
+        X = check_array(X, name="X", allow_nan=True)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} was fitted with "
@@ -219,12 +267,6 @@ class GaussianMixture(SaveMixin, ParamsMixin):
 
     def _fitted(self) -> bool:
         return "_family" in self.__dict__
-
-    def _require_fitted(self) -> None:
-        if not self._fitted():
-            raise AttributeError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit(X) first."
-            )
 
     # ------------------------------------------------------------------ fitted attributes
     def _family_attr(name: str, doc: str):
@@ -245,18 +287,11 @@ class GaussianMixture(SaveMixin, ParamsMixin):
     precisions_ = _family_attr("precisions_", "Precisions, inverses of covariances_.")
     del _family_attr
 
-    @property
-    def weights_(self) -> np.ndarray:
-        """Mixture weights, shape (n_components,)."""
-        if not self._fitted():
-            raise AttributeError(f"weights_ is not available: {type(self).__name__} is not fitted.")
-        return self._latent.weights_
-
     # ------------------------------------------------------------------ protocol
     def _new_parts(self, D: int) -> None:
         K = self.n_components
         self.n_features_in_ = D
-        self._family = GaussianFamily(K, D, self.covariance_type, self.reg_covar)
+        self._family = MissingGaussianFamily(K, D, self.covariance_type, self.reg_covar)
         self._latent = CategoricalLatent(K)
 
     def _init_params(self, X: np.ndarray, rng: np.random.Generator) -> None:
@@ -290,6 +325,8 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         K = self.n_components
         method = str(self.init_params)
         W = np.zeros((n, K))
+        if self._has_gaps(X):  # k-means on the gaps filled with column means
+            X = np.ascontiguousarray(np.where(np.isnan(X), np.nanmean(X, axis=0), X))
         if method in ("kmeans++", "kmeans"):
             first = int(rng.integers(n))
             uniforms = rng.random((max(K - 1, 0), 2 + int(math.log(K))))
@@ -308,7 +345,10 @@ class GaussianMixture(SaveMixin, ParamsMixin):
 
     def e_step(self, X: np.ndarray) -> tuple[dict, float]:
         """Fused E-step: statistics ``{"nk", "sum", "second"}`` and total log-likelihood."""
-        (nk, S, Q), ll = self._family.fused_e_step(X, self._latent.log_weights())
+        if self._has_gaps(X):
+            (nk, S, Q), ll = self._family.mixture_e_step(X, self._latent.log_weights())
+        else:
+            (nk, S, Q), ll = self._family.fused_e_step(X, self._latent.log_weights())
         return {"nk": nk, "sum": S, "second": Q}, ll
 
     def m_step(self, stats: dict) -> None:
@@ -374,65 +414,6 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         nk, S, Q = self._family.move_stats((stats["nk"], stats["sum"], stats["second"]), src, dst)
         return {"nk": nk, "sum": S, "second": Q}
 
-    def partial_fit(
-        self, X: Any, y: Any = None, *, decay: float = 0.6, offset: float = 1.0
-    ) -> GaussianMixture:
-        """Online EM on one mini-batch of a stream (Cappé and Moulines, 2009).
-
-        The first call initialises the model from its batch (``init_params``,
-        ``random_state``) unless it is already fitted and ``warm_start`` is
-        set; every call then updates the running average of the per-sample
-        statistics with step size ``gamma_t = ((1 + offset) / (t + offset))
-        ** decay`` (see :mod:`latentem.backends.online`) and takes an
-        M-step. ``decay`` and ``offset`` are read on the first call.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            One batch; the first needs at least ``n_components`` rows.
-        y : ignored
-        decay : float in (0.5, 1], default=0.6
-        offset : float >= 0, default=1.0
-
-        Returns
-        -------
-        self
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from latentem import GaussianMixture
-        >>> rng = np.random.default_rng(0)
-        >>> gm = GaussianMixture(2, random_state=0)
-        >>> for _ in range(40):
-        ...     X = rng.normal(0, 1, (100, 1)) + rng.choice([-5.0, 5.0], (100, 1))
-        ...     gm = gm.partial_fit(X)
-        >>> np.round(np.sort(gm.means_[:, 0]))
-        array([-5.,  5.])
-        """
-        from latentem.backends.online import OnlineEM
-
-        online = self.__dict__.get("_online")
-        if online is None:
-            warm = bool(self.warm_start) and self._fitted()
-            online = OnlineEM(
-                self, decay=decay, offset=offset, random_state=self.random_state, warm_start=warm
-            )
-        online.partial_fit(X)
-        self._online = online
-        self.n_iter_ = online.n_batches_
-        self.lower_bound_ = online.log_likelihood_
-        self.converged_ = False
-        return self
-
-    def n_parameters(self) -> int:
-        """Number of free parameters (weights, means, covariances)."""
-        self._require_fitted()
-        return self._latent.n_parameters() + self._family.n_parameters()
-
-    def _n_parameters(self) -> int:  # scikit-learn's private name, used by some user code
-        return self.n_parameters()
-
     # ------------------------------------------------------------------ scikit-learn API
     def fit(self, X: Any, y: Any = None) -> GaussianMixture:
         """Estimate the parameters by EM.
@@ -460,17 +441,9 @@ class GaussianMixture(SaveMixin, ParamsMixin):
             verbose=self.verbose,
             warm_start=warm,
         )
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = int(result.n_iter)
-        self.history_ = np.asarray(result.history)
-        self.lower_bound_ = float(result.log_likelihood) / result.n_samples
+        self._record(result)
         self.lower_bounds_ = list(self.history_ / result.n_samples)
-        self.best_init_ = int(result.best_init)
         return self
-
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fit, then return the most probable component of every row."""
-        return self.fit(X).predict(X)
 
     def _run_logprob(self, X: np.ndarray, what: int, out2: np.ndarray, out1: np.ndarray) -> None:
         prec, logc = self._family._kernel_params()
@@ -478,21 +451,21 @@ class GaussianMixture(SaveMixin, ParamsMixin):
         gaussian_logprob(X, self._family.means_, prec, logc, what, out2, out1)
 
     def _score_rows(self, X: np.ndarray) -> np.ndarray:
+        if self._has_gaps(X):
+            return MixtureSurface.score_samples(self, X)
         out = np.empty(X.shape[0])
         self._run_logprob(X, 2, np.empty((0, self.n_components)), out)
         return out
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Log-likelihood of every row, shape (n_samples,)."""
+        """Log-likelihood of every row (of its observed cells), shape (n_samples,)."""
         return self._score_rows(self._check_X(X))
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean per-row log-likelihood."""
-        return float(self.score_samples(X).mean())
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the most probable component of every row."""
         X = self._check_X(X)
+        if self._has_gaps(X):
+            return MixtureSurface.predict(self, X)
         out = np.empty(X.shape[0])
         self._run_logprob(X, 3, np.empty((0, self.n_components)), out)
         return out.astype(np.int64)
@@ -500,6 +473,8 @@ class GaussianMixture(SaveMixin, ParamsMixin):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of every component for every row, shape (n, K)."""
         X = self._check_X(X)
+        if self._has_gaps(X):
+            return MixtureSurface.predict_proba(self, X)
         out = np.empty((X.shape[0], self.n_components))
         self._run_logprob(X, 1, out, np.empty(X.shape[0]))
         return out

@@ -19,17 +19,12 @@ from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
 from latentem.backends import is_dask_array, is_out_of_core
 from latentem.base import InitParamsSetting, ParamsMixin
-from latentem.families.base import dirichlet_log_prior, dirichlet_m_step
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
-from latentem.kernels.hmm import (
-    forward_backward_into,
-    forward_loglik_scaled,
-    scale_emissions,
-    sequence_groups,
-    viterbi,
-)
+from latentem.kernels.hmm import scale_emissions, sequence_groups
+from latentem.latent.markov import MarkovLatent
 from latentem.persistence import SaveMixin
+from latentem.registry import register
 from latentem.runner import fit_em
 
 __all__ = ["HMM", "CategoricalHMM", "PoissonHMM", "SequenceData"]
@@ -87,6 +82,23 @@ def _offsets_from_lengths(lengths: Any, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(arr, dtype=np.int64)))
 
 
+#: What model files keep of a fitted HMM, next to its constructor parameters.
+_HMM_FITTED = (
+    "emission",
+    "startprob_",
+    "transmat_",
+    "converged_",
+    "n_iter_",
+    "history_",
+    "empty_states_",
+)
+
+
+def _register_hmm(cls: type) -> type:
+    return register(cls, fitted=_HMM_FITTED, finish="_finish_load", skip_params=("emission",))
+
+
+@_register_hmm
 class HMM(SaveMixin, ParamsMixin):
     """A hidden Markov model over any K-state emission family, fitted by Baum-Welch.
 
@@ -147,6 +159,38 @@ class HMM(SaveMixin, ParamsMixin):
     """
 
     init_params = InitParamsSetting()
+
+    # ------------------------------------------------------------------ the chain part
+    def _markov(self) -> MarkovLatent:
+        """The Markov-chain part holding ``startprob_`` and ``transmat_``, with the
+        current settings (priors, number of states)."""
+        chain = self.__dict__.get("_chain")
+        if chain is None:
+            chain = self.__dict__["_chain"] = MarkovLatent(self.n_components)
+        chain.n_components = int(self.n_components)
+        chain.startprob_prior = self.startprob_prior
+        chain.transmat_prior = self.transmat_prior
+        return chain
+
+    def _chain_property(name: str, doc: str) -> property:
+        def get(self):
+            return getattr(self._markov(), name)
+
+        def set_(self, value):
+            setattr(self._markov(), name, value)
+
+        return property(get, set_, doc=doc)
+
+    startprob_ = _chain_property("startprob_", "Start probabilities, shape (n_components,).")
+    transmat_ = _chain_property(
+        "transmat_", "Transition probabilities, shape (n_components, n_components)."
+    )
+    del _chain_property
+
+    def get_stationary_distribution(self) -> np.ndarray:
+        """The stationary distribution of ``transmat_`` (as hmmlearn's method)."""
+        self._markov().check_params()
+        return self._markov().stationary_distribution()
 
     def __init__(
         self,
@@ -240,30 +284,19 @@ class HMM(SaveMixin, ParamsMixin):
 
     def _init_params(self, data: SequenceData, rng: np.random.Generator) -> None:
         """Initialise the parameters named in ``init_params``; check the others."""
-        K = self.n_components
         letters = str(self.init_params)
-        if "s" in letters:
-            self.startprob_ = np.full(K, 1.0 / K)
-        if "t" in letters:
-            # Sticky random rows: states persist, and symmetry is broken.
-            self.transmat_ = 0.5 * np.eye(K) + 0.5 * rng.dirichlet(np.ones(K), size=K)
+        self._markov().init(rng, letters)
         self._family().init_params(data.X, rng, letters)
         self._check_params()
 
+    def _finish_load(self) -> None:
+        """After loading a model file: check the settings and parameters it gave."""
+        if self.startprob_ is not None:
+            self._check_settings()
+            self._check_params()
+
     def _check_params(self) -> None:
-        K = self.n_components
-        for name, shape in (("startprob_", (K,)), ("transmat_", (K, K))):
-            value = getattr(self, name, None)
-            if value is None:
-                raise ValueError(
-                    f"{name} is not set; include its letter in init_params or set it before fit."
-                )
-            value = np.asarray(value, dtype=np.float64)
-            if value.shape != shape:
-                raise ValueError(f"{name} must have shape {shape}; got {value.shape}.")
-            if (value < 0).any() or not np.allclose(value.sum(axis=-1), 1.0):
-                raise ValueError(f"{name} must be non-negative and sum to 1 (along each row).")
-            setattr(self, name, value)
+        self._markov().check_params()
         self._family().check_params()
 
     # ------------------------------------------------------------ the protocol
@@ -295,21 +328,16 @@ class HMM(SaveMixin, ParamsMixin):
         ``reuse`` (the E-step, whose posteriors never leave it) the posteriors are
         written into ``data.post_buffer``."""
         scaled, shift = self._scaled_emission(data)
-        post = data.post_buffer if reuse else None
-        if post is None or post.shape != scaled.shape:
-            post = np.empty(scaled.shape)
-            if reuse:
-                data.post_buffer = post
-        post, starts, trans, seq_ll = forward_backward_into(
-            scaled,
-            shift,
+        post, starts, trans, seq_ll = self._markov().forward_backward(
+            None,
             data.offsets,
             data.groups,
-            self.startprob_,
-            self.transmat_,
             data.weights,
-            post,
+            scaled=(scaled, shift),
+            out=data.post_buffer if reuse else None,
         )
+        if reuse:
+            data.post_buffer = post
         bad = np.flatnonzero(~np.isfinite(seq_ll))
         if bad.size:
             raise ValueError(
@@ -333,24 +361,15 @@ class HMM(SaveMixin, ParamsMixin):
         post, starts, trans, seq_ll = self._forward_backward(data, reuse=True)
         family = self._family()
         stats = {
-            "start": starts.sum(axis=0),
-            "trans": trans.sum(axis=0),
+            "start": starts,
+            "trans": trans,
             "emission": family.accumulate(data.X, post, **self._plan_kwargs(family, data)),
         }
         return stats, float(seq_ll.sum())
 
     def m_step(self, stats: dict) -> None:
         letters = str(self.params)
-        # Structural zeros stay zero (left-right models); a state never left keeps
-        # its old row rather than becoming NaN.
-        if "s" in letters:
-            self.startprob_ = dirichlet_m_step(
-                stats["start"], self.startprob_prior, self.startprob_, keep_zeros=True
-            )
-        if "t" in letters:
-            self.transmat_ = dirichlet_m_step(
-                stats["trans"], self.transmat_prior, self.transmat_, keep_zeros=True
-            )
+        self._markov().m_step(stats["start"], stats["trans"], letters)
         occupancy = stats["start"] + stats["trans"].sum(axis=0)
         self.empty_states_ = [int(k) for k in np.flatnonzero(occupancy <= 1e-12)]
         self._family().m_step(stats["emission"], letters)
@@ -359,8 +378,7 @@ class HMM(SaveMixin, ParamsMixin):
         """Log-density of the priors (Dirichlet on start and transitions, plus the
         family's); EM maximises the log-likelihood plus this, so their sum never
         decreases even where the log-likelihood alone dips."""
-        total = dirichlet_log_prior(self.startprob_, self.startprob_prior)
-        total += dirichlet_log_prior(self.transmat_, self.transmat_prior)
+        total = self._markov().log_prior()
         family_prior = getattr(self._family(), "log_prior", None)
         return total + (float(family_prior()) if callable(family_prior) else 0.0)
 
@@ -373,15 +391,12 @@ class HMM(SaveMixin, ParamsMixin):
         return set_vector(self._vector_parts(), theta, self._family().check_params)
 
     def _vector_parts(self) -> list:
-        chain = [(self, "startprob_", True), (self, "transmat_", True)]
-        return chain + family_parts(self._family(), type(self).__name__)
+        return self._markov().vector_parts() + family_parts(self._family(), type(self).__name__)
 
     def log_likelihood(self, data: SequenceData) -> float:
-        scaled, shift = self._scaled_emission(data)
+        scaled = self._scaled_emission(data)
         return float(
-            forward_loglik_scaled(
-                scaled, shift, data.offsets, data.groups, self.startprob_, self.transmat_
-            ).sum()
+            self._markov().log_likelihood(None, data.offsets, data.groups, scaled=scaled).sum()
         )
 
     # -------------------------------------------------------------- public API
@@ -438,10 +453,8 @@ class HMM(SaveMixin, ParamsMixin):
     def score_per_sequence(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Log-likelihood of each sequence, shape (n_sequences,)."""
         data = self._fitted_data(X, lengths)
-        scaled, shift = self._scaled_emission(data)
-        return forward_loglik_scaled(
-            scaled, shift, data.offsets, data.groups, self.startprob_, self.transmat_
-        )
+        scaled = self._scaled_emission(data)
+        return self._markov().log_likelihood(None, data.offsets, data.groups, scaled=scaled)
 
     def score_samples(self, X: Any, lengths: Any = None, labels: Any = None):
         """Total log-likelihood and the state posteriors of every row."""
@@ -466,9 +479,7 @@ class HMM(SaveMixin, ParamsMixin):
         if algorithm == "map":
             post, _, _, seq_ll = self._forward_backward(data)
             return float(seq_ll.sum()), np.argmax(post, axis=1)
-        with np.errstate(divide="ignore"):
-            log_pi, log_a = np.log(self.startprob_), np.log(self.transmat_)
-        states, seq_lp = viterbi(self._log_emission(data), data.offsets, data.groups, log_pi, log_a)
+        states, seq_lp = self._markov().viterbi(self._log_emission(data), data.offsets, data.groups)
         return float(seq_lp.sum()), states
 
     def predict(self, X: Any, lengths: Any = None, labels: Any = None) -> np.ndarray:
@@ -480,20 +491,13 @@ class HMM(SaveMixin, ParamsMixin):
         n_samples = check_positive_int(n_samples, "n_samples")
         self._check_params()
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        states = np.empty(n_samples, dtype=np.int64)
-        state = rng.choice(self.n_components, p=self.startprob_) if currstate is None else currstate
-        for t in range(n_samples):
-            if t > 0:
-                state = rng.choice(self.n_components, p=self.transmat_[state])
-            states[t] = state
+        states = self._markov().sample_states(n_samples, rng, currstate)
         return self._family().sample(states, rng), states
 
     def n_parameters(self) -> int:
         """Free parameters: start and transition probabilities (minus structural zeros)
         plus the emission family's."""
-        start = int(np.count_nonzero(self.startprob_)) - 1
-        trans = int(np.count_nonzero(self.transmat_)) - self.n_components
-        return start + trans + int(self._family().n_parameters())
+        return self._markov().n_parameters() + int(self._family().n_parameters())
 
     def aic(self, X: Any, lengths: Any = None) -> float:
         """Akaike information criterion (lower is better)."""
@@ -536,6 +540,7 @@ def _family_property(name: str, doc: str) -> property:
     return property(getter, setter, doc=doc)
 
 
+@_register_hmm
 class CategoricalHMM(HMM):
     """HMM with categorical (discrete symbol) emissions, as hmmlearn's ``CategoricalHMM``.
 
@@ -592,6 +597,7 @@ class CategoricalHMM(HMM):
         return family
 
 
+@_register_hmm
 class PoissonHMM(HMM):
     """HMM with independent Poisson emissions per feature, as hmmlearn's ``PoissonHMM``.
 
@@ -644,6 +650,7 @@ class PoissonHMM(HMM):
         return family
 
 
+@_register_hmm
 class GaussianHMM(HMM):
     """HMM with Gaussian emissions, as hmmlearn's ``GaussianHMM``.
 
@@ -755,6 +762,7 @@ class GaussianHMM(HMM):
         return self.emission.n_features
 
 
+@_register_hmm
 class GMMHMM(HMM):
     """HMM whose states emit from Gaussian mixtures, as hmmlearn's ``GMMHMM``.
 

@@ -32,8 +32,9 @@ from latentem.families.gaussian_missing import (
 )
 from latentem.kernels.gaussian_missing import available_case_cov
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
-from latentem.models.categorical import CategoricalLatent
+from latentem.latent import CategoricalLatent
 from latentem.persistence import SaveMixin
+from latentem.registry import register
 from latentem.runner import ConvergenceWarning, fit_em
 
 __all__ = ["EMImputer", "PooledEstimate", "pool_estimates"]
@@ -443,6 +444,7 @@ def _partial_variances(model: _MissingEM) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the estimator
+@register
 class EMImputer(ParamsMixin, SaveMixin):
     """Fill missing values by EM under a multivariate normal or a Gaussian mixture.
 

@@ -48,6 +48,7 @@ from latentem.kernels.regime import (
     weighted_moments,
 )
 from latentem.persistence import SaveMixin
+from latentem.registry import register
 
 __all__ = ["MarkovAutoregression", "MarkovRegression", "RegimeData", "RegimeResult"]
 
@@ -1177,6 +1178,7 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         return obj
 
 
+@register
 class MarkovRegression(_RegimeSwitching):
     """Markov-switching regression ``y_t = x_t' beta_{S_t} + e_t``, fitted by EM.
 
@@ -1290,6 +1292,7 @@ class MarkovRegression(_RegimeSwitching):
         self._var_floor = 1e-300
 
 
+@register
 class MarkovAutoregression(_RegimeSwitching):
     """Hamilton's Markov-switching autoregression, fitted by EM.
 

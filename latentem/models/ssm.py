@@ -34,6 +34,7 @@ from latentem.base import ParamsMixin
 from latentem.kernels.hmm import sequence_groups
 from latentem.kernels.kalman import kalman_smoother
 from latentem.persistence import SaveMixin
+from latentem.registry import register
 from latentem.runner import fit_em
 
 __all__ = ["LinearGaussianSSM", "SSMData", "SmoothedSSM", "SSMImputer"]
@@ -123,6 +124,7 @@ def _sym(M: np.ndarray) -> np.ndarray:
     return 0.5 * (M + M.T)
 
 
+@register
 class LinearGaussianSSM(SaveMixin, ParamsMixin):
     """Linear-Gaussian state-space model (Kalman filter), fitted by EM, with gaps.
 
