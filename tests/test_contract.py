@@ -80,6 +80,7 @@ def _fitted_family(name, seed=0):
     family = make()
     X = family.validate_data(data(rng))
     family.init_params(X, rng, family.param_letters)
+    family.check_params()
     return family, X, rng
 
 

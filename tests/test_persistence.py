@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from hostile import meta_and_arrays, model_file
 
 from latentem import GMMHMM, HMM, CategoricalHMM, GaussianHMM, GaussianMixture, PoissonHMM
@@ -326,3 +327,33 @@ def test_imputer_round_trips_with_its_training_rows(tmp_path):
     unfitted = tmp_path / "unfitted.lem"
     EMImputer(3).save(unfitted)
     assert load(unfitted).n_components == 3
+
+
+OLD_FILES = sorted((ROOT / "tests" / "data" / "model_files_v0.1").glob("*.lem"))
+
+
+@pytest.mark.parametrize("path", OLD_FILES, ids=lambda p: p.stem)
+def test_model_files_of_release_0_1_still_load(path):
+    """One file of each kind, written by latentem 0.1.0 before the registry and the latent
+    parts, with the predictions that release made: they load and predict the same."""
+    from latentem import EMImputer, ModelGraph
+
+    saved = np.load(path.with_suffix(".npz"))
+    X, expect, lengths = saved["X"], saved["expect"], list(saved["lengths"])
+    model = load(path)
+    if isinstance(model, EMImputer):
+        got = model.transform(X)
+    elif isinstance(model, ModelGraph):
+        node = "cluster" if "cluster" in model.graph else "chain"
+        got = model.predict_proba(X, lengths, node=node)
+    elif hasattr(model, "startprob_"):
+        got = model.predict_proba(X, lengths)
+    else:
+        got = model.predict_proba(X)
+    np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
+
+
+def test_there_is_an_old_file_of_each_kind():
+    names = {p.stem for p in OLD_FILES}
+    assert {"gmm_full", "gaussian_hmm", "gmm_hmm", "categorical_hmm", "poisson_hmm"} <= names
+    assert {"graph_mixed", "graph_hmm_mixture", "imputer", "imputer_mixture"} <= names

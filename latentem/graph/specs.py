@@ -1,0 +1,200 @@
+"""Node specifications: what a user adds to a :class:`~latentem.graph.ModelGraph`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentem._validation import check_positive_int
+from latentem.graph.nodes import _ChainNode, _Latent, _MixtureNode
+from latentem.latent import CategoricalLatent, MarkovLatent
+
+_UNITS = ("row", "sequence")
+
+
+# --------------------------------------------------------------------------- node specs
+class Categorical:
+    """A latent categorical variable with ``n_states`` states.
+
+    ``unit="row"``: one state per row (a mixture over rows).
+    ``unit="sequence"``: one state per whole sequence (a mixture of
+    sequence models, such as a mixture of HMMs).
+    ``weights_prior`` is a Dirichlet pseudo-count (1.0: maximum likelihood).
+
+    Examples
+    --------
+    >>> from latentem import Categorical
+    >>> Categorical(3), Categorical(2, unit="sequence")
+    (Categorical(3 states, unit=row), Categorical(2 states, unit=sequence))
+    """
+
+    kind = "categorical"
+
+    def __init__(self, n_states: int, *, unit: str = "row", weights_prior: float = 1.0):
+        self.n_states = check_positive_int(n_states, "n_states")
+        if unit not in _UNITS:
+            raise ValueError(f"unit must be one of {_UNITS}; got {unit!r}.")
+        self.unit = unit
+        self.weights_prior = weights_prior
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.n_states} states, unit={self.unit})"
+
+    def runtime(self, name: str, n_sets: int, children: list) -> _Latent:
+        """The compiled node: mixture weights for each of ``n_sets`` parameter sets."""
+        part = CategoricalLatent(self.n_states, self.weights_prior, floor=0.0, n_sets=n_sets)
+        return _MixtureNode(name, self, n_sets, children, part)
+
+
+class MarkovChain:
+    """A latent Markov chain with ``n_states`` states over the rows of each sequence.
+
+    ``startprob_prior`` and ``transmat_prior`` are Dirichlet pseudo-counts.
+
+    Examples
+    --------
+    >>> from latentem import MarkovChain
+    >>> MarkovChain(4)
+    MarkovChain(4 states)
+    """
+
+    kind = "markov"
+    unit = "sequence"
+
+    def __init__(self, n_states: int, *, startprob_prior: float = 1.0, transmat_prior: float = 1.0):
+        self.n_states = check_positive_int(n_states, "n_states")
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+
+    def __repr__(self) -> str:
+        return f"MarkovChain({self.n_states} states)"
+
+    def runtime(self, name: str, n_sets: int, children: list) -> _Latent:
+        """The compiled node: a chain for each of ``n_sets`` parameter sets."""
+        part = MarkovLatent(self.n_states, self.startprob_prior, self.transmat_prior, n_sets)
+        return _ChainNode(name, self, n_sets, children, part)
+
+
+class Family:
+    """An emission-family node (see :class:`latentem.families.base.EmissionFamily`).
+
+    ``family`` is either a family *instance*, used as a template (each
+    compiled node gets ``family.fresh(n_sets)``: the same settings with as
+    many parameter sets as its parents give it), or a factory
+    ``factory(n_sets) -> family``. A graph whose template families are
+    registered (every latentem family, and yours after
+    :func:`latentem.register_family`) can be saved in model files; a graph
+    with a factory cannot. ``columns`` selects the columns of X the family
+    models (indices, or names when X is a DataFrame); None means all.
+
+    Examples
+    --------
+    >>> from latentem import Family
+    >>> from latentem.families.poisson import PoissonFamily
+    >>> node = Family(PoissonFamily(1, lambdas_prior=0.5), columns=[2], name="Counts")
+    >>> node, node.build(3).n_components, node.build(3).lambdas_prior
+    (Counts(columns [2]), 3, 0.5)
+    >>> Family(lambda n_sets: PoissonFamily(n_sets)).build(2).n_components
+    2
+    """
+
+    kind = "family"
+
+    def __init__(self, family, columns: Any = None, name: str | None = None, config=None):
+        template = callable(getattr(family, "fresh", None))
+        self.factory = family.fresh if template else family
+        self.columns = columns
+        self.label = (type(family).__name__ if template else "Family") if name is None else name
+        # How the node is re-created from a model file: a built-in node's settings
+        # (Gaussian, Discrete, Poisson) or the template family itself; None for a
+        # user's factory, which model files cannot store.
+        self.config = {"type": "Family", "template": family} if template else config
+
+    def build(self, n_sets: int):
+        family = self.factory(n_sets)
+        if family.n_components != n_sets:
+            raise ValueError(
+                f"the family built for this node has {family.n_components} components but its "
+                f"parents give it {n_sets} parameter sets; they must agree."
+            )
+        return family
+
+    def __repr__(self) -> str:
+        cols = "all columns" if self.columns is None else f"columns {list(self.columns)}"
+        return f"{self.label}({cols})"
+
+
+def Gaussian(
+    covariance_type: str = "diag",
+    *,
+    columns: Any = None,
+    min_covar: float = 1e-3,
+    covars_prior: float = 1e-2,
+    covars_weight: float = 1.0,
+    reg_covar: float = 1e-6,
+) -> Family:
+    """Gaussian emissions; NaN entries are marginalised (and :meth:`ModelGraph.impute` fills them).
+
+    The M-step is :class:`latentem.GaussianHMM`'s (hmmlearn's MAP rule with
+    ``covars_prior``), plus ``reg_covar`` on the diagonal (as in scikit-learn's
+    mixtures: it keeps a component that shrinks onto a few points positive
+    definite; ``reg_covar=0`` gives GaussianHMM's numbers exactly); ``covariance_type="tied"``
+    shares one covariance across all parameter sets of the node.
+
+    Examples
+    --------
+    >>> from latentem import Gaussian
+    >>> Gaussian("full", columns=["x", "y"])
+    Gaussian[full](columns ['x', 'y'])
+    """
+    from latentem.families.gaussian_hmm import GaussianEmission
+
+    def factory(n_sets):
+        return GaussianEmission(
+            n_sets,
+            covariance_type,
+            min_covar=min_covar,
+            covars_prior=covars_prior,
+            covars_weight=covars_weight,
+            reg_covar=reg_covar,
+        )
+
+    config = {
+        "type": "Gaussian",
+        "covariance_type": covariance_type,
+        "min_covar": min_covar,
+        "covars_prior": covars_prior,
+        "covars_weight": covars_weight,
+        "reg_covar": reg_covar,
+    }
+    return Family(factory, columns, name=f"Gaussian[{covariance_type}]", config=config)
+
+
+def Discrete(*, columns: Any = None, n_features: int | None = None) -> Family:
+    """Categorical emissions: one column of integer symbols 0..n_features-1 (NaN or -1: missing).
+
+    Examples
+    --------
+    >>> from latentem import Discrete
+    >>> Discrete(columns=[2])
+    Discrete(columns [2])
+    """
+    from latentem.families.categorical import CategoricalFamily
+
+    config = {"type": "Discrete", "n_features": n_features}
+    return Family(
+        lambda n: CategoricalFamily(n, n_features), columns, name="Discrete", config=config
+    )
+
+
+def Poisson(*, columns: Any = None) -> Family:
+    """Independent Poisson counts per selected column (NaN: missing).
+
+    Examples
+    --------
+    >>> from latentem import Poisson
+    >>> Poisson()
+    Poisson(all columns)
+    """
+    from latentem.families.poisson import PoissonFamily
+
+    return Family(lambda n: PoissonFamily(n), columns, name="Poisson", config={"type": "Poisson"})
