@@ -276,6 +276,8 @@ def test_gaps_are_marginalised_exactly():
     ref = np.zeros(len(X))
     for i, row in enumerate(X):
         seen = ~np.isnan(row)
+        if not seen.any():
+            continue  # a row with nothing observed has density 1
         dens = 0.0
         for k in range(2):
             cov = gm.covariances_[k][np.ix_(seen, seen)]

@@ -311,6 +311,7 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         self._latent = CategoricalLatent(K, self.weights_prior)
         self.n_features_in_ = _n_features(X)
         family.init_params(X, rng, _ALL)
+        family.check_params()
         method = str(self.init_params)
         if method != "family":
             W = _start_responsibilities(X, K, method, rng)
