@@ -135,7 +135,10 @@ def test_custom_model_runs_chunked_unchanged():
     a, b = PoissonMixture(2), PoissonMixture(2)
     ra = fit_em(a, X, max_iter=50, tol=0, random_state=3)
     rb = fit_em(b, Chunked(X, block_rows=500), max_iter=50, tol=0, random_state=3)
-    np.testing.assert_allclose(a.rates, b.rates, rtol=1e-9)
+    # Two overlapping Poisson components converge slowly: the last-bit differences of
+    # summing in blocks instead of at once grow along the EM path (about 2e-9 after
+    # 50 iterations with NumPy 2.4), while the likelihoods still agree to 1e-9.
+    np.testing.assert_allclose(a.rates, b.rates, rtol=1e-7)
     assert_same_history(ra, rb)
     bad = X.copy()
     bad[4321] = np.nan
