@@ -17,7 +17,7 @@ from latentem.models.factor import PPCA, FactorAnalysis, MixtureOfFactorAnalyzer
 from latentem.models.gaussian_mixture import GaussianMixture
 from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
-from latentem.models.mixture import CategoricalMixture, Mixture, PoissonMixture
+from latentem.models.mixture import BernoulliMixture, CategoricalMixture, Mixture, PoissonMixture
 from latentem.models.regime import MarkovAutoregression, MarkovRegression
 from latentem.models.ssm import LinearGaussianSSM, SSMImputer
 from latentem.persistence import load
@@ -43,6 +43,7 @@ __all__ = [
     "ModelGraph",
     "Poisson",
     "CategoricalHMM",
+    "BernoulliMixture",
     "CategoricalMixture",
     "EmissionFamily",
     "Mixture",

@@ -18,11 +18,13 @@ import pytest
 import latentem
 from latentem import registry, tree
 from latentem.families import (
+    BernoulliFamily,
     CategoricalColumnsFamily,
     CategoricalFamily,
     GaussianEmission,
     GaussianMixtureEmission,
     PoissonFamily,
+    StudentTFamily,
 )
 from latentem.kernels.discrete import (
     categorical_accumulate,
@@ -63,6 +65,13 @@ def _columns_data(rng, n=240):
     return X
 
 
+def _binary_data(rng, n=240):
+    z = rng.integers(K, size=n)
+    X = (rng.random((n, 4)) < np.where(z[:, None] == 0, 0.85, 0.15)).astype(float)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    return X
+
+
 #: name -> (a fresh K-component family, a data generator)
 FAMILIES = {
     "gaussian-diag": (lambda: GaussianEmission(K, "diag"), _gaussian_data),
@@ -71,6 +80,9 @@ FAMILIES = {
     "poisson": (lambda: PoissonFamily(K), _poisson_data),
     "categorical": (lambda: CategoricalFamily(K), _symbol_data),
     "categorical-columns": (lambda: CategoricalColumnsFamily(K), _columns_data),
+    "bernoulli": (lambda: BernoulliFamily(K), _binary_data),
+    "student-t-full": (lambda: StudentTFamily(K, "full"), _gaussian_data),
+    "student-t-diag": (lambda: StudentTFamily(K, "diag", fit_dof=False, dof=5.0), _gaussian_data),
 }
 
 
@@ -216,11 +228,13 @@ def _estimators():
     p = _poisson_data(np.random.default_rng(6))
     c = _columns_data(np.random.default_rng(7))
     s = _symbol_data(np.random.default_rng(8))
+    b = _binary_data(np.random.default_rng(9))
     return {
         "GaussianMixture": (lambda: latentem.GaussianMixture(K, random_state=0), complete),
         "GaussianMixture-gaps": (lambda: latentem.GaussianMixture(K, random_state=0), g),
         "PoissonMixture": (lambda: latentem.PoissonMixture(K, random_state=0), p),
         "CategoricalMixture": (lambda: latentem.CategoricalMixture(K, random_state=0), c),
+        "BernoulliMixture": (lambda: latentem.BernoulliMixture(K, random_state=0), b),
         "GaussianHMM": (lambda: latentem.GaussianHMM(K, n_iter=20, random_state=0), complete),
         "GMMHMM": (lambda: latentem.GMMHMM(K, n_mix=2, n_iter=10, random_state=0), complete),
         "PoissonHMM": (lambda: latentem.PoissonHMM(K, n_iter=20, random_state=0), p),

@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 
 from latentem.families.base import EmissionFamily, register_family
+from latentem.families.bernoulli import BernoulliFamily
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.categorical_columns import CategoricalColumnsFamily
 from latentem.families.gaussian import GaussianFamily
@@ -17,11 +18,13 @@ from latentem.families.gaussian_hmm import GaussianEmission
 from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.families.gaussian_mixture_emission import GaussianMixtureEmission
 from latentem.families.poisson import PoissonFamily
+from latentem.families.student_t import StudentTFamily
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "BernoulliFamily",
     "CategoricalColumnsFamily",
     "CategoricalFamily",
     "EmissionFamily",
@@ -30,5 +33,6 @@ __all__ = [
     "GaussianMixtureEmission",
     "MissingGaussianFamily",
     "PoissonFamily",
+    "StudentTFamily",
     "register_family",
 ]

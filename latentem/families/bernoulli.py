@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from latentem.families.base import EmissionFamily, register_family
 from latentem.kernels.bernoulli import bernoulli_logprob
 from latentem.kernels.discrete import masked_weighted_sums
 
@@ -24,7 +25,8 @@ __all__ = ["BernoulliFamily"]
 PROB_FLOOR = 1e-10
 
 
-class BernoulliFamily:
+@register_family(fitted=("n_features", "probs_"), cli="bernoulli")
+class BernoulliFamily(EmissionFamily):
     """K products of independent Bernoulli distributions over n_features binary features.
 
     Statistics are the dict ``{"obs": (K, D), "ones": (K, D)}``: per

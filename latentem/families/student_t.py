@@ -41,6 +41,7 @@ from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
 from latentem._validation import check_array
+from latentem.families.base import EmissionFamily, register_family
 from latentem.families.gaussian_missing import _serial_if_small, missing_plan
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.kernels.student_t import t_diag_logprob, t_diag_stats, t_full_logprob, t_full_stats
@@ -162,7 +163,8 @@ def t_plan(X: np.ndarray) -> TPlan:
     )
 
 
-class StudentTFamily:
+@register_family(fitted=("n_features", "means_", "scales_", "dof_"), cli="student-t")
+class StudentTFamily(EmissionFamily):
     """K multivariate Student-t components: letters ``m`` (locations), ``c`` (scales),
     ``d`` (degrees of freedom).
 

@@ -25,7 +25,7 @@ from latentem.persistence import SaveMixin
 from latentem.registry import register
 from latentem.runner import fit_em
 
-__all__ = ["Mixture", "PoissonMixture", "CategoricalMixture"]
+__all__ = ["Mixture", "PoissonMixture", "CategoricalMixture", "BernoulliMixture"]
 
 #: How starting responsibilities are chosen (see :class:`Mixture`).
 MIXTURE_INITS = ("kmeans++", "random", "family")
@@ -548,4 +548,64 @@ class CategoricalMixture(Mixture):
     def probs_(self) -> np.ndarray:
         """Level probabilities, (n_components, n_features, max levels); zero past a
         column's last level."""
+        return self.emission.probs_
+
+
+@register(fitted=_FITTED, skip_params=("emission",))
+class BernoulliMixture(Mixture):
+    """A mixture of independent binary features: latent class analysis.
+
+    :class:`Mixture` over :class:`latentem.families.bernoulli.BernoulliFamily`;
+    the fitted probabilities are ``probs_`` (n_components, n_features), the
+    chance that each feature is 1 under each component. NaN marks a missing
+    answer. ``beta_prior=(2, 2)`` adds one pseudo-observation of each value
+    and keeps probabilities away from 0 and 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from latentem import BernoulliMixture
+    >>> rng = np.random.default_rng(0)
+    >>> truth = np.array([[0.9, 0.9, 0.1, 0.1], [0.1, 0.2, 0.9, 0.8]])
+    >>> z = rng.integers(2, size=1000)
+    >>> X = (rng.random((1000, 4)) < truth[z]).astype(float)
+    >>> model = BernoulliMixture(2, n_init=3, random_state=0).fit(X)
+    >>> np.round(model.probs_[np.argsort(model.probs_[:, 0])], 1)
+    array([[0.1, 0.2, 0.9, 0.8],
+           [0.9, 0.9, 0.1, 0.1]])
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        beta_prior: Any = (1.0, 1.0),
+        weights_prior: float = 1.0,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans++",
+        params: str = _ALL,
+        random_state: Any = None,
+        warm_start: bool = False,
+        accelerate: str | None = None,
+        verbose: int = 0,
+    ) -> None:
+        from latentem.families.bernoulli import BernoulliFamily
+
+        settings = dict(locals())
+        for name in ("self", "__class__", "BernoulliFamily", "beta_prior"):
+            settings.pop(name, None)
+        super().__init__(emission=BernoulliFamily(n_components, beta_prior=beta_prior), **settings)
+        self.beta_prior = beta_prior
+
+    def _emission(self):
+        family = self.emission
+        family.n_components = self.n_components
+        family.beta_prior = self.beta_prior
+        return family
+
+    @property
+    def probs_(self) -> np.ndarray:
+        """Probability that each feature is 1, shape (n_components, n_features)."""
         return self.emission.probs_
