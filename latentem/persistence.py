@@ -190,11 +190,11 @@ def _class_for(name: str) -> type:
     spec = _spec(name)
     if spec is None:
         raise ValueError(
-            f"the model file names the class {name!r}, which this latentem cannot load "
-            f"(it loads {_known_names()}); it may come from a newer latentem, or from a "
-            "program that registered its own classes: register the same class under the same "
-            "name before loading (latentem.register_family for an emission family, "
-            "latentem.persistence.register_class otherwise)."
+            f"the model file names the class {name!r}, which this latentem does not know: "
+            "if your program defined it, register the same class under the same name before "
+            "loading (latentem.register_family for an emission family, "
+            "latentem.persistence.register_class otherwise); it may also come from a newer "
+            f"latentem. This one loads {_known_names()}."
         )
     cls = getattr(spec, "cls", None)
     return cls if cls is not None else getattr(importlib.import_module(spec.module), spec.name)

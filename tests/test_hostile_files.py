@@ -549,7 +549,7 @@ def test_messages_say_what_was_wrong(files, tmp_path):
         ("type", "object array (pickle)"): "plain numbers",
         ("type", "string dtype"): "plain numbers",
         ("identity", "future format version"): "Upgrade latentem",
-        ("identity", "class not ours"): "cannot load",
+        ("identity", "class not ours"): "does not know",
         ("value", "NaN weight"): "weights_",
         ("value", "covariance not positive definite"): "positive definite",
         ("value", "HMM negative transition"): "transmat_",
