@@ -408,6 +408,27 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         return self._emission().sample(labels, rng), labels
 
 
+#: The settings every mixture subclass passes on to :class:`Mixture` unchanged.
+_MIXTURE_SETTINGS = (
+    "n_components",
+    "weights_prior",
+    "tol",
+    "max_iter",
+    "n_init",
+    "init_params",
+    "params",
+    "random_state",
+    "warm_start",
+    "accelerate",
+    "verbose",
+)
+
+
+def _mixture_settings(values: dict) -> dict:
+    """The mixture settings out of a subclass's ``locals()``, for ``Mixture.__init__``."""
+    return {name: values[name] for name in _MIXTURE_SETTINGS}
+
+
 def _n_features(X: np.ndarray) -> int:
     return 1 if X.ndim == 1 else int(X.shape[1])
 
@@ -466,12 +487,8 @@ class PoissonMixture(Mixture):
     ) -> None:
         from latentem.families.poisson import PoissonFamily
 
-        settings = dict(locals())
-        for name in ("self", "__class__", "PoissonFamily", "lambdas_prior", "lambdas_weight"):
-            settings.pop(name, None)
-        super().__init__(
-            emission=PoissonFamily(n_components, lambdas_prior, lambdas_weight), **settings
-        )
+        family = PoissonFamily(n_components, lambdas_prior, lambdas_weight)
+        super().__init__(emission=family, **_mixture_settings(locals()))
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
 
@@ -529,12 +546,8 @@ class CategoricalMixture(Mixture):
     ) -> None:
         from latentem.families.categorical_columns import CategoricalColumnsFamily
 
-        settings = dict(locals())
-        for name in ("self", "__class__", "CategoricalColumnsFamily", "n_levels", "probs_prior"):
-            settings.pop(name, None)
-        super().__init__(
-            emission=CategoricalColumnsFamily(n_components, n_levels, probs_prior), **settings
-        )
+        family = CategoricalColumnsFamily(n_components, n_levels, probs_prior)
+        super().__init__(emission=family, **_mixture_settings(locals()))
         self.n_levels = n_levels
         self.probs_prior = probs_prior
 
@@ -593,10 +606,8 @@ class BernoulliMixture(Mixture):
     ) -> None:
         from latentem.families.bernoulli import BernoulliFamily
 
-        settings = dict(locals())
-        for name in ("self", "__class__", "BernoulliFamily", "beta_prior"):
-            settings.pop(name, None)
-        super().__init__(emission=BernoulliFamily(n_components, beta_prior=beta_prior), **settings)
+        family = BernoulliFamily(n_components, beta_prior=beta_prior)
+        super().__init__(emission=family, **_mixture_settings(locals()))
         self.beta_prior = beta_prior
 
     def _emission(self):
