@@ -304,3 +304,26 @@ def test_discrete_kernels_match_numpy():
     wsum, xsum = masked_weighted_sums(X, W)
     np.testing.assert_allclose(wsum, W.T @ obs, rtol=1e-12)
     np.testing.assert_allclose(xsum, W.T @ np.where(obs, X, 0.0), rtol=1e-12)
+
+
+def test_every_family_in_the_package_is_registered_and_checked_here():
+    """A family file in latentem/families/ registers itself, and this suite covers it."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import latentem.families as package
+
+    defined = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"latentem.families.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                cls.__module__ == module.__name__
+                and issubclass(cls, latentem.EmissionFamily)
+                and cls is not latentem.EmissionFamily
+            ):
+                defined.add(cls)
+                assert registry.entry_for(cls) is not None, f"{cls.__name__} is not registered"
+    covered = {type(make()) for make, _ in FAMILIES.values()}
+    assert defined <= covered, defined - covered
