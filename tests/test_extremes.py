@@ -14,15 +14,19 @@ from hypothesis import strategies as st
 
 from latentem import (
     GMMHMM,
+    HMM,
     PPCA,
     CategoricalHMM,
     EMImputer,
     FactorAnalysis,
     GaussianHMM,
     GaussianMixture,
+    Mixture,
     MixtureOfFactorAnalyzers,
     PoissonHMM,
+    PoissonMixture,
 )
+from latentem.families import StudentTFamily
 from latentem.graph import Categorical, Gaussian, MarkovChain, ModelGraph, Poisson
 
 #: Words by which a refusal says what to do.
@@ -134,6 +138,25 @@ ESTIMATORS = {
         "real",
         False,
     ),
+    "PoissonMixture": (
+        lambda K, seed, far: PoissonMixture(K, max_iter=30, random_state=seed),
+        "counts",
+        False,
+    ),
+    "Mixture of Student-t": (
+        lambda K, seed, far: Mixture(
+            K, emission=StudentTFamily(K, "diag"), max_iter=30, random_state=seed
+        ),
+        "real",
+        False,
+    ),
+    "HMM of Student-t": (
+        lambda K, seed, far: HMM(
+            K, emission=StudentTFamily(K, "diag"), n_iter=20, random_state=seed
+        ),
+        "real",
+        True,
+    ),
     "ModelGraph Gaussian mixture": (_graph(lambda: Gaussian("diag")), "real", False),
     "ModelGraph Poisson chain": (_graph(lambda: Poisson(), chain=True), "counts", True),
 }
@@ -146,7 +169,7 @@ def _answers(name, model, X, lengths):
         return [model.transform(gappy)]
     if name.startswith("ModelGraph"):
         return [model.predict_proba(X, lengths, node="z"), [model.score(X, lengths)]]
-    if name.startswith("GaussianMixture") or name == "MixtureOfFactorAnalyzers":
+    if "Mixture" in name and "HMM" not in name and not name.startswith("ModelGraph"):
         return [model.predict_proba(X), model.score_samples(X)]
     if name in ("FactorAnalysis", "PPCA"):
         return [model.transform(X), model.score_samples(X)]
