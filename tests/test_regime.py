@@ -773,3 +773,10 @@ def test_a_reducible_chain_does_not_break_the_m_step():
     assert np.isfinite(ll) and np.isclose(ll, before)
     model.m_step(stats)
     assert model.score(FF, exog_tvtp=z) >= before - 1e-9 * abs(before)
+
+
+def test_a_constant_series_is_a_clear_error():
+    from latentem import MarkovRegression
+
+    with pytest.raises(ValueError, match="y is constant"):
+        MarkovRegression(2).fit(np.full(50, 3.0))

@@ -672,6 +672,12 @@ class _RegimeSwitching(SaveMixin, ParamsMixin):
         from latentem.runner import fit_em
 
         data = self._make_data(y, exog, exog_tvtp, lengths)
+        seen = data.y[~np.isnan(data.y)]
+        if seen.size and np.ptp(seen) == 0:
+            raise ValueError(
+                f"y is constant ({seen[0]:g} in every observed row): its variance within a "
+                "regime would be 0 and the likelihood unbounded; pass a series that varies."
+            )
         self._setup(data)
         self._n_starts = 0
         result = fit_em(
