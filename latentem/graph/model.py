@@ -454,7 +454,6 @@ class ModelGraph(SaveMixin):
                 else:
                     for key, value in values.items():
                         node.set_parameter(key, value)
-                    node.part.check_params()
             g.history_ = state["history_"]
             g.converged_ = state["converged_"]
             g.n_iter_ = len(g.history_)

@@ -234,9 +234,10 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
     def _note_gaps(self, X: np.ndarray) -> None:
         """Whether X has NaN cells, worked out once when it is validated: the E-step
         then takes the fused complete-data path without looking again."""
-        gaps = bool(np.isnan(X).any())
-        if gaps and np.isnan(X).all(axis=0).any():
-            col = int(np.flatnonzero(np.isnan(X).all(axis=0))[0])
+        nan = np.isnan(X)
+        gaps = bool(nan.any())
+        if gaps and nan.all(axis=0).any():
+            col = int(np.flatnonzero(nan.all(axis=0))[0])
             raise ValueError(
                 f"column {col} of X is entirely missing (NaN); drop it, since nothing can be "
                 "learnt about it."
