@@ -117,8 +117,21 @@ def register(
     return add if cls is None else add(cls)
 
 
+def _builtins() -> None:
+    """Import latentem's own classes, which register themselves where they are defined.
+
+    ``import latentem`` loads its models on first use, so a file can name a
+    built-in class that nothing has imported yet.
+    """
+    import latentem
+
+    latentem._import_all()
+
+
 def entry(name: str) -> Entry | None:
     """The entry registered under ``name``, or None."""
+    if name not in _ENTRIES:
+        _builtins()
     return _ENTRIES.get(name)
 
 
@@ -132,6 +145,7 @@ def entry_for(cls: type) -> Entry | None:
 
 def entries(kind: str | None = None) -> list[Entry]:
     """All entries (of one kind), sorted by name."""
+    _builtins()
     return sorted(
         (e for e in _ENTRIES.values() if kind is None or e.kind == kind), key=lambda e: e.name
     )
@@ -139,6 +153,7 @@ def entries(kind: str | None = None) -> list[Entry]:
 
 def family_for_cli(cli: str) -> Entry:
     """The family offered on the command line as ``cli``; ValueError naming the choices."""
+    _builtins()
     for e in _ENTRIES.values():
         if e.kind == "family" and e.cli == cli:
             return e

@@ -107,6 +107,8 @@ def _fire_compile(module):
 
 
 def test_compile_notice_once_and_only_on_a_terminal(monkeypatch):
+    _dispatch.install_compile_notice()  # done when the first kernel is made; idempotent
+    _dispatch.install_compile_notice()
     monkeypatch.setattr(_dispatch, "_noticed", [False])
     term = _Terminal()
     monkeypatch.setattr("sys.stderr", term)

@@ -19,10 +19,10 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from latentem.families.gaussian import GaussianFamily
+from latentem.kernels._dispatch import serial_when_small
 from latentem.kernels.gaussian_missing import (
     conditional_draw,
     conditional_fill,
@@ -62,14 +62,8 @@ def _serial_if_small(method):
     @functools.wraps(method)
     def wrapper(self, X, *args, **kwargs):
         work = X.shape[0] * self.n_components * self.n_features**2
-        before = numba.get_num_threads()
-        if work >= SERIAL_BELOW or before == 1:
+        with serial_when_small(work, X.shape[0], SERIAL_BELOW):
             return method(self, X, *args, **kwargs)
-        numba.set_num_threads(1)
-        try:
-            return method(self, X, *args, **kwargs)
-        finally:
-            numba.set_num_threads(before)
 
     return wrapper
 

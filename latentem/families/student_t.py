@@ -37,8 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.special import digamma, gammaln
 
 from latentem._validation import check_array
 from latentem.families.base import EmissionFamily, register_family
@@ -52,6 +50,20 @@ _COVARIANCE_TYPES = ("full", "diag")
 #: Above this half-degrees-of-freedom the log-gamma ratio uses Stirling's series
 #: (accurate to 1e-14 there): the difference of two huge log-gammas would lose digits.
 _STIRLING_FROM = 100.0
+
+
+# scipy.special is imported on first use: importing it costs more than a small fit,
+# and latentem's other families never need it.
+def digamma(x):
+    from scipy.special import digamma as psi
+
+    return psi(x)
+
+
+def gammaln(x):
+    from scipy.special import gammaln as lgamma
+
+    return lgamma(x)
 
 
 def t_log_constant(dof: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -105,6 +117,8 @@ def _dof_root(c: float, lo: float, hi: float) -> float:
         return hi
     if g(lo) <= 0.0:
         return lo
+    from scipy.optimize import brentq  # scipy.optimize costs half a second to import
+
     return float(brentq(g, lo, hi, xtol=1e-12, rtol=1e-12, maxiter=200))
 
 

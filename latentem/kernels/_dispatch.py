@@ -132,16 +132,37 @@ SERIAL_SIZE = 65_536
 
 
 def _on_one_thread(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    with _one_numba_thread():
+        return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _one_numba_thread() -> Iterator[None]:
     import numba
 
     before = numba.get_num_threads()
     if before == 1:
-        return fn(*args, **kwargs)
+        yield
+        return
     numba.set_num_threads(1)
     try:
-        return fn(*args, **kwargs)
+        yield
     finally:
         numba.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def serial_when_small(work: int, n_rows: int, threshold: int) -> Iterator[None]:
+    """Compiled kernels in the block run on one numba thread when ``work < threshold``.
+
+    A parallel region costs more than it saves on small work. Inputs small
+    enough for the NumPy kernels use no threads, so numba is not imported for them.
+    """
+    if work >= threshold or n_rows <= _limit[0]:
+        yield
+        return
+    with _one_numba_thread():
+        yield
 
 
 # ---------------------------------------------------------------- compile notice
@@ -152,13 +173,20 @@ _NOTICE = (
 _noticed = [False]
 
 
-def _install_compile_notice() -> None:
+_notice_installed = [False]
+
+
+def install_compile_notice() -> None:
     """Print :data:`_NOTICE` on a terminal when a latentem kernel starts compiling.
 
-    numba fires its ``numba:compile`` event only on a cache miss, so loading
+    Installed when the first kernel is made (numba is imported then, not with
+    latentem). numba fires its ``numba:compile`` event only on a cache miss, so loading
     cached kernels stays silent. Once per process, and only when stderr is a
     terminal (never in logs, pipes or tests).
     """
+    if _notice_installed[0]:
+        return
+    _notice_installed[0] = True
     from numba.core import event
 
     class _Notice(event.Listener):
@@ -182,6 +210,3 @@ def _install_compile_notice() -> None:
             pass
 
     event.register("numba:compile", _Notice())
-
-
-_install_compile_notice()

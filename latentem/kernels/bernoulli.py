@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from latentem.kernels._jit import njit
 
 __all__ = ["bernoulli_logprob"]
 

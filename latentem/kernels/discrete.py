@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
 
 from latentem.kernels import small
 from latentem.kernels._dispatch import Kernel
+from latentem.kernels._jit import njit, prange
 
 
 @njit(cache=True, parallel=True)

@@ -30,10 +30,10 @@ results do not depend on thread timing. No (n, K, D) temporaries exist.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from latentem.kernels import small
 from latentem.kernels._dispatch import Kernel
+from latentem.kernels._jit import njit, prange
 from latentem.kernels.scaling import exp_shifted, scale_block
 
 __all__ = [

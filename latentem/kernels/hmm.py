@@ -11,12 +11,13 @@ never depends on how threads are scheduled.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from latentem.kernels import small
 from latentem.kernels._dispatch import Kernel
+from latentem.kernels._jit import lazy_names, njit, prange
 from latentem.kernels.scaling import FLUSH, scale_rows
-from latentem.kernels.vec8 import (
+
+(
     vadd,
     vexp,
     vfma,
@@ -30,6 +31,21 @@ from latentem.kernels.vec8 import (
     vsub,
     vsum,
     vzero,
+) = lazy_names(
+    "latentem.kernels.vec8",
+    "vadd",
+    "vexp",
+    "vfma",
+    "vlane",
+    "vmax",
+    "vmul",
+    "vrow",
+    "vscale",
+    "vsplat",
+    "vstore",
+    "vsub",
+    "vsum",
+    "vzero",
 )
 
 __all__ = [

@@ -39,7 +39,8 @@ is exact with gaps:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from latentem.kernels._jit import njit, prange
 
 __all__ = ["kalman_smoother", "N_COUNTS"]
 

@@ -7,10 +7,10 @@ so results are reproducible and independent of the thread count.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from latentem.kernels import small
 from latentem.kernels._dispatch import Kernel
+from latentem.kernels._jit import njit, prange
 
 __all__ = ["kmeans_plusplus", "lloyd"]
 

@@ -18,7 +18,8 @@ does not depend on the number of threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from latentem.kernels._jit import njit, prange
 
 __all__ = [
     "coef_matrix",

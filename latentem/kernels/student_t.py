@@ -38,7 +38,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+
+from latentem.kernels._jit import njit, prange
 
 __all__ = ["t_full_logprob", "t_full_stats", "t_diag_logprob", "t_diag_stats"]
 

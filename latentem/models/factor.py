@@ -36,13 +36,11 @@ rows; only rows with gaps are visited every iteration.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import numbers
 from typing import Any
 
-import numba
 import numpy as np
 
 from latentem._validation import check_array, check_positive_int, check_random_state
@@ -53,6 +51,7 @@ from latentem.families.gaussian_missing import (
     MissingPlan,
     missing_plan,
 )
+from latentem.kernels._dispatch import serial_when_small
 from latentem.kernels.gaussian_missing import available_case_cov
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.persistence import SaveMixin
@@ -97,21 +96,6 @@ def _prepare(X: np.ndarray, one_component: bool) -> _Prepared:
         Q = d.T @ d
         prep.complete_moments = (n, m, 0.5 * (Q + Q.T))
     return prep
-
-
-@contextlib.contextmanager
-def _threads_for(work: int):
-    """One numba thread for small work (a parallel region costs more than it saves,
-    see ``SERIAL_BELOW`` in :mod:`latentem.families.gaussian_missing`)."""
-    before = numba.get_num_threads()
-    if work >= SERIAL_BELOW or before == 1:
-        yield
-        return
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def _check_X(X: Any, min_samples: int = 1) -> np.ndarray:
@@ -1119,7 +1103,7 @@ class MixtureOfFactorAnalyzers(_FactorModel):
             return R / R.sum(axis=1, keepdims=True)
         first = int(rng.integers(n))
         uniforms = rng.random((max(K - 1, 0), 2 + int(math.log(K))))
-        with _threads_for(n * K * X.shape[1]):
+        with serial_when_small(n * K * X.shape[1], n, SERIAL_BELOW):
             idx = kmeans_plusplus(X, K, first, uniforms)
             centers = np.ascontiguousarray(X[idx], dtype=np.float64)
             _, labels, _ = lloyd(X, centers, 300 if method == "kmeans" else 0)
