@@ -16,11 +16,16 @@ from latentem import (
     GMMHMM,
     HMM,
     PPCA,
+    BernoulliMixture,
     CategoricalHMM,
+    CategoricalMixture,
     EMImputer,
     FactorAnalysis,
     GaussianHMM,
     GaussianMixture,
+    LinearGaussianSSM,
+    MarkovAutoregression,
+    MarkovRegression,
     Mixture,
     MixtureOfFactorAnalyzers,
     PoissonHMM,
@@ -65,20 +70,26 @@ def _data(scenario, kind, rng):
         X = rng.poisson(np.repeat([1.0, 12.0], n // 2))[:, None].astype(np.float64)
     elif kind == "symbols":
         X = rng.integers(0, 3, (n, 1))
+    elif kind == "binary":  # two latent classes over three yes/no items
+        p = np.repeat([[0.9, 0.8, 0.2], [0.1, 0.3, 0.7]], n // 2, axis=0)
+        X = (rng.random(p.shape) < p).astype(np.int64)
+    elif kind == "levels":  # two latent classes over two categorical items
+        X = np.column_stack([rng.integers(0, 3, n), rng.integers(0, 2, n)])
+        X[n // 2 :, 0] = 2
     else:
         X = _real(rng, n)
     lengths = None
     if scenario == "scaled by 1e-8" and kind == "real":
         X = X * 1e-8
-    elif scenario == "scaled by 1e8" and kind != "symbols":
+    elif scenario == "scaled by 1e8" and kind in ("real", "counts"):
         X = X * 1e8 if kind == "real" else np.round(X * 1e8)
     elif scenario == "duplicated points":
         X = np.concatenate([X[: n // 3]] * 3)
     elif scenario == "one point repeated":
         X = np.repeat(X[:1], n, axis=0)
-    elif scenario == "constant column" and kind == "real":
+    elif scenario == "constant column" and kind in ("real", "binary", "levels"):
         X = X.copy()
-        X[:, 1] = 3.0
+        X[:, 1] = 3.0 if kind == "real" else 1
     elif scenario == "more components than distinct points":
         X = np.concatenate([np.repeat(X[:1], n // 2, 0), np.repeat(X[-1:], n - n // 2, 0)])
     elif scenario == "sequences of length 1":
@@ -157,12 +168,53 @@ ESTIMATORS = {
         "real",
         True,
     ),
+    "BernoulliMixture": (
+        lambda K, seed, far: BernoulliMixture(K, max_iter=30, random_state=seed),
+        "binary",
+        False,
+    ),
+    "CategoricalMixture": (
+        lambda K, seed, far: CategoricalMixture(K, max_iter=30, random_state=seed),
+        "levels",
+        False,
+    ),
+    # regime switching: y is the first column, the second a regressor; two regimes at least
+    "MarkovRegression": (
+        lambda K, seed, far: MarkovRegression(
+            max(K, 2), switching_variance=True, max_iter=30, random_state=seed
+        ),
+        "real",
+        True,
+    ),
+    "MarkovAutoregression": (
+        lambda K, seed, far: MarkovAutoregression(
+            max(K, 2), order=1, max_iter=30, random_state=seed
+        ),
+        "real",
+        True,
+    ),
+    "LinearGaussianSSM": (
+        lambda K, seed, far: LinearGaussianSSM(K, n_iter=20, random_state=seed),
+        "real",
+        True,
+    ),
     "ModelGraph Gaussian mixture": (_graph(lambda: Gaussian("diag")), "real", False),
     "ModelGraph Poisson chain": (_graph(lambda: Poisson(), chain=True), "counts", True),
 }
 
 
 def _answers(name, model, X, lengths):
+    if name.startswith("Markov"):
+        y, exog = _regime_args(name, X)
+        res = model.smooth(y, exog, lengths=lengths)
+        return [
+            res.smoothed_marginal_probabilities,
+            res.llf_obs,
+            [model.score(y, exog, lengths=lengths)],
+        ]
+    if name == "LinearGaussianSSM":
+        res = model.smooth(X, lengths)
+        return [res.state_means, res.obs_means, [model.score(X, lengths)]]
     if name == "EMImputer":
         gappy = X.astype(np.float64).copy()
         gappy[::5, 0] = np.nan
@@ -174,6 +226,12 @@ def _answers(name, model, X, lengths):
     if name in ("FactorAnalysis", "PPCA"):
         return [model.transform(X), model.score_samples(X)]
     return [model.predict_proba(X, lengths), [model.score(X, lengths)]]
+
+
+def _regime_args(name, X):
+    """(y, exog) of a regime-switching model from the real data's two columns."""
+    X = np.asarray(X, dtype=np.float64)
+    return (X[:, 0], X[:, 1:]) if name == "MarkovRegression" else (X[:, 0], None)
 
 
 def assert_never_decreases(history, n):
@@ -213,6 +271,8 @@ def _fit_or_refuse(name, scenario, K, seed):
     model = build(K, seed, far)
     args = (X, lengths) if sequences else (X,)
     seeded = {"random_state": seed} if name.startswith("ModelGraph") else {}
+    if name.startswith("Markov"):
+        args, seeded = _regime_args(name, X), {"lengths": lengths}
     try:
         model.fit(*args, **seeded)
     except ValueError as exc:
@@ -233,6 +293,17 @@ def _fit_or_refuse(name, scenario, K, seed):
     seed=st.integers(0, 2**16),
 )
 def test_extreme_data_fit_soundly_or_refuse_clearly(name, scenario, K, seed):
+    _check_fit(name, scenario, K, seed)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_every_estimator_in_every_scenario(name, scenario):
+    """The whole grid once (two components), beside the property's random draws."""
+    _check_fit(name, scenario, 2, 7)
+
+
+def _check_fit(name, scenario, K, seed):
     fitted = _fit_or_refuse(name, scenario, K, seed)
     if fitted is None:
         return
@@ -255,9 +326,10 @@ def test_probabilities_that_underflow(name):
     assert fitted is not None
     model, X, lengths = fitted
     far = np.array([[1e6, -1e6], [-1e6, 1e6], [1e6, 1e6]])
-    lengths = None if lengths is None else [1] * len(far)
+    if lengths is not None:  # regime models need a sequence longer than their order
+        lengths = [len(far)] if name.startswith("Markov") else [1] * len(far)
     for answer in _answers(name, model, far, lengths):
         assert np.isfinite(answer).all()
-    if name not in ("FactorAnalysis", "PPCA"):  # theirs is a transform, not probabilities
+    if name not in ("FactorAnalysis", "PPCA", "LinearGaussianSSM"):  # not probabilities
         proba = _answers(name, model, far, lengths)[0]
         np.testing.assert_allclose(proba.sum(axis=1), 1.0)

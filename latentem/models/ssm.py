@@ -725,6 +725,7 @@ class LinearGaussianSSM(SaveMixin, ParamsMixin):
         self
         """
         data = self.prepare(X, lengths, inputs)
+        _check_not_all_constant(data.X)
         result = fit_em(
             self,
             data,
@@ -994,6 +995,18 @@ def _solve_sym(S: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.linalg.solve(L.T, y)
     except np.linalg.LinAlgError:
         return np.linalg.lstsq(S, b, rcond=None)[0]
+
+
+def _check_not_all_constant(X: np.ndarray) -> None:
+    """Every column holding one value leaves no noise to estimate: the
+    likelihood grows without bound as the covariances shrink to zero."""
+    spread = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
+    if X.shape[0] > 1 and np.all(spread == 0.0):
+        raise ValueError(
+            "every column of X is constant, so a state-space model has no variation to "
+            "explain (its likelihood is unbounded); remove constant columns or pass data "
+            "that varies."
+        )
 
 
 def _residual_cov(Syy: np.ndarray, Syz: np.ndarray, Szz: np.ndarray, Phi: np.ndarray, n: float):
