@@ -26,6 +26,7 @@ from latentem.families import (
     PoissonFamily,
     StudentTFamily,
 )
+from latentem.families.regression import GaussianRegressionFamily
 from latentem.kernels.discrete import (
     categorical_accumulate,
     categorical_logprob,
@@ -72,6 +73,15 @@ def _binary_data(rng, n=240):
     return X
 
 
+def _regression_data(rng, n=240):
+    """Rows [y, x]: two regression lines, 5% of the responses missing."""
+    z = rng.integers(K, size=n)
+    x = rng.normal(size=n)
+    y = np.where(z == 0, 1.0 + 2.0 * x, -2.0 - 1.0 * x) + rng.normal(0, 0.3, n)
+    y[rng.random(n) < 0.05] = np.nan
+    return np.column_stack([y, x])
+
+
 #: name -> (a fresh K-component family, a data generator)
 FAMILIES = {
     "gaussian-diag": (lambda: GaussianEmission(K, "diag"), _gaussian_data),
@@ -83,6 +93,7 @@ FAMILIES = {
     "bernoulli": (lambda: BernoulliFamily(K), _binary_data),
     "student-t-full": (lambda: StudentTFamily(K, "full"), _gaussian_data),
     "student-t-diag": (lambda: StudentTFamily(K, "diag", fit_dof=False, dof=5.0), _gaussian_data),
+    "regression": (lambda: GaussianRegressionFamily(K), _regression_data),
 }
 
 
@@ -180,7 +191,13 @@ def test_family_recovers_what_it_sampled(name):
         data(np.random.default_rng(4))
     )
     truth.random_state = 5
-    X, _ = truth.sample(600)
+    if isinstance(truth.emission, GaussianRegressionFamily):  # responses given regressors
+        rng = np.random.default_rng(5)
+        x = rng.normal(size=600)
+        states = rng.choice(K, size=600, p=truth.weights_)
+        X = np.column_stack([truth.emission.sample_given(x, states, rng), x])
+    else:
+        X, _ = truth.sample(600)
     refit = latentem.Mixture(K, emission=make(), max_iter=200, n_init=2, random_state=1).fit(X)
     assert refit.score(X) >= truth.score(X) - 1e-6
 
