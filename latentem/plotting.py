@@ -17,6 +17,7 @@ __all__ = [
     "plot_hmm_states",
     "plot_imputation",
     "plot_mixture",
+    "plot_regimes",
     "plot_smoothed_states",
 ]
 
@@ -270,6 +271,89 @@ def plot_hmm_states(
     ax.set_title("Most likely states (Viterbi)")
     ax.legend(loc="upper right")
     return ax
+
+
+def plot_regimes(
+    model: Any,
+    y: Any,
+    exog: Any = None,
+    lengths: Any = None,
+    sequence: int = 0,
+    feature: int = 0,
+    axes: Any = None,
+):
+    """A series above its smoothed regime (or state) probabilities, stacked.
+
+    Parameters
+    ----------
+    model : fitted MarkovRegression, MarkovAutoregression or any latentem HMM
+    y : array-like
+        The series as ``fit`` took it (for an HMM: X).
+    exog : array-like, optional
+        Regressors of a MarkovRegression.
+    lengths : array of int, optional
+        Sequence lengths, as in ``fit``.
+    sequence : int
+        Which sequence to draw.
+    feature : int
+        For an HMM with several features, the column of X to draw.
+    axes : two matplotlib Axes, optional
+        Where to draw the series and the probabilities (a new figure if None).
+
+    Returns
+    -------
+    ndarray of two matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from latentem import MarkovRegression
+    >>> from latentem.plotting import plot_regimes
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(np.repeat([0.0, 3.0, 0.0], 80), 1.0)
+    >>> model = MarkovRegression(2, random_state=0).fit(y)
+    >>> top, bottom = plot_regimes(model, y)
+    >>> len(bottom.collections)  # one band per regime
+    2
+    """
+    if hasattr(model, "k_regimes"):
+        series = np.asarray(y, dtype=np.float64).reshape(-1)
+        probs = model.smooth(series, exog, lengths=lengths).smoothed_marginal_probabilities
+        label = "regime"
+        # an autoregression's first `order` steps of each sequence have no probabilities
+        order = int(getattr(model, "order", 0) or 0)
+    else:
+        X = np.asarray(y, dtype=np.float64)
+        X = X[:, None] if X.ndim == 1 else X
+        if not 0 <= feature < X.shape[1]:
+            raise ValueError(f"feature must be in 0..{X.shape[1] - 1}; got {feature}.")
+        series = X[:, feature]
+        probs = np.asarray(model.predict_proba(X, lengths))
+        label, order = "state", 0
+    bounds = np.concatenate(([0], np.cumsum(lengths if lengths is not None else [len(series)])))
+    if not 0 <= sequence < len(bounds) - 1:
+        raise ValueError(f"sequence must be in 0..{len(bounds) - 2}; got {sequence}.")
+    lo, hi = bounds[sequence], bounds[sequence + 1]
+    p_lo = lo - order * sequence
+    p = probs[p_lo : p_lo + (hi - lo - order)]
+    if axes is None:
+        axes = _plt().subplots(2, 1, figsize=(7.0, 5.0), sharex=True, layout="constrained")[1]
+    top, bottom = axes
+    t = np.arange(hi - lo)
+    top.plot(t, series[lo:hi], color="k", lw=0.8)
+    top.set_ylabel("series")
+    top.set_title(f"Series and smoothed {label} probabilities")
+    bottom.stackplot(
+        t[order:], p.T, labels=[f"{label} {k}" for k in range(p.shape[1])], alpha=0.7, lw=0
+    )
+    bottom.set_ylim(0.0, 1.0)
+    bottom.set_xlim(-0.5, len(t) - 0.5)
+    bottom.set_xlabel("time step")
+    bottom.set_ylabel("probability")
+    bottom.legend(loc="upper right")
+    return np.asarray(axes)
 
 
 def plot_imputation(X_missing: Any, X_filled: Any, column: int = 0, ax: Any = None, bins: int = 30):

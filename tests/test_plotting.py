@@ -109,3 +109,29 @@ def test_plot_example_writes_every_png(tmp_path, monkeypatch, capsys):
     text = (ROOT / "docs" / "plots.md").read_text(encoding="utf-8")
     for name in names:
         assert f"../examples/images/{name}" in text and (ROOT / "examples/images" / name).exists()
+
+
+def test_plot_regimes_for_an_autoregression_and_an_hmm():
+    from latentem import GaussianHMM, MarkovAutoregression
+    from latentem.plotting import plot_regimes
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(np.repeat([0.0, 4.0, 0.0, 4.0], 50), 1.0)
+    model = MarkovAutoregression(2, order=2, random_state=0).fit(y, lengths=[100, 100])
+    top, bottom = plot_regimes(model, y, lengths=[100, 100], sequence=1)
+    stacked = bottom.collections
+    assert len(stacked) == 2
+    # the bands add up to 1 and start after the autoregression's first two steps
+    upper = stacked[-1].get_paths()[0].vertices
+    assert upper[:, 0].min() == pytest.approx(2.0)
+    assert upper[:, 1].max() == pytest.approx(1.0) and upper[:, 1].min() >= -1e-12
+    assert len(top.lines[0].get_xdata()) == 100
+
+    X = y[:, None]
+    hmm = GaussianHMM(2, random_state=0).fit(X, [100, 100])
+    _, bottom = plot_regimes(hmm, X, lengths=[100, 100])
+    assert len(bottom.collections) == 2
+    with pytest.raises(ValueError, match="sequence must be in 0..1"):
+        plot_regimes(hmm, X, lengths=[100, 100], sequence=2)
+    with pytest.raises(ValueError, match="feature"):
+        plot_regimes(hmm, X, feature=1)
