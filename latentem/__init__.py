@@ -53,6 +53,7 @@ _WHERE = {
     "Stats": "latentem.protocol",
     "SupportsParamVector": "latentem.protocol",
     "ConvergenceWarning": "latentem.runner",
+    "NotFittedError": "latentem._sklearn",
     "EMResult": "latentem.runner",
     "IterationInfo": "latentem.runner",
     "LikelihoodDecreaseWarning": "latentem.runner",

@@ -32,26 +32,46 @@ def check_array(
                 f"{name} has non-numeric columns {bad}; drop them or encode them as numbers."
             )
         X = X.to_numpy()
+    if _is_sparse(X):
+        raise ValueError(
+            f"{name} is a sparse matrix: sparse input is not supported; convert with "
+            f"{name}.toarray()."
+        )
     arr = np.asarray(X)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
+    if arr.dtype == object:  # numbers held as Python objects are still numbers
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise NonNumericError(
+                f"{name} must be numeric; got an array of dtype object holding non-numbers ({exc})."
+            ) from None
+    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
         raise ValueError(f"{name} must be numeric; got an array of dtype {arr.dtype}.")
     if np.iscomplexobj(arr):
-        raise ValueError(f"{name} must be real-valued; got complex numbers.")
+        raise ValueError(f"Complex data not supported: {name} must be real-valued.")
     if arr.ndim == 1 and one_d_as_column:
         arr = arr.reshape(-1, 1)
+    if arr.ndim == 1:  # scikit-learn's message, which users and its checks know
+        raise ValueError(
+            f"Expected 2D array, got 1D array instead: {name} has shape {arr.shape}. Reshape "
+            "your data either using array.reshape(-1, 1) if your data has a single feature or "
+            "array.reshape(1, -1) if it contains a single sample."
+        )
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features); got an array with "
             f"{arr.ndim} dimensions and shape {arr.shape}."
         )
     if arr.shape[0] < min_samples:
-        if arr.shape[0] == 0:
-            raise ValueError(f"{name} is empty (0 samples); pass at least {min_samples} rows.")
-        raise ValueError(f"{name} has {arr.shape[0]} samples; at least {min_samples} are needed.")
+        raise ValueError(
+            f"Found array with {arr.shape[0]} sample(s) (shape={arr.shape}) while a minimum of "
+            f"{min_samples} is required: {name} needs at least {min_samples} rows."
+        )
     if arr.shape[1] < min_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features; at least {min_features} needed.")
+        raise ValueError(
+            f"Found array with {arr.shape[1]} feature(s) (shape={arr.shape}) while a minimum of "
+            f"{min_features} is required: {name} needs at least {min_features} columns."
+        )
     dtype = np.float32 if arr.dtype == np.float32 else np.float64
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if allow_nan:
@@ -64,6 +84,16 @@ def check_array(
             "rows first (latentem's imputers handle missing values)."
         )
     return arr
+
+
+class NonNumericError(ValueError, TypeError):
+    """X holds things that are not numbers. A ValueError like every bad input;
+    also a TypeError, as NumPy's own conversion error is."""
+
+
+def _is_sparse(X: Any) -> bool:
+    # scipy.sparse matrices and arrays, without importing scipy
+    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "toarray")
 
 
 def check_random_state(random_state: Any) -> np.random.Generator:

@@ -6,15 +6,31 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ParamsMixin", "InitParamsSetting"]
+from latentem._sklearn import (
+    NotFittedError,
+    SklearnProtocol,
+    convergence_warning_class,
+    not_fitted_error,
+)
+
+__all__ = [
+    "ParamsMixin",
+    "InitParamsSetting",
+    "NotFittedError",
+    "not_fitted_error",
+    "convergence_warning_class",
+]
 
 
-class ParamsMixin:
-    """``get_params`` / ``set_params`` / ``repr`` from the ``__init__`` signature.
+class ParamsMixin(SklearnProtocol):
+    """``get_params`` / ``set_params`` / ``repr`` from the ``__init__`` signature,
+    and scikit-learn's tags and HTML repr (see :mod:`latentem._sklearn`).
 
     The constructor must store each argument unchanged under its own name, as
     scikit-learn requires, so that ``clone``, ``GridSearchCV`` and
-    ``Pipeline`` work.
+    ``Pipeline`` work; checking the values is ``fit``'s job.
+
+    An estimator used before ``fit`` raises ``not_fitted_error(self)``.
     """
 
     @classmethod
@@ -55,7 +71,7 @@ class ParamsMixin:
 
 def _plain(value: Any) -> Any:
     # The stored string itself, so scikit-learn's clone sees the very same object.
-    return value._raw if isinstance(value, _CallableSetting) else value
+    return value._raw if isinstance(value, (_CallableSetting, _BadSetting)) else value
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -79,6 +95,28 @@ class _CallableSetting(str):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(*args, **kwargs)
+
+
+class _BadSetting:
+    """A setting that is not a string: reads as the value given, and raises the
+    ValueError when fitting calls it (scikit-learn checks settings in fit)."""
+
+    def __init__(self, value: Any) -> None:
+        self._raw = value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError(f"init_params must be a string; got {self._raw!r}.")
+
+    def __str__(self) -> str:
+        return repr(self._raw)
+
+    def __repr__(self) -> str:
+        return repr(self._raw)
+
+    def __eq__(self, other: Any) -> bool:
+        return _same(self._raw, other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class InitParamsSetting:
@@ -109,9 +147,11 @@ class InitParamsSetting:
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
             return self
-        return _CallableSetting(obj.__dict__.get(self._slot, ""), obj._init_params)
+        value = obj.__dict__.get(self._slot, "")
+        if not isinstance(value, str):  # stored as given; using it is the error
+            return _BadSetting(value)
+        return _CallableSetting(value, obj._init_params)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        if not isinstance(value, str):
-            raise ValueError(f"init_params must be a string; got {value!r}.")
+        # stored unchanged, as scikit-learn requires; the model's fit checks it
         obj.__dict__[self._slot] = value

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from latentem import backends
+from latentem._sklearn import convergence_warning_class
 from latentem._validation import check_positive_int, check_random_state
 from latentem.protocol import LatentModel, SupportsParamVector
 
@@ -36,6 +37,10 @@ _ACCELERATORS = (None, "squarem")
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before the convergence test was met.
+
+    When scikit-learn is loaded, the warning raised is also a
+    ``sklearn.exceptions.ConvergenceWarning`` (filters and ``pytest.warns``
+    on either class see it); latentem never imports scikit-learn for this.
 
     Examples
     --------
@@ -323,7 +328,7 @@ def fit_em(
             f"EM did not converge in max_iter={max_iter} iterations (tol={tol:g} on the mean "
             f"per-sample log-likelihood, last change {_last_change(history, n_samples):.3g}); "
             "raise max_iter, loosen tol, or try accelerate='squarem'.",
-            ConvergenceWarning,
+            convergence_warning_class(),
             stacklevel=2,
         )
     return EMResult(

@@ -38,8 +38,10 @@ def test_init_params_is_setting_and_method():
     assert est.started_with == ("random", 4)
     clone = copy.deepcopy(est)
     assert clone.init_params == "random"
+    bad = Estimator(init_params=3)  # stored as given (scikit-learn's rule) ...
+    assert bad.get_params()["init_params"] == 3
     with pytest.raises(ValueError, match="init_params must be a string"):
-        Estimator(init_params=3)
+        bad.init_params(np.ones(4), np.random.default_rng(0))  # ... and refused when fitting
 
 
 def test_params_work_with_sklearn_clone():

@@ -158,18 +158,26 @@ def test_float32_input(blobs):
         warnings.simplefilter("ignore", ConvergenceWarning)
         a.fit(X32)
         b.fit(X32.astype(np.float64))
-    assert a.means_.dtype == np.float64
-    np.testing.assert_allclose(a.means_, b.means_, atol=1e-9)
-    np.testing.assert_allclose(a.score_samples(X32), b.score_samples(X32), rtol=1e-9)
+    # computed in float64 inside (the same steps as on float64 data), shown in
+    # float32 as scikit-learn does
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        assert getattr(a, name).dtype == np.float32, name
+        assert getattr(b, name).dtype == np.float64, name
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, atol=1e-6)
+    assert a.score_samples(X32).dtype == np.float32 and a.predict_proba(X32).dtype == np.float32
+    np.testing.assert_allclose(a.score_samples(X32), b.score_samples(X32), rtol=1e-6)
+    assert a.sample(5)[0].dtype == np.float32
 
 
-def test_one_dimensional_input():
+def test_one_dimensional_input_is_refused_as_scikit_learn_does():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-3, 1, 400), rng.normal(3, 1, 400)])
-    gm = GaussianMixture(2, random_state=0).fit(x)
-    assert gm.means_.shape == (2, 1)
+    with pytest.raises(ValueError, match=r"Expected 2D array, got 1D array instead.*reshape\(-1, 1\)"):
+        GaussianMixture(2, random_state=0).fit(x)
+    gm = GaussianMixture(2, random_state=0).fit(x.reshape(-1, 1))
     np.testing.assert_allclose(np.sort(gm.means_.ravel()), [-3, 3], atol=0.2)
-    assert gm.predict(x).shape == (800,)
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        gm.predict(x)
 
 
 def test_input_not_modified(blobs):

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 
+from latentem._sklearn import (
+    check_n_features,
+    convergence_warning_class,
+    density_tags,
+    note_features,
+)
 from latentem._validation import (
     check_array,
-    check_mixture_settings,
     check_positive_int,
     check_random_state,
 )
@@ -28,6 +34,8 @@ from latentem.runner import fit_em
 __all__ = ["GaussianMixture"]
 
 INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
+#: Other spellings of the methods (scikit-learn writes "k-means++").
+INIT_ALIASES = {"k-means++": "kmeans++"}
 
 #: A component whose expected count falls below this fraction of the sample
 #: size is considered empty and re-seeded.
@@ -45,6 +53,7 @@ EMPTY_FRACTION = 1e-10
         "lower_bound_",
         "lower_bounds_",
         "best_init_",
+        "_dtype",
     )
 )
 class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
@@ -185,23 +194,35 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     # ------------------------------------------------------------------ checks
     def _check_settings(self) -> None:
-        check_mixture_settings(self)
-        if str(self.init_params) not in INIT_METHODS:
+        from latentem.families.gaussian import COVARIANCE_TYPES
+
+        check_positive_int(self.n_components, "n_components")
+        check_positive_int(self.max_iter, "max_iter", minimum=0)  # 0: initialise only
+        check_positive_int(self.n_init, "n_init")
+        if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
-                f"init_params must be one of {INIT_METHODS}; got {str(self.init_params)!r}."
+                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}."
             )
+        if not isinstance(self.init_params, str) or _init_method(self) not in INIT_METHODS:
+            raise ValueError(
+                f"init_params must be one of {INIT_METHODS} (or 'k-means++'); "
+                f"got {str(self.init_params)!r}."
+            )
+        if self.accelerate not in (None, "squarem"):
+            raise ValueError(f'accelerate must be None or "squarem"; got {self.accelerate!r}.')
         for name in ("tol", "reg_covar"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
                 raise ValueError(f"{name} must be a number >= 0; got {v!r}.")
 
     def validate_data(self, X: Any) -> np.ndarray:
-        """Check X for fitting: 2-D (1-D is one feature), finite, enough rows.
+        """Check X for fitting: 2-D, no inf (NaN marks a gap), enough rows.
 
         Returns a C-contiguous float64 (or float32) array; X is not modified.
         """
         self._check_settings()
-        X = check_array(X, name="X", allow_nan=True)
+        note_features(self, X, reset=not (self.warm_start and self._fitted()))
+        X = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
         self._note_gaps(X)
         n, D = X.shape
         if n < self.n_components:
@@ -222,13 +243,10 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         As :meth:`validate_data` without the whole-data checks (a block may
         hold fewer rows than components).
         """
-        X = check_array(X, name="X", allow_nan=True)
+        X = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
         self._note_gaps(X)
-        if self._fitted() and X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"a block of X has {X.shape[1]} features but the model has "
-                f"{self.n_features_in_}; every block needs the same features."
-            )
+        if self._fitted():
+            check_n_features(self, X.shape[1])
         return X
 
     def _note_gaps(self, X: np.ndarray) -> None:
@@ -258,16 +276,19 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     def _check_X(self, X: Any) -> np.ndarray:
         self._require_fitted()
-        X = check_array(X, name="X", allow_nan=True)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_} features."
-            )
+        note_features(self, X, reset=False)
+        X = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
+        check_n_features(self, X.shape[1])
         return X
 
     def _fitted(self) -> bool:
         return "_family" in self.__dict__
+
+    def _out_dtype(self) -> type:
+        return np.float32 if self.__dict__.get("_dtype") == "float32" else np.float64
+
+    def _sklearn_tags(self, tags: Any) -> Any:
+        return density_tags(tags, allow_nan=True)
 
     # ------------------------------------------------------------------ fitted attributes
     def _family_attr(name: str, doc: str):
@@ -276,7 +297,8 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
                 raise AttributeError(
                     f"{name} is not available: {type(self).__name__} is not fitted yet."
                 )
-            return getattr(self._family, name)
+            # computed in float64; shown in the dtype of the data, as scikit-learn does
+            return np.asarray(getattr(self._family, name)).astype(self._out_dtype(), copy=False)
 
         return property(get, doc=doc)
 
@@ -287,6 +309,11 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
     )
     precisions_ = _family_attr("precisions_", "Precisions, inverses of covariances_.")
     del _family_attr
+
+    @property
+    def weights_(self) -> np.ndarray:
+        """Mixture weights, shape (n_components,)."""
+        return MixtureSurface.weights_.fget(self).astype(self._out_dtype(), copy=False)
 
     # ------------------------------------------------------------------ protocol
     def _new_parts(self, D: int) -> None:
@@ -324,7 +351,7 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
     def _initial_responsibilities(self, X, rng) -> tuple[np.ndarray, np.ndarray]:
         n, D = X.shape
         K = self.n_components
-        method = str(self.init_params)
+        method = _init_method(self)
         W = np.zeros((n, K))
         if self._has_gaps(X):  # k-means on the gaps filled with column means
             X = np.ascontiguousarray(np.where(np.isnan(X), np.nanmean(X, axis=0), X))
@@ -422,7 +449,6 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            1-D input is read as n samples of one feature.
         y : ignored
 
         Returns
@@ -430,20 +456,58 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         self
         """
         self.__dict__.pop("_online", None)  # a full fit ends any online stream
+        self._check_settings()
         warm = bool(self.warm_start) and self._fitted()
-        result = fit_em(
-            self,
-            X,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            n_init=1 if warm else self.n_init,
-            random_state=self.random_state,
-            accelerate=self.accelerate,
-            verbose=self.verbose,
-            warm_start=warm,
-        )
+        if self.max_iter == 0:
+            return self._initialise_only(X, warm)
+        watch = _Watch(self, X, warm)
+        try:
+            result = fit_em(
+                self,
+                X,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_init=1 if warm else self.n_init,
+                random_state=self.random_state,
+                accelerate=self.accelerate,
+                verbose=self.verbose,
+                warm_start=warm,
+                callback=watch,
+            )
+        except ValueError as exc:
+            if "not positive definite" not in str(exc):
+                raise
+            raise ValueError(  # scikit-learn's wording first: its users' code matches it
+                "Fitting the mixture model failed because some components have ill-defined "
+                "empirical covariance (for instance caused by singleton or collapsed samples). "
+                "Try to decrease the number of components, increase reg_covar, or scale the "
+                f"input data. ({exc})"
+            ) from exc
         self._record(result)
+        self.converged_ = bool(result.converged or watch.warm_converged)
         self.lower_bounds_ = list(self.history_ / result.n_samples)
+        self._dtype = _data_dtype(X)
+        if not self.converged_:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data. "
+                f"(EM ran max_iter={self.max_iter} iterations, tol={self.tol:g} on the mean "
+                "per-sample log-likelihood; accelerate='squarem' may help.)",
+                convergence_warning_class(),
+                stacklevel=2,
+            )
+        return self
+
+    def _initialise_only(self, X: Any, warm: bool) -> GaussianMixture:
+        """``max_iter=0``: the starting parameters, no EM step (as scikit-learn)."""
+        X = self.validate_data(X)
+        if not warm:
+            for rng in check_random_state(self.random_state).spawn(self.n_init):
+                self.init_params(X, rng)  # the last start is kept, as in scikit-learn
+        self.converged_, self.n_iter_, self.best_init_ = False, 0, 0 if warm else self.n_init - 1
+        self.history_ = np.empty(0)
+        self.lower_bound_, self.lower_bounds_ = -np.inf, []
+        self._dtype = _data_dtype(X)
         return self
 
     def _run_logprob(self, X: np.ndarray, what: int, out2: np.ndarray, out1: np.ndarray) -> None:
@@ -460,7 +524,8 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of every row (of its observed cells), shape (n_samples,)."""
-        return self._score_rows(self._check_X(X))
+        X = self._check_X(X)
+        return self._score_rows(X).astype(X.dtype, copy=False)
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the most probable component of every row."""
@@ -475,18 +540,25 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         """Posterior probability of every component for every row, shape (n, K)."""
         X = self._check_X(X)
         if self._has_gaps(X):
-            return MixtureSurface.predict_proba(self, X)
+            return MixtureSurface.predict_proba(self, X).astype(X.dtype, copy=False)
         out = np.empty((X.shape[0], self.n_components))
         self._run_logprob(X, 1, out, np.empty(X.shape[0]))
-        return out
+        return out.astype(X.dtype, copy=False)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples ``(X, labels)``, grouped by component as in scikit-learn."""
         self._require_fitted()
-        n_samples = check_positive_int(n_samples, "n_samples")
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, numbers.Integral)
+            or n_samples < 1
+        ):
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}; it must be an integer >= 1."
+            )
         rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, self._latent.weights_)
-        X = self._family.sample(counts, rng)
+        counts = rng.multinomial(int(n_samples), self._latent.weights_)
+        X = self._family.sample(counts, rng).astype(self._out_dtype(), copy=False)
         y = np.repeat(np.arange(self.n_components), counts)
         return X, y
 
@@ -502,14 +574,63 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         return -2.0 * self.log_likelihood(X) + 2.0 * self.n_parameters()
 
 
+class _Watch:
+    """The runner's callback during ``fit``: scikit-learn's convergence rules.
+
+    A warm start tests its first iteration against the previous fit's
+    ``lower_bound_`` (so ``max_iter=1`` fits in a loop converge), and the
+    last allowed iteration stops the runner quietly: ``fit`` words the
+    ConvergenceWarning itself, as scikit-learn does.
+    """
+
+    def __init__(self, model: GaussianMixture, X: Any, warm: bool) -> None:
+        self.max_iter = int(model.max_iter)
+        self.tol = float(model.tol)
+        self.previous = float(model.lower_bound_) if warm else None
+        self.n = _n_rows(X)
+        self.warm_converged = False
+
+    def __call__(self, info: Any) -> bool:
+        if info.iteration == 1 and self.previous is not None and self.n:
+            if abs(info.log_likelihood / self.n - self.previous) <= self.tol:
+                self.warm_converged = True
+                return True
+        return info.iteration >= self.max_iter
+
+
+def _n_rows(X: Any) -> int | None:
+    try:
+        return int(np.shape(X)[0]) if hasattr(X, "shape") else len(X)
+    except (TypeError, ValueError):  # rows not known up front (some Dask arrays)
+        return None
+
+
+def _data_dtype(X: Any) -> str:
+    """float32 data get float32 fitted attributes; everything else float64."""
+    return "float32" if getattr(X, "dtype", None) == np.float32 else "float64"
+
+
+def _init_method(model: Any) -> str:
+    method = str(model.init_params)
+    return INIT_ALIASES.get(method, method)
+
+
 def _check_weights(w: Any, K: int) -> np.ndarray:
+    # scikit-learn's wording, which its users' tests match
     w = np.asarray(w, dtype=np.float64)
     if w.shape != (K,):
-        raise ValueError(f"weights_init must have shape ({K},); got {w.shape}.")
+        raise ValueError(
+            f"The parameter 'weights' should have the shape of ({K},), but got {w.shape}"
+        )
     if np.any(w < 0) or np.any(w > 1) or not np.all(np.isfinite(w)):
-        raise ValueError(f"weights_init must lie in [0, 1]; got {w}.")
+        raise ValueError(  # (scikit-learn names the minimum "max value"; kept for its tests)
+            "The parameter 'weights' should be in the range [0, 1], but got "
+            f"max value {np.min(w):.5f}, min value {np.max(w):.5f}"
+        )
     if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
-        raise ValueError(f"weights_init must sum to 1; they sum to {w.sum():.6g}.")
+        raise ValueError(
+            f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}"
+        )
     return w
 
 
@@ -517,29 +638,36 @@ def _check_means(m: Any, K: int, D: int) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     if m.ndim == 1 and D == 1:
         m = m.reshape(-1, 1)
-    if m.shape != (K, D) or not np.all(np.isfinite(m)):
-        raise ValueError(f"means_init must be a finite array of shape ({K}, {D}); got {m.shape}.")
+    if m.shape != (K, D):
+        raise ValueError(
+            f"The parameter 'means' should have the shape of ({K}, {D}), but got {m.shape}"
+        )
+    if not np.all(np.isfinite(m)):
+        raise ValueError("The parameter 'means' must be finite.")
     return m
 
 
 def _covariances_from_precisions(p: Any, ct: str, K: int, D: int) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     shape = covariance_shape(ct, K, D)
-    if p.shape != shape or not np.all(np.isfinite(p)):
+    if p.shape != shape:
         raise ValueError(
-            f"precisions_init for covariance_type={ct!r} must have shape {shape}; got {p.shape}."
+            f"The parameter '{ct} precision' should have the shape of {shape}, but got {p.shape}"
         )
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"The parameter '{ct} precision' must be finite.")
     if ct in ("full", "tied"):
         mats = p if ct == "full" else p[None]
+        bad = f"'{ct} precision' should be symmetric, positive-definite"
         if not np.allclose(mats, mats.transpose(0, 2, 1)):
-            raise ValueError("precisions_init must be symmetric.")
+            raise ValueError(bad)
         try:
             np.linalg.cholesky(mats)
         except np.linalg.LinAlgError:
-            raise ValueError("precisions_init must be positive definite.") from None
+            raise ValueError(bad) from None
         cov = np.linalg.inv(mats)
         cov = 0.5 * (cov + cov.transpose(0, 2, 1))
         return cov if ct == "full" else cov[0]
     if np.any(p <= 0):
-        raise ValueError("precisions_init must be positive.")
+        raise ValueError(f"'{ct} precision' should be positive")
     return 1.0 / p

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from latentem._numeric import logsumexp
+from latentem._sklearn import check_n_features, density_tags, note_features, precheck_table
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
-from latentem.base import InitParamsSetting, ParamsMixin
+from latentem.base import InitParamsSetting, ParamsMixin, not_fitted_error
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.latent import CategoricalLatent
 from latentem.persistence import SaveMixin
@@ -102,9 +103,7 @@ class MixtureSurface:
 
     def _require_fitted(self) -> None:
         if not self._fitted():
-            raise AttributeError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit(X) first."
-            )
+            raise not_fitted_error(self)
 
     def _record(self, result: Any) -> None:
         self.converged_ = bool(result.converged)
@@ -143,6 +142,15 @@ class MixtureSurface:
         self.lower_bound_ = online.log_likelihood_
         self.converged_ = False
         return self
+
+
+#: The one scikit-learn check the family mixtures cannot meet, with its reason.
+_EMISSION_REPLACED = {
+    "check_dont_overwrite_parameters": (
+        "the fitted family is the public attribute `emission` (it holds the fitted "
+        "parameters, model.emission.lambdas_, ...); fit starts it afresh"
+    )
+}
 
 
 @register(fitted=_FITTED, skip_params=("emission",))
@@ -273,7 +281,8 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         self._check_settings()
         if X is None or (hasattr(X, "__len__") and len(X) == 0):
             raise ValueError("X is empty (0 rows); pass at least one row.")
-        X = self._emission().validate_data(X)
+        note_features(self, X, reset=not (self.warm_start and self._fitted()))
+        X = self._emission().validate_data(self._precheck(X))
         if X.shape[0] < self.n_components:
             raise ValueError(
                 f"n_components={self.n_components} is larger than the number of samples "
@@ -288,6 +297,9 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     def validate_block(self, X: Any) -> np.ndarray:
         """Check one block of a larger data set (chunked, Dask and online fits)."""
+        X = self._precheck(X)
+        if self._fitted():
+            check_n_features(self, _n_features(np.asarray(X)))
         return self._emission().validate_data(X)
 
     def _fitted(self) -> bool:
@@ -295,13 +307,28 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     def _check_X(self, X: Any) -> np.ndarray:
         self._require_fitted()
-        X = self._emission().validate_data(X)
-        if _n_features(X) != self.n_features_in_:
-            raise ValueError(
-                f"X has {_n_features(X)} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_} features."
-            )
-        return X
+        note_features(self, X, reset=False)
+        X = self._precheck(X)
+        check_n_features(self, _n_features(np.asarray(X)))
+        return self._emission().validate_data(X)
+
+    #: Whether X must be >= 0, and the negative code that marks a gap (scikit-learn's
+    #: checks read these through the ``positive_only`` tag).
+    _nonnegative: bool = False
+    _missing_code: float | None = None
+
+    def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        return dict(_EMISSION_REPLACED)
+
+    def _precheck(self, X: Any) -> Any:
+        return precheck_table(
+            self, X, nonnegative=self._nonnegative, missing_code=self._missing_code
+        )
+
+    def _sklearn_tags(self, tags: Any) -> Any:
+        tags = density_tags(tags, allow_nan=True)
+        tags.input_tags.positive_only = self._nonnegative
+        return tags
 
     # ------------------------------------------------------------------ the protocol
     def _init_params(self, X: np.ndarray, rng: np.random.Generator) -> None:
@@ -498,6 +525,8 @@ class PoissonMixture(Mixture):
         family.lambdas_prior, family.lambdas_weight = self.lambdas_prior, self.lambdas_weight
         return family
 
+    _nonnegative = True  # counts
+
     @property
     def lambdas_(self) -> np.ndarray:
         """Fitted rates, shape (n_components, n_features)."""
@@ -556,6 +585,21 @@ class CategoricalMixture(Mixture):
         family.n_components = self.n_components
         family.probs_prior = self.probs_prior
         return family
+
+    _nonnegative, _missing_code = True, -1.0  # integer codes; -1 marks a gap
+
+    def _sklearn_tags(self, tags: Any) -> Any:
+        tags = super()._sklearn_tags(tags)
+        tags.input_tags.categorical = True  # integer codes
+        return tags
+
+    def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        return {
+            **super()._sklearn_expected_failed_checks(),
+            "check_fit_non_negative": (
+                "its negative data are all -1, the documented code of a missing cell"
+            ),
+        }
 
     @property
     def probs_(self) -> np.ndarray:
