@@ -191,9 +191,7 @@ class OutputMixin:
         if kind == "pandas":
             import pandas as pd
 
-            if isinstance(out, pd.DataFrame):
-                out = out.copy()
-                out.columns = columns
+            if isinstance(out, pd.DataFrame):  # already a frame: its own columns and index
                 return out
             index = X.index if isinstance(X, pd.DataFrame) else None
             return pd.DataFrame(np.asarray(out), index=index, columns=columns)

@@ -32,31 +32,7 @@ def check_array(
                 f"{name} has non-numeric columns {bad}; drop them or encode them as numbers."
             )
         X = X.to_numpy()
-    if _is_sparse(X):
-        raise ValueError(
-            f"{name} is a sparse matrix: sparse input is not supported; convert with "
-            f"{name}.toarray()."
-        )
-    arr = np.asarray(X)
-    if arr.dtype == object:  # numbers held as Python objects are still numbers
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise NonNumericError(
-                f"{name} must be numeric; got an array of dtype object holding non-numbers ({exc})."
-            ) from None
-    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
-        raise ValueError(f"{name} must be numeric; got an array of dtype {arr.dtype}.")
-    if np.iscomplexobj(arr):
-        raise ValueError(f"Complex data not supported: {name} must be real-valued.")
-    if arr.ndim == 1 and one_d_as_column:
-        arr = arr.reshape(-1, 1)
-    if arr.ndim == 1:  # scikit-learn's message, which users and its checks know
-        raise ValueError(
-            f"Expected 2D array, got 1D array instead: {name} has shape {arr.shape}. Reshape "
-            "your data either using array.reshape(-1, 1) if your data has a single feature or "
-            "array.reshape(1, -1) if it contains a single sample."
-        )
+    arr = as_numeric_array(X, name=name, one_d_as_column=one_d_as_column)
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features); got an array with "
@@ -82,6 +58,37 @@ def check_array(
         raise ValueError(
             f"{name} contains {kind}; this model needs finite values. Remove or impute those "
             "rows first (latentem's imputers handle missing values)."
+        )
+    return arr
+
+
+def as_numeric_array(X: Any, *, name: str = "X", one_d_as_column: bool = False) -> np.ndarray:
+    """X as a real numeric array (not yet 2-D checked), or a ValueError with
+    scikit-learn's wording: sparse, object holding non-numbers, text, complex, 1-D."""
+    if _is_sparse(X):
+        raise ValueError(
+            f"{name} is a sparse matrix: sparse input is not supported; convert with "
+            f"{name}.toarray()."
+        )
+    arr = np.asarray(X)
+    if arr.dtype == object:  # numbers held as Python objects are still numbers
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise NonNumericError(
+                f"{name} must be numeric; got an array of dtype object holding non-numbers ({exc})."
+            ) from None
+    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
+        raise ValueError(f"{name} must be numeric; got an array of dtype {arr.dtype}.")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported: {name} must be real-valued.")
+    if arr.ndim == 1 and one_d_as_column:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim == 1:  # scikit-learn's message, which users and its checks know
+        raise ValueError(
+            f"Expected 2D array, got 1D array instead: {name} has shape {arr.shape}. Reshape "
+            "your data either using array.reshape(-1, 1) if your data has a single feature or "
+            "array.reshape(1, -1) if it contains a single sample."
         )
     return arr
 

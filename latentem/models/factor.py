@@ -43,8 +43,14 @@ from typing import Any
 
 import numpy as np
 
+from latentem._sklearn import (
+    OutputMixin,
+    check_n_features,
+    note_features,
+    transformer_tags,
+)
 from latentem._validation import check_array, check_positive_int, check_random_state
-from latentem.base import InitParamsSetting, ParamsMixin
+from latentem.base import InitParamsSetting, ParamsMixin, not_fitted_error
 from latentem.families.gaussian_missing import (
     SERIAL_BELOW,
     MissingGaussianFamily,
@@ -100,7 +106,7 @@ def _prepare(X: np.ndarray, one_component: bool) -> _Prepared:
 
 def _check_X(X: Any, min_samples: int = 1) -> np.ndarray:
     """2-D float64, NaN allowed for gaps, no inf, no column entirely missing."""
-    X = check_array(X, name="X", allow_nan=True, min_samples=min_samples)
+    X = check_array(X, name="X", allow_nan=True, min_samples=min_samples, one_d_as_column=False)
     X = np.ascontiguousarray(X, dtype=np.float64)
     nan = np.isnan(X)
     if nan.any():
@@ -236,7 +242,7 @@ def orthogonal_rotation(
     return A @ R
 
 
-class _FactorModel(SaveMixin, ParamsMixin):
+class _FactorModel(OutputMixin, SaveMixin, ParamsMixin):
     """What factor analysis, PPCA and mixtures of factor analysers share:
     data checks, the E-step through the Gaussian family with gaps, scoring."""
 
@@ -276,7 +282,7 @@ class _FactorModel(SaveMixin, ParamsMixin):
         K = self._n_mix()
         if n < max(K, 2):
             raise ValueError(
-                f"X has {n} rows; {type(self).__name__} needs at least {max(K, 2)} "
+                f"X has {n} rows (n_samples={n}); {type(self).__name__} needs at least {max(K, 2)} "
                 f"(n_components={K}). Pass more data or use fewer components."
             )
         if self._fitted() and getattr(self, "warm_start", False) and D != self.n_features_in_:
@@ -300,23 +306,17 @@ class _FactorModel(SaveMixin, ParamsMixin):
 
     def validate_block(self, X: Any) -> np.ndarray:
         """Check one block of a larger data set (chunked, Dask and online fits)."""
-        X = check_array(X, name="X", allow_nan=True)
+        X = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
         X = np.ascontiguousarray(X, dtype=np.float64)
-        if self._fitted() and X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"a block of X has {X.shape[1]} features but the model has "
-                f"{self.n_features_in_}; every block needs the same features."
-            )
+        if self._fitted():
+            check_n_features(self, X.shape[1])
         return X
 
     def _check_input(self, X: Any) -> np.ndarray:
         self._require_fitted()
-        X = check_array(X, name="X", allow_nan=True)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_} features."
-            )
+        note_features(self, X, reset=False)
+        X = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
+        check_n_features(self, X.shape[1])
         return np.ascontiguousarray(X, dtype=np.float64)
 
     def _fitted(self) -> bool:
@@ -324,9 +324,17 @@ class _FactorModel(SaveMixin, ParamsMixin):
 
     def _require_fitted(self) -> None:
         if not self._fitted():
-            raise AttributeError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit(X) first."
-            )
+            raise not_fitted_error(self)
+
+    def _sklearn_tags(self, tags: Any) -> Any:
+        return transformer_tags(tags, allow_nan=True, preserves_dtype=["float64"])
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the factors ``transform`` returns: the class name in lower case
+        and an index (``factoranalysis0``, ...), as scikit-learn names them."""
+        self._require_fitted()
+        q = getattr(self, "n_factors", None)  # mixtures of factor analysers
+        return self._feature_prefix_names(int(q if q else self.components_.shape[0]))
 
     # -------------------------------------------------------------- starting values
     def _start_moments(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -435,6 +443,7 @@ class _FactorModel(SaveMixin, ParamsMixin):
         self
         """
         warm = bool(getattr(self, "warm_start", False)) and self._fitted()
+        note_features(self, X, reset=not warm)
         result = fit_em(
             self,
             X,
@@ -780,11 +789,12 @@ class FactorAnalysis(_FactorModel):
         Gaps are marginalised: a row's factors are inferred from its observed
         cells only (a row entirely missing gets 0).
         """
+        given = X
         X = self._check_input(X)
         P = self._family._precision_parts()[1][0]
         q = self.components_.shape[0]
         G, _ = _factor_posterior(P, self.components_.T, np.eye(q))
-        return self._posterior_factor_means(X, 0, np.zeros(q), G)
+        return self._wrap_output(self._posterior_factor_means(X, 0, np.zeros(q), G), given)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, then return :meth:`transform` of X."""
@@ -1270,6 +1280,7 @@ class MixtureOfFactorAnalyzers(_FactorModel):
         for MFA each component has its own factors and the average mixes
         them, so :meth:`predict_proba` is the better summary there.
         """
+        given = X
         X = self._check_input(X)
         R = self.predict_proba(X)
         P_all = self._family._precision_parts()[1]
@@ -1279,7 +1290,7 @@ class MixtureOfFactorAnalyzers(_FactorModel):
             a = self.factor_means_[k] if self._mcfa else np.zeros(self.n_factors)
             G, _ = _factor_posterior(P_all[k], L[k], Cu[k])
             out += R[:, k, None] * self._posterior_factor_means(X, k, a, G)
-        return out
+        return self._wrap_output(out, given)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``(X, labels)``, grouped by component as in scikit-learn."""

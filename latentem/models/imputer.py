@@ -22,9 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from latentem._validation import check_mixture_settings, check_positive_int, check_random_state
+from latentem._sklearn import OutputMixin, check_n_features, note_features, transformer_tags
+from latentem._validation import (
+    as_numeric_array,
+    check_mixture_settings,
+    check_positive_int,
+    check_random_state,
+)
 from latentem.backends import Chunked, is_dask_array, is_out_of_core
-from latentem.base import ParamsMixin
+from latentem.base import ParamsMixin, not_fitted_error
 from latentem.families.gaussian_missing import (
     MissingGaussianFamily,
     bayesian_ridge_regressions,
@@ -112,18 +118,7 @@ class _Table:
             arr = block.to_numpy(dtype=np.float64, na_value=np.nan)
             self.dtype = np.float64
         else:
-            arr = np.asarray(X)
-            if arr.dtype == object or not (
-                np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-            ):
-                raise ValueError(
-                    f"X must be numeric; got an array of dtype {arr.dtype}. Pass a DataFrame "
-                    "with non_numeric='passthrough' to keep text columns untouched."
-                )
-            if np.iscomplexobj(arr):
-                raise ValueError("X must be real-valued; got complex numbers.")
-            if arr.ndim == 1:
-                arr = arr.reshape(-1, 1)
+            arr = as_numeric_array(X, name="X")  # sparse, text, complex, 1-D: refused
             if arr.ndim != 2:
                 raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {arr.shape}.")
             self.dtype = np.float32 if arr.dtype == np.float32 else np.float64
@@ -445,7 +440,7 @@ def _partial_variances(model: _MissingEM) -> np.ndarray:
 
 # ---------------------------------------------------------------------- the estimator
 @register
-class EMImputer(ParamsMixin, SaveMixin):
+class EMImputer(OutputMixin, ParamsMixin, SaveMixin):
     """Fill missing values by EM under a multivariate normal or a Gaussian mixture.
 
     ``n_components=1`` is the classical EM imputation under one multivariate
@@ -679,10 +674,14 @@ class EMImputer(ParamsMixin, SaveMixin):
             self._bounds_pair(D)
 
     def _require_fitted(self) -> None:
-        if "_model" not in self.__dict__:
-            raise AttributeError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit(X) first."
-            )
+        if not self._fitted():
+            raise not_fitted_error(self)
+
+    def _fitted(self) -> bool:
+        return "_model" in self.__dict__
+
+    def _sklearn_tags(self, tags: Any) -> Any:
+        return transformer_tags(tags, allow_nan=True, preserves_dtype=["float64", "float32"])
 
     def _read(self, X: Any) -> _Table:
         """Read X for transform/sampling: same columns as at fit."""
@@ -691,14 +690,13 @@ class EMImputer(ParamsMixin, SaveMixin):
         if table.frame and hasattr(self, "feature_names_in_"):
             if list(table.names) != list(self.feature_names_in_):
                 raise ValueError(
+                    "The feature names should match those that were passed during fit: "
                     f"X has numeric columns {table.names}, but the imputer was fitted with "
                     f"{list(self.feature_names_in_)}; pass the same columns in the same order."
                 )
-        if table.X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {table.X.shape[1]} numeric features, but {type(self).__name__} was "
-                f"fitted with {self.n_features_in_}."
-            )
+        else:  # names on one side only: scikit-learn's warnings
+            note_features(self, X, reset=False)
+        check_n_features(self, table.X.shape[1])
         return table
 
     def _check_first_table(self, table: _Table, what: str) -> np.ndarray:
@@ -715,9 +713,14 @@ class EMImputer(ParamsMixin, SaveMixin):
         """Clear errors for tables EM cannot fit: too few rows or observed values."""
         D = len(n_obs)
         if D == 0:
-            raise ValueError(f"{what} has no numeric columns to impute.")
+            raise ValueError(  # scikit-learn's wording first
+                f"Found array with 0 feature(s) (shape=({n}, 0)) while a minimum of 1 is "
+                f"required: {what} has no numeric columns to impute."
+            )
         if n < 2:
-            raise ValueError(f"{what} has {n} row(s); EM imputation needs at least 2 rows.")
+            raise ValueError(  # "n_samples=" as scikit-learn words it
+                f"{what} has {n} row(s) (n_samples={n}); EM imputation needs at least 2 rows."
+            )
         if (n_obs == 0).any():
             raise ValueError(
                 f"{table._cols(np.flatnonzero(n_obs == 0))} of {what} is entirely missing; drop "
@@ -1199,7 +1202,7 @@ class EMImputer(ParamsMixin, SaveMixin):
             A new object of the input's type; X itself is not changed.
         """
         table = self._read(X)
-        return self._fill(table, None)
+        return self._wrap_output(self._fill(table, None), X)
 
     def _fill(self, table: _Table, plan) -> Any:
         A = table.X
@@ -1237,7 +1240,7 @@ class EMImputer(ParamsMixin, SaveMixin):
         table = self._fit_table(X)
         if table is None:  # fitted block by block: the filled table is built in memory
             return self.transform(X)
-        return self._fill(table, self._model.plan)
+        return self._wrap_output(self._fill(table, self._model.plan), X)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns (the fitted numeric columns)."""
