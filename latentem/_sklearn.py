@@ -48,8 +48,8 @@ class NotFittedError(ValueError, AttributeError):
     >>> try:
     ...     GaussianMixture().predict([[0.0]])
     ... except NotFittedError as exc:
-    ...     print(str(exc)[:42])
-    This GaussianMixture instance is not fitted
+    ...     print(str(exc).split(".")[0])
+    This GaussianMixture instance is not fitted yet
     """
 
 

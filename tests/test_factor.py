@@ -426,7 +426,7 @@ def test_bad_data():
     with pytest.raises(AttributeError, match="not fitted"):
         FactorAnalysis(1).transform(X)
     fa = FactorAnalysis(1).fit(X)
-    with pytest.raises(ValueError, match="3 features, but FactorAnalysis was fitted with 4"):
+    with pytest.raises(ValueError, match="3 features, but FactorAnalysis is expecting 4 features"):
         fa.transform(X[:, :3])
 
 

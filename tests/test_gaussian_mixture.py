@@ -172,7 +172,9 @@ def test_float32_input(blobs):
 def test_one_dimensional_input_is_refused_as_scikit_learn_does():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-3, 1, 400), rng.normal(3, 1, 400)])
-    with pytest.raises(ValueError, match=r"Expected 2D array, got 1D array instead.*reshape\(-1, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"Expected 2D array, got 1D array instead.*reshape\(-1, 1\)"
+    ):
         GaussianMixture(2, random_state=0).fit(x)
     gm = GaussianMixture(2, random_state=0).fit(x.reshape(-1, 1))
     np.testing.assert_allclose(np.sort(gm.means_.ravel()), [-3, 3], atol=0.2)
@@ -206,7 +208,7 @@ def test_bad_inputs(blobs):
     gm = GaussianMixture(2, random_state=0).fit(blobs)
     with pytest.raises(ValueError, match="features"):
         gm.predict(blobs[:, :2])
-    with pytest.raises(AttributeError, match="not fitted"):
+    with pytest.raises(AttributeError, match="not fitted"):  # NotFittedError is one
         GaussianMixture(2).predict(blobs)
 
 

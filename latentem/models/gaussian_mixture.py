@@ -620,16 +620,18 @@ def _check_weights(w: Any, K: int) -> np.ndarray:
     w = np.asarray(w, dtype=np.float64)
     if w.shape != (K,):
         raise ValueError(
-            f"The parameter 'weights' should have the shape of ({K},), but got {w.shape}"
+            f"The parameter 'weights' should have the shape of ({K},), but got {w.shape} "
+            "(weights_init: one weight per component)."
         )
     if np.any(w < 0) or np.any(w > 1) or not np.all(np.isfinite(w)):
         raise ValueError(  # (scikit-learn names the minimum "max value"; kept for its tests)
             "The parameter 'weights' should be in the range [0, 1], but got "
-            f"max value {np.min(w):.5f}, min value {np.max(w):.5f}"
+            f"max value {np.min(w):.5f}, min value {np.max(w):.5f} (weights_init)."
         )
     if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
         raise ValueError(
-            f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}"
+            f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f} "
+            "(weights_init must sum to 1)."
         )
     return w
 
@@ -640,10 +642,11 @@ def _check_means(m: Any, K: int, D: int) -> np.ndarray:
         m = m.reshape(-1, 1)
     if m.shape != (K, D):
         raise ValueError(
-            f"The parameter 'means' should have the shape of ({K}, {D}), but got {m.shape}"
+            f"The parameter 'means' should have the shape of ({K}, {D}), but got {m.shape} "
+            "(means_init: one row per component)."
         )
     if not np.all(np.isfinite(m)):
-        raise ValueError("The parameter 'means' must be finite.")
+        raise ValueError("The parameter 'means' must be finite (means_init).")
     return m
 
 
@@ -652,13 +655,14 @@ def _covariances_from_precisions(p: Any, ct: str, K: int, D: int) -> np.ndarray:
     shape = covariance_shape(ct, K, D)
     if p.shape != shape:
         raise ValueError(
-            f"The parameter '{ct} precision' should have the shape of {shape}, but got {p.shape}"
+            f"The parameter '{ct} precision' should have the shape of {shape}, but got {p.shape} "
+            f"(precisions_init for covariance_type={ct!r})."
         )
     if not np.all(np.isfinite(p)):
-        raise ValueError(f"The parameter '{ct} precision' must be finite.")
+        raise ValueError(f"The parameter '{ct} precision' must be finite (precisions_init).")
     if ct in ("full", "tied"):
         mats = p if ct == "full" else p[None]
-        bad = f"'{ct} precision' should be symmetric, positive-definite"
+        bad = f"'{ct} precision' should be symmetric, positive-definite (precisions_init)."
         if not np.allclose(mats, mats.transpose(0, 2, 1)):
             raise ValueError(bad)
         try:
@@ -669,5 +673,5 @@ def _covariances_from_precisions(p: Any, ct: str, K: int, D: int) -> np.ndarray:
         cov = 0.5 * (cov + cov.transpose(0, 2, 1))
         return cov if ct == "full" else cov[0]
     if np.any(p <= 0):
-        raise ValueError(f"'{ct} precision' should be positive")
+        raise ValueError(f"'{ct} precision' should be positive (precisions_init).")
     return 1.0 / p
