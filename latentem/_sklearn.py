@@ -258,12 +258,21 @@ def note_features(est: Any, X: Any, reset: bool) -> None:
         )
 
 
-def check_n_features(est: Any, n: int) -> None:
-    """X's number of columns must be that seen by fit (scikit-learn's wording)."""
+def check_n_features(est: Any, n: int, one_d: bool = False) -> None:
+    """X's number of columns must be that seen by fit (scikit-learn's wording).
+
+    ``one_d``: X was 1-D, read as one column; the message says how to pass
+    one sample instead."""
     if n != est.n_features_in_:
+        hint = (
+            " A 1-D X is read as one column; Reshape your data with X.reshape(1, -1) if it "
+            "is a single sample."
+            if one_d
+            else ""
+        )
         raise ValueError(
             f"X has {n} features, but {type(est).__name__} is expecting "
-            f"{est.n_features_in_} features as input."
+            f"{est.n_features_in_} features as input.{hint}"
         )
 
 
@@ -272,16 +281,25 @@ def precheck_table(
 ) -> Any:
     """scikit-learn's generic input rules, before a family reads X by its own rules.
 
-    Sparse, complex, 1-D, empty and (when ``nonnegative``) negative input is
-    refused with scikit-learn's wording; numbers held in an object array
-    become float64; a DataFrame passes through for the family to read.
+    Sparse, complex, empty, more than 2-D and (when ``nonnegative``) negative
+    input is refused with scikit-learn's wording; numbers held in an object
+    array become float64. A 1-D X stays the family's to read (one column), and
+    a DataFrame passes through. No copy of a numeric array is made.
     ``missing_code`` is a negative value that marks a missing cell.
     """
-    from latentem._validation import check_array
+    from latentem._validation import as_numeric_array
 
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
         return X
-    arr = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
+    arr = as_numeric_array(X, name="X", one_d_as_column=True)
+    if arr.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {arr.shape}.")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if arr.shape[axis] == 0:
+            raise ValueError(
+                f"Found array with 0 {what}(s) (shape={arr.shape}) while a minimum of 1 is "
+                "required."
+            )
     if nonnegative:
         neg = arr < 0
         if missing_code is not None:
@@ -293,6 +311,5 @@ def precheck_table(
                 + ("" if missing_code is None else f" ({missing_code:g} or NaN marks a gap)")
                 + "."
             )
-    if np.asarray(X).dtype == object or np.iscomplexobj(X):
-        return arr
-    return X
+    converted = np.asarray(X).dtype == object
+    return arr.reshape(np.shape(X)) if converted else X

@@ -299,7 +299,7 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         """Check one block of a larger data set (chunked, Dask and online fits)."""
         X = self._precheck(X)
         if self._fitted():
-            check_n_features(self, _n_features(np.asarray(X)))
+            check_n_features(self, _n_features(np.asarray(X)), one_d=np.ndim(X) == 1)
         return self._emission().validate_data(X)
 
     def _fitted(self) -> bool:
@@ -309,7 +309,7 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         self._require_fitted()
         note_features(self, X, reset=False)
         X = self._precheck(X)
-        check_n_features(self, _n_features(np.asarray(X)))
+        check_n_features(self, _n_features(np.asarray(X)), one_d=np.ndim(X) == 1)
         return self._emission().validate_data(X)
 
     #: Whether X must be >= 0, and the negative code that marks a gap (scikit-learn's
