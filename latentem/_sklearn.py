@@ -60,8 +60,22 @@ def _sklearn_exceptions() -> Any:
 
 @functools.cache
 def _joint(ours: type, theirs: type) -> type:
-    """A class deriving from latentem's and scikit-learn's, made once per pair."""
-    return type(ours.__name__, (ours, theirs), {"__module__": ours.__module__})
+    """A class deriving from latentem's and scikit-learn's, made once per pair.
+
+    Its instances pickle (joblib workers send errors back) by naming the two
+    classes, since the joint class itself is not importable by name.
+    """
+
+    def reduce(self: Any) -> tuple:
+        return (_rejoin, (ours, theirs, self.args))
+
+    return type(
+        ours.__name__, (ours, theirs), {"__module__": ours.__module__, "__reduce__": reduce}
+    )
+
+
+def _rejoin(ours: type, theirs: type, args: tuple) -> Any:
+    return _joint(ours, theirs)(*args)
 
 
 def not_fitted_error(obj: Any, what: str | None = None) -> NotFittedError:

@@ -87,6 +87,14 @@ def test_unfitted_use_raises_not_fitted_error_of_both_libraries(make, call, two_
     assert isinstance(info.value, AttributeError)  # hasattr-style code keeps working
 
 
+def test_joined_error_survives_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(not_fitted_error(EMImputer())))
+    assert isinstance(err, SkNotFittedError) and isinstance(err, latentem.NotFittedError)
+    assert "This EMImputer instance" in str(err)
+
+
 def test_not_fitted_error_helper_names_the_estimator():
     err = not_fitted_error(GaussianHMM(2), what="startprob_")
     assert isinstance(err, SkNotFittedError) and "This GaussianHMM instance" in str(err)
