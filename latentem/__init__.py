@@ -7,7 +7,44 @@ stays cheap: numba, scipy and the models load when a model is first touched.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for static tools (IDEs, type checkers, the API docs); not run
+    from latentem import tree
+    from latentem._sklearn import NotFittedError
+    from latentem.backends import Chunked, OnlineEM
+    from latentem.families.base import EmissionFamily, register_family
+    from latentem.graph import (
+        Categorical,
+        Discrete,
+        Family,
+        Gaussian,
+        MarkovChain,
+        ModelGraph,
+        Poisson,
+    )
+    from latentem.model_selection import bootstrap_lrt, select_gaussian_mixture, select_n_components
+    from latentem.models.factor import PPCA, FactorAnalysis, MixtureOfFactorAnalyzers
+    from latentem.models.gaussian_mixture import GaussianMixture
+    from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+    from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
+    from latentem.models.mixture import (
+        BernoulliMixture,
+        CategoricalMixture,
+        Mixture,
+        PoissonMixture,
+    )
+    from latentem.models.regime import MarkovAutoregression, MarkovRegression
+    from latentem.models.ssm import LinearGaussianSSM, SSMImputer
+    from latentem.persistence import load
+    from latentem.protocol import LatentModel, Stats, SupportsParamVector
+    from latentem.runner import (
+        ConvergenceWarning,
+        EMResult,
+        IterationInfo,
+        LikelihoodDecreaseWarning,
+        fit_em,
+    )
 
 __version__ = "0.1.0"
 
