@@ -26,6 +26,7 @@ from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.kernels.gaussian import gaussian_logprob
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.latent import CategoricalLatent
+from latentem.models._rows import weighted_posteriors
 from latentem.models.mixture import MixtureSurface
 from latentem.persistence import SaveMixin
 from latentem.registry import register
@@ -331,6 +332,9 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         user = (self.weights_init, self.means_init, self.precisions_init)
         if any(u is None for u in user):
             W, shift = self._initial_responsibilities(X, rng)
+            terms = self._rows(X)
+            if terms is not None:
+                W = terms.start(W)
             cov0 = np.ones(covariance_shape(self.covariance_type, K, D))
             if self.covariance_type in ("full", "tied"):
                 cov0 = np.broadcast_to(np.eye(D), cov0.shape).copy()
@@ -373,11 +377,31 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     def e_step(self, X: np.ndarray) -> tuple[dict, float]:
         """Fused E-step: statistics ``{"nk", "sum", "second"}`` and total log-likelihood."""
-        if self._has_gaps(X):
+        terms = self._rows(X)
+        if terms is not None:  # weighted or partly labelled rows: densities, then sums
+            fam = self._family
+            plan = fam.plan(X)
+            log_joint = fam.log_prob(X, plan) + self._latent.log_weights()
+            W, ll = weighted_posteriors(log_joint, terms)
+            nk, S, Q = fam.accumulate(X, W, plan)
+            if fam.smode == 1 and terms.weights is not None:
+                Q = self._tied_second_moment(X, plan, terms.weights)
+        elif self._has_gaps(X):
             (nk, S, Q), ll = self._family.mixture_e_step(X, self._latent.log_weights())
         else:
             (nk, S, Q), ll = self._family.fused_e_step(X, self._latent.log_weights())
         return {"nk": nk, "sum": S, "second": Q}, ll
+
+    def _tied_second_moment(self, X: np.ndarray, plan: Any, weights: np.ndarray) -> np.ndarray:
+        """The tied statistic ``sum_n w_n (x_n - shift)(x_n - shift)'``: the kernels sum it
+        unweighted, as every row's responsibilities add up to 1 without row weights."""
+        if plan.complete.size != X.shape[0]:
+            raise ValueError(
+                "sample_weight with covariance_type='tied' needs complete rows; use another "
+                "covariance type, or fill or drop the rows with gaps."
+            )
+        Y = X - self._family._shift()
+        return ((Y * weights[:, None]).T @ Y)[None]
 
     def m_step(self, stats: dict) -> None:
         """New weights, means and covariances; re-seeds components that emptied."""
@@ -401,7 +425,12 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
                 empty = empty[empty != dst]
 
     def log_likelihood(self, X: np.ndarray) -> float:
-        """Total log-likelihood of X under the current parameters."""
+        """Total log-likelihood of X under the current parameters (weighted, and with
+        the known components, during a fit given ``sample_weight`` or ``labels``)."""
+        terms = self._rows(X)
+        if terms is not None:
+            log_joint = self._family.log_prob(X) + self._latent.log_weights()
+            return weighted_posteriors(log_joint, terms)[1]
         return float(self._score_rows(X).sum())
 
     def get_param_vector(self) -> np.ndarray:
@@ -443,13 +472,24 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         return {"nk": nk, "sum": S, "second": Q}
 
     # ------------------------------------------------------------------ scikit-learn API
-    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
+    def fit(
+        self, X: Any, y: Any = None, *, sample_weight: Any = None, labels: Any = None
+    ) -> GaussianMixture:
         """Estimate the parameters by EM.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : ignored
+            As in scikit-learn (its tools pass class labels here; component
+            labels go in ``labels``).
+        sample_weight : array-like (n_samples,), optional
+            Row weights >= 0; a weight of 2 fits as the row twice (scikit-learn
+            #15647). The fused kernels give way to a density-then-sums pass.
+        labels : array-like of int (n_samples,), optional
+            Semi-supervised fitting (mclust's ``MclustSSC``): the known component
+            of each row, -1 where it is unknown. Known rows keep their component
+            throughout EM; component k is the class labelled k.
 
         Returns
         -------
@@ -459,21 +499,23 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         self._check_settings()
         warm = bool(self.warm_start) and self._fitted()
         if self.max_iter == 0:
-            return self._initialise_only(X, warm)
+            with self._rows_for_fit(X, sample_weight, labels):
+                return self._initialise_only(X, warm)
         watch = _Watch(self, X, warm)
         try:
-            result = fit_em(
-                self,
-                X,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                n_init=1 if warm else self.n_init,
-                random_state=self.random_state,
-                accelerate=self.accelerate,
-                verbose=self.verbose,
-                warm_start=warm,
-                callback=watch,
-            )
+            with self._rows_for_fit(X, sample_weight, labels):
+                result = fit_em(
+                    self,
+                    X,
+                    max_iter=self.max_iter,
+                    tol=self.tol,
+                    n_init=1 if warm else self.n_init,
+                    random_state=self.random_state,
+                    accelerate=self.accelerate,
+                    verbose=self.verbose,
+                    warm_start=warm,
+                    callback=watch,
+                )
         except ValueError as exc:
             if "not positive definite" not in str(exc):
                 raise

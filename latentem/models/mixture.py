@@ -9,8 +9,10 @@ scikit-learn's names and fused Gaussian kernels on the same surface.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,7 @@ from latentem._vector import family_parts, get_vector, set_vector
 from latentem.base import InitParamsSetting, ParamsMixin, not_fitted_error
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.latent import CategoricalLatent
+from latentem.models._rows import RowTerms, row_terms, weighted_posteriors
 from latentem.persistence import SaveMixin
 from latentem.registry import register
 from latentem.runner import fit_em
@@ -104,6 +107,31 @@ class MixtureSurface:
     def _require_fitted(self) -> None:
         if not self._fitted():
             raise not_fitted_error(self)
+
+    @contextlib.contextmanager
+    def _rows_for_fit(self, X: Any, sample_weight: Any, labels: Any) -> Iterator[None]:
+        """Hold the checked ``sample_weight`` and ``labels`` while EM runs on X."""
+        if sample_weight is None and labels is None:
+            yield
+            return
+        from latentem.backends import is_out_of_core
+
+        if is_out_of_core(X):
+            raise ValueError(
+                "sample_weight and labels need X in memory (an array or a DataFrame); "
+                "they are not supported for chunked or Dask data."
+            )
+        n_rows = int(X.shape[0]) if isinstance(X, np.ndarray) else len(np.asarray(X))
+        self.__dict__["_fit_rows"] = row_terms(sample_weight, labels, n_rows, self.n_components)
+        try:
+            yield
+        finally:
+            self.__dict__.pop("_fit_rows", None)
+
+    def _rows(self, X: Any) -> RowTerms | None:
+        """The row terms of the fit in progress, if they belong to X."""
+        terms = self.__dict__.get("_fit_rows")
+        return terms if terms is not None and terms.applies_to(X) else None
 
     def _record(self, result: Any) -> None:
         self.converged_ = bool(result.converged)
@@ -342,6 +370,9 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         method = str(self.init_params)
         if method != "family":
             W = _start_responsibilities(X, K, method, rng)
+            terms = self._rows(X)
+            if terms is not None:
+                W = terms.start(W)
             family.m_step(family.accumulate(X, W, **self._plan(X)), _ALL)
             self._latent.m_step(W.sum(axis=0))
         family.check_params()
@@ -360,7 +391,11 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         the total log-likelihood."""
         plan = self._plan(X)
         family = self._emission()
-        resp, ll = self._latent.posteriors(np.asarray(family.log_prob(X, **plan), np.float64))
+        terms = self._rows(X)
+        if terms is None:
+            resp, ll = self._latent.posteriors(np.asarray(family.log_prob(X, **plan), np.float64))
+        else:
+            resp, ll = weighted_posteriors(self._weighted_logprob(X, plan), terms)
         return {"weights": resp.sum(axis=0), "emission": family.accumulate(X, resp, **plan)}, ll
 
     def m_step(self, stats: dict) -> None:
@@ -371,7 +406,11 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         self._emission().m_step(stats["emission"], letters)
 
     def log_likelihood(self, X: np.ndarray) -> float:
-        """Total log-likelihood of X under the current parameters."""
+        """Total log-likelihood of X under the current parameters (weighted, and with
+        the known components, during a fit given ``sample_weight`` or ``labels``)."""
+        terms = self._rows(X)
+        if terms is not None:
+            return weighted_posteriors(self._weighted_logprob(X), terms)[1]
         return float(logsumexp(self._weighted_logprob(X), axis=1).sum())
 
     def log_prior(self) -> float:
@@ -392,7 +431,9 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         return set_vector(self._vector_parts(), theta, self._emission().check_params)
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X: Any, y: Any = None) -> Mixture:
+    def fit(
+        self, X: Any, y: Any = None, *, sample_weight: Any = None, labels: Any = None
+    ) -> Mixture:
         """Estimate the parameters by EM.
 
         Parameters
@@ -400,6 +441,13 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         X : array-like
             Rows as the family reads them (NaN: missing).
         y : ignored
+            As in scikit-learn (its tools pass class labels here; component
+            labels go in ``labels``).
+        sample_weight : array-like (n_samples,), optional
+            Row weights >= 0; a weight of 2 fits as the row twice.
+        labels : array-like of int (n_samples,), optional
+            Semi-supervised fitting: the known component of each row, -1 where
+            it is unknown. Known rows keep their component throughout EM.
 
         Returns
         -------
@@ -412,17 +460,18 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
             # every parameter is initialised again: start from an unfitted family, so
             # nothing learnt from earlier data (levels, feature counts) constrains X
             self.emission = self.emission.fresh(self.n_components)
-        result = fit_em(
-            self,
-            X,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            n_init=1 if warm else self.n_init,
-            random_state=self.random_state,
-            accelerate=self.accelerate,
-            verbose=self.verbose,
-            warm_start=warm,
-        )
+        with self._rows_for_fit(X, sample_weight, labels):
+            result = fit_em(
+                self,
+                X,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_init=1 if warm else self.n_init,
+                random_state=self.random_state,
+                accelerate=self.accelerate,
+                verbose=self.verbose,
+                warm_start=warm,
+            )
         self._record(result)
         return self
 
@@ -598,6 +647,10 @@ class CategoricalMixture(Mixture):
             **super()._sklearn_expected_failed_checks(),
             "check_fit_non_negative": (
                 "its negative data are all -1, the documented code of a missing cell"
+            ),
+            "check_sample_weight_equivalence_on_dense_data": (
+                "its data are continuous, not category codes (the weights' equivalence to "
+                "repeated rows is tested in latentem's own tests)"
             ),
         }
 
