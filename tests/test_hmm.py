@@ -296,7 +296,8 @@ def test_sample_and_information_criteria():
         (lambda m, X: m.fit(X, labels=np.full(50, 7)), "labels must be -1"),
         (lambda m, X: m.set_params(algorithm="best").fit(X), "algorithm must be one of"),
         (lambda m, X: m.set_params(covariance_type="round").fit(X), "covariance_type"),
-        (lambda m, X: m.set_params(n_iter=0).fit(X), "n_iter must be >= 1"),
+        (lambda m, X: m.set_params(n_iter=-1).fit(X), "n_iter must be >= 0"),
+        (lambda m, X: m.set_params(implementation="fast").fit(X), "implementation must be"),
         (lambda m, X: m.fit(np.column_stack([X[:, 0], np.full(50, np.nan)])), "entirely missing"),
     ],
 )
@@ -309,7 +310,7 @@ def test_bad_input_gives_clear_errors(call, message):
 def test_bad_parameters_set_by_hand():
     model = GaussianHMM(2, init_params="")
     with pytest.raises(ValueError, match="startprob_ is not set"):
-        model.fit(np.zeros((5, 1)))
+        model.score(np.zeros((5, 1)))
     model.startprob_ = np.array([0.5, 0.6])
     model.transmat_ = np.eye(2)
     with pytest.raises(ValueError, match="sum to 1"):

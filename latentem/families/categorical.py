@@ -22,7 +22,8 @@ class CategoricalFamily(EmissionFamily):
     """K categorical distributions over the symbols 0 .. n_features - 1.
 
     Data are one symbol per row, as an integer array of shape (n,) or (n, 1);
-    a negative symbol or NaN marks a missing observation.
+    -1 (or NaN in a float array) marks a missing observation; other negative
+    numbers are an error.
 
     Parameters
     ----------
@@ -35,6 +36,8 @@ class CategoricalFamily(EmissionFamily):
     """
 
     param_letters = "e"
+    #: The attribute behind each letter (the HMM checks which are set).
+    param_attributes = {"e": "emissionprob_"}
     #: Parameters in the flat vector used by SQUAREM; rows of a simplex are renormalised.
     vector_attributes = ("emissionprob_",)
     simplex_attributes = ("emissionprob_",)
@@ -65,6 +68,11 @@ class CategoricalFamily(EmissionFamily):
             arr = arr.astype(np.int64)
         else:
             raise ValueError(f"categorical symbols must be integers; got dtype {arr.dtype}.")
+        if arr.size and arr.min() < -1:
+            raise ValueError(
+                f"categorical symbols must be 0, 1, 2, ..., with -1 (or NaN) for a missing "
+                f"observation; got {int(arr.min())}. Recode the symbols from 0."
+            )
         if self.n_features is not None and arr.size and arr.max() >= self.n_features:
             raise ValueError(
                 f"symbol {int(arr.max())} is out of range for n_features={self.n_features} "

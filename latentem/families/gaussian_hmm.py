@@ -45,6 +45,8 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
     """
 
     param_letters = "mc"
+    #: The attribute behind each letter (the HMM checks which are set).
+    param_attributes = {"m": "means_", "c": "covariances_"}
     #: Parameters in the flat vector used by SQUAREM (see latentem.graph).
     vector_attributes = ("means_", "covariances_")
 

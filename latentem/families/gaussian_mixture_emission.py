@@ -50,6 +50,8 @@ class GaussianMixtureEmission(EmissionFamily):
     """
 
     param_letters = "wmc"
+    #: The attribute behind each letter (the HMM checks which are set).
+    param_attributes = {"w": "weights_", "m": "means_", "c": "covars_"}
     #: Parameters in the flat vector used by SQUAREM; rows of a simplex are renormalised.
     vector_attributes = ("weights_", "means_", "covars_")
     simplex_attributes = ("weights_",)

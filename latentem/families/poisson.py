@@ -29,6 +29,8 @@ class PoissonFamily(EmissionFamily):
     """
 
     param_letters = "l"
+    #: The attribute behind each letter (the HMM checks which are set).
+    param_attributes = {"l": "lambdas_"}
     #: Parameters in the flat vector used by SQUAREM (see latentem.graph).
     vector_attributes = ("lambdas_",)
 
