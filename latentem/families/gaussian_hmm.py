@@ -39,6 +39,9 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
 
     ``reg_covar`` (default 0, as in hmmlearn) is added to the diagonal of
     every covariance after the M-step, as in scikit-learn's mixtures.
+    ``min_covar`` (hmmlearn's, default 1e-3) is added to the diagonal of a
+    state whose covariance comes out of the M-step not positive definite
+    (small or degenerate data), so the fit goes on where hmmlearn's does.
     ``n_features`` is taken from the data (or from ``means_`` when they are
     set by hand). NaN entries are allowed in the data (see
     :class:`MissingGaussianFamily`).
@@ -231,16 +234,50 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
                 cov = (cp + c_n) / (max(cw - D, 0.0) + nk.sum())
             if self.reg_covar:
                 cov = _add_to_diagonal(cov, self.reg_covar, ct)
-        try:
-            self.set_parameters(new_mu, cov)
-        except ValueError as exc:  # the family's hint names only reg_covar, which
-            # GaussianHMM does not take
-            first = str(exc).split(";")[0].replace("component", "state")
-            raise ValueError(
-                f"{first}; pass a positive-definite covars_prior such as "
-                "1e-2 * np.eye(n_features) (in a ModelGraph's Gaussian node, reg_covar > 0 "
-                "also works), use covariance_type='diag', or use fewer states"
-            ) from None
+        if "c" in letters and self._not_positive_definite(cov).any():
+            cov = self._regularised(cov)  # rare: small or degenerate data
+        self.set_parameters(new_mu, cov)
+
+    def _regularised(self, cov: np.ndarray) -> np.ndarray:
+        """``cov`` with ``min_covar`` added to the diagonal of every state whose
+        covariance is not positive definite (tenfold more until it is, up to six
+        times). hmmlearn adds a small ridge to such a covariance when it computes
+        densities; here the M-step keeps the regularised matrix, so ``covars_``
+        is what the densities use."""
+        ct = self.covariance_type
+        cov = np.array(cov, dtype=np.float64)
+        step = float(self.min_covar) if self.min_covar > 0 else 1e-3
+        for _ in range(6):
+            bad = self._not_positive_definite(cov)
+            if not bad.any():
+                return cov
+            if ct in ("diag", "spherical"):
+                cov[bad] += step
+            else:
+                idx = np.arange(cov.shape[-1])
+                view = cov[None] if ct == "tied" else cov
+                for k in np.flatnonzero(bad):
+                    view[k, idx, idx] += step
+            step *= 10.0
+        raise ValueError(
+            "a state's covariance is not positive definite even with min_covar added "
+            f"(now {self.min_covar:g}): the data may be constant or duplicated in some "
+            "columns; raise min_covar, use covariance_type='diag', or use fewer states"
+        )
+
+    def _not_positive_definite(self, cov: np.ndarray) -> np.ndarray:
+        """One flag per state (one in all for tied) saying its covariance is not PD."""
+        ct = self.covariance_type
+        if ct in ("diag", "spherical"):
+            return ~(cov.reshape(len(cov), -1) > 0).all(axis=1) | ~np.isfinite(cov).reshape(
+                len(cov), -1
+            ).all(axis=1)
+        mats = cov[None] if ct == "tied" else cov
+        if not np.isfinite(mats).all():
+            return np.ones(len(mats), dtype=bool)
+        eig = np.linalg.eigvalsh(mats)  # ascending, per state
+        # singular to working precision counts too: its log-determinant is meaningless
+        return eig[:, 0] <= 1e-12 * np.abs(eig[:, -1])
 
     def log_prior(self) -> float:
         """Log-density (up to a constant) of the prior behind hmmlearn's MAP M-step.

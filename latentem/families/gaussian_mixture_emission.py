@@ -43,8 +43,14 @@ class GaussianMixtureEmission(EmissionFamily):
         Gaussians per state M.
     covariance_type : {"full", "diag", "spherical", "tied"}
     min_covar : float
-        Added to the diagonal of every covariance estimate (keeps them
-        positive definite) and used to initialise covariances.
+        The scale ``lambda`` of a prior on every covariance, ``-lambda/2
+        tr(inv(cov))`` in the log-density (an inverse-Wishart scatter
+        ``lambda * I`` with no extra degrees of freedom): the M-step adds
+        ``lambda / n`` to the diagonal of a component with posterior mass
+        ``n``, which keeps covariances positive definite, and
+        :meth:`log_prior` counts the same term, so the objective EM maximises
+        (log-likelihood plus log-prior) never decreases. Also added to the
+        data covariance that initialises ``covars_``.
     weights_prior : float
         Dirichlet pseudo-count on the mixture weights (1.0: maximum likelihood).
     """
@@ -88,9 +94,9 @@ class GaussianMixtureEmission(EmissionFamily):
             or inner.n_features != D
             or inner.covariance_type != self._inner_type()
         ):
-            inner = MissingGaussianFamily(K * M, D, self._inner_type(), reg_covar=self.min_covar)
+            inner = MissingGaussianFamily(K * M, D, self._inner_type(), reg_covar=0.0)
             self._inner_family = inner
-        inner.reg_covar = self.min_covar
+        inner.reg_covar = 0.0  # the prior's term is added in m_step
         return inner
 
     def _flat_covariances(self) -> np.ndarray:
@@ -125,9 +131,12 @@ class GaussianMixtureEmission(EmissionFamily):
                     f"{K} states x {M} mixture components need at least {K * M} observations "
                     f"to initialise; X has {len(filled)}."
                 )
+            # Rows in a canonical order: the start then depends on the set of rows, not
+            # on their order or on how they are split into sequences.
+            rows = np.ascontiguousarray(filled[np.lexsort(filled.T[::-1])])
             uniforms = rng.random((K * M - 1, 2 + int(np.log(K * M))))
-            idx = kmeans_plusplus(filled, K * M, int(rng.integers(len(filled))), uniforms)
-            centers, _, _ = lloyd(filled, np.ascontiguousarray(filled[idx]), 100)
+            idx = kmeans_plusplus(rows, K * M, int(rng.integers(len(rows))), uniforms)
+            centers, _, _ = lloyd(rows, np.ascontiguousarray(rows[idx]), 100)
             self.means_ = centers[rng.permutation(K * M)].reshape(K, M, D)
         if "c" in letters:
             cv = np.atleast_2d(np.cov(filled.T)) + self.min_covar * np.eye(D)
@@ -189,24 +198,50 @@ class GaussianMixtureEmission(EmissionFamily):
         if "w" in letters:
             self.weights_ = dirichlet_m_step(stats["mix"], self.weights_prior, self.weights_)
         inner = self._inner()
-        nk = stats["gauss"][0]
-        means, cov = inner.estimate(stats["gauss"])
+        nk_eff = stats["gauss"][0] + _EPS10
+        means, cov = inner.estimate(stats["gauss"])  # maximum likelihood
         if "m" in letters:
             self.means_ = means.reshape(K, M, D)
         if "c" in letters:
-            if self.covariance_type == "tied":
-                # Pool the components of each state, weighted by their mass.
-                reg = self.min_covar * np.eye(D)
-                per = (cov - reg).reshape(K, M, D, D) * (nk + _EPS10).reshape(K, M, 1, 1)
-                cov = per.sum(axis=1) / (nk + _EPS10).reshape(K, M).sum(axis=1)[:, None, None] + reg
-            else:
-                cov = cov.reshape((K, M) + cov.shape[1:])
-            self.covars_ = cov
+            self.covars_ = self._map_covariances(cov, nk_eff)
         inner.set_parameters(np.asarray(self.means_).reshape(K * M, D), self._flat_covariances())
 
+    def _map_covariances(self, cov: np.ndarray, nk_eff: np.ndarray) -> np.ndarray:
+        """The MAP covariances under the ``min_covar`` prior, from the maximum-likelihood
+        ones: ``(scatter + lambda I) / n``, i.e. ``ML + lambda / n`` on the diagonal."""
+        K, M, D = self.n_components, self.n_mix, self.n_features
+        lam = float(self.min_covar)
+        ct = self.covariance_type
+        if ct == "tied":  # one matrix per state: pool its components by their mass
+            mass = nk_eff.reshape(K, M)
+            scatter = (cov.reshape(K, M, D, D) * mass[:, :, None, None]).sum(axis=1)
+            return (scatter + lam * np.eye(D)) / mass.sum(axis=1)[:, None, None]
+        add = lam / nk_eff
+        if ct == "full":
+            cov = cov + add[:, None, None] * np.eye(D)
+        elif ct == "diag":
+            cov = cov + add[:, None]
+        else:
+            cov = cov + add
+        return cov.reshape((K, M) + cov.shape[1:])
+
     def log_prior(self) -> float:
-        """Dirichlet log-prior of the mixture weights (the Gaussians are fitted by ML)."""
-        return dirichlet_log_prior(self.weights_, self.weights_prior)
+        """Log-density (up to a constant) of the priors the M-step maximises with:
+        Dirichlet on the mixture weights, ``-min_covar/2 tr(inv(cov))`` per covariance
+        matrix (per component; per state when tied)."""
+        total = dirichlet_log_prior(self.weights_, self.weights_prior)
+        lam = float(self.min_covar)
+        if lam == 0.0:
+            return total
+        cov = np.asarray(self.covars_, dtype=np.float64)
+        ct = self.covariance_type
+        if ct in ("full", "tied"):
+            trace = np.trace(np.linalg.inv(cov), axis1=-2, axis2=-1).sum()
+        elif ct == "diag":
+            trace = (1.0 / cov).sum()
+        else:
+            trace = self.n_features * (1.0 / cov).sum()
+        return total - 0.5 * lam * float(trace)
 
     def n_parameters(self) -> int:
         K, M, D = self.n_components, self.n_mix, self.n_features

@@ -314,9 +314,14 @@ class GMMHMM(HMM):
     """HMM whose states emit from Gaussian mixtures, as hmmlearn's ``GMMHMM``.
 
     Parameter letters: ``s``, ``t``, ``w`` (mixture weights), ``m`` (means),
-    ``c`` (covariances). The emission M-step is maximum likelihood with
-    ``min_covar`` added to every covariance diagonal (hmmlearn's GMMHMM uses
-    its own MAP priors instead, so fitted values differ slightly from its).
+    ``c`` (covariances). The emission M-step is MAP with a prior of scale
+    ``min_covar`` on every covariance (it adds ``min_covar / n`` to the
+    diagonal of a component with posterior mass ``n``; see
+    :class:`~latentem.families.gaussian_mixture_emission.GaussianMixtureEmission`),
+    and ``log_prior()`` counts it, so the fit never lowers the objective.
+    hmmlearn's GMMHMM uses its own priors instead, so fitted values differ
+    slightly from its. The initial means depend on the rows of X, not on
+    their order or on how they are split into sequences.
 
     Examples
     --------

@@ -479,7 +479,8 @@ class HMM(SaveMixin, ParamsMixin):
                     self,
                     data,
                     max_iter=self.n_iter,
-                    tol=self.tol,
+                    # a monitor with its own test decides alone, as in hmmlearn
+                    tol=0.0 if ConvergenceMonitor._decides(monitor) else self.tol,
                     n_init=self.n_init,
                     random_state=seed,
                     verbose=self.verbose,
