@@ -29,6 +29,8 @@ from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 __all__ = ["GaussianMixtureEmission"]
 
 _EPS10 = 10.0 * np.finfo(np.float64).eps
+#: Pseudo-observations of the covariance prior (see ``min_covar``).
+_PSEUDO_COUNT = 0.01
 
 
 @register_family(fitted=("n_features", "weights_", "means_", "covars_"), cli="gmm")
@@ -43,14 +45,16 @@ class GaussianMixtureEmission(EmissionFamily):
         Gaussians per state M.
     covariance_type : {"full", "diag", "spherical", "tied"}
     min_covar : float
-        The scale ``lambda`` of a prior on every covariance, ``-lambda/2
-        tr(inv(cov))`` in the log-density (an inverse-Wishart scatter
-        ``lambda * I`` with no extra degrees of freedom): the M-step adds
-        ``lambda / n`` to the diagonal of a component with posterior mass
-        ``n``, which keeps covariances positive definite, and
-        :meth:`log_prior` counts the same term, so the objective EM maximises
-        (log-likelihood plus log-prior) never decreases. Also added to the
-        data covariance that initialises ``covars_``.
+        The scale ``lambda`` of an inverse-Wishart prior on every covariance:
+        ``a = 0.01`` pseudo-observations with scatter ``lambda * I``, i.e.
+        ``-a/2 log|cov| - lambda/2 tr(inv(cov))`` in the log-density. The
+        M-step gives ``(n * ML + lambda * I) / (n + a)`` for a component with
+        posterior mass ``n``: about ``ML + lambda / n`` (a single point gets
+        about ``lambda``), a negligible shrinkage, and a finite ``lambda / a``
+        for an empty component. :meth:`log_prior` counts the same term, so
+        the objective EM maximises (log-likelihood plus log-prior) never
+        decreases. 0 gives maximum likelihood. Also added to the data
+        covariance that initialises ``covars_``.
     weights_prior : float
         Dirichlet pseudo-count on the mixture weights (1.0: maximum likelihood).
     """
@@ -206,42 +210,48 @@ class GaussianMixtureEmission(EmissionFamily):
             self.covars_ = self._map_covariances(cov, nk_eff)
         inner.set_parameters(np.asarray(self.means_).reshape(K * M, D), self._flat_covariances())
 
+    def _prior_counts(self) -> tuple[float, float]:
+        """``(lambda, a)``: the prior's scatter scale and pseudo-count (none when 0)."""
+        lam = float(self.min_covar)
+        return lam, (_PSEUDO_COUNT if lam > 0 else 0.0)
+
     def _map_covariances(self, cov: np.ndarray, nk_eff: np.ndarray) -> np.ndarray:
         """The MAP covariances under the ``min_covar`` prior, from the maximum-likelihood
-        ones: ``(scatter + lambda I) / n``, i.e. ``ML + lambda / n`` on the diagonal."""
+        ones: ``(scatter + lambda I) / (n + a)``."""
         K, M, D = self.n_components, self.n_mix, self.n_features
-        lam = float(self.min_covar)
+        lam, a = self._prior_counts()
         ct = self.covariance_type
         if ct == "tied":  # one matrix per state: pool its components by their mass
             mass = nk_eff.reshape(K, M)
             scatter = (cov.reshape(K, M, D, D) * mass[:, :, None, None]).sum(axis=1)
-            return (scatter + lam * np.eye(D)) / mass.sum(axis=1)[:, None, None]
-        add = lam / nk_eff
+            return (scatter + lam * np.eye(D)) / (mass.sum(axis=1) + a)[:, None, None]
         if ct == "full":
-            cov = cov + add[:, None, None] * np.eye(D)
+            cov = (cov * nk_eff[:, None, None] + lam * np.eye(D)) / (nk_eff + a)[:, None, None]
         elif ct == "diag":
-            cov = cov + add[:, None]
+            cov = (cov * nk_eff[:, None] + lam) / (nk_eff + a)[:, None]
         else:
-            cov = cov + add
+            cov = (cov * nk_eff + lam) / (nk_eff + a)
         return cov.reshape((K, M) + cov.shape[1:])
 
     def log_prior(self) -> float:
         """Log-density (up to a constant) of the priors the M-step maximises with:
-        Dirichlet on the mixture weights, ``-min_covar/2 tr(inv(cov))`` per covariance
-        matrix (per component; per state when tied)."""
+        Dirichlet on the mixture weights, ``-1/2 log|cov| - min_covar/2 tr(inv(cov))``
+        per covariance matrix (per component; per state when tied)."""
         total = dirichlet_log_prior(self.weights_, self.weights_prior)
-        lam = float(self.min_covar)
+        lam, a = self._prior_counts()
         if lam == 0.0:
             return total
         cov = np.asarray(self.covars_, dtype=np.float64)
         ct = self.covariance_type
         if ct in ("full", "tied"):
             trace = np.trace(np.linalg.inv(cov), axis1=-2, axis2=-1).sum()
+            logdet = np.linalg.slogdet(cov)[1].sum()
         elif ct == "diag":
-            trace = (1.0 / cov).sum()
+            trace, logdet = (1.0 / cov).sum(), np.log(cov).sum()
         else:
             trace = self.n_features * (1.0 / cov).sum()
-        return total - 0.5 * lam * float(trace)
+            logdet = self.n_features * np.log(cov).sum()
+        return total - 0.5 * (a * float(logdet) + lam * float(trace))
 
     def n_parameters(self) -> int:
         K, M, D = self.n_components, self.n_mix, self.n_features
