@@ -84,10 +84,12 @@ class MarkovLatent:
         if "t" in letters:
             self.transmat_ = 0.5 * np.eye(K) + 0.5 * rng.dirichlet(np.ones(K), size=sets + (K,))
 
-    def check_params(self) -> None:
-        """Raise ValueError unless both arrays are set, shaped right and on the simplex."""
+    def check_params(self, names: tuple[str, ...] = ("startprob_", "transmat_")) -> None:
+        """Raise ValueError unless the arrays (both by default) are set, shaped right
+        and on the simplex."""
         K, sets = self.n_components, self._sets()
-        for name, shape in (("startprob_", sets + (K,)), ("transmat_", sets + (K, K))):
+        shapes = {"startprob_": sets + (K,), "transmat_": sets + (K, K)}
+        for name, shape in ((name, shapes[name]) for name in names):
             value = getattr(self, name, None)
             if value is None:
                 raise ValueError(

@@ -214,8 +214,9 @@ class HMM(SaveMixin, ParamsMixin):
     del _chain_property
 
     def get_stationary_distribution(self) -> np.ndarray:
-        """The stationary distribution of ``transmat_`` (as hmmlearn's method)."""
-        self._markov().check_params()
+        """The stationary distribution of ``transmat_`` (as hmmlearn's method; only
+        ``transmat_`` need be set)."""
+        self._markov().check_params(("transmat_",))
         return self._markov().stationary_distribution()
 
     def __init__(
