@@ -107,8 +107,9 @@ def test_graph_hmm_with_mixture_emissions_equals_gmmhmm(covariance_type):
     startprob = np.array([0.6, 0.4])
     transmat = np.array([[0.9, 0.1], [0.2, 0.8]])
 
+    # maximum likelihood on both sides: GMMHMM's min_covar is a MAP prior of its own
     plain = latentem.GMMHMM(
-        K, M, covariance_type=covariance_type, init_params="", n_iter=10, tol=0, min_covar=1e-3
+        K, M, covariance_type=covariance_type, init_params="", n_iter=10, tol=0, min_covar=0.0
     )
     plain.startprob_, plain.transmat_ = startprob, transmat
     plain.weights_ = weights
@@ -119,7 +120,7 @@ def test_graph_hmm_with_mixture_emissions_equals_gmmhmm(covariance_type):
     g = ModelGraph()
     g.add_node("chain", MarkovChain(K))
     g.add_node("mix", Categorical(M))
-    g.add_node("obs", Gaussian(covariance_type, covars_prior=0.0, reg_covar=1e-3))
+    g.add_node("obs", Gaussian(covariance_type, covars_prior=0.0, reg_covar=0.0))
     g.add_edge("chain", "mix")
     g.add_edge("mix", "obs")
     g.initialize(X, lengths, random_state=0)
