@@ -367,3 +367,20 @@ def test_min_covar_is_added_only_where_a_covariance_is_singular():
     fixed = fam._regularised(np.stack([good[0], singular]))
     np.testing.assert_array_equal(fixed[0], good[0])
     np.testing.assert_allclose(fixed[1], singular + 1e-3 * np.eye(2))
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_gmmhmm_one_sequence_and_five_agree(covariance_type):
+    # the same rows as one sequence or five: only four transitions differ
+    rng = np.random.default_rng(11)
+    centres = np.array([[-6.0, 0.0], [0.0, 6.0], [6.0, -2.0]])
+    X = centres[rng.integers(0, 3, 1000)] + rng.normal(size=(1000, 2))
+    fits = []
+    for lengths in (None, [200] * 5):
+        model = GMMHMM(3, n_mix=2, covariance_type=covariance_type, random_state=1)
+        model.startprob_ = np.full(3, 1 / 3)
+        model.transmat_ = np.full((3, 3), 1 / 3)
+        fits.append(model.set_params(init_params="mcw").fit(X, lengths))
+    one, five = fits
+    np.testing.assert_allclose(one.means_, five.means_, atol=1e-2)
+    np.testing.assert_allclose(one.weights_, five.weights_, atol=1e-2)

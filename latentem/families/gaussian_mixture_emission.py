@@ -33,6 +33,28 @@ _EPS10 = 10.0 * np.finfo(np.float64).eps
 _PSEUDO_COUNT = 0.01
 
 
+def _kmeans(rows: np.ndarray, k: int, rng: np.random.Generator) -> tuple:
+    """k-means++ then Lloyd: ``(centres, labels)``."""
+    uniforms = rng.random((max(k - 1, 0), 2 + int(np.log(k))))
+    idx = kmeans_plusplus(rows, k, int(rng.integers(len(rows))), uniforms)
+    centres, labels, _ = lloyd(rows, np.ascontiguousarray(rows[idx]), 100)
+    return centres, labels
+
+
+def _nested_centres(rows: np.ndarray, K: int, M: int, rng: np.random.Generator) -> np.ndarray:
+    """Initial means (K, M, D), as hmmlearn's GMMHMM starts: k-means for the K states,
+    then k-means for the M components within the rows of each state (a state with
+    fewer than M rows spreads its components over all rows)."""
+    centres, labels = _kmeans(rows, K, rng)
+    means = np.empty((K, M, rows.shape[1]))
+    for k in range(K):
+        mine = np.ascontiguousarray(rows[labels == k])
+        if len(mine) < M:
+            mine = rows
+        means[k] = _kmeans(mine, M, rng)[0]
+    return means
+
+
 @register_family(fitted=("n_features", "weights_", "means_", "covars_"), cli="gmm")
 class GaussianMixtureEmission(EmissionFamily):
     """K states, each a mixture of ``n_mix`` Gaussians (see the module docstring).
@@ -138,10 +160,7 @@ class GaussianMixtureEmission(EmissionFamily):
             # Rows in a canonical order: the start then depends on the set of rows, not
             # on their order or on how they are split into sequences.
             rows = np.ascontiguousarray(filled[np.lexsort(filled.T[::-1])])
-            uniforms = rng.random((K * M - 1, 2 + int(np.log(K * M))))
-            idx = kmeans_plusplus(rows, K * M, int(rng.integers(len(rows))), uniforms)
-            centers, _, _ = lloyd(rows, np.ascontiguousarray(rows[idx]), 100)
-            self.means_ = centers[rng.permutation(K * M)].reshape(K, M, D)
+            self.means_ = _nested_centres(rows, K, M, rng)
         if "c" in letters:
             cv = np.atleast_2d(np.cov(filled.T)) + self.min_covar * np.eye(D)
             self.covars_ = {
