@@ -320,8 +320,10 @@ class GMMHMM(HMM):
     :class:`~latentem.families.gaussian_mixture_emission.GaussianMixtureEmission`),
     and ``log_prior()`` counts it, so the fit never lowers the objective.
     hmmlearn's GMMHMM uses its own priors instead, so fitted values differ
-    slightly from its. The initial means depend on the rows of X, not on
-    their order or on how they are split into sequences.
+    slightly from its. The initial means come, as in hmmlearn, from k-means
+    for the states and then for the components within each state's rows;
+    they depend on the rows of X, not on their order or on how they are
+    split into sequences.
 
     Examples
     --------
