@@ -100,10 +100,16 @@ def test_a_parameter_set_by_hand_and_reinitialised_is_logged(caplog):
     assert not any("'transmat_'" in m for m in messages)
 
 
-def test_refitting_a_fitted_model_logs_nothing(caplog):
+def test_refitting_a_fitted_or_loaded_model_logs_nothing(caplog, tmp_path):
+    import latentem
+
     model = GaussianHMM(2, n_iter=2, random_state=0).fit(gaussian_data())
+    model.score(gaussian_data())  # checks may copy the arrays: still not set by hand
+    model.save(tmp_path / "model.lem")
+    loaded = latentem.load(tmp_path / "model.lem")
     with caplog.at_level(logging.WARNING):
         model.fit(gaussian_data(seed=1))
+        loaded.fit(gaussian_data(seed=1))
     assert not [r for r in caplog.records if "will be overwritten" in r.getMessage()]
 
 

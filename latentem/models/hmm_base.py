@@ -50,6 +50,16 @@ def _global_seed(random_state: Any) -> Any:
     return random_state
 
 
+def _same(kept: np.ndarray | None, value: Any) -> bool:
+    """Whether ``value`` still equals the copy ``kept`` (None: nothing kept)."""
+    if kept is None:
+        return False
+    try:
+        return np.array_equal(kept, np.asarray(value, dtype=kept.dtype))
+    except (TypeError, ValueError):
+        return False
+
+
 class SequenceData:
     """Rows of all sequences stacked, with where each sequence starts.
 
@@ -467,6 +477,8 @@ class HMM(SaveMixin, ParamsMixin):
         self._check_settings()
         data = self._sequence_data(X, lengths, labels)
         monitor = self.monitor_
+        if type(monitor) is ConvergenceMonitor:  # ours: keep it in step with the settings
+            monitor.tol, monitor.n_iter, monitor.verbose = self.tol, self.n_iter, self.verbose
         monitor._reset()
         seed = _global_seed(self.random_state)
         self.__dict__["_fit_letters"] = self._letters_to_initialise()
@@ -543,11 +555,13 @@ class HMM(SaveMixin, ParamsMixin):
         return slots
 
     def _remember_params(self) -> None:
-        """Note the parameter arrays a fit (or a model file) left, so that only those
-        a user sets afterwards count as set by hand."""
+        """Copy the parameter values a fit (or a model file) left, so that only values
+        a user sets afterwards count as set by hand (by value: checks may replace the
+        arrays with equal copies)."""
         self.__dict__["_own_params"] = {
-            letter: getattr(holder, attr, None)
+            letter: np.array(value, copy=True)
             for letter, (holder, attr) in self._param_slots().items()
+            if (value := getattr(holder, attr, None)) is not None
         }
 
     def _letters_to_initialise(self) -> str:
@@ -561,7 +575,7 @@ class HMM(SaveMixin, ParamsMixin):
             value = getattr(holder, attr, None)
             if letter not in letters:
                 missing += letter if value is None else ""
-            elif value is not None and own.get(letter) is not value:
+            elif value is not None and not _same(own.get(letter), value):
                 _log.warning(
                     "Even though the %r attribute is set, it will be overwritten during "
                     "initialization because 'init_params' contains %r",
