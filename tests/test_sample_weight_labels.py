@@ -155,3 +155,49 @@ def test_bad_weights_and_labels_are_clear_errors():
     gm.fit(X, sample_weight=w)
     np.testing.assert_array_equal(w, before)
     assert "_fit_rows" not in gm.__dict__  # nothing of the fit's rows stays on the model
+
+
+# ------------------------------------------------------------------ HMMs: per sequence
+def _hmm_start(model):
+    model.startprob_ = np.array([0.6, 0.4])
+    model.transmat_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    return model
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_sequence_weight_two_is_the_sequence_twice(kind):
+    from latentem import CategoricalHMM, GaussianHMM
+
+    rng = np.random.default_rng(10)
+    lengths = np.array([40, 25, 60, 30])
+    if kind == "gaussian":
+        X = rng.normal(np.where(rng.random(lengths.sum()) < 0.5, -2.0, 2.0), 1.0)[:, None]
+
+        def make():
+            m = _hmm_start(GaussianHMM(2, init_params="", n_iter=15, tol=0))
+            m.means_ = np.array([[-1.0], [1.0]])
+            m.covars_ = np.array([[1.0], [1.0]])
+            return m
+    else:
+        X = rng.integers(0, 3, (lengths.sum(), 1))
+
+        def make():
+            m = _hmm_start(CategoricalHMM(2, init_params="", n_iter=15, tol=0))
+            m.emissionprob_ = np.array([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])
+            return m
+
+    w = np.array([2, 0, 1, 3])
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    pieces = [X[starts[i] : starts[i + 1]] for i in range(4)]
+    X_rep = np.concatenate([p for p, k in zip(pieces, w) for _ in range(k)])
+    len_rep = [len(p) for p, k in zip(pieces, w) for _ in range(k)]
+    weighted = make().fit(X, lengths, sample_weight=w)
+    repeated = make().fit(X_rep, len_rep)
+    np.testing.assert_allclose(weighted.history_, repeated.history_, rtol=1e-10)
+    np.testing.assert_allclose(weighted.transmat_, repeated.transmat_, rtol=1e-9)
+    np.testing.assert_allclose(weighted.startprob_, repeated.startprob_, rtol=1e-9)
+    _monotone(weighted.history_)
+    with pytest.raises(ValueError, match="one number per sequence"):
+        make().fit(X, lengths, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="every sample weight is zero"):
+        make().fit(X, lengths, sample_weight=np.zeros(4))

@@ -87,6 +87,35 @@ class SequenceData:
         return len(self.offsets) - 1
 
 
+def _sequence_weights(sample_weight: Any, n_sequences: int) -> np.ndarray:
+    """Checked per-sequence weights."""
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf" or w.shape != (n_sequences,):
+        raise ValueError(
+            f"sample_weight must hold one number per sequence ({n_sequences}, as lengths "
+            f"says); got shape {w.shape}, dtype {w.dtype}."
+        )
+    w = w.astype(np.float64)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0 (0 leaves a sequence out).")
+    if not w.sum() > 0:
+        raise ValueError("every sample weight is zero; give some sequences a positive weight.")
+    return w
+
+
+def _has_weights(data: Any) -> bool:
+    w = getattr(data, "weights", None)
+    return w is not None and not np.all(w == 1.0)
+
+
+def _weighted_total(seq_ll: np.ndarray, weights: np.ndarray | None) -> float:
+    """Sum of per-sequence log-likelihoods, weighted; a weight of 0 drops the sequence."""
+    if weights is None:
+        return float(np.sum(seq_ll))
+    keep = weights > 0
+    return float(np.dot(weights[keep], np.asarray(seq_ll)[keep]))
+
+
 def _offsets_from_lengths(lengths: Any, n_rows: int) -> np.ndarray:
     if lengths is None:
         return np.array([0, n_rows], dtype=np.int64)
@@ -420,12 +449,15 @@ class HMM(SaveMixin, ParamsMixin):
     def e_step(self, data: SequenceData) -> tuple[dict, float]:
         post, starts, trans, seq_ll = self._forward_backward(data, reuse=True)
         family = self._family()
+        weighted = _has_weights(data)
+        if weighted:  # the kernels weight start and transition counts; rows here
+            post = post * np.repeat(data.weights, np.diff(data.offsets))[:, None]
         stats = {
             "start": starts,
             "trans": trans,
             "emission": family.accumulate(data.X, post, **self._plan_kwargs(family, data)),
         }
-        return stats, float(seq_ll.sum())
+        return stats, _weighted_total(seq_ll, data.weights if weighted else None)
 
     def m_step(self, stats: dict) -> None:
         letters = str(self.params)
@@ -455,12 +487,13 @@ class HMM(SaveMixin, ParamsMixin):
 
     def log_likelihood(self, data: SequenceData) -> float:
         scaled = self._scaled_emission(data)
-        return float(
-            self._markov().log_likelihood(None, data.offsets, data.groups, scaled=scaled).sum()
-        )
+        seq_ll = self._markov().log_likelihood(None, data.offsets, data.groups, scaled=scaled)
+        return _weighted_total(seq_ll, data.weights if _has_weights(data) else None)
 
     # -------------------------------------------------------------- public API
-    def fit(self, X: Any, lengths: Any = None, labels: Any = None) -> HMM:
+    def fit(
+        self, X: Any, lengths: Any = None, labels: Any = None, *, sample_weight: Any = None
+    ) -> HMM:
         """Estimate parameters by Baum-Welch (EM).
 
         Parameters
@@ -473,9 +506,15 @@ class HMM(SaveMixin, ParamsMixin):
         labels : array of int, optional
             Known states (one per row), -1 where unknown; posteriors are
             constrained to them.
+        sample_weight : array-like (n_sequences,), optional
+            One weight >= 0 per sequence: a weight of 2 fits as the sequence
+            twice, 0 leaves it out (the starting parameters are drawn from the
+            data unweighted).
         """
         self._check_settings()
         data = self._sequence_data(X, lengths, labels)
+        if sample_weight is not None:
+            data.weights = _sequence_weights(sample_weight, data.n_sequences)
         monitor = self.monitor_
         if type(monitor) is ConvergenceMonitor:  # ours: keep it in step with the settings
             monitor.tol, monitor.n_iter, monitor.verbose = self.tol, self.n_iter, self.verbose
