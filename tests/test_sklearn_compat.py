@@ -26,6 +26,7 @@ from latentem import (  # noqa: E402
     FactorAnalysis,
     GaussianHMM,
     GaussianMixture,
+    MixtureOfFactorAnalyzers,
     PoissonMixture,
 )
 from latentem.base import convergence_warning_class, not_fitted_error  # noqa: E402
@@ -325,7 +326,15 @@ def test_every_params_model_has_tags():
 
 # ---------------------------------------------------------------- check_estimator
 @pytest.mark.parametrize(
-    "make", [GaussianMixture, CategoricalMixture, EMImputer, FactorAnalysis, PPCA]
+    "make",
+    [
+        GaussianMixture,
+        CategoricalMixture,
+        EMImputer,
+        FactorAnalysis,
+        PPCA,
+        lambda: MixtureOfFactorAnalyzers(2),
+    ],
 )
 def test_check_estimator_passes(make):
     est = make()

@@ -1292,6 +1292,10 @@ class MixtureOfFactorAnalyzers(_FactorModel):
             out += R[:, k, None] * self._posterior_factor_means(X, k, a, G)
         return self._wrap_output(out, given)
 
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return :meth:`transform` of X."""
+        return self.fit(X).transform(X)
+
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``(X, labels)``, grouped by component as in scikit-learn."""
         self._require_fitted()
