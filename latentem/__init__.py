@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # for static tools (IDEs, type checkers, the API docs); not r
     from latentem.models.gaussian_mixture import GaussianMixture
     from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
     from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
+    from latentem.models.mixed_imputer import MixedImputer
     from latentem.models.mixture import (
         BernoulliMixture,
         CategoricalMixture,
@@ -75,6 +76,7 @@ _WHERE = {
     "GaussianHMM": "latentem.models.hmm",
     "PoissonHMM": "latentem.models.hmm",
     "EMImputer": "latentem.models.imputer",
+    "MixedImputer": "latentem.models.mixed_imputer",
     "PooledEstimate": "latentem.models.imputer",
     "pool_estimates": "latentem.models.imputer",
     "BernoulliMixture": "latentem.models.mixture",
