@@ -71,10 +71,12 @@ def test_kernels_match_numpy_reference():
 
 
 # ---------------------------------------------------------------------- fitting
-@pytest.mark.parametrize("k", [1, 3])
-def test_objective_never_decreases(k):
+@pytest.mark.parametrize("k, covariance_type", [(1, "tied"), (3, "tied"), (3, "full")])
+def test_objective_never_decreases(k, covariance_type):
     _, gappy = survey()
-    imp = MixedImputer(n_components=k, random_state=0, tol=0, max_iter=40).fit(gappy)
+    imp = MixedImputer(
+        n_components=k, covariance_type=covariance_type, random_state=0, tol=0, max_iter=40
+    ).fit(gappy)
     obj = imp.objective_history_
     assert len(obj) >= 10
     assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj[1:]))

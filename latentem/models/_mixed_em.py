@@ -24,7 +24,11 @@ import numpy as np
 
 from latentem._numeric import logsumexp
 from latentem.families.categorical_columns import CategoricalColumnsFamily
-from latentem.families.gaussian_missing import MissingGaussianFamily, missing_plan
+from latentem.families.gaussian_missing import (
+    MissingGaussianFamily,
+    bayesian_ridge_regressions,
+    missing_plan,
+)
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.kernels.mixed import categorical_counts, categorical_logprob
 from latentem.latent import CategoricalLatent
@@ -41,8 +45,11 @@ def draw_classes(resp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class _MixedEM:
     """A :class:`latentem.LatentModel` over a mixed table with gaps (see the module)."""
 
-    def __init__(self, n_components, n_continuous, n_levels, alpha, ridge, prior_var):
+    def __init__(
+        self, n_components, n_continuous, n_levels, alpha, ridge, prior_var, covariance_type="full"
+    ):
         K = int(n_components)
+        self.covariance_type = covariance_type
         self.n_components = K
         self.n_continuous = int(n_continuous)
         self.n_levels = np.asarray(n_levels, dtype=np.int64)
@@ -50,7 +57,7 @@ class _MixedEM:
         self.ridge = float(ridge)
         self.prior_var = np.asarray(prior_var, dtype=np.float64)
         Dc = self.n_continuous
-        self.gauss = MissingGaussianFamily(K, Dc, "full", 0.0) if Dc else None
+        self.gauss = MissingGaussianFamily(K, Dc, covariance_type, 0.0) if Dc else None
         self.cat = None
         if self.n_levels.size:
             self.cat = CategoricalColumnsFamily(K, self.n_levels, probs_prior=1.0 + self.alpha)
@@ -102,9 +109,10 @@ class _MixedEM:
             W[np.arange(n), labels] = 1.0
         if self.gauss is not None:
             mean = np.nanmean(Xc, axis=0)
-            self.gauss.set_parameters(
-                np.tile(mean, (K, 1)), np.tile(np.diag(self.prior_var), (K, 1, 1))
-            )
+            cov = np.diag(self.prior_var)
+            if self.covariance_type == "full":
+                cov = np.tile(cov, (K, 1, 1))
+            self.gauss.set_parameters(np.tile(mean, (K, 1)), cov)
         if self.cat is not None:
             L = int(self.n_levels.max())
             valid = np.arange(L)[None, :] < self.n_levels[:, None]
@@ -182,8 +190,8 @@ class _MixedEM:
         self.latent.m_step(nk)
         if self.gauss is not None:
             means, cov = self.gauss.estimate(g)
-            if self.ridge > 0:
-                n_g = g[0][:, None, None]
+            if self.ridge > 0:  # tied: one covariance, one prior worth `ridge` rows
+                n_g = g[0][:, None, None] if self.covariance_type == "full" else g[0].sum()
                 cov = (n_g * cov + self.ridge * np.diag(self.prior_var)) / (n_g + self.ridge)
             self.gauss.set_parameters(means, cov)
         if self.cat is not None:
@@ -195,7 +203,10 @@ class _MixedEM:
         if self.gauss is not None and self.ridge > 0:
             _, P, logdet = self.gauss._precision_parts()
             trace = np.einsum("kjj,j->k", P, self.prior_var)
-            total += float(-0.5 * self.ridge * (trace + logdet).sum())
+            terms = trace + logdet
+            if self.covariance_type == "tied":
+                terms = terms[:1]
+            total += float(-0.5 * self.ridge * terms.sum())
         if self.cat is not None:
             total += self.cat.log_prior()
         return total
@@ -205,10 +216,23 @@ class _MixedEM:
         """P(level | row's observed cells), (n, Dk, L), for every categorical column."""
         return np.einsum("nk,kdl->ndl", resp, self.cat.probs_)
 
-    def fill_continuous(self, Z: np.ndarray, resp: np.ndarray) -> np.ndarray:
-        """The continuous block with gaps at their conditional means."""
+    def regressions(self, n_obs: np.ndarray) -> np.ndarray:
+        """Each class's per-column Bayesian ridge regressions (K, Dc, Dc) on the others,
+        from its fitted covariance and ``weights_[k] * n_obs`` rows (all of them for a
+        tied covariance), as :class:`~latentem.EMImputer`'s default fill."""
+        C = self.gauss.full_covariances()
+        w = self.latent.weights_
+        if self.covariance_type == "tied":
+            w = np.ones_like(w)
+        return np.stack(
+            [bayesian_ridge_regressions(C[k], w[k] * n_obs)[0] for k in range(self.n_components)]
+        )
+
+    def fill_continuous(self, Z: np.ndarray, resp: np.ndarray, coef=None) -> np.ndarray:
+        """The continuous block with gaps filled: conditional means, or the regressions
+        ``coef`` (:meth:`regressions`)."""
         Xc, _, plan = self.blocks(Z)
-        return self.gauss.fill(Xc, resp, plan)
+        return self.gauss.fill(Xc, resp, plan, coef)
 
     def draw(self, Z: np.ndarray, resp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Z with every gap drawn from its conditional distribution: first each row's

@@ -28,6 +28,22 @@ AUTO_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30)
 AUTO_HOLDOUT = 0.1
 AUTO_PATIENCE = 2
 AUTO_HOLDOUT_SEED = 0x5EED18
+#: The candidates' fits stop earlier than the final one: they only rank the
+#: numbers of classes (the final fit uses ``max_iter`` and ``tol``).
+AUTO_TOL = 1e-3
+AUTO_MAX_ITER = 100
+
+
+def _holdout_rng(random_state: Any) -> np.random.Generator:
+    """The stream choosing held-out cells: fixed without ``random_state``, and never the
+    stream ``np.random.default_rng(random_state)`` itself (which a user may have used to
+    hide the cells: the held-out draws would then line up with the gaps)."""
+    if random_state is None:
+        return np.random.default_rng(AUTO_HOLDOUT_SEED)
+    if isinstance(random_state, numbers.Integral):
+        return np.random.default_rng([int(random_state), AUTO_HOLDOUT_SEED])
+    base = check_random_state(copy.deepcopy(random_state))
+    return np.random.default_rng([int(base.integers(2**62)), AUTO_HOLDOUT_SEED])
 
 
 @register
@@ -63,7 +79,8 @@ class MixedImputer(ParamsMixin, SaveMixin):
       into it;
     * datetimes, timedeltas and other types are passed through untouched.
 
-    :meth:`transform` fills continuous gaps with their conditional mean and
+    :meth:`transform` fills continuous gaps from the row's observed cells (see
+    ``shrinkage``) and
     categorical gaps with their most probable level (:meth:`predict_proba`
     gives the probabilities); :meth:`sample_imputations` draws completed
     copies for multiple imputation (bootstrap EM, then every gap drawn from
@@ -87,6 +104,11 @@ class MixedImputer(ParamsMixin, SaveMixin):
         categorical anyway).
     bounds : None or dict, default=None
         ``{column: (low, high)}`` by name (or index for arrays).
+    covariance_type : {"tied", "full"}, default="tied"
+        ``"tied"``: one covariance of the continuous columns shared by all
+        classes, which differ in their means (Schafer's general location
+        model); it imputed continuous cells better than ``"full"`` (a
+        covariance per class) on every table of ``benchmarks/bench_impute_mixed.py``.
     alpha : float >= 0, default=0.5
         Dirichlet pseudo-counts added to every level of every class.
     ridge : float >= 0, default=1.0
@@ -102,6 +124,10 @@ class MixedImputer(ParamsMixin, SaveMixin):
         Restarts (k-means++ starts) per fit; the best objective is kept.
     round_integers : bool, default=True
         Round the fills of integer columns.
+    shrinkage : bool, default=True
+        Fill continuous gaps from each class's per-column regressions shrunk as
+        Bayesian ridge regressions (as :class:`~latentem.EMImputer`'s default);
+        False: the plain conditional means.
     random_state : None, int or numpy Generator
     verbose : int, default=0
 
@@ -153,6 +179,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         *,
         categorical_features: Any = None,
         bounds: Any = None,
+        covariance_type: str = "tied",
         alpha: float = 0.5,
         ridge: float = 1.0,
         max_components: int = 20,
@@ -160,12 +187,14 @@ class MixedImputer(ParamsMixin, SaveMixin):
         tol: float = 1e-4,
         n_init: int = 1,
         round_integers: bool = True,
+        shrinkage: bool = True,
         random_state: Any = None,
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
         self.categorical_features = categorical_features
         self.bounds = bounds
+        self.covariance_type = covariance_type
         self.alpha = alpha
         self.ridge = ridge
         self.max_components = max_components
@@ -173,6 +202,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         self.tol = tol
         self.n_init = n_init
         self.round_integers = round_integers
+        self.shrinkage = shrinkage
         self.random_state = random_state
         self.verbose = verbose
 
@@ -181,6 +211,10 @@ class MixedImputer(ParamsMixin, SaveMixin):
         if not (isinstance(self.n_components, str) and self.n_components == "auto"):
             check_positive_int(self.n_components, "n_components")
         check_positive_int(self.max_components, "max_components")
+        if self.covariance_type not in ("full", "tied"):
+            raise ValueError(
+                f'covariance_type must be "full" or "tied"; got {self.covariance_type!r}.'
+            )
         check_positive_int(self.max_iter, "max_iter")
         check_positive_int(self.n_init, "n_init")
         for name in ("alpha", "ridge", "tol"):
@@ -222,7 +256,11 @@ class MixedImputer(ParamsMixin, SaveMixin):
         prior_var = np.nanvar(Z[:, :Dc], axis=0) if Dc else np.zeros(0)
         n_levels = [len(c.levels) for c in schema.categorical]
         rng = check_random_state(self.random_state)
-        build = lambda K: _MixedEM(K, Dc, n_levels, self.alpha, self.ridge, prior_var)  # noqa: E731
+        ct = self.covariance_type
+
+        def build(K):
+            return _MixedEM(K, Dc, n_levels, self.alpha, self.ridge, prior_var, ct)
+
         if isinstance(self.n_components, str):
             K, self.component_scores_ = self._choose_k(Z, build, rng)
         else:
@@ -245,8 +283,8 @@ class MixedImputer(ParamsMixin, SaveMixin):
             result = fit_em(
                 model,
                 Z,
-                max_iter=self.max_iter,
-                tol=self.tol,
+                max_iter=min(self.max_iter, AUTO_MAX_ITER) if quiet else self.max_iter,
+                tol=max(self.tol, AUTO_TOL) if quiet else self.tol,
                 n_init=self.n_init if model.n_components > 1 else 1,
                 random_state=rng,
                 verbose=0 if quiet else self.verbose,
@@ -255,8 +293,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
 
     def _choose_k(self, Z: np.ndarray, build, rng) -> tuple[int, dict]:
         """The number of classes whose fit best predicts held-out observed cells."""
-        seed = self.random_state if self.random_state is not None else AUTO_HOLDOUT_SEED
-        hold_rng = check_random_state(copy.deepcopy(seed))
+        hold_rng = _holdout_rng(self.random_state)
         observed = ~np.isnan(Z)
         held = observed & (hold_rng.random(Z.shape) < AUTO_HOLDOUT)
         # keep at least two observed cells (and values) per column for the fit
@@ -352,8 +389,8 @@ class MixedImputer(ParamsMixin, SaveMixin):
         return out
 
     def transform(self, X: Any) -> Any:
-        """Fill every gap of X: continuous ones with their conditional mean given the
-        row's observed cells, categorical ones with their most probable level.
+        """Fill every gap of X: continuous ones from the row's observed cells (see
+        ``shrinkage``), categorical ones with their most probable level.
 
         Parameters
         ----------
@@ -375,12 +412,18 @@ class MixedImputer(ParamsMixin, SaveMixin):
         out = Z.copy()
         Dc = model.n_continuous
         if Dc and gaps[:, :Dc].any():
-            F = model.fill_continuous(Z, resp)
+            coef = model.regressions(self._n_observed()) if self.shrinkage else None
+            F = model.fill_continuous(Z, resp, coef)
             out[:, :Dc] = self._finish_continuous(F, gaps[:, :Dc])
         if model.cat is not None and gaps[:, Dc:].any():
             best = model.level_probabilities(resp).argmax(axis=-1)
             out[:, Dc:] = np.where(gaps[:, Dc:], best, Z[:, Dc:])
         return rebuild(X, self._schema, out, gaps)
+
+    def _n_observed(self) -> np.ndarray:
+        """Observed values of each continuous column at fit."""
+        Dc = self._model.n_continuous
+        return (~np.isnan(self._Z_fit[:, :Dc])).sum(axis=0).astype(np.float64)
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """``fit(X)`` then ``transform(X)``, reading X once."""
@@ -533,6 +576,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
             imp.alpha,
             imp.ridge,
             np.asarray(fitted["prior_var"], dtype=np.float64),
+            imp.covariance_type,
         )
         model.gauss, model.cat, model.latent = fitted["gauss"], fitted["cat"], fitted["latent"]
         imp._model = model
