@@ -31,6 +31,9 @@ of a fresh process is reported separately).
 Targets (issue 5): EMImputer's RMSE (default settings) no worse than
 IterativeImputer's on every case, and at least 20x faster on the synthetic case.
 
+Mixed tables (continuous and categorical columns, ``MixedImputer``) follow, from
+``benchmarks/bench_impute_mixed.py`` (``--only mixed`` runs just those).
+
 Run:  python benchmarks/bench_impute.py            (full table)
       python benchmarks/bench_impute.py --quick    (small sizes, smoke test)
       python benchmarks/bench_impute.py --only synthetic,wine   (some cases)
@@ -264,6 +267,15 @@ def main(argv=None):
 
     print_summary()
     print("\nTargets:", "all met" if not failures else "MISSED: " + "; ".join(failures))
+
+    # issue 18: mixed tables (MixedImputer), after the numeric cases' output
+    import bench_impute_mixed
+
+    mixed_only = [w for w in only if w == "mixed" or w in bench_impute_mixed.TABLES]
+    if not only or mixed_only:
+        extra = ["--quick"] if args.quick else []
+        extra += ["--seeds", str(args.seeds)] if args.seeds else []
+        bench_impute_mixed.main(extra, only=[w for w in mixed_only if w != "mixed"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Pictures of fits: convergence, mixture densities and ellipses, HMM states, imputations.
+"""Pictures of fits: convergence, mixture densities and ellipses, HMM states, imputations
+(numeric, and mixed tables).
 
 matplotlib is an optional extra (``pip install "latentem[plot]"``), imported
 only when a function here is called. Every function draws on ``ax`` (a new
@@ -16,6 +17,7 @@ __all__ = [
     "plot_convergence",
     "plot_hmm_states",
     "plot_imputation",
+    "plot_mixed_imputation",
     "plot_mixture",
     "plot_regimes",
     "plot_smoothed_states",
@@ -406,6 +408,108 @@ def plot_imputation(X_missing: Any, X_filled: Any, column: int = 0, ax: Any = No
     ax.set_title("Observed and imputed values")
     ax.legend()
     return ax
+
+
+def _panel_values(table: Any, name: Any) -> tuple[list, bool]:
+    """A column's values as a list and whether it is numeric (not categorical)."""
+    if hasattr(table, "columns") and hasattr(table, "iloc"):
+        s = table[name]
+        kind = getattr(s.dtype, "kind", "O")
+        numeric = kind in "iuf" and s.dropna().nunique() > 2
+        return s.astype(object).where(s.notna(), None).tolist(), bool(numeric)
+    col = np.asarray(table, dtype=float)[:, int(name)]
+    values = [None if np.isnan(v) else float(v) for v in col]
+    return values, bool(np.unique(col[~np.isnan(col)]).size > 2)
+
+
+def plot_mixed_imputation(
+    X_missing: Any, X_filled: Any, columns: Any = None, ncols: int = 3, bins: int = 25
+):
+    """Observed against imputed values of every column of a mixed table, one panel each.
+
+    Numeric columns get overlaid histograms (densities), categorical ones
+    (text, category, boolean, and columns with two values) the share of each
+    level among the observed and among the imputed cells. Imputed values
+    whose distribution differs a lot from the observed one are worth a look:
+    either the gaps are not missing at random (then a difference is
+    expected), or the model misses the column's shape.
+
+    Parameters
+    ----------
+    X_missing : DataFrame or array (n_samples, n_features)
+        The table with its gaps (NaN, None or ``pd.NA``).
+    X_filled : same type and shape
+        The imputed table (for example ``MixedImputer().fit_transform``).
+    columns : list, optional
+        Column names (DataFrames) or indices (arrays) to draw; default all
+        columns with a gap.
+    ncols : int
+        Panels per row.
+    bins : int
+
+    Returns
+    -------
+    ndarray of matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from latentem.plotting import plot_mixed_imputation
+    >>> X = np.array([[1.0, 0.0], [np.nan, 1.0], [2.0, np.nan], [1.5, 1.0], [0.5, 0.0]])
+    >>> filled = np.array([[1.0, 0.0], [1.4, 1.0], [2.0, 1.0], [1.5, 1.0], [0.5, 0.0]])
+    >>> axes = plot_mixed_imputation(X, filled)
+    >>> [ax.get_title() for ax in axes.ravel() if ax.get_visible()]
+    ['0', '1']
+    """
+    plt = _plt()
+    frame = hasattr(X_missing, "columns") and hasattr(X_missing, "iloc")
+    if columns is None:
+        if frame:
+            columns = [c for c in X_missing.columns if X_missing[c].isna().any()]
+        else:
+            columns = list(np.flatnonzero(np.isnan(np.asarray(X_missing, float)).any(axis=0)))
+    if not len(columns):
+        raise ValueError("X_missing has no gaps to compare; pass columns= to draw some anyway.")
+    ncols = max(1, min(int(ncols), len(columns)))
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.4 * ncols, 2.8 * nrows), layout="constrained", squeeze=False
+    )
+    for ax, name in zip(axes.ravel(), columns):
+        before, numeric = _panel_values(X_missing, name)
+        after, _ = _panel_values(X_filled, name)
+        gap = np.array([v is None for v in before])
+        obs = [v for v, g in zip(before, gap) if not g]
+        imp = [v for v, g in zip(after, gap) if g]
+        if numeric:
+            o, i = np.asarray(obs, dtype=float), np.asarray(imp, dtype=float)
+            edges = np.histogram_bin_edges(np.concatenate([o, i]), bins=bins)
+            ax.hist(o, bins=edges, density=True, alpha=0.5, color="C0", label="observed")
+            ax.hist(i, bins=edges, density=True, alpha=0.5, color="C3", label="imputed")
+        else:
+            levels = sorted({str(v) for v in obs} | {str(v) for v in imp})
+            x = np.arange(len(levels))
+            for shift, vals, color, label in (
+                (-0.2, obs, "C0", "observed"),
+                (0.2, imp, "C3", "imputed"),
+            ):
+                counts = np.array([sum(str(v) == lv for v in vals) for lv in levels], dtype=float)
+                ax.bar(
+                    x + shift,
+                    counts / max(counts.sum(), 1.0),
+                    0.4,
+                    color=color,
+                    alpha=0.7,
+                    label=label,
+                )
+            ax.set_xticks(x, levels, rotation=30 if len(levels) > 4 else 0)
+        ax.set_title(str(name))
+    for ax in axes.ravel()[len(columns) :]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize="small")
+    return axes
 
 
 def plot_smoothed_states(
