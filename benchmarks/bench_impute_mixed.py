@@ -229,7 +229,12 @@ def main(argv=None, only=()):
     ap.add_argument("--quick", action="store_true", help="one fraction, two seeds, 40 tables")
     ap.add_argument("--seeds", type=int, default=0, help="draws of hidden cells (default 3)")
     ap.add_argument("--coverage", type=int, default=-1, help="simulated tables (default 200)")
+    ap.add_argument(
+        "--tables", default="", help="comma-separated tables to run (default all; 'none': none)"
+    )
     args = ap.parse_args(argv)
+    if args.tables:
+        only = [t for t in args.tables.split(",") if t]
     import os
 
     print(f"\n## Mixed tables (load average {os.getloadavg()[0]:.2f})\n")
