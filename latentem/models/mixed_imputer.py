@@ -116,7 +116,8 @@ class MixedImputer(ParamsMixin, SaveMixin):
         ``"tied"``: one covariance of the continuous columns shared by all
         classes, which differ in their means (Schafer's general location
         model); it imputed continuous cells better than ``"full"`` (a
-        covariance per class) on every table of ``benchmarks/bench_impute_mixed.py``.
+        covariance per class) on the three tables of
+        ``benchmarks/bench_impute_mixed.py`` at 10% and 50% missing (one seed).
     alpha : float >= 0, default=0.5
         Dirichlet pseudo-counts added to every level of every class.
     ridge : float >= 0, default=1.0
