@@ -124,8 +124,11 @@ class MixedImputer(ParamsMixin, SaveMixin):
         Prior worth ``ridge`` rows per class that shrinks each class's
         covariance towards the diagonal of the observed variances (keeps
         small classes from collapsing).
-    max_components : int, default=20
-        Largest number of classes ``"auto"`` tries.
+    max_components : int, default=8
+        Largest number of classes ``"auto"`` tries. More classes always fit
+        the held-out categorical cells a little better, but on the
+        benchmark's tables above 8 they imputed continuous cells worse and
+        cost more time.
     max_iter : int, default=200
     tol : float, default=1e-4
         Stop when the mean per-row objective changes by at most ``tol``.
@@ -191,7 +194,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         covariance_type: str = "tied",
         alpha: float = 0.5,
         ridge: float = 1.0,
-        max_components: int = 20,
+        max_components: int = 8,
         max_iter: int = 200,
         tol: float = 1e-4,
         n_init: int = 1,
