@@ -8,21 +8,21 @@ as the reference in the tests); both add in the same order per row.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from latentem.kernels._dispatch import Kernel
+from latentem.kernels._jit import njit, prange
 
 __all__ = ["categorical_counts", "categorical_logprob"]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, fastmath=False)
 def categorical_logprob_jit(codes, logp):
     """Sum over the observed cells of each row of ``logp[k, d, code]``: (n, K)."""
     n, D = codes.shape
     K = logp.shape[0]
     out = np.zeros((n, K))
-    for i in numba.prange(n):
+    for i in prange(n):
         for d in range(D):
             c = codes[i, d]
             if c >= 0:
@@ -40,13 +40,13 @@ def categorical_logprob_numpy(codes, logp):
     return out
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, fastmath=False)
 def _counts_blocks(codes, W, n_levels_max, n_blocks):
     n, D = codes.shape
     K = W.shape[1]
     parts = np.zeros((n_blocks, K, D, n_levels_max))
     size = (n + n_blocks - 1) // n_blocks
-    for b in numba.prange(n_blocks):
+    for b in prange(n_blocks):
         for i in range(b * size, min(n, (b + 1) * size)):
             for d in range(D):
                 c = codes[i, d]

@@ -13,7 +13,6 @@ import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
 from latentem.base import ParamsMixin
-from latentem.kernels import _dispatch, small_rows
 from latentem.models._mixed_em import _MixedEM
 from latentem.models._mixed_table import Schema, encode, learn_schema, rebuild
 from latentem.persistence import SaveMixin
@@ -33,13 +32,6 @@ AUTO_HOLDOUT_SEED = 0x5EED18
 #: numbers of classes (the final fit uses ``max_iter`` and ``tol``).
 AUTO_TOL = 1e-3
 AUTO_MAX_ITER = 100
-
-#: Fits on more rows than this run the compiled kernels (the library's default
-#: threshold is 1,000 rows): a latent-class fit is many EM runs over many
-#: missingness patterns, where the NumPy kernels were about 5x slower on a
-#: 944-row table (compiling costs about a minute once, then comes from numba's
-#: cache). ``LATENTEM_SMALL_ROWS`` below this still wins.
-COMPILED_ABOVE = 300
 
 
 def _holdout_rng(random_state: Any) -> np.random.Generator:
@@ -289,7 +281,10 @@ class MixedImputer(ParamsMixin, SaveMixin):
 
     def _fit_model(self, model: _MixedEM, Z: np.ndarray, rng, quiet: bool = False):
         model.attach(Z)
-        with warnings.catch_warnings(), small_rows(min(_dispatch._limit[0], COMPILED_ABOVE)):
+        # the library's rule holds here too: up to LATENTEM_SMALL_ROWS rows (1,000) run
+        # the NumPy kernels and compile nothing (a 944-row latent-class fit ran about 5x
+        # faster compiled, once compiling's minute was paid)
+        with warnings.catch_warnings():
             if quiet:
                 warnings.simplefilter("ignore", ConvergenceWarning)
             result = fit_em(
