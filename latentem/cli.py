@@ -104,13 +104,17 @@ def _load(path: str):
 def _kind(model) -> str:
     from latentem.models.hmm import HMM
     from latentem.models.mixture import MixtureSurface
+    from latentem.models.regime import _RegimeSwitching
 
     if isinstance(model, MixtureSurface):
         return "gmm"
     if isinstance(model, HMM):
         return "hmm"
+    if isinstance(model, _RegimeSwitching):
+        return "regime"
     raise ValueError(
-        f"this command works with mixtures and HMMs; the file holds a {type(model).__name__}"
+        "this command works with mixtures, HMMs and regime-switching models; the file "
+        f"holds a {type(model).__name__}"
     )
 
 
@@ -121,7 +125,11 @@ def _n_features(model) -> int:
 
 
 def _require_fitted(model, path: str) -> None:
-    fitted = model._fitted() if _kind(model) == "gmm" else model.startprob_ is not None
+    kind = _kind(model)
+    if kind == "regime":
+        fitted = getattr(model, "transmat_", None) is not None
+    else:
+        fitted = model._fitted() if kind == "gmm" else model.startprob_ is not None
     if not fitted:
         raise ValueError(f"the model in {path} is not fitted; fit it before predicting or scoring")
 
@@ -166,6 +174,8 @@ def _note_identifiers(df, seq_col) -> None:
 def _fit(args: argparse.Namespace) -> int:
     from latentem._tables import check_output, numeric_block, read_table, sequence_lengths
 
+    if args.model == "regime":
+        return _fit_regime(args)
     if args.components < 1:
         raise _Usage("--components must be at least 1")
     if args.max_iter < 1:
@@ -232,6 +242,20 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_regime(args: argparse.Namespace) -> int:
+    from latentem._tables import check_output
+    from latentem.cli_regime import fit_regime
+
+    if args.max_iter < 1:
+        raise _Usage("--max-iter must be at least 1")
+    check_output(args.output, (args.input,))
+    model, metadata, summary = fit_regime(args, _progress(args))
+    model.save(args.output, metadata=metadata)
+    print(summary)
+    print(f"saved to {args.output}")
+    return 0
+
+
 def _new_hmm(args: argparse.Namespace, verbose: bool, names: list[str]):
     from latentem import CategoricalHMM, GaussianHMM, PoissonHMM
 
@@ -268,12 +292,19 @@ def _predict(args: argparse.Namespace) -> int:
     model, meta = _load(args.model)
     _require_fitted(model, args.model)
     df = read_table(args.input)
-    X, lengths, order, _ = _model_data(model, meta, df, args)
-    K = int(model.n_components)
-    if _kind(model) == "gmm":
+    kind = _kind(model)
+    if kind == "regime":
+        from latentem.cli_regime import predict_regime
+
+        K = int(model.k_regimes)
+        first, (values, proba) = "regime", predict_regime(model, meta, df, args)
+    else:
+        X, lengths, order, _ = _model_data(model, meta, df, args)
+        K = int(model.n_components)
+    if kind == "gmm":
         first, values = "label", model.predict(X)
         proba = model.predict_proba(X)
-    else:
+    elif kind == "hmm":
         first = "state"
         values = model.predict(X, lengths)
         proba = model.predict_proba(X, lengths)
@@ -292,8 +323,9 @@ def _predict(args: argparse.Namespace) -> int:
     for k in range(K):
         out[f"proba_{k}"] = proba[:, k]
     write_table(out, args.output)
-    counts = np.bincount(np.asarray(values, dtype=np.int64), minlength=K)
-    what = "component" if first == "label" else "state"
+    values = np.asarray(values, dtype=np.int64)
+    counts = np.bincount(values[values >= 0], minlength=K)
+    what = {"label": "component", "state": "state", "regime": "regime"}[first]
     print(f"wrote {len(out)} rows to {args.output}: {first} and proba_0..proba_{K - 1}")
     print(f"rows per {what}: " + ", ".join(f"{k}: {c}" for k, c in enumerate(counts)))
     return 0
@@ -305,6 +337,11 @@ def _score(args: argparse.Namespace) -> int:
     model, meta = _load(args.model)
     _require_fitted(model, args.model)
     df = read_table(args.input)
+    if _kind(model) == "regime":
+        from latentem.cli_regime import score_regime
+
+        print("\n".join(score_regime(model, meta, df, args)))
+        return 0
     X, lengths, _, names = _model_data(model, meta, df, args)
     n = len(X)
     if _kind(model) == "gmm":
@@ -339,10 +376,14 @@ def _info(args: argparse.Namespace) -> int:
         print(f"trained on: {meta['trained_on']} ({meta.get('n_rows', '?')} rows{seqs})")
     if meta.get("columns"):
         print(f"columns: {', '.join(meta['columns'])}")
+    if meta.get("column"):
+        exog = f" on {', '.join(meta['exog'])}" if meta.get("exog") else ""
+        print(f"response: {meta['column']}{exog}")
     if meta.get("sequence_column"):
         print(f"sequence column: {meta['sequence_column']}")
     params = ", ".join(f"{k}={v!r}" for k, v in info["params"].items())
-    print(f"parameters: {params}")
+    if params:
+        print(f"parameters: {params}")
     with np.printoptions(precision=4, suppress=True, threshold=60, linewidth=100):
         for name, value in _fitted_arrays(model):
             text = np.array2string(np.asarray(value), prefix="  ")
@@ -365,6 +406,10 @@ def _fitted_arrays(model) -> list[tuple[str, np.ndarray]]:
         return []
     from latentem.registry import entry_for
 
+    if kind == "regime":
+        names = ("transmat_", "coef_", "ar_coef_", "sigma2_")
+        values = [(n, getattr(model, n, None)) for n in names]
+        return [(n, v) for n, v in values if isinstance(v, np.ndarray)]
     if kind == "gmm":
         if not model._fitted():
             return []
@@ -614,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="covariance structure (default full)",
     )
     hmm.add_argument("--sequence-column", metavar="COL", help="column holding sequence ids")
+    from latentem.cli_regime import add_parser as add_regime_parser
+
+    add_regime_parser(fit_sub, fit_options, _fit)
     hmm.add_argument(
         "--emission",
         choices=_emission_names(),

@@ -318,3 +318,68 @@ def test_impute_csv_and_parquet(tmp_path):
     assert "unknown column 'town'" in line
     line = one_line_error(run("impute", tmp_path / "in.csv", "-o", tmp_path / "x.csv", "-m", 0), 2)
     assert "--multiple must be at least 1" in line
+
+
+# ------------------------------------------------------------------ regime switching
+@pytest.fixture(scope="module")
+def gnp_csv(tmp_path_factory):
+    from latentem.datasets import load_hamilton_gnp
+
+    path = tmp_path_factory.mktemp("gnp") / "gnp.csv"
+    pd.DataFrame(load_hamilton_gnp()).to_csv(path, index=False)
+    return path
+
+
+def test_fit_predict_score_info_regime(gnp_csv, tmp_path):
+    from latentem import MarkovAutoregression
+    from latentem.datasets import load_hamilton_gnp
+
+    model_path = tmp_path / "gnp.lem"
+    r = run(
+        "fit", "regime", str(gnp_csv), "-o", str(model_path), "--column", "growth",
+        "--order", "1", "--n-init", "2", "-q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "MarkovAutoregression with 2 regimes on 135 rows" in r.stdout
+    model = load(model_path)
+    assert describe(model_path)["metadata"]["column"] == "growth"
+    # the same fit in Python gives the same log-likelihood
+    y = load_hamilton_gnp()["growth"]
+    same = MarkovAutoregression(2, order=1, n_init=2, random_state=0, tol=1e-8, max_iter=100)
+    same.fit(y)  # the command line's defaults
+    assert model.score(y) == pytest.approx(same.score(y), rel=1e-10)
+
+    out = tmp_path / "regimes.csv"
+    r = run("predict", str(model_path), str(gnp_csv), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns[-3:]) == ["regime", "proba_0", "proba_1"]
+    assert table["regime"].iloc[0] == -1 and np.isnan(table["proba_0"].iloc[0])  # the lag
+    probs = table[["proba_0", "proba_1"]].to_numpy()[1:]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    smoothed = model.smooth(y).smoothed_marginal_probabilities
+    np.testing.assert_allclose(probs, smoothed, rtol=1e-10)
+
+    r = run("score", str(model_path), str(gnp_csv))
+    assert r.returncode == 0 and "log-likelihood" in r.stdout and "BIC" in r.stdout
+    r = run("info", str(model_path))
+    assert r.returncode == 0 and "transmat_" in r.stdout and "response: growth" in r.stdout
+
+
+def test_fit_regime_with_regressors_and_clear_errors(gnp_csv, tmp_path):
+    model_path = tmp_path / "reg.lem"
+    r = run(
+        "fit", "regime", str(gnp_csv), "-o", str(model_path), "--column", "growth",
+        "--exog", "recession", "--n-init", "2", "-q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "MarkovRegression" in r.stdout and "on recession" in r.stdout
+    for extra, message in [
+        (["--column", "nope"], "no column 'nope'"),
+        (["--column", "growth", "-k", "1"], "at least 2"),
+        (["--column", "growth", "--sequence-column", "growth"], "cannot also be"),
+    ]:
+        r = run("fit", "regime", str(gnp_csv), "-o", str(tmp_path / "x.lem"), *extra, "-q")
+        assert r.returncode != 0
+        assert message in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
