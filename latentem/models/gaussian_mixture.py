@@ -30,7 +30,6 @@ from latentem.models._rows import weighted_posteriors
 from latentem.models.mixture import MixtureSurface
 from latentem.persistence import SaveMixin
 from latentem.registry import register
-from latentem.runner import fit_em
 
 __all__ = ["GaussianMixture"]
 
@@ -503,19 +502,7 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
                 return self._initialise_only(X, warm)
         watch = _Watch(self, X, warm)
         try:
-            with self._rows_for_fit(X, sample_weight, labels):
-                result = fit_em(
-                    self,
-                    X,
-                    max_iter=self.max_iter,
-                    tol=self.tol,
-                    n_init=1 if warm else self.n_init,
-                    random_state=self.random_state,
-                    accelerate=self.accelerate,
-                    verbose=self.verbose,
-                    warm_start=warm,
-                    callback=watch,
-                )
+            result = self._run_em(X, warm, sample_weight, labels, callback=watch)
         except ValueError as exc:
             if "not positive definite" not in str(exc):
                 raise

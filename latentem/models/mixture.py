@@ -128,6 +128,24 @@ class MixtureSurface:
         finally:
             self.__dict__.pop("_fit_rows", None)
 
+    def _run_em(
+        self, X: Any, warm: bool, sample_weight: Any, labels: Any, callback: Any = None
+    ) -> Any:
+        """:func:`fit_em` with this estimator's settings and the fit's row terms."""
+        with self._rows_for_fit(X, sample_weight, labels):
+            return fit_em(
+                self,
+                X,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_init=1 if warm else self.n_init,
+                random_state=self.random_state,
+                accelerate=self.accelerate,
+                verbose=self.verbose,
+                warm_start=warm,
+                callback=callback,
+            )
+
     def _rows(self, X: Any) -> RowTerms | None:
         """The row terms of the fit in progress, if they belong to X."""
         terms = self.__dict__.get("_fit_rows")
@@ -460,19 +478,7 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
             # every parameter is initialised again: start from an unfitted family, so
             # nothing learnt from earlier data (levels, feature counts) constrains X
             self.emission = self.emission.fresh(self.n_components)
-        with self._rows_for_fit(X, sample_weight, labels):
-            result = fit_em(
-                self,
-                X,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                n_init=1 if warm else self.n_init,
-                random_state=self.random_state,
-                accelerate=self.accelerate,
-                verbose=self.verbose,
-                warm_start=warm,
-            )
-        self._record(result)
+        self._record(self._run_em(X, warm, sample_weight, labels))
         return self
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
