@@ -471,6 +471,8 @@ def _impute(args: argparse.Namespace) -> int:
     for path, filled in outputs:
         write_table(filled, path)
     modelled = imputer.continuous_features_ + imputer.categorical_features_
+    if isinstance(df, TextTable):  # the imputer saw an array: its features are positions
+        modelled = [names[int(j)] for j in modelled]
     per = ", ".join(f"{n}: {g}" for n, g in gaps.items() if g)
     classes = imputer.n_components_
     print(
