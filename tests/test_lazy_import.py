@@ -88,3 +88,29 @@ def test_njit_decorator_forms():
     assert "not yet made" in repr(_jit.njit(cache=False)(_add_rows))
     with pytest.raises(AttributeError):
         plain._private  # noqa: B018
+
+
+def test_threads_making_the_same_kernels_at_once_get_the_numpy_answers():
+    """Kernels of one module are published only after its names are swapped, so threads
+    that make them at the same moment all compile (or load) a sound kernel."""
+    code = """
+import threading, numpy as np
+from latentem.kernels.discrete import categorical_logprob, poisson_logprob
+rng = np.random.default_rng(0)
+codes = rng.integers(-1, 3, 5000)
+log_e = np.log(rng.dirichlet(np.ones(3), size=4))
+X = rng.poisson(3.0, (5000, 2)).astype(float)
+lam = rng.uniform(1, 5, (4, 2))
+want = (categorical_logprob.numpy(codes, log_e), poisson_logprob.numpy(X, lam))
+barrier, out = threading.Barrier(8), []
+def work(i):
+    barrier.wait()
+    k = categorical_logprob.jit if i % 2 else poisson_logprob.jit
+    out.append((i % 2, k(codes, log_e) if i % 2 else k(X, lam)))
+threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ok = all(np.allclose(got, want[0] if odd else want[1]) for odd, got in out)
+print(len(out), ok)
+"""
+    assert _run(code) == "8 True"

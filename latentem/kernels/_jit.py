@@ -65,23 +65,28 @@ class LazyJit:
     def __init__(self, py_func: Callable, options: dict[str, Any]) -> None:
         self._py_func = py_func
         self._options = options
-        self._dispatcher: Any = None
+        self._made: Any = None  # the dispatcher, once made
+        self._dispatcher: Any = None  # the same, once its module's names are swapped
         functools.update_wrapper(self, py_func)
 
     def real(self) -> Any:
         """The numba dispatcher (numba is imported and the module's names swapped first)."""
         if self._dispatcher is None:
             with _lock:
-                if self._dispatcher is None:
-                    import numba
-
-                    from latentem.kernels._dispatch import install_compile_notice
-
-                    install_compile_notice()
-                    dispatcher = numba.njit(**self._options)(self._py_func)
-                    self._dispatcher = dispatcher
-                    _realise_module(self._py_func.__module__)
+                _realise_module(self._py_func.__module__)
+                if self._dispatcher is None:  # not bound by name in its module
+                    self._dispatcher = self._make()
         return self._dispatcher
+
+    def _make(self) -> Any:
+        if self._made is None:
+            import numba
+
+            from latentem.kernels._dispatch import install_compile_notice
+
+            install_compile_notice()
+            self._made = numba.njit(**self._options)(self._py_func)
+        return self._made
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return (self._dispatcher or self.real())(*args, **kwargs)
@@ -115,8 +120,11 @@ def _realise_module(module_name: str) -> None:
     """Swap every placeholder in a kernel module's globals for the real object.
 
     numba resolves a kernel's globals when it compiles it: callees must be
-    dispatchers, ``prange`` must be numba's. Called once per module, under the
-    lock; the callees' own modules are swapped when their dispatchers are made.
+    dispatchers, ``prange`` must be numba's. Runs once per module, under the
+    lock. The module's own dispatchers are published (``_dispatcher``) only
+    after every name is swapped, so another thread never compiles a kernel of
+    a half-swapped module; callees in other modules are made (and their
+    modules swapped) first.
     """
     if module_name in _realised_modules:
         return
@@ -124,10 +132,17 @@ def _realise_module(module_name: str) -> None:
     import numba
 
     namespace = sys.modules[module_name].__dict__
+    own = []
     for name, value in list(namespace.items()):
         if value is prange:
             namespace[name] = numba.prange
         elif isinstance(value, LazyJit):
-            namespace[name] = value.real()
+            if value._py_func.__module__ == module_name:
+                namespace[name] = value._make()
+                own.append(value)
+            else:
+                namespace[name] = value.real()
         elif isinstance(value, _LazyName):
             namespace[name] = value.resolve()
+    for kernel in own:
+        kernel._dispatcher = kernel._made
