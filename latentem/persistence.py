@@ -388,9 +388,12 @@ def _check_hmm(model: Any) -> None:
     D = getattr(family, "n_features", None)
     if D is not None:
         D = _check_size(D, "n_features")
-    for attr in ("means_", "covariances_", "covars_", "weights_", "emissionprob_", "lambdas_"):
+    from latentem.registry import entry_for
+
+    found = entry_for(type(family))  # a saved family is registered, with its fitted arrays
+    for attr in () if found is None else found.fitted:
         value = vars(family).get(attr)
-        if value is None:
+        if value is None or attr == "n_features":
             continue
         a = _finite(attr, value)
         if attr == "means_" and D is not None and a.shape[-1] != D:
