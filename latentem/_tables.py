@@ -240,27 +240,15 @@ def numeric_block(
     pd = _pandas()
     names = [str(c) for c in df.columns]
     by_name = dict(zip(names, df.columns))
-    if columns is None:
-        chosen = [
-            n
-            for n in names
-            if n not in exclude
+    chosen = _choose_columns(
+        names,
+        columns,
+        lambda n: (
+            n not in exclude
             and pd.api.types.is_numeric_dtype(df[by_name[n]].dtype)
             and not looks_like_identifier(df[by_name[n]], n)
-        ]
-        if not chosen:
-            raise ValueError(
-                f"the table has no numeric columns (columns: {', '.join(names)}); "
-                "the models need numbers"
-            )
-    else:
-        chosen = list(columns)
-        for n in chosen:
-            if n not in by_name:
-                raise ValueError(f"unknown column {n!r}; the table has columns {', '.join(names)}")
-        dup = {n for n in chosen if chosen.count(n) > 1}
-        if dup:
-            raise ValueError(f"column {sorted(dup)[0]!r} is named twice in --columns")
+        ),
+    )
     for n in chosen:
         s = df[by_name[n]]
         if pd.api.types.is_bool_dtype(s.dtype):
@@ -274,30 +262,36 @@ def numeric_block(
     return np.ascontiguousarray(X), chosen
 
 
-def _text_numeric_block(
-    table: TextTable, columns: list[str] | None, exclude: tuple[str, ...]
-) -> tuple[np.ndarray, list[str]]:
-    """:func:`numeric_block` of a :class:`TextTable`, with the same errors."""
-    names = list(table.columns)
+def _choose_columns(names: list[str], columns: list[str] | None, default: Any) -> list[str]:
+    """The named ``columns`` (checked), or every name ``default(name)`` accepts."""
     if columns is None:
-        chosen = [
-            n
-            for n in names
-            if n not in exclude and table.is_numeric(n) and not _text_identifier(table, n)
-        ]
+        chosen = [n for n in names if default(n)]
         if not chosen:
             raise ValueError(
                 f"the table has no numeric columns (columns: {', '.join(names)}); "
                 "the models need numbers"
             )
-    else:
-        chosen = list(columns)
-        for n in chosen:
-            if n not in names:
-                raise ValueError(f"unknown column {n!r}; the table has columns {', '.join(names)}")
-        dup = {n for n in chosen if chosen.count(n) > 1}
-        if dup:
-            raise ValueError(f"column {sorted(dup)[0]!r} is named twice in --columns")
+        return chosen
+    chosen = list(columns)
+    for n in chosen:
+        if n not in names:
+            raise ValueError(f"unknown column {n!r}; the table has columns {', '.join(names)}")
+    dup = {n for n in chosen if chosen.count(n) > 1}
+    if dup:
+        raise ValueError(f"column {sorted(dup)[0]!r} is named twice in --columns")
+    return chosen
+
+
+def _text_numeric_block(
+    table: TextTable, columns: list[str] | None, exclude: tuple[str, ...]
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`numeric_block` of a :class:`TextTable`, with the same errors."""
+    names = list(table.columns)
+    chosen = _choose_columns(
+        names,
+        columns,
+        lambda n: n not in exclude and table.is_numeric(n) and not _text_identifier(table, n),
+    )
     for n in chosen:
         if not table.is_numeric(n):
             sample = next((v for v in table.cells[n] if v is not None and v.strip()), None)
