@@ -20,6 +20,17 @@ __all__ = ["CategoricalLatent"]
 SKLEARN_FLOOR = 10.0 * np.finfo(np.float64).eps
 
 
+def normalise_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``exp(a)`` normalised to sum to 1, and each row's log-sum-exp (stable)."""
+    m = a.max(axis=1, keepdims=True)
+    m[~np.isfinite(m)] = 0.0
+    with np.errstate(divide="ignore", under="ignore"):
+        s = np.exp(a - m)
+        tot = s.sum(axis=1, keepdims=True)
+        lse = m + np.log(tot)
+    return s / tot, lse[:, 0]
+
+
 @register(kind="latent", fitted=("weights_",))
 class CategoricalLatent:
     """Mixture weights of K components (``n_sets`` independent sets of them).
@@ -110,14 +121,8 @@ class CategoricalLatent:
     # ------------------------------------------------------------------ E-step
     def posteriors(self, log_prob: np.ndarray) -> tuple[np.ndarray, float]:
         """Posterior probabilities (n, K) and total log-likelihood from (n, K) log-densities."""
-        a = log_prob + self.log_weights()
-        m = a.max(axis=1, keepdims=True)
-        m[~np.isfinite(m)] = 0.0
-        with np.errstate(divide="ignore", under="ignore"):
-            s = np.exp(a - m)
-            tot = s.sum(axis=1, keepdims=True)
-            lse = m + np.log(tot)
-        return s / tot, float(lse.sum())
+        resp, per_row = normalise_rows(log_prob + self.log_weights())
+        return resp, float(per_row.sum())
 
     def joint(self, log_prob: np.ndarray) -> np.ndarray:
         """Per-set joint log-probabilities (n, R, K) from (n, R * K) log-densities."""

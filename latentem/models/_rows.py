@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from latentem.latent.categorical import normalise_rows
+
 __all__ = ["RowTerms", "row_terms", "weighted_posteriors"]
 
 
@@ -92,13 +94,7 @@ def weighted_posteriors(log_joint: np.ndarray, terms: RowTerms) -> tuple[np.ndar
         keep = a[np.flatnonzero(known), terms.labels[known]]
         a[known] = -np.inf
         a[np.flatnonzero(known), terms.labels[known]] = keep
-    m = a.max(axis=1, keepdims=True)
-    m[~np.isfinite(m)] = 0.0
-    with np.errstate(divide="ignore", under="ignore"):
-        s = np.exp(a - m)
-        tot = s.sum(axis=1, keepdims=True)
-        per_row = (m + np.log(tot))[:, 0]
-    resp = s / tot
+    resp, per_row = normalise_rows(a)
     if terms.weights is None:
         return resp, float(per_row.sum())
     w = terms.weights
