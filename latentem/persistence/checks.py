@@ -1,13 +1,16 @@
 """The consistency checks run on an object once a model file has rebuilt it: sizes,
 finite values, probabilities on the simplex, positive-definite covariances, per
 saved class (:data:`_LOAD_CHECKS`), plus the class's own finishing step
-(:func:`_finish`). A tampered file fails here with a one-line ValueError instead of
-giving a model that breaks later.
+(:func:`_finish`). Which arrays must be finite comes from the class's registry entry
+(:func:`_check_fitted`); the per-class checks add only what is model-specific. A
+tampered file fails here with a one-line ValueError instead of giving a model that
+breaks later.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -103,6 +106,41 @@ def _check_imputer(imp: Any) -> None:
         raise ValueError("ridge_ must be a finite number >= 0")
 
 
+#: Fitted attributes that record the fit (sizes, iterations, scores) rather than
+#: hold parameters; the registry-driven check below leaves them to the model.
+_RECORDS = frozenset(
+    {
+        "n_features",
+        "n_features_in_",
+        "converged_",
+        "n_iter_",
+        "history_",
+        "loglike_",
+        "lower_bound_",
+        "lower_bounds_",
+        "best_init_",
+        "empty_states_",
+    }
+)
+
+
+def _check_fitted(obj: Any, each: Callable[[str, np.ndarray], None] | None = None) -> None:
+    """The generic part of the load checks, driven by the registry rather than by a
+    list per class: every fitted parameter that ``obj``'s registry entry declares
+    (``fitted=``, less the records of the fit) and ``obj`` holds must be finite real
+    numbers. ``each(name, array)`` adds a model's own check, run as each one passes."""
+    from latentem.registry import entry_for
+
+    found = entry_for(type(obj))
+    for attr in () if found is None else found.fitted:
+        value = vars(obj).get(attr)
+        if value is None or attr in _RECORDS:
+            continue
+        a = _finite(attr, value)
+        if each is not None:
+            each(attr, a)
+
+
 def _check_hmm(model: Any) -> None:
     """An HMM's emission parameters: finite, with the emission's number of features."""
     if model.startprob_ is None:
@@ -111,16 +149,12 @@ def _check_hmm(model: Any) -> None:
     D = getattr(family, "n_features", None)
     if D is not None:
         D = _check_size(D, "n_features")
-    from latentem.registry import entry_for
 
-    found = entry_for(type(family))  # a saved family is registered, with its fitted arrays
-    for attr in () if found is None else found.fitted:
-        value = vars(family).get(attr)
-        if value is None or attr == "n_features":
-            continue
-        a = _finite(attr, value)
+    def same_features(attr: str, a: np.ndarray) -> None:
         if attr == "means_" and D is not None and a.shape[-1] != D:
             raise ValueError(f"means_ has {a.shape[-1]} features but n_features is {D}")
+
+    _check_fitted(family, same_features)  # a saved family is registered
     _finite("startprob_", model.startprob_)
     _finite("transmat_", model.transmat_)
 
@@ -144,16 +178,7 @@ def _check_factor(model: Any) -> None:
     model._check_settings()
     if "components_" not in vars(model):
         return
-    for name in (
-        "mean_",
-        "means_",
-        "components_",
-        "noise_variance_",
-        "factor_means_",
-        "factor_covariances_",
-    ):
-        if vars(model).get(name) is not None:
-            _finite(name, vars(model)[name])
+    _check_fitted(model)  # the arrays its registry entry declares
     if vars(model).get("weights_") is not None:
         _simplex("weights_", model.weights_, (_check_size(model.n_components, "n_components"),))
 
