@@ -68,8 +68,12 @@ MANY_ROWS = 100
 
 
 def _many_rows(X: np.ndarray) -> bool:
+    # the threshold is read from the package (latentem.models.imputer) at call time,
+    # so that setting latentem.models.imputer.MANY_ROWS still takes effect
+    from latentem.models import imputer
+
     D = X.shape[1]
-    return int(np.count_nonzero(~np.isnan(X))) >= MANY_ROWS * D * D
+    return int(np.count_nonzero(~np.isnan(X))) >= imputer.MANY_ROWS * D * D
 
 
 #: A component whose expected count falls below this fraction of the sample
