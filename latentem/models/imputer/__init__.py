@@ -9,30 +9,37 @@ draws them with parameter uncertainty for multiple imputation
 (:meth:`EMImputer.sample_imputations`, bootstrap EM as in Amelia).
 :func:`pool_estimates` combines the analyses of the imputed data sets by
 Rubin's rules.
+
+The package's files: ``estimator.py`` (the class, its parameters, fitting and fitted
+attributes), mixins of it in ``checks.py``, ``ridge_search.py`` (``ridge="auto"``),
+``regression_fill.py`` (``transform``), ``multiple.py`` (``sample_imputations``),
+``online.py`` (``partial_fit``) and ``model_file.py`` (saving, old files); the EM
+model in ``missing_em.py``; ``table.py`` (arrays and DataFrames in and out),
+``moments.py`` (column moments of out-of-core data) and ``pooling.py`` (Rubin's
+rules).
 """
 
-# the module-level names of latentem/models/imputer.py, which the package replaced:
-# other modules, tests and older code import them from here
-from latentem.models.imputer.estimator import (  # noqa: F401
+# besides the public names, every module-level name of the former
+# latentem/models/imputer.py stays importable from here (noqa: re-exports)
+from latentem.models.imputer.checks import NON_NUMERIC  # noqa: F401
+from latentem.models.imputer.estimator import EMImputer
+from latentem.models.imputer.missing_em import (  # noqa: F401
     _NOT_PD_HINT,
+    EMPTY_FRACTION,
+    MANY_ROWS,
+    _many_rows,
+    _MissingEM,
+    _partial_variances,
+)
+from latentem.models.imputer.moments import _column_moments  # noqa: F401
+from latentem.models.imputer.multiple import MAX_REDRAWS, _draw_components  # noqa: F401
+from latentem.models.imputer.pooling import PooledEstimate, pool_estimates
+from latentem.models.imputer.ridge_search import (  # noqa: F401
     AUTO_FALLBACK,
     AUTO_HOLDOUT,
     AUTO_HOLDOUT_SEED,
     AUTO_RIDGE_GRID,
-    EMPTY_FRACTION,
-    MANY_ROWS,
-    MAX_REDRAWS,
-    NON_NUMERIC,
-    EMImputer,
-    PooledEstimate,
-    _column_moments,
-    _draw_components,
-    _is_frame,
-    _many_rows,
-    _MissingEM,
-    _partial_variances,
-    _Table,
-    pool_estimates,
 )
+from latentem.models.imputer.table import _is_frame, _Table  # noqa: F401
 
 __all__ = ["EMImputer", "PooledEstimate", "pool_estimates"]
