@@ -19,18 +19,16 @@ import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
 from latentem.families.gaussian_missing import missing_plan
+
+# one component per row, drawn from the row's posterior probabilities (n, K): the
+# mixed-table imputer's helper (this file had a copy of it)
+from latentem.models._mixed_em import draw_classes as _draw_components
 from latentem.models.imputer.missing_em import _MissingEM
 from latentem.runner import ConvergenceWarning, fit_em
 
 #: ``sample_imputations`` with ``bounds``: a row whose draw falls outside is
 #: drawn again at most this many times, then clipped (Amelia's ``max.resample``).
 MAX_REDRAWS = 100
-
-
-def _draw_components(resp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One component per row, drawn from the row's posterior probabilities (n, K)."""
-    u = rng.random(resp.shape[0])[:, None]
-    return np.minimum((np.cumsum(resp, axis=1) < u).sum(axis=1), resp.shape[1] - 1)
 
 
 class _MultipleImputation:
