@@ -399,11 +399,7 @@ class EMImputer(
     def covariance_(self) -> np.ndarray:
         """Covariance of the fitted distribution (D, D): within plus between components."""
         self._require_fitted()
-        w, mu = self.weights_, self.means_
-        C = self._model.family.full_covariances()
-        m = w @ mu
-        dev = mu - m
-        return np.einsum("k,kij->ij", w, C) + (w[:, None] * dev).T @ dev
+        return self._model.covariance()
 
     @property
     def fraction_missing_info_(self) -> np.ndarray:

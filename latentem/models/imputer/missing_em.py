@@ -287,12 +287,17 @@ class _MissingEM:
         resp, _ = self.latent.posteriors(self.family.log_prob(X, plan))
         return resp
 
+    def covariance(self) -> np.ndarray:
+        """Covariance of the mixture (D, D): within plus between components (the
+        estimator's ``covariance_`` and :func:`_partial_variances` both use it)."""
+        w, mu = self.latent.weights_, self.family.means_
+        C = self.family.full_covariances()
+        m = w @ mu
+        dev = mu - m
+        return np.einsum("k,kij->ij", w, C) + (w[:, None] * dev).T @ dev
+
 
 def _partial_variances(model: _MissingEM) -> np.ndarray:
     """``1 / diag(Sigma^-1)`` of a fitted model's distribution: each column's variance
     given all the others (its residual variance regressed on them)."""
-    fam = model.family
-    w, mu = model.latent.weights_, fam.means_
-    dev = mu - w @ mu
-    cov = np.einsum("k,kij->ij", w, fam.full_covariances()) + (w[:, None] * dev).T @ dev
-    return 1.0 / np.diag(np.linalg.inv(cov))
+    return 1.0 / np.diag(np.linalg.inv(model.covariance()))
