@@ -117,6 +117,16 @@ class EmissionFamily:
         row weights (imputation in model graphs).
     stats_reference(), move_stats(stats, src, dst)
         For statistics taken about a moving reference point (online EM).
+    mixture_stats(X, log_weights, plan=None) -> (counts, stats, loglik)
+        A mixture's whole E-step in one pass (expected counts per
+        component, the statistics ``accumulate`` would give from the
+        posteriors, the total log-likelihood), without the (n, K) posteriors.
+    mixture_rows(X, log_weights, what) -> array or None
+        A mixture's per-row answer in one pass: ``what`` is "proba",
+        "score" or "label"; None sends the mixture to ``log_prob``.
+    split(src, dst) -> bool
+        Re-seed component ``dst`` (emptied during EM) from ``src``; False
+        where ``src`` cannot be split. Mixtures then share the weight.
 
     Examples
     --------
@@ -171,6 +181,9 @@ class EmissionFamily:
     plan: Any = None
     scaled_prob: Any = None
     fill: Any = None
+    mixture_stats: Any = None
+    mixture_rows: Any = None
+    split: Any = None
     n_components: int
 
     # ------------------------------------------------------------------ required

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from latentem.families.gaussian_priors import MaximumLikelihood
 from latentem.kernels.gaussian import (
     cov_to_prec_chol,
     gaussian_accumulate,
@@ -26,13 +27,27 @@ __all__ = ["GaussianFamily", "COVARIANCE_TYPES"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)
-_EPS10 = 10.0 * np.finfo(np.float64).eps
 
 _NOT_PD = (
     "the covariance of component {k} is not positive definite (for instance caused by "
     "singleton or collapsed samples); increase reg_covar (now {reg:g}), decrease the number "
     "of components, or remove duplicated points."
 )
+
+
+def _add_to_diagonal(cov: np.ndarray, value: float, covariance_type: str) -> np.ndarray:
+    if not value:
+        return cov
+    if covariance_type in ("diag", "spherical"):
+        return cov + value
+    idx = np.arange(cov.shape[-1])
+    cov = cov.copy()
+    cov[..., idx, idx] += value
+    return cov
+
+
+def _rows_sum_to_one(W: np.ndarray) -> bool:
+    return bool(np.allclose(W.sum(axis=1), 1.0, rtol=0.0, atol=1e-9))
 
 
 def covariance_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
@@ -48,6 +63,15 @@ def covariance_shape(covariance_type: str, n_components: int, n_features: int) -
 @register(kind="family", fitted=("means_", "covariances_"), finish="_finish_load")
 class GaussianFamily:
     """K Gaussian components sharing one covariance type.
+
+    It meets the :class:`~latentem.families.base.EmissionFamily` contract for
+    a :class:`latentem.Mixture` (``log_prob``, ``accumulate``,
+    ``m_step(stats, letters)``, ``check_params``, SQUAREM's
+    ``vector_attributes``) and adds the mixture hooks that make
+    :class:`latentem.GaussianMixture` fast: :meth:`mixture_stats` (posteriors
+    and statistics in one pass), :meth:`mixture_rows` (scores, posteriors or
+    labels without the (n, K) log-densities) and :meth:`split` (re-seeding an
+    emptied component).
 
     Attributes use scikit-learn's layouts and meanings: ``means_`` (K, D);
     ``covariances_`` (K, D, D) for "full", (D, D) for "tied", (K, D) for
@@ -84,6 +108,12 @@ class GaussianFamily:
     >>> fam.means_.ravel()
     array([0., 5.])
     """
+
+    param_letters = "mc"
+    vector_attributes = ("means_", "covariances_")
+    #: The prior the M-step maximises with the likelihood, one of
+    #: :mod:`latentem.families.gaussian_priors`; None: maximum likelihood.
+    prior: Any = None
 
     def __init__(
         self,
@@ -149,6 +179,11 @@ class GaussianFamily:
         except ValueError:
             return False
         return True
+
+    def check_params(self) -> None:
+        """Recompute the Cholesky factors of the set parameters; ValueError if a
+        covariance is not positive definite (SQUAREM's feasibility test)."""
+        self.set_parameters(self.means_, self.covariances_)
 
     @property
     def precisions_(self) -> np.ndarray:
@@ -233,7 +268,17 @@ class GaussianFamily:
                 f"weights must have shape (n_samples, n_components) = "
                 f"{(X.shape[0], self.n_components)}; got {W.shape}."
             )
-        return gaussian_accumulate(X, W, self.means_, self._shift(), self.smode)
+        nk, S, Q = gaussian_accumulate(X, W, self.means_, self._shift(), self.smode)
+        if self.smode == 1 and not _rows_sum_to_one(W):
+            Q = self._tied_second_moment(X, W.sum(axis=1))
+        return nk, S, Q
+
+    def _tied_second_moment(self, X: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
+        """The tied statistic ``sum_n w_n (x_n - shift)(x_n - shift)'``. The kernels sum
+        it without weights, which is right when every row's weights add up to 1 (as
+        posteriors do) but not for row weights (``sample_weight``, weighted sequences)."""
+        Y = X - self._shift()
+        return ((Y * row_weights[:, None]).T @ Y)[None]
 
     def fused_e_step(self, X: np.ndarray, log_weights: np.ndarray) -> tuple[tuple, float]:
         """Mixture E-step in one pass: ``((nk, S, Q), total log-likelihood)``."""
@@ -243,47 +288,48 @@ class GaussianFamily:
         )
         return (nk, S, Q), float(ll)
 
-    def estimate(self, stats: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """New ``(means, covariances)`` from statistics, without setting them.
+    def mixture_stats(
+        self, X: np.ndarray, log_weights: np.ndarray, plan: Any = None
+    ) -> tuple[np.ndarray, tuple, float]:
+        """Mixture E-step hook: ``(expected counts (K,), statistics, log-likelihood)`` in
+        one pass over X, never forming the (n, K) posteriors."""
+        (nk, S, Q), ll = self.fused_e_step(X, np.ascontiguousarray(log_weights, np.float64))
+        return nk, (nk, S, Q), ll
 
-        Component weights get scikit-learn's ``10 * eps`` floor, so a
-        component with no weight keeps finite parameters (its mean is
-        returned unchanged and its covariance is ``reg_covar``).
-        """
-        nk, S, Q = stats
-        mu = self.means_
-        nk_eff = nk + _EPS10
-        e = (S - _EPS10 * mu) / nk_eff[:, None]  # new mean minus current mean
-        means = mu + e
-        ct = self.covariance_type
-        reg = self.reg_covar
-        if ct == "full":
-            Se = S[:, :, None] * e[:, None, :]
-            cov = (
-                Q - Se - Se.transpose(0, 2, 1) + nk[:, None, None] * (e[:, :, None] * e[:, None, :])
-            )
-            cov /= nk_eff[:, None, None]
-            cov = 0.5 * (cov + cov.transpose(0, 2, 1))
-            idx = np.arange(self.n_features)
-            cov[:, idx, idx] += reg
-        elif ct == "tied":
-            f = means - self._shift()
-            cov = Q[0] - (nk_eff[:, None] * f).T @ f
-            cov /= nk_eff.sum()
-            cov = 0.5 * (cov + cov.T)
-            cov.flat[:: self.n_features + 1] += reg
-        else:
-            cov = (Q[:, 0, :] - 2.0 * S * e + nk[:, None] * e * e) / nk_eff[:, None]
-            np.maximum(cov, 0.0, out=cov)
-            cov += reg
-            if ct == "spherical":
-                cov = cov.mean(axis=1)
-        return means, cov
+    def mixture_rows(self, X: np.ndarray, log_weights: np.ndarray, what: str) -> np.ndarray | None:
+        """Mixture scoring hook, one pass over complete rows: ``what`` is "proba" (the
+        (n, K) posteriors), "score" (each row's log-likelihood) or "label" (the most
+        probable component). None where X has gaps (the caller then uses ``log_prob``)."""
+        if np.isnan(X).any():
+            return None
+        prec, logc = self._kernel_params()
+        n, K = X.shape[0], self.n_components
+        code = {"proba": 1, "score": 2, "label": 3}[what]
+        out2 = np.empty((n, K) if what == "proba" else (0, K))
+        out1 = np.empty(n)  # the "proba" pass writes each row's log-likelihood here too
+        gaussian_logprob(X, self.means_, prec, logc + log_weights, code, out2, out1)
+        return out2 if what == "proba" else out1.astype(np.int64) if what == "label" else out1
 
-    def m_step(self, stats: tuple) -> None:
-        """Set means and covariances from statistics taken at the current parameters."""
-        means, cov = self.estimate(stats)
-        self.set_parameters(means, cov)
+    def estimate(self, stats: tuple, letters: str = "mc") -> tuple[np.ndarray, np.ndarray]:
+        """New ``(means, covariances)`` from statistics, without setting them: the
+        prior's estimate (letter ``m`` moves the means, ``c`` the covariances),
+        then ``reg_covar`` added to the diagonal of the covariances."""
+        means, cov = self._prior().estimate(self, stats, letters)
+        if "c" not in letters:
+            return means, self.covariances_
+        return means, _add_to_diagonal(cov, self.reg_covar, self.covariance_type)
+
+    def m_step(self, stats: tuple, letters: str = "mc") -> None:
+        """Set means (letter ``m``) and covariances (``c``) from statistics taken at
+        the current parameters; a covariance alone is taken about the current means."""
+        self.set_parameters(*self.estimate(stats, letters))
+
+    def _prior(self) -> Any:
+        return MaximumLikelihood() if self.prior is None else self.prior
+
+    def log_prior(self) -> float:
+        """Log-density of the prior at the current parameters (0: maximum likelihood)."""
+        return self._prior().log_prior(self)
 
     # ------------------------------------------------------------------ extras
     def n_parameters(self) -> int:
@@ -308,14 +354,18 @@ class GaussianFamily:
             return np.diag(C[k])
         return np.eye(self.n_features) * C[k]
 
-    def split(self, src: int, dst: int) -> None:
+    def split(self, src: int, dst: int) -> bool:
         """Re-seed component ``dst`` by splitting ``src`` along its main axis.
 
         The two halves get means ``mean[src] +/- sqrt(lambda) v``, where
         ``lambda, v`` is the largest eigenpair of the covariance of ``src``,
-        and both keep the covariance of ``src``.
+        and both keep the covariance of ``src``. Returns False, changing
+        nothing, when ``src`` has no spread beyond ``reg_covar`` (duplicated
+        points): a split there would only lower the likelihood.
         """
         C = self.component_covariance(src)
+        if not np.diag(C).max() > 2.0 * self.reg_covar:
+            return False
         lam, vec = np.linalg.eigh(C)
         step = math.sqrt(max(lam[-1], 0.0)) * vec[:, -1]
         means = self.means_.copy()
@@ -325,6 +375,7 @@ class GaussianFamily:
         if self.covariance_type != "tied":
             cov[dst] = cov[src]
         self.set_parameters(means, cov)
+        return True
 
     def sample(self, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``counts[k]`` draws from component k, stacked in component order."""

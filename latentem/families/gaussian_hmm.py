@@ -17,20 +17,12 @@ from latentem._validation import check_array
 from latentem.families.base import EmissionFamily, register_family
 from latentem.families.gaussian import covariance_shape
 from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan
+from latentem.families.gaussian_priors import NormalInverseWishart
 from latentem.kernels.gaussian import gaussian_scaled_prob
 from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8, scale_emissions
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
 __all__ = ["GaussianEmission"]
-
-
-def _add_to_diagonal(cov: np.ndarray, value: float, covariance_type: str) -> np.ndarray:
-    if covariance_type in ("diag", "spherical"):
-        return cov + value
-    idx = np.arange(cov.shape[-1])
-    cov = cov.copy()
-    cov[..., idx, idx] += value
-    return cov
 
 
 @register_family(fitted=("n_features", "means_", "covariances_"), cli="gaussian")
@@ -186,57 +178,18 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
             raise ValueError("means_ and covars_ must be finite.")
         self.set_parameters(means, cov)
 
+    @property
+    def prior(self) -> NormalInverseWishart:
+        """hmmlearn's MAP prior, from this family's settings."""
+        return NormalInverseWishart(
+            self.means_prior, self.means_weight, self.covars_prior, self.covars_weight
+        )
+
     def m_step(self, stats: tuple, letters: str) -> None:
-        nk, S, Q = stats
-        mu = self.means_
-        K, D = mu.shape
-        obs = S + nk[:, None] * mu  # sum of w x per state
-        mw, mp = self.means_weight, self.means_prior
-        new_mu = mu
-        if "m" in letters:
-            den = mw + nk[:, None]
-            # A state without posterior mass keeps its mean instead of turning NaN.
-            new_mu = np.where(den > 0, (mw * mp + obs) / np.where(den > 0, den, 1.0), mu)
-        cov = self.covariances_
-        if "c" in letters:
-            delta = mu - new_mu  # old minus new mean: re-centre the moments on new_mu
-            meandiff = new_mu - mp
-            cp, cw = self.covars_prior, self.covars_weight
-            ct = self.covariance_type
-            if ct in ("diag", "spherical"):
-                c_n = Q[:, 0, :] + 2.0 * delta * S + nk[:, None] * delta**2 + mw * meandiff**2
-                c_d = max(cw - 1.0, 0.0) + nk[:, None]
-                cov = (cp + c_n) / np.maximum(c_d, 1e-5)
-                if ct == "spherical":
-                    cov = cov.mean(axis=1)
-            elif ct == "full":
-                Sd = S[:, :, None] * delta[:, None, :]
-                c_n = (
-                    Q
-                    + Sd
-                    + Sd.transpose(0, 2, 1)
-                    + nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
-                    + mw * meandiff[:, :, None] * meandiff[:, None, :]
-                )
-                den = max(cw - D, 0.0) + nk[:, None, None]
-                cov = np.where(den > 0, (cp + c_n) / np.where(den > 0, den, 1.0), cov)
-            else:  # tied: Q holds sum over rows of (x - shift)(x - shift)^T
-                shift = self._shift()
-                F = S + nk[:, None] * (mu - shift)  # sum_rows w_k (x - shift)
-                a = new_mu - shift
-                c_n = (
-                    Q[0]
-                    - F.T @ a
-                    - a.T @ F
-                    + (nk[:, None] * a).T @ a
-                    + mw * (np.atleast_2d(meandiff).T @ np.atleast_2d(meandiff))
-                )
-                cov = (cp + c_n) / (max(cw - D, 0.0) + nk.sum())
-            if self.reg_covar:
-                cov = _add_to_diagonal(cov, self.reg_covar, ct)
+        means, cov = self.estimate(stats, letters)
         if "c" in letters and self._not_positive_definite(cov).any():
             cov = self._regularised(cov)  # rare: small or degenerate data
-        self.set_parameters(new_mu, cov)
+        self.set_parameters(means, cov)
 
     def _regularised(self, cov: np.ndarray) -> np.ndarray:
         """``cov`` with ``min_covar`` added to the diagonal of every state whose
@@ -278,42 +231,6 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
         eig = np.linalg.eigvalsh(mats)  # ascending, per state
         # singular to working precision counts too: its log-determinant is meaningless
         return eig[:, 0] <= 1e-12 * np.abs(eig[:, -1])
-
-    def log_prior(self) -> float:
-        """Log-density (up to a constant) of the prior behind hmmlearn's MAP M-step.
-
-        Per state, ``-(a/2) log|S| - 1/2 tr((P + w (m - m0)(m - m0)^T) S^-1)`` with
-        ``P = covars_prior`` (added to every entry, as hmmlearn does), ``w =
-        means_weight``, ``m0 = means_prior`` and ``a = max(covars_weight - 1, 0)``
-        for diagonal types, ``max(covars_weight - D, 0)`` for full and tied ones:
-        the M-step's means and covariances maximise the likelihood plus this.
-        """
-        mu = self.means_
-        K, D = mu.shape
-        cp, cw = self.covars_prior, self.covars_weight
-        diff = mu - self.means_prior
-        mw = np.broadcast_to(np.asarray(self.means_weight, dtype=np.float64), mu.shape)
-        ct = self.covariance_type
-        cov = np.asarray(self.covariances_, dtype=np.float64)
-        if ct in ("diag", "spherical"):
-            var = cov if ct == "diag" else np.repeat(cov[:, None], D, axis=1)
-            a = max(cw - 1.0, 0.0)
-            return float(np.sum(-0.5 * a * np.log(var) - 0.5 * (cp + mw * diff**2) / var))
-        a = max(cw - D, 0.0)
-        covs = cov if ct == "full" else cov[None]
-        scatter = np.einsum("ki,kj->kij", np.sqrt(mw) * diff, np.sqrt(mw) * diff)
-        if ct == "tied":
-            scatter = scatter.sum(axis=0, keepdims=True)
-        psi = np.broadcast_to(np.asarray(cp, dtype=np.float64), covs.shape) + scatter
-        sign, logdet = np.linalg.slogdet(covs)
-        if not (sign > 0).all():
-            raise ValueError(
-                "a state's covariance is singular (for instance from duplicated points or a "
-                "constant column); use covariance_type='diag', or pass a positive-definite "
-                "covars_prior such as 1e-2 * np.eye(n_features)"
-            )
-        inv = np.linalg.inv(covs)
-        return float(np.sum(-0.5 * a * logdet - 0.5 * np.einsum("kij,kji->k", psi, inv)))
 
     def sample(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         covs = self.full_covariances()

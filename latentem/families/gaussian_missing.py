@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latentem.families.gaussian import GaussianFamily
+from latentem.families.gaussian import GaussianFamily, _rows_sum_to_one
 from latentem.kernels._dispatch import serial_when_small
 from latentem.kernels.gaussian_missing import (
     conditional_draw,
@@ -262,6 +262,12 @@ class MissingGaussianFamily(GaussianFamily):
     def plan(self, X: np.ndarray) -> MissingPlan:
         """The :class:`MissingPlan` of X, cached by its NaN mask."""
         nan = np.isnan(X)
+        if not nan.any():  # complete data: no hashing, one plan per shape
+            cached = getattr(self, "_complete_plan", None)
+            if cached is None or cached.complete.size != X.shape[0]:
+                cached = _plan_from_mask(nan, b"complete" + repr(nan.shape).encode())
+                self._complete_plan = cached
+            return cached
         key = _mask_key(nan)
         cached = getattr(self, "_plan_cache", None)
         if cached is not None and cached.key == key:
@@ -346,6 +352,11 @@ class MissingGaussianFamily(GaussianFamily):
         if plan.complete.size == X.shape[0]:
             return super().accumulate(X, weights)
         W = np.ascontiguousarray(weights, dtype=np.float64)
+        if self.smode == 1 and not _rows_sum_to_one(W[plan.partial]):
+            raise ValueError(
+                "row weights (sample_weight) with covariance_type='tied' need complete rows; "
+                "use another covariance type, or fill or drop the rows with gaps."
+            )
         nk, S, Q = self._zero_stats()
         if plan.complete.size:
             nk, S, Q = super().accumulate(
@@ -388,6 +399,13 @@ class MissingGaussianFamily(GaussianFamily):
             )
             nk, S, Q, ll = nk + nk2, S + S2, Q + Q2, ll + ll2
         return (nk, S, Q), float(ll)
+
+    def mixture_stats(
+        self, X: np.ndarray, log_weights: np.ndarray, plan: MissingPlan | None = None
+    ) -> tuple[np.ndarray, tuple, float]:
+        """Mixture E-step hook with gaps (see :meth:`mixture_e_step`)."""
+        (nk, S, Q), ll = self.mixture_e_step(X, log_weights, plan)
+        return nk, (nk, S, Q), ll
 
     @_serial_if_small
     def fill(

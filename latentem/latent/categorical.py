@@ -18,6 +18,9 @@ __all__ = ["CategoricalLatent"]
 
 #: scikit-learn's floor on expected counts before normalising the weights.
 SKLEARN_FLOOR = 10.0 * np.finfo(np.float64).eps
+#: A component whose expected count falls below this fraction of the sample
+#: size is considered empty and re-seeded (:meth:`CategoricalLatent.reseed_empty`).
+EMPTY_FRACTION = 1e-10
 
 
 def normalise_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +176,24 @@ class CategoricalLatent:
         half = 0.5 * (w[src] + w[dst])
         w[src] = w[dst] = half
         self.weights_ = w / w.sum()
+
+    def reseed_empty(self, counts: np.ndarray, family: Any) -> None:
+        """Re-seed every component whose expected count fell below ``EMPTY_FRACTION``
+        of the total: the heaviest component is split in two (``family.split(src,
+        dst)``, which returns False where it cannot split, e.g. a component without
+        spread) and its weight shared (:meth:`split`)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        empty = np.flatnonzero(counts < EMPTY_FRACTION * float(counts.sum()))
+        if not empty.size or empty.size >= self.n_components or self.n_sets is not None:
+            return
+        for dst in empty:
+            w = self.weights_.copy()
+            w[empty] = -1.0  # never split an empty component
+            src = int(np.argmax(w))
+            if family.split(src, int(dst)) is False:
+                break  # the others would fail the same way
+            self.split(src, int(dst))
+            empty = empty[empty != dst]
 
     def sample(self, n_samples: int, rng: np.random.Generator) -> np.ndarray:
         """Component counts of ``n_samples`` draws, shape (K,)."""

@@ -20,15 +20,12 @@ from latentem._validation import (
     check_positive_int,
     check_random_state,
 )
-from latentem.base import InitParamsSetting, ParamsMixin
+from latentem.base import InitParamsSetting
 from latentem.families.gaussian import covariance_shape
 from latentem.families.gaussian_missing import MissingGaussianFamily
-from latentem.kernels.gaussian import gaussian_logprob
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.latent import CategoricalLatent
-from latentem.models._rows import weighted_posteriors
-from latentem.models.mixture import MixtureSurface
-from latentem.persistence import SaveMixin
+from latentem.models.mixture import Mixture, MixtureSurface
 from latentem.registry import register
 
 __all__ = ["GaussianMixture"]
@@ -36,10 +33,6 @@ __all__ = ["GaussianMixture"]
 INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
 #: Other spellings of the methods (scikit-learn writes "k-means++").
 INIT_ALIASES = {"k-means++": "kmeans++"}
-
-#: A component whose expected count falls below this fraction of the sample
-#: size is considered empty and re-seeded.
-EMPTY_FRACTION = 1e-10
 
 
 @register(
@@ -56,7 +49,7 @@ EMPTY_FRACTION = 1e-10
         "_dtype",
     )
 )
-class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
+class GaussianMixture(Mixture):
     """Gaussian mixture model fitted by fast, fused EM.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: same
@@ -158,6 +151,10 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
     """
 
     init_params = InitParamsSetting()
+    #: Every parameter is trained (:class:`Mixture`'s ``params``), by maximum
+    #: likelihood: no prior term for the runner to add.
+    params = "wmc"
+    log_prior = None
 
     def __init__(
         self,
@@ -223,7 +220,7 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         self._check_settings()
         note_features(self, X, reset=not (self.warm_start and self._fitted()))
         X = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
-        self._note_gaps(X)
+        self._check_gaps(X)
         n, D = X.shape
         if n < self.n_components:
             raise ValueError(
@@ -244,35 +241,24 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         hold fewer rows than components).
         """
         X = check_array(X, name="X", allow_nan=True, one_d_as_column=False)
-        self._note_gaps(X)
+        self._check_gaps(X)
         if self._fitted():
             check_n_features(self, X.shape[1])
         return X
 
-    def _note_gaps(self, X: np.ndarray) -> None:
-        """Whether X has NaN cells, worked out once when it is validated: the E-step
-        then takes the fused complete-data path without looking again."""
+    @staticmethod
+    def _check_gaps(X: np.ndarray) -> None:
+        """NaN cells are gaps, marginalised; a column with nothing observed is refused."""
         nan = np.isnan(X)
-        gaps = bool(nan.any())
-        if gaps and nan.all(axis=0).any():
+        if nan.any() and nan.all(axis=0).any():
             col = int(np.flatnonzero(nan.all(axis=0))[0])
             raise ValueError(
                 f"column {col} of X is entirely missing (NaN); drop it, since nothing can be "
                 "learnt about it."
             )
-        self._gaps = (id(X), gaps)
-
-    def _has_gaps(self, X: np.ndarray) -> bool:
-        known = self.__dict__.get("_gaps")
-        if known is not None and known[0] == id(X):
-            return known[1]
-        return bool(np.isnan(X).any())
 
     def _emission(self) -> MissingGaussianFamily:
         return self._family
-
-    def _weighted_logprob(self, X: np.ndarray) -> np.ndarray:
-        return self._family.log_prob(X) + self._latent.log_weights()
 
     def _check_X(self, X: Any) -> np.ndarray:
         self._require_fitted()
@@ -289,6 +275,9 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     def _sklearn_tags(self, tags: Any) -> Any:
         return density_tags(tags, allow_nan=True)
+
+    def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        return {}  # no emission parameter to replace: every check passes
 
     # ------------------------------------------------------------------ fitted attributes
     def _family_attr(name: str, doc: str):
@@ -356,7 +345,7 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         K = self.n_components
         method = _init_method(self)
         W = np.zeros((n, K))
-        if self._has_gaps(X):  # k-means on the gaps filled with column means
+        if np.isnan(X).any():  # k-means on the gaps filled with column means
             X = np.ascontiguousarray(np.where(np.isnan(X), np.nanmean(X, axis=0), X))
         if method in ("kmeans++", "kmeans"):
             first = int(rng.integers(n))
@@ -373,102 +362,6 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         idx = rng.choice(n, size=K, replace=False)
         W[idx, np.arange(K)] = 1.0
         return W, np.ascontiguousarray(X[idx], dtype=np.float64)
-
-    def e_step(self, X: np.ndarray) -> tuple[dict, float]:
-        """Fused E-step: statistics ``{"nk", "sum", "second"}`` and total log-likelihood."""
-        terms = self._rows(X)
-        if terms is not None:  # weighted or partly labelled rows: densities, then sums
-            fam = self._family
-            plan = fam.plan(X)
-            log_joint = fam.log_prob(X, plan) + self._latent.log_weights()
-            W, ll = weighted_posteriors(log_joint, terms)
-            nk, S, Q = fam.accumulate(X, W, plan)
-            if fam.smode == 1 and terms.weights is not None:
-                Q = self._tied_second_moment(X, plan, terms.weights)
-        elif self._has_gaps(X):
-            (nk, S, Q), ll = self._family.mixture_e_step(X, self._latent.log_weights())
-        else:
-            (nk, S, Q), ll = self._family.fused_e_step(X, self._latent.log_weights())
-        return {"nk": nk, "sum": S, "second": Q}, ll
-
-    def _tied_second_moment(self, X: np.ndarray, plan: Any, weights: np.ndarray) -> np.ndarray:
-        """The tied statistic ``sum_n w_n (x_n - shift)(x_n - shift)'``: the kernels sum it
-        unweighted, as every row's responsibilities add up to 1 without row weights."""
-        if plan.complete.size != X.shape[0]:
-            raise ValueError(
-                "sample_weight with covariance_type='tied' needs complete rows; use another "
-                "covariance type, or fill or drop the rows with gaps."
-            )
-        Y = X - self._family._shift()
-        return ((Y * weights[:, None]).T @ Y)[None]
-
-    def m_step(self, stats: dict) -> None:
-        """New weights, means and covariances; re-seeds components that emptied."""
-        nk = stats["nk"]
-        self._family.m_step((nk, stats["sum"], stats["second"]))
-        self._latent.m_step(nk)
-        total = float(nk.sum())
-        empty = np.flatnonzero(nk < EMPTY_FRACTION * total)
-        if empty.size and empty.size < self.n_components:
-            for dst in empty:
-                w = self._latent.weights_.copy()
-                w[empty] = -1.0  # never split an empty component
-                src = int(np.argmax(w))
-                spread = np.diag(self._family.component_covariance(src)).max()
-                if not spread > 2.0 * self._family.reg_covar:
-                    # the data there have no spread (duplicated points): a split would
-                    # only lower the likelihood; the component stays empty instead
-                    break
-                self._family.split(src, int(dst))
-                self._latent.split(src, int(dst))
-                empty = empty[empty != dst]
-
-    def log_likelihood(self, X: np.ndarray) -> float:
-        """Total log-likelihood of X under the current parameters (weighted, and with
-        the known components, during a fit given ``sample_weight`` or ``labels``)."""
-        terms = self._rows(X)
-        if terms is not None:
-            log_joint = self._family.log_prob(X) + self._latent.log_weights()
-            return weighted_posteriors(log_joint, terms)[1]
-        return float(self._score_rows(X).sum())
-
-    def get_param_vector(self) -> np.ndarray:
-        """Weights, means and covariances as one float64 vector (for SQUAREM)."""
-        return np.concatenate(
-            [
-                self._latent.weights_,
-                self._family.means_.ravel(),
-                np.asarray(self._family.covariances_).ravel(),
-            ]
-        )
-
-    def set_param_vector(self, theta: np.ndarray) -> bool:
-        """Set parameters from a vector; False (and no change) if it is infeasible."""
-        theta = np.asarray(theta, dtype=np.float64)
-        K, D = self.n_components, self.n_features_in_
-        shape = covariance_shape(self.covariance_type, K, D)
-        if theta.shape != (K + K * D + int(np.prod(shape)),) or not np.all(np.isfinite(theta)):
-            return False
-        w = theta[:K]
-        if np.any(w < 0) or not w.sum() > 0:
-            return False
-        means = theta[K : K + K * D].reshape(K, D)
-        cov = theta[K + K * D :].reshape(shape)
-        try:
-            self._family.set_parameters(means, cov)
-        except ValueError:
-            return False
-        self._latent.weights_ = w / w.sum()
-        return True
-
-    def stats_reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """The point E-step statistics are taken about: ``(means, shift)`` (online EM)."""
-        return self._family.stats_reference()
-
-    def move_stats(self, stats: dict, src: tuple, dst: tuple) -> dict:
-        """The same statistics re-expressed about ``dst`` instead of ``src`` (online EM)."""
-        nk, S, Q = self._family.move_stats((stats["nk"], stats["sum"], stats["second"]), src, dst)
-        return {"nk": nk, "sum": S, "second": Q}
 
     # ------------------------------------------------------------------ scikit-learn API
     def fit(
@@ -539,40 +432,15 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         self._dtype = _data_dtype(X)
         return self
 
-    def _run_logprob(self, X: np.ndarray, what: int, out2: np.ndarray, out1: np.ndarray) -> None:
-        prec, logc = self._family._kernel_params()
-        logc = logc + self._latent.log_weights()
-        gaussian_logprob(X, self._family.means_, prec, logc, what, out2, out1)
-
-    def _score_rows(self, X: np.ndarray) -> np.ndarray:
-        if self._has_gaps(X):
-            return MixtureSurface.score_samples(self, X)
-        out = np.empty(X.shape[0])
-        self._run_logprob(X, 2, np.empty((0, self.n_components)), out)
-        return out
-
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of every row (of its observed cells), shape (n_samples,)."""
         X = self._check_X(X)
         return self._score_rows(X).astype(X.dtype, copy=False)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Index of the most probable component of every row."""
-        X = self._check_X(X)
-        if self._has_gaps(X):
-            return MixtureSurface.predict(self, X)
-        out = np.empty(X.shape[0])
-        self._run_logprob(X, 3, np.empty((0, self.n_components)), out)
-        return out.astype(np.int64)
-
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of every component for every row, shape (n, K)."""
         X = self._check_X(X)
-        if self._has_gaps(X):
-            return MixtureSurface.predict_proba(self, X).astype(X.dtype, copy=False)
-        out = np.empty((X.shape[0], self.n_components))
-        self._run_logprob(X, 1, out, np.empty(X.shape[0]))
-        return out.astype(X.dtype, copy=False)
+        return self._posteriors(X).astype(X.dtype, copy=False)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples ``(X, labels)``, grouped by component as in scikit-learn."""
@@ -590,17 +458,6 @@ class GaussianMixture(MixtureSurface, SaveMixin, ParamsMixin):
         X = self._family.sample(counts, rng).astype(self._out_dtype(), copy=False)
         y = np.repeat(np.arange(self.n_components), counts)
         return X, y
-
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion on X (lower is better)."""
-        X = self._check_X(X)
-        n = X.shape[0]
-        return -2.0 * self.log_likelihood(X) + self.n_parameters() * math.log(n)
-
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion on X (lower is better)."""
-        X = self._check_X(X)
-        return -2.0 * self.log_likelihood(X) + 2.0 * self.n_parameters()
 
 
 class _Watch:

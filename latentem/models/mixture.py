@@ -62,7 +62,7 @@ class MixtureSurface:
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of every row, shape (n_samples,)."""
-        return logsumexp(self._weighted_logprob(self._check_X(X)), axis=1)
+        return self._score_rows(self._check_X(X))
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean per-row log-likelihood."""
@@ -70,12 +70,29 @@ class MixtureSurface:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of every component for every row, shape (n, K)."""
-        a = self._weighted_logprob(self._check_X(X))
-        return np.exp(a - logsumexp(a, axis=1, keepdims=True))
+        return self._posteriors(self._check_X(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the most probable component of every row."""
-        return np.argmax(self._weighted_logprob(self._check_X(X)), axis=1)
+        X = self._check_X(X)
+        rows = self._rows_hook(X, "label")
+        return np.argmax(self._weighted_logprob(X), axis=1) if rows is None else rows
+
+    def _posteriors(self, X: np.ndarray) -> np.ndarray:
+        rows = self._rows_hook(X, "proba")
+        if rows is not None:
+            return rows
+        a = self._weighted_logprob(X)
+        return np.exp(a - logsumexp(a, axis=1, keepdims=True))
+
+    def _rows_hook(self, X: np.ndarray, what: str) -> np.ndarray | None:
+        """The family's one-pass ``mixture_rows`` answer for X, or None."""
+        hook = getattr(self._emission(), "mixture_rows", None)
+        return hook(X, self._latent.log_weights(), what) if callable(hook) else None
+
+    def _score_rows(self, X: np.ndarray) -> np.ndarray:
+        rows = self._rows_hook(X, "score")
+        return logsumexp(self._weighted_logprob(X), axis=1) if rows is None else rows
 
     @property
     def weights_(self) -> np.ndarray:
@@ -95,13 +112,13 @@ class MixtureSurface:
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on X (lower is better)."""
         X = self._check_X(X)
-        ll = float(logsumexp(self._weighted_logprob(X), axis=1).sum())
+        ll = float(self._score_rows(X).sum())
         return -2.0 * ll + self.n_parameters() * math.log(X.shape[0])
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on X (lower is better)."""
         X = self._check_X(X)
-        ll = float(logsumexp(self._weighted_logprob(X), axis=1).sum())
+        ll = float(self._score_rows(X).sum())
         return -2.0 * ll + 2.0 * self.n_parameters()
 
     def _require_fitted(self) -> None:
@@ -293,6 +310,11 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         self.accelerate = accelerate
         self.verbose = verbose
 
+    #: Subclasses that build their own family name the settings they pass on to it;
+    #: :meth:`_emission` copies them (and ``n_components``) to the family, so
+    #: ``set_params`` reaches it.
+    _family_settings: tuple[str, ...] = ()
+
     # ------------------------------------------------------------------ checks
     def _emission(self):
         if self.emission is None:
@@ -300,6 +322,10 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
                 "Mixture needs an emission family, e.g. Mixture(3, emission=PoissonFamily(3)); "
                 "or use GaussianMixture, PoissonMixture, BernoulliMixture, CategoricalMixture."
             )
+        if self._family_settings:
+            self.emission.n_components = self.n_components
+            for name in self._family_settings:
+                setattr(self.emission, name, getattr(self, name))
         return self.emission
 
     def _check_settings(self) -> None:
@@ -406,10 +432,19 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
 
     def e_step(self, X: np.ndarray) -> tuple[dict, float]:
         """Statistics ``{"weights": expected counts, "emission": the family's}`` and
-        the total log-likelihood."""
+        the total log-likelihood.
+
+        A family with the ``mixture_stats`` hook does it in one pass (the
+        Gaussian's fused kernels); otherwise the (n, K) posteriors come from
+        ``log_prob`` and go to ``accumulate``.
+        """
         plan = self._plan(X)
         family = self._emission()
         terms = self._rows(X)
+        fused = getattr(family, "mixture_stats", None)
+        if terms is None and callable(fused):
+            counts, stats, ll = fused(X, self._latent.log_weights(), **plan)
+            return {"weights": counts, "emission": stats}, ll
         if terms is None:
             resp, ll = self._latent.posteriors(np.asarray(family.log_prob(X, **plan), np.float64))
         else:
@@ -417,11 +452,16 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         return {"weights": resp.sum(axis=0), "emission": family.accumulate(X, resp, **plan)}, ll
 
     def m_step(self, stats: dict) -> None:
-        """New weights (letter ``w``) and family parameters (the other letters of ``params``)."""
+        """New weights (letter ``w``) and family parameters (the other letters of
+        ``params``); components that emptied are re-seeded where the family can
+        split one (``split`` hook)."""
         letters = str(self.params)
         if "w" in letters:
             self._latent.m_step(stats["weights"])
-        self._emission().m_step(stats["emission"], letters)
+        family = self._emission()
+        family.m_step(stats["emission"], letters)
+        if callable(getattr(family, "split", None)):
+            self._latent.reseed_empty(stats["weights"], family)
 
     def log_likelihood(self, X: np.ndarray) -> float:
         """Total log-likelihood of X under the current parameters (weighted, and with
@@ -429,7 +469,20 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         terms = self._rows(X)
         if terms is not None:
             return weighted_posteriors(self._weighted_logprob(X), terms)[1]
-        return float(logsumexp(self._weighted_logprob(X), axis=1).sum())
+        return float(self._score_rows(X).sum())
+
+    # online EM: statistics about a moving reference point, where the family has them
+    @property
+    def stats_reference(self) -> Any:
+        ref = getattr(self._emission(), "stats_reference", None)
+        return ref if callable(ref) else None
+
+    @property
+    def move_stats(self) -> Any:
+        move = getattr(self._emission(), "move_stats", None)
+        if not callable(move):
+            return None
+        return lambda stats, src, dst: {**stats, "emission": move(stats["emission"], src, dst)}
 
     def log_prior(self) -> float:
         """The weights' Dirichlet log-prior plus the family's (MAP-EM never lowers
@@ -574,12 +627,7 @@ class PoissonMixture(Mixture):
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
 
-    def _emission(self):
-        family = self.emission
-        family.n_components = self.n_components
-        family.lambdas_prior, family.lambdas_weight = self.lambdas_prior, self.lambdas_weight
-        return family
-
+    _family_settings = ("lambdas_prior", "lambdas_weight")
     _nonnegative = True  # counts
 
     @property
@@ -635,12 +683,7 @@ class CategoricalMixture(Mixture):
         self.n_levels = n_levels
         self.probs_prior = probs_prior
 
-    def _emission(self):
-        family = self.emission
-        family.n_components = self.n_components
-        family.probs_prior = self.probs_prior
-        return family
-
+    _family_settings = ("probs_prior",)
     _nonnegative, _missing_code = True, -1.0  # integer codes; -1 marks a gap
 
     def _sklearn_tags(self, tags: Any) -> Any:
@@ -713,11 +756,7 @@ class BernoulliMixture(Mixture):
         super().__init__(emission=family, **_mixture_settings(locals()))
         self.beta_prior = beta_prior
 
-    def _emission(self):
-        family = self.emission
-        family.n_components = self.n_components
-        family.beta_prior = self.beta_prior
-        return family
+    _family_settings = ("beta_prior",)
 
     @property
     def probs_(self) -> np.ndarray:
