@@ -25,7 +25,6 @@ from latentem.models.imputer.checks import NON_NUMERIC  # noqa: F401
 from latentem.models.imputer.estimator import EMImputer
 from latentem.models.imputer.missing_em import (  # noqa: F401
     _NOT_PD_HINT,
-    EMPTY_FRACTION,
     MANY_ROWS,
     _many_rows,
     _MissingEM,

@@ -24,6 +24,7 @@ from latentem.families.gaussian_missing import (
     bayesian_ridge_regressions,
     missing_plan,
 )
+from latentem.families.gaussian_priors import DiagonalShrinkage
 from latentem.kernels.gaussian_missing import available_case_cov
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.latent import CategoricalLatent
@@ -43,10 +44,6 @@ def _many_rows(X: np.ndarray) -> bool:
     D = X.shape[1]
     return int(np.count_nonzero(~np.isnan(X))) >= imputer.MANY_ROWS * D * D
 
-
-#: A component whose expected count falls below this fraction of the sample
-#: size is considered empty and re-seeded (as in GaussianMixture).
-EMPTY_FRACTION = 1e-10
 
 _NOT_PD_HINT = (
     "the covariance estimate is not positive definite ({err}). A column may be constant, "
@@ -170,34 +167,20 @@ class _MissingEM:
                 _NOT_PD_HINT.format(err=str(err).split(";")[0], n_components=self.n_components)
             ) from None
 
+    def _prior(self) -> DiagonalShrinkage:
+        """The ridge prior, given to the family (whose M-step applies it); a model file
+        holds ``ridge`` and ``prior_var``, so this is made again rather than saved."""
+        prior = DiagonalShrinkage(self.ridge, self.prior_var)
+        self.family.prior = prior if self.ridge > 0 else None
+        return prior
+
     def _m_gauss(self, stats) -> None:
-        means, cov = self.family.estimate(stats)
-        lam = self.ridge
-        if lam > 0:
-            nk = stats[0]
-            v = self.prior_var
-            ct = self.covariance_type
-            if ct == "full":
-                cov = (nk[:, None, None] * cov + lam * np.diag(v)) / (nk[:, None, None] + lam)
-            elif ct == "tied":
-                n = nk.sum()
-                cov = (n * cov + lam * np.diag(v)) / (n + lam)
-            elif ct == "diag":
-                cov = (nk[:, None] * cov + lam * v) / (nk[:, None] + lam)
-            else:
-                cov = (nk * cov + lam * v.mean()) / (nk + lam)
-        self._set(means, cov)
+        self._prior()
+        self._set(*self.family.estimate(stats))
 
     def log_prior(self) -> float:
         """Log density (up to a constant) of the ridge prior at the current covariances."""
-        if self.ridge <= 0:
-            return 0.0
-        _, P, logdet = self.family._precision_parts()
-        trace = np.einsum("kjj,j->k", P, self.prior_var)
-        terms = trace + logdet
-        if self.covariance_type == "tied":
-            terms = terms[:1]
-        return float(-0.5 * self.ridge * terms.sum())
+        return self._prior().log_prior(self.family)
 
     def e_step(self, X: np.ndarray) -> tuple[tuple, float]:
         self._ensure_attached(X)
@@ -215,16 +198,7 @@ class _MissingEM:
         nk = stats[0]
         self._m_gauss(stats)
         self.latent.m_step(nk)
-        total = float(nk.sum())
-        empty = np.flatnonzero(nk < EMPTY_FRACTION * total)
-        if empty.size and empty.size < self.n_components:
-            for dst in empty:
-                w = self.latent.weights_.copy()
-                w[empty] = -1.0
-                src = int(np.argmax(w))
-                self.family.split(src, int(dst))
-                self.latent.split(src, int(dst))
-                empty = empty[empty != dst]
+        self.latent.reseed_empty(nk, self.family)
 
     def log_likelihood(self, X: np.ndarray) -> float:
         return self.e_step(X)[1]
