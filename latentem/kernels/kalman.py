@@ -41,81 +41,19 @@ from __future__ import annotations
 import numpy as np
 
 from latentem.kernels._jit import njit, prange
+from latentem.kernels.kalman_linalg import (
+    _cholesky,
+    _cholesky_semi,
+    _solve_row,
+    _solve_semi,
+    _solve_vec,
+)
 
 __all__ = ["kalman_smoother", "N_COUNTS"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
 #: Entries of the ``counts`` statistic: transitions, observation times, sequences.
 N_COUNTS = 3
-
-
-@njit(cache=True)
-def _cholesky(S, k, L):
-    """Lower Cholesky factor of ``S[:k, :k]`` into ``L[:k, :k]``; False if not positive
-    definite."""
-    for j in range(k):
-        d = S[j, j]
-        for q in range(j):
-            d -= L[j, q] * L[j, q]
-        if not d > 0.0:
-            return False
-        d = np.sqrt(d)
-        L[j, j] = d
-        for i in range(j + 1, k):
-            s = S[i, j]
-            for q in range(j):
-                s -= L[i, q] * L[j, q]
-            L[i, j] = s / d
-        for i in range(j):
-            L[i, j] = 0.0
-    return True
-
-
-@njit(cache=True)
-def _cholesky_semi(S, k, L, tiny):
-    """Cholesky factor of a positive semi-definite ``S[:k, :k]``: a pivot at most
-    ``tiny`` marks a direction of zero variance (its column is left zero), so
-    :func:`_solve_semi` acts as a pseudo-inverse there."""
-    for j in range(k):
-        d = S[j, j]
-        for q in range(j):
-            d -= L[j, q] * L[j, q]
-        for i in range(j):
-            L[i, j] = 0.0
-        if not d > tiny:
-            for i in range(j, k):
-                L[i, j] = 0.0
-            continue
-        d = np.sqrt(d)
-        L[j, j] = d
-        for i in range(j + 1, k):
-            s = S[i, j]
-            for q in range(j):
-                s -= L[i, q] * L[j, q]
-            L[i, j] = s / d
-    return True
-
-
-@njit(cache=True)
-def _solve_semi(L, k, b):
-    """Solve ``L L' x = b`` in place for ``b[:k]`` (columns of ``L`` that are zero give
-    zero in ``x``)."""
-    for i in range(k):
-        if L[i, i] == 0.0:
-            b[i] = 0.0
-            continue
-        s = b[i]
-        for q in range(i):
-            s -= L[i, q] * b[q]
-        b[i] = s / L[i, i]
-    for i in range(k - 1, -1, -1):
-        if L[i, i] == 0.0:
-            b[i] = 0.0
-            continue
-        s = b[i]
-        for q in range(i + 1, k):
-            s -= L[q, i] * b[q]
-        b[i] = s / L[i, i]
 
 
 @njit(cache=True)
@@ -248,36 +186,6 @@ def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
                 Pf[t, i, j] = s
                 Pf[t, j, i] = s
     return ll
-
-
-@njit(cache=True)
-def _solve_row(L, k, K, i):
-    """Solve ``L L' x = K[i, :k]`` in place."""
-    for c in range(k):
-        s = K[i, c]
-        for q in range(c):
-            s -= L[c, q] * K[i, q]
-        K[i, c] = s / L[c, c]
-    for c in range(k - 1, -1, -1):
-        s = K[i, c]
-        for q in range(c + 1, k):
-            s -= L[q, c] * K[i, q]
-        K[i, c] = s / L[c, c]
-
-
-@njit(cache=True)
-def _solve_vec(L, k, b):
-    """Solve ``L L' x = b[:k]`` in place (L positive definite)."""
-    for c in range(k):
-        s = b[c]
-        for q in range(c):
-            s -= L[c, q] * b[q]
-        b[c] = s / L[c, c]
-    for c in range(k - 1, -1, -1):
-        s = b[c]
-        for q in range(c + 1, k):
-            s -= L[q, c] * b[q]
-        b[c] = s / L[c, c]
 
 
 @njit(cache=True)
@@ -457,40 +365,17 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
 
 
 @njit(cache=True)
-def _run_group(
-    Y,
-    U,
-    offsets,
-    first,
-    last,
-    A,
-    B,
-    C,
-    D,
-    Q,
-    R,
-    m0,
-    P0,
-    weights,
-    mode,
-    r_diag,
-    seq_ll,
-    Zp,
-    XZ,
-    XX,
-    W,
-    YW,
-    YY,
-    s1,
-    S1,
-    counts,
-    out_mean,
-    out_cov,
-    out_ymean,
-    out_yvar,
-):
+def _group_stats(g_stats, g):
+    """Group ``g``'s own statistics arrays, views into the stacked ``g_stats``."""
+    g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts = g_stats
+    return (g_Zp[g], g_XZ[g], g_XX[g], g_W[g], g_YW[g], g_YY[g], g_s1[g], g_S1[g], g_counts[g])
+
+
+@njit(cache=True)
+def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll, stats, outs):
     """Filter (and smooth) sequences ``first..last-1``, adding their statistics into the
-    group's own arrays. Compiled on its own, so the parallel loop stays small."""
+    group's own arrays ``stats``. Compiled on its own, so the parallel loop stays small."""
+    A, B, C, D, Q, R, m0, P0 = params
     n = A.shape[0]
     p = C.shape[0]
     store = mode == 2
@@ -535,8 +420,6 @@ def _run_group(
         np.empty((p, p)),
         np.empty((n, n)),
     )
-    stats = (Zp, XZ, XX, W, YW, YY, s1, S1, counts)
-    outs = (out_mean, out_cov, out_ymean, out_yvar)
     for s in range(first, last):
         a = offsets[s]
         T = offsets[s + 1] - a
@@ -566,72 +449,25 @@ def _run_group(
 
 
 @njit(cache=True, parallel=True)
-def _run_groups(
-    Y,
-    U,
-    offsets,
-    groups,
-    A,
-    B,
-    C,
-    D,
-    Q,
-    R,
-    m0,
-    P0,
-    weights,
-    mode,
-    r_diag,
-    seq_ll,
-    g_Zp,
-    g_XZ,
-    g_XX,
-    g_W,
-    g_YW,
-    g_YY,
-    g_s1,
-    g_S1,
-    g_counts,
-    out_mean,
-    out_cov,
-    out_ymean,
-    out_yvar,
-):
+def _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_stats, outs):
     """The groups in parallel. Nothing but the loop lives here: with ``parallel=True``
     every array expression would become a parallel launch of its own."""
     n_groups = groups.shape[0] - 1
     for g in prange(n_groups):
+        stats = _group_stats(g_stats, g)
         _run_group(
             Y,
             U,
             offsets,
             groups[g],
             groups[g + 1],
-            A,
-            B,
-            C,
-            D,
-            Q,
-            R,
-            m0,
-            P0,
+            params,
             weights,
             mode,
             r_diag,
             seq_ll,
-            g_Zp[g],
-            g_XZ[g],
-            g_XX[g],
-            g_W[g],
-            g_YW[g],
-            g_YY[g],
-            g_s1[g],
-            g_S1[g],
-            g_counts[g],
-            out_mean,
-            out_cov,
-            out_ymean,
-            out_yvar,
+            stats,
+            outs,
         )
 
 
@@ -691,71 +527,18 @@ def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mo
     g_S1 = np.zeros((n_groups, n, n))
     g_counts = np.zeros((n_groups, N_COUNTS))
     seq_ll = np.empty(n_seq)
+    # the parameters, the groups' statistics and the outputs travel as tuples: one
+    # argument list for the one-group call and the parallel loop alike
+    params = (A, B, C, D, Q, R, m0, P0)
+    g_stats = (g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts)
+    outs = (out_mean, out_cov, out_ymean, out_yvar)
     if n_groups == 1:  # one thread: no parallel launch for a single group
+        stats = _group_stats(g_stats, 0)
         _run_group(
-            Y,
-            U,
-            offsets,
-            groups[0],
-            groups[1],
-            A,
-            B,
-            C,
-            D,
-            Q,
-            R,
-            m0,
-            P0,
-            weights,
-            mode,
-            r_diag,
-            seq_ll,
-            g_Zp[0],
-            g_XZ[0],
-            g_XX[0],
-            g_W[0],
-            g_YW[0],
-            g_YY[0],
-            g_s1[0],
-            g_S1[0],
-            g_counts[0],
-            out_mean,
-            out_cov,
-            out_ymean,
-            out_yvar,
+            Y, U, offsets, groups[0], groups[1], params, weights, mode, r_diag, seq_ll, stats, outs
         )
     else:
-        _run_groups(
-            Y,
-            U,
-            offsets,
-            groups,
-            A,
-            B,
-            C,
-            D,
-            Q,
-            R,
-            m0,
-            P0,
-            weights,
-            mode,
-            r_diag,
-            seq_ll,
-            g_Zp,
-            g_XZ,
-            g_XX,
-            g_W,
-            g_YW,
-            g_YY,
-            g_s1,
-            g_S1,
-            g_counts,
-            out_mean,
-            out_cov,
-            out_ymean,
-            out_yvar,
-        )
+        _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_stats, outs)
     Zp = np.zeros((nz, nz))
     XZ = np.zeros((n, nz))
     XX = np.zeros((n, n))
