@@ -1,0 +1,140 @@
+"""The closed-form M-step of a state-space model, with structured and held parameters.
+
+:class:`_MStep` is the part of :class:`LinearGaussianSSM` that turns the
+smoother's expected sufficient statistics into new parameters: ``[A B]``
+given ``Q`` then ``Q``, ``[C D]`` given ``R`` then ``R`` (exact EM when all
+entries are free, a conditional step when some are held), and the initial
+state. The regressions over the free entries (:func:`_regression`, with
+:func:`_solve_sym`) and the residual covariances (:func:`_residual_cov`) are
+plain functions on the statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latentem.models.ssm.parameters import _sym
+
+__all__: list[str] = []
+
+
+class _MStep:
+    """The M-step (part of :class:`LinearGaussianSSM`)."""
+
+    def m_step(self, stats: tuple) -> None:
+        Zp, XZ, XX, W, YW, YY, s1, S1, counts = stats
+        n, m = self.n_states, self.n_inputs_
+        masks, held = self._masks, self._held
+        n_trans, n_obs, n_seq = (float(c) for c in counts)
+        # transition: [A B] given Q, then Q
+        if n_trans > 0 and not (held["transition"] and held["transition_cov"]):
+            Phi = self.transition_matrix_
+            if m:
+                Phi = np.hstack([Phi, self.transition_input_])
+            if not held["transition"]:
+                Phi = _regression(
+                    Phi,
+                    held["transition_free"],
+                    Zp,
+                    XZ,
+                    self.transition_cov_,
+                    self.transition_cov_type,
+                )
+            if not held["transition_cov"]:
+                Q = _residual_cov(XX, XZ, Zp, Phi, n_trans)
+                self.transition_cov_ = self._apply_cov(
+                    Q, self.transition_cov_, masks["transition_cov"], self.transition_cov_type
+                )
+            if m:
+                self.transition_matrix_, self.transition_input_ = Phi[:, :n], Phi[:, n:]
+            else:
+                self.transition_matrix_ = Phi
+        # observation: [C D] given R, then R
+        if not (held["observation"] and held["observation_cov"]):
+            Psi = self.observation_matrix_
+            if m:
+                Psi = np.hstack([Psi, self.observation_input_])
+            if not held["observation"]:
+                Psi = _regression(
+                    Psi,
+                    held["observation_free"],
+                    W,
+                    YW,
+                    self.observation_cov_,
+                    self.observation_cov_type,
+                )
+            if not held["observation_cov"]:
+                R = _residual_cov(YY, YW, W, Psi, n_obs)
+                self.observation_cov_ = self._apply_cov(
+                    R, self.observation_cov_, masks["observation_cov"], self.observation_cov_type
+                )
+            if m:
+                self.observation_matrix_, self.observation_input_ = Psi[:, :n], Psi[:, n:]
+            else:
+                self.observation_matrix_ = Psi
+        # initial state
+        if not held["initial_mean"]:
+            self.initial_mean_ = s1 / n_seq
+        if not held["initial_cov"]:
+            m0 = self.initial_mean_
+            P0 = (S1 - np.outer(s1, m0) - np.outer(m0, s1)) / n_seq + np.outer(m0, m0)
+            self.initial_cov_ = _sym(P0)
+
+    @staticmethod
+    def _apply_cov(new: np.ndarray, old: np.ndarray, mask: np.ndarray, kind: str) -> np.ndarray:
+        if kind == "full":
+            return new
+        if kind == "scalar":
+            return np.eye(len(new)) * float(np.mean(np.diag(new)))
+        d = np.where(np.diag(mask), np.diag(old), np.diag(new))
+        return np.diag(d)
+
+
+def _regression(
+    Phi: np.ndarray, free: np.ndarray, Szz: np.ndarray, Syz: np.ndarray, cov: np.ndarray, kind: str
+) -> np.ndarray:
+    """The coefficients ``Phi`` (k, nz) maximising the expected complete log-likelihood
+    ``-1/2 tr(cov^-1 (Phi Szz Phi' - 2 Syz Phi'))`` over the ``free`` entries, the others
+    held. Unconstrained: ``Syz Szz^-1``; with a diagonal ``cov`` the rows separate;
+    otherwise the generalised least squares of the vectorised problem."""
+    if not free.any():
+        return Phi
+    k, nz = Phi.shape
+    if free.all():
+        return _solve_sym(Szz, Syz.T).T
+    out = Phi.copy()
+    if kind != "full":
+        for i in range(k):
+            f = free[i]
+            if not f.any():
+                continue
+            c = ~f
+            rhs = Syz[i, f] - Phi[i, c] @ Szz[np.ix_(c, f)]
+            out[i, f] = _solve_sym(Szz[np.ix_(f, f)], rhs)
+        return out
+    inv = np.linalg.inv(cov)
+    H = np.kron(Szz, inv)  # column-major vec: vec(inv Phi Szz) = (Szz kron inv) vec(Phi)
+    g = (inv @ Syz).ravel(order="F")
+    theta = Phi.ravel(order="F")
+    fv = free.ravel(order="F")
+    rhs = g[fv] - H[np.ix_(fv, ~fv)] @ theta[~fv]
+    theta = theta.copy()
+    theta[fv] = _solve_sym(H[np.ix_(fv, fv)], rhs)
+    return theta.reshape((k, nz), order="F")
+
+
+def _solve_sym(S: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve ``S x = b`` for a symmetric positive semi-definite ``S`` (least squares if
+    singular, e.g. an input that is always zero)."""
+    try:
+        L = np.linalg.cholesky(S)
+        y = np.linalg.solve(L, b)
+        return np.linalg.solve(L.T, y)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(S, b, rcond=None)[0]
+
+
+def _residual_cov(Syy: np.ndarray, Syz: np.ndarray, Szz: np.ndarray, Phi: np.ndarray, n: float):
+    """``(Syy - Phi Syz' - Syz Phi' + Phi Szz Phi') / n``, symmetrised."""
+    PS = Phi @ Syz.T
+    return _sym(Syy - PS - PS.T + Phi @ Szz @ Phi.T) / n

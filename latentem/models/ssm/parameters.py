@@ -1,0 +1,260 @@
+"""The parameters of a state-space model: names, shapes, structure, what is held fixed.
+
+:data:`PARAMS` lists the eight parameters in the order of the SQUAREM vector.
+:class:`_Parameters` is the part of :class:`LinearGaussianSSM` that knows their
+shapes and covariance types, turns ``fixed`` into boolean masks of held entries
+(and what the M-step needs from them), reads the starting values given to the
+constructor, checks the current values, packs them into one vector for SQUAREM
+and counts the free ones (:meth:`n_parameters`, for AIC and BIC).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latentem._vector import get_vector
+
+__all__ = ["PARAMS", "COV_TYPES"]
+
+#: The parameters, in the order of the SQUAREM vector, and their symbols.
+PARAMS = (
+    "transition_matrix",
+    "transition_input",
+    "observation_matrix",
+    "observation_input",
+    "transition_cov",
+    "observation_cov",
+    "initial_mean",
+    "initial_cov",
+)
+_SYMBOL = dict(zip(PARAMS, ("A", "B", "C", "D", "Q", "R", "initial_mean", "initial_cov")))
+COV_TYPES = ("full", "diag", "scalar")
+
+
+def _sym(M: np.ndarray) -> np.ndarray:
+    return 0.5 * (M + M.T)
+
+
+class _Parameters:
+    """Shapes, structure, fixed entries and checks of the parameters (part of
+    :class:`LinearGaussianSSM`)."""
+
+    def _shapes(self, p: int, m: int) -> dict[str, tuple[int, ...]]:
+        n = self.n_states
+        return {
+            "transition_matrix": (n, n),
+            "transition_input": (n, m),
+            "observation_matrix": (p, n),
+            "observation_input": (p, m),
+            "transition_cov": (n, n),
+            "observation_cov": (p, p),
+            "initial_mean": (n,),
+            "initial_cov": (n, n),
+        }
+
+    def _cov_type(self, name: str) -> str:
+        return {
+            "transition_cov": self.transition_cov_type,
+            "observation_cov": self.observation_cov_type,
+        }.get(name, "full")
+
+    def _fixed_masks(self, p: int, m: int) -> dict[str, np.ndarray]:
+        """A boolean mask (True = held fixed) of every parameter's entries."""
+        shapes = self._shapes(p, m)
+        masks = {name: np.zeros(shape, dtype=bool) for name, shape in shapes.items()}
+        spec = self.fixed
+        if spec is None:
+            return masks
+        if isinstance(spec, str):
+            spec = [spec]
+        items = spec.items() if isinstance(spec, dict) else ((name, True) for name in spec)
+        for name, value in items:
+            if name not in masks:
+                raise ValueError(
+                    f"fixed names an unknown parameter {name!r}; the parameters are "
+                    f"{', '.join(PARAMS)}."
+                )
+            shape = shapes[name]
+            if isinstance(value, (bool, np.bool_)):
+                masks[name] = np.full(shape, bool(value))
+                continue
+            mask = np.asarray(value)
+            if mask.dtype != bool:
+                raise ValueError(f"fixed[{name!r}] must be True/False or a boolean mask.")
+            kind = self._cov_type(name)
+            if name in ("transition_cov", "observation_cov") and kind == "diag":
+                if mask.shape == shape:
+                    mask = np.diag(mask).copy()
+                if mask.shape != shape[:1]:
+                    raise ValueError(
+                        f"fixed[{name!r}] must be a mask over the diagonal, shape {shape[:1]}."
+                    )
+                full = np.ones(shape, dtype=bool)
+                full[np.diag_indices(shape[0])] = mask
+                masks[name] = full
+                continue
+            if name in ("transition_cov", "observation_cov", "initial_mean", "initial_cov"):
+                if mask.all() or not mask.any():
+                    masks[name] = np.full(shape, bool(mask.all()))
+                    continue
+                raise ValueError(
+                    f"fixed[{name!r}]: only whole-parameter fixing is supported for this "
+                    "parameter (entry masks: A, B, C, D and diagonal covariances); pass True "
+                    "or use a 'diag' covariance type."
+                )
+            if mask.shape != shape:
+                raise ValueError(f"fixed[{name!r}] must have shape {shape}; got {mask.shape}.")
+            masks[name] = mask.copy()
+        return masks
+
+    def _given(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        value = getattr(self, name)
+        if value is None:
+            return None
+        arr = np.array(value, dtype=np.float64)  # a copy: never the user's array
+        if name in ("transition_cov", "observation_cov") and arr.shape != shape:
+            k = shape[0]
+            if arr.ndim == 0:
+                arr = np.eye(k) * float(arr)
+            elif arr.shape == (k,):
+                arr = np.diag(arr)
+        if name == "initial_cov" and arr.ndim == 0:
+            arr = np.eye(shape[0]) * float(arr)
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf; give finite values.")
+        return arr
+
+    @staticmethod
+    def _structured(S: np.ndarray, kind: str) -> np.ndarray:
+        if kind == "diag":
+            return np.diag(np.diag(S))
+        if kind == "scalar":
+            return np.eye(len(S)) * float(np.mean(np.diag(S)))
+        return _sym(S)
+
+    def _check_params(self, fit: bool = False) -> None:
+        """Shapes, finiteness and definiteness of the current parameters."""
+        p, m = self.n_features_in_, self.n_inputs_
+        shapes = self._shapes(p, m)
+        for name in PARAMS:
+            value = getattr(self, name + "_", None)
+            if value is None:
+                raise ValueError(f"{name}_ is not set; fit the model first.")
+            if value.shape != shapes[name]:
+                raise ValueError(f"{name}_ must have shape {shapes[name]}; got {value.shape}.")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name}_ contains NaN or inf.")
+        for name, need_pd in (
+            ("transition_cov", False),
+            ("observation_cov", True),
+            ("initial_cov", False),
+        ):
+            S = getattr(self, name + "_")
+            if not np.allclose(S, S.T, rtol=1e-10, atol=1e-12 * (1.0 + np.abs(S).max())):
+                raise ValueError(f"{name}_ must be symmetric.")
+            if need_pd:
+                try:
+                    np.linalg.cholesky(S)
+                except np.linalg.LinAlgError:
+                    held = fit and self._masks[name].all()
+                    raise ValueError(
+                        f"{name}_ ({_SYMBOL[name]}) is not positive definite"
+                        + (
+                            " and it is held fixed; give a positive definite value (every "
+                            "observation needs some noise)."
+                            if held
+                            else "; give a positive definite starting value."
+                        )
+                    ) from None
+            else:
+                lowest = np.linalg.eigvalsh(S)[0] if len(S) else 0.0
+                if lowest < -1e-10 * (1.0 + np.abs(S).max()):
+                    raise ValueError(f"{name}_ ({_SYMBOL[name]}) must be positive semi-definite.")
+
+    def get_param_vector(self) -> np.ndarray:
+        """All parameters as one vector (for SQUAREM)."""
+        return get_vector(self._parts())
+
+    def set_param_vector(self, theta: np.ndarray) -> bool:
+        """Set all parameters from a vector; False (and nothing changed) if infeasible:
+        not finite, or R not positive definite, or Q or the initial covariance not
+        positive semi-definite. (Extrapolation keeps shapes, symmetry and the zeros of
+        diagonal covariances, so only definiteness needs checking.)"""
+        theta = np.asarray(theta, dtype=np.float64)
+        values, start = [], 0
+        for name in PARAMS:
+            old = getattr(self, name + "_")
+            values.append(theta[start : start + old.size].reshape(old.shape))
+            start += old.size
+        if theta.shape != (start,) or not np.isfinite(theta).all():
+            return False
+        for name, value in zip(PARAMS, values):
+            if name in ("observation_cov", "transition_cov", "initial_cov"):
+                S = value
+                if name != "observation_cov":
+                    S = S + (1e-10 * (1.0 + np.abs(S).max())) * np.eye(len(S))
+                try:
+                    np.linalg.cholesky(S)
+                except np.linalg.LinAlgError:
+                    return False
+        for name, value in zip(PARAMS, values):
+            setattr(self, name + "_", value.copy())
+        return True
+
+    def _parts(self) -> list:
+        return [(self, name + "_", False) for name in PARAMS]
+
+    def n_parameters(self) -> int:
+        """Free parameters (entries not held fixed; covariances by their structure)."""
+        masks = self._masks
+        total = 0
+        for name in (
+            "transition_matrix",
+            "transition_input",
+            "observation_matrix",
+            "observation_input",
+            "initial_mean",
+        ):
+            total += int((~masks[name]).sum())
+        for name in ("transition_cov", "observation_cov", "initial_cov"):
+            k = masks[name].shape[0]
+            kind = self._cov_type(name)
+            if masks[name].all():
+                continue
+            if kind == "full":
+                total += k * (k + 1) // 2
+            elif kind == "scalar":
+                total += 1
+            else:
+                total += int((~np.diag(masks[name])).sum())
+        return total
+
+    @property
+    def _masks(self) -> dict:
+        masks = self.__dict__.get("_masks_cache")
+        if masks is None:
+            masks = self._fixed_masks(self.n_features_in_, self.n_inputs_)
+            self._masks = masks
+        return masks
+
+    @_masks.setter
+    def _masks(self, value: dict) -> None:
+        self.__dict__["_masks_cache"] = value
+        # what the M-step needs from the masks, worked out once
+        held = {name: bool(mask.all()) for name, mask in value.items()}
+        for part, (coef, inp) in (
+            ("transition", ("transition_matrix", "transition_input")),
+            ("observation", ("observation_matrix", "observation_input")),
+        ):
+            free = ~np.hstack([value[coef], value[inp]])
+            held[part] = not free.any()
+            held[part + "_free"] = free
+        self.__dict__["_held_cache"] = held
+
+    @property
+    def _held(self) -> dict:
+        if "_held_cache" not in self.__dict__:
+            self._masks  # noqa: B018 (computes both)
+        return self.__dict__["_held_cache"]
