@@ -15,7 +15,7 @@ import numpy as np
 from latentem._validation import check_positive_int, check_random_state
 from latentem.models.factor.base import _FactorModel
 from latentem.models.factor.data import _check_X, _Prepared
-from latentem.models.factor.moments import _factor_moments, _factor_posterior, _residual_diag
+from latentem.models.factor.moments import _analyser_update, _factor_posterior
 from latentem.models.factor.rotation import orthogonal_rotation
 from latentem.registry import register
 
@@ -234,15 +234,9 @@ class FactorAnalysis(_FactorModel):
         D = W.shape[0]
         psi = self._noise_vector()
         P = self._family._precision_parts()[1][0]
-        G, V = _factor_posterior(P, W, np.eye(q))
-        Eu, Euu, Edu = _factor_moments(nk, S, Q, np.zeros(q), G, V)
         # regression of (x - mu) on [u, 1]: loadings and the mean's shift together
-        XZ = np.column_stack([Edu, S])
-        ZZ = np.block([[Euu, Eu[:, None]], [Eu[None, :], np.array([[nk]])]])
-        Lam = np.linalg.solve(ZZ, XZ.T).T
-        Wn, shift = Lam[:, :q], Lam[:, q]
-        H = np.eye(D) - Wn @ G
-        resid = _residual_diag(nk, S, Q, H, -shift, Wn, V) / nk
+        Wn, shift, resid = _analyser_update(nk, S, Q, P, W, np.eye(q))
+        resid = resid / nk
         floor = self._floor_vector()
         if self._isotropic:
             psi = np.full(D, max(float(resid.mean()), float(floor.mean())))
@@ -294,10 +288,6 @@ class FactorAnalysis(_FactorModel):
         q = self.components_.shape[0]
         G, _ = _factor_posterior(P, self.components_.T, np.eye(q))
         return self._wrap_output(self._posterior_factor_means(X, 0, np.zeros(q), G), given)
-
-    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fit, then return :meth:`transform` of X."""
-        return self.fit(X).transform(X)
 
     def get_covariance(self) -> np.ndarray:
         """Model covariance ``W W^T + diag(noise_variance_)``, shape (D, D)."""

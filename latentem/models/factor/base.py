@@ -306,6 +306,10 @@ class _FactorModel(OutputMixin, SaveMixin, ParamsMixin):
         X = self._check_input(X)
         return -2.0 * float(self.score_samples(X).sum()) + 2.0 * self.n_parameters()
 
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return :meth:`transform` of X."""
+        return self.fit(X).transform(X)
+
     def _posterior_factor_means(self, X: np.ndarray, k: int, a, G) -> np.ndarray:
         """``E[u | x_obs, k] = a + G (E[x | x_obs, k] - mu_k)`` for every row (tower rule)."""
         fam = self._family

@@ -21,6 +21,7 @@ from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.models.factor.base import _FactorModel
 from latentem.models.factor.data import _Prepared
 from latentem.models.factor.moments import (
+    _analyser_update,
     _factor_moments,
     _factor_posterior,
     _pca_start,
@@ -282,7 +283,7 @@ class MixtureOfFactorAnalyzers(_FactorModel):
     def m_step(self, stats: dict) -> None:
         """Closed-form updates: MFA (Ghahramani and Hinton, 1996) or MCFA (Baek et al., 2010)."""
         nk_all, S_all, Q_all = stats["nk"], stats["sum"], stats["second"]
-        K, D, q = self.n_components, self.n_features_in_, self.n_factors
+        K, D = self.n_components, self.n_features_in_
         total = float(nk_all.sum())
         if not total > 0:
             return
@@ -298,13 +299,7 @@ class MixtureOfFactorAnalyzers(_FactorModel):
             resid = np.zeros((K, D))
             for k in np.flatnonzero(live):
                 nk, S, Q = nk_all[k], S_all[k], Q_all[k]
-                G, V = _factor_posterior(P_all[k], L[k], Cu[k])
-                Eu, Euu, Edu = _factor_moments(nk, S, Q, np.zeros(q), G, V)
-                XZ = np.column_stack([Edu, S])
-                ZZ = np.block([[Euu, Eu[:, None]], [Eu[None, :], np.array([[nk]])]])
-                Lam = np.linalg.solve(ZZ, XZ.T).T
-                Wn, shift = Lam[:, :q], Lam[:, q]
-                resid[k] = _residual_diag(nk, S, Q, np.eye(D) - Wn @ G, -shift, Wn, V)
+                Wn, shift, resid[k] = _analyser_update(nk, S, Q, P_all[k], L[k], Cu[k])
                 comps[k], means[k] = Wn.T, means[k] + shift
             if self.shared_noise:
                 noise = np.maximum(resid.sum(axis=0) / nk_all[live].sum(), floor)
@@ -450,10 +445,6 @@ class MixtureOfFactorAnalyzers(_FactorModel):
             G, _ = _factor_posterior(P_all[k], L[k], Cu[k])
             out += R[:, k, None] * self._posterior_factor_means(X, k, a, G)
         return self._wrap_output(out, given)
-
-    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fit, then return :meth:`transform` of X."""
-        return self.fit(X).transform(X)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``(X, labels)``, grouped by component as in scikit-learn."""

@@ -3,7 +3,8 @@
 Given a row, the factors' posterior mean is linear in it and their
 covariance does not depend on it (:func:`_factor_posterior`), so the expected
 complete-data statistics of a component are linear maps of its data moments
-(:func:`_factor_moments`, :func:`_residual_diag` for the noise update).
+(:func:`_factor_moments`, :func:`_residual_diag` for the noise update), and
+:func:`_analyser_update` is one factor analyser's closed-form M-step from them.
 :func:`_pca_start` and the public :func:`ppca_closed_form` are Tipping and
 Bishop's closed-form PPCA, the starting point of every fit.
 """
@@ -48,6 +49,23 @@ def _residual_diag(nk, S, Q, H, c, Ln, V):
     out = np.einsum("ij,ij->i", HQ, H) + 2.0 * HS * c + nk * c * c
     out += nk * np.einsum("ij,ij->i", Ln @ V, Ln)
     return np.maximum(out, 0.0)
+
+
+def _analyser_update(nk, S, Q, P, L, Cu):
+    """One factor analyser's closed-form M-step (Rubin and Thayer, 1982) from its data
+    moments about its current mean: the regression of ``(x - mu)`` on ``[u, 1]`` gives
+    the new loadings ``Wn`` (D, q) and the mean's shift together. Returns
+    ``(Wn, shift, resid)`` with ``resid`` the noise update's numerator (not divided by
+    ``nk``). Factor analysis and each component of MFA call it."""
+    q = L.shape[1]
+    D = L.shape[0]
+    G, V = _factor_posterior(P, L, Cu)
+    Eu, Euu, Edu = _factor_moments(nk, S, Q, np.zeros(q), G, V)
+    XZ = np.column_stack([Edu, S])
+    ZZ = np.block([[Euu, Eu[:, None]], [Eu[None, :], np.array([[nk]])]])
+    Lam = np.linalg.solve(ZZ, XZ.T).T
+    Wn, shift = Lam[:, :q], Lam[:, q]
+    return Wn, shift, _residual_diag(nk, S, Q, np.eye(D) - Wn @ G, -shift, Wn, V)
 
 
 def _pca_start(cov: np.ndarray, q: int) -> tuple[np.ndarray, float]:
