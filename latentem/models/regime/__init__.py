@@ -27,23 +27,25 @@ stationary start). Every step raises the expected log-likelihood, so EM
 never lowers the likelihood.
 
 The package's files (formerly one module, ``latentem/models/regime.py``):
-:mod:`~latentem.models.regime.switching` holds everything for now.
+:mod:`~latentem.models.regime.models` (the two public classes),
+:mod:`~latentem.models.regime.switching` (their base class: settings, E-step,
+emission M-step, fit), :mod:`~latentem.models.regime.data` (the validated
+series and the smoother's results), :mod:`~latentem.models.regime.transitions`
+(the regime chain and its M-step), :mod:`~latentem.models.regime.parameters`
+(parameter vectors, statsmodels' layout, standard errors) and
+:mod:`~latentem.models.regime.forecast` (forecasts and simulation).
 """
 
-from latentem.models.regime.switching import (
-    MarkovAutoregression,
-    MarkovRegression,
-    RegimeData,
-    RegimeResult,
-)
+from latentem.models.regime.data import RegimeData, RegimeResult
+from latentem.models.regime.models import MarkovAutoregression, MarkovRegression
 
 # Private names kept importable from here, as from the former module (the command line
 # imports _RegimeSwitching).
 from latentem.models.regime.switching import _as_mask as _as_mask
-from latentem.models.regime.switching import _logits as _logits
 from latentem.models.regime.switching import _RegimeSwitching as _RegimeSwitching
-from latentem.models.regime.switching import _softmax_last_zero as _softmax_last_zero
-from latentem.models.regime.switching import _stationary as _stationary
-from latentem.models.regime.switching import _tvtp_matrices as _tvtp_matrices
+from latentem.models.regime.transitions import _logits as _logits
+from latentem.models.regime.transitions import _softmax_last_zero as _softmax_last_zero
+from latentem.models.regime.transitions import _stationary as _stationary
+from latentem.models.regime.transitions import _tvtp_matrices as _tvtp_matrices
 
 __all__ = ["MarkovAutoregression", "MarkovRegression", "RegimeData", "RegimeResult"]

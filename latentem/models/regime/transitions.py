@@ -1,0 +1,133 @@
+"""The regime chain of the regime-switching models: transition matrices and their M-step.
+
+Constant transitions, or multinomial-logit ones in covariates ``z_t``
+(time-varying transition probabilities, TVTP): the logit helpers, the
+stationary distribution, the initial distribution of the extended state
+``(S_t, ..., S_{t-order})`` at each sequence's first row, and the transition
+part of the M-step (closed form, or Newton on the logits with a stationary
+start or TVTP), in :class:`_RegimeTransitions`, a mixin of the models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latentem.kernels.regime import newton_logit, stationary_distribution, transition_objective
+from latentem.models.regime.data import RegimeData
+
+__all__: list[str] = []
+
+
+def _stationary(P: np.ndarray) -> np.ndarray:
+    """Stationary distribution of a row-stochastic matrix, as statsmodels computes it."""
+    m = P.shape[0]
+    A = np.vstack([np.eye(m) - P.T, np.ones((1, m))])
+    rhs = np.zeros(m + 1)
+    rhs[-1] = 1.0
+    pi = np.linalg.lstsq(A, rhs, rcond=None)[0]
+    return np.maximum(pi, 1e-20)
+
+
+def _softmax_last_zero(eta: np.ndarray) -> np.ndarray:
+    """Probabilities from logits (..., K - 1); the last category has logit 0."""
+    full = np.concatenate([eta, np.zeros(eta.shape[:-1] + (1,))], axis=-1)
+    full = full - full.max(axis=-1, keepdims=True)
+    e = np.exp(full)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _tvtp_matrices(z: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Transition matrices (T, K, K) from covariates z (T, kz) and logits coef (K, K-1, kz)."""
+    K = coef.shape[0]
+    eta = (z @ coef.reshape(K * (K - 1), -1).T).reshape(len(z), K, K - 1)
+    return _softmax_last_zero(eta)
+
+
+def _logits(P: np.ndarray) -> np.ndarray:
+    """Logits (K, K - 1) of a row-stochastic matrix against its last column."""
+    P = np.maximum(P, 1e-300)
+    return np.clip(np.log(P[:, :-1]) - np.log(P[:, -1:]), -300.0, 300.0)
+
+
+class _RegimeTransitions:
+    """The Markov chain of the regimes (a mixin of the regime-switching models)."""
+
+    def _transitions(self, data: RegimeData) -> tuple[np.ndarray, np.ndarray]:
+        """(trans, tidx): matrices and, per effective row, which one moves into it."""
+        if self._tvtp:
+            trans = _tvtp_matrices(data.exog_tvtp, self.tvtp_coef_)  # (N, K, K)
+            return np.ascontiguousarray(trans), data.rows
+        return self.transmat_[None].copy(), np.zeros(len(data), dtype=np.int64)
+
+    def _initial_ext(self, data: RegimeData, trans: np.ndarray) -> np.ndarray:
+        """(n_seq, M) distribution of the extended state at each sequence's first row."""
+        K, p = self.k_regimes, self._order
+        out = np.empty((data.n_sequences, K ** (p + 1)))
+        if not self._tvtp:  # the same for every sequence
+            joint = self._start_vector(trans[0])
+            for step in range(1, p + 1):
+                joint = trans[0].T.reshape((K, K) + (1,) * (step - 1)) * joint[None]
+            out[:] = joint.reshape(-1)
+            return out
+        for q, start in enumerate(data.full_offsets[:-1]):
+            joint = self._start_vector(trans[start])  # over (S_0,)
+            for step in range(1, p + 1):
+                P = trans[start + step]
+                # new joint over (S_step, S_{step-1}, ..., S_0)
+                joint = P.T.reshape((K, K) + (1,) * (step - 1)) * joint[None]
+            out[q] = joint.reshape(-1)
+        return out
+
+    def _start_vector(self, P: np.ndarray) -> np.ndarray:
+        init = self.initial
+        if isinstance(init, str):
+            if init == "stationary":
+                try:
+                    return stationary_distribution(np.ascontiguousarray(P, dtype=np.float64))
+                except np.linalg.LinAlgError:  # a reducible chain: the least-squares answer
+                    return _stationary(P)
+            return self.startprob_
+        return np.asarray(init, dtype=float)
+
+    # ------------------------------------------------------------ transition M-step
+    def _transition_m_step(self, stats: dict) -> None:
+        oldest = stats["oldest"]
+        if self._initial_kind == "free":
+            tot = oldest.sum(axis=0)
+            self.startprob_ = tot / tot.sum()
+        stationary = self._initial_kind == "stationary"
+        if not self._tvtp:
+            counts = stats["trans"]
+            rows = counts.sum(axis=1, keepdims=True)
+            closed = np.where(rows > 0, counts / np.where(rows > 0, rows, 1.0), self.transmat_)
+            if not stationary:
+                self.transmat_ = closed
+                return
+            # The stationary start adds sum_k g_k log pi_k(P): Newton on the logits.
+            xi, z = counts[None], np.ones((1, 1))
+            z0, g = np.ones((1, 1)), oldest.sum(axis=0)[None]
+            old = np.ascontiguousarray(_logits(self.transmat_)[:, :, None])
+            cand = np.ascontiguousarray(_logits(closed)[:, :, None])
+            buf = np.empty_like(old)
+            try:
+                f_old = transition_objective(old, xi, z, z0, g, True, buf)
+                f_cand = transition_objective(cand, xi, z, z0, g, True, buf)
+                start = cand if f_cand >= f_old else old
+                coef = newton_logit(start, xi, z, z0, g, True, 30)
+            except np.linalg.LinAlgError:
+                return  # a degenerate (reducible) chain: keep the transitions (still monotone)
+            self.transmat_ = _softmax_last_zero(coef[:, :, 0])
+            return
+        # Time-varying transitions: a weighted multinomial logit per origin regime.
+        try:
+            self.tvtp_coef_ = newton_logit(
+                np.ascontiguousarray(self.tvtp_coef_, dtype=np.float64),
+                np.ascontiguousarray(stats["xi"]),
+                np.ascontiguousarray(stats["z"]),
+                np.ascontiguousarray(stats["z0"]),
+                np.ascontiguousarray(oldest, dtype=np.float64),
+                stationary,
+                30,
+            )
+        except np.linalg.LinAlgError:
+            pass  # a degenerate (reducible) chain at a first row: keep the coefficients
