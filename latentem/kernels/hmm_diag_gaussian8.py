@@ -1,0 +1,122 @@
+"""Diagonal Gaussian emissions of HMMs with at most 8 states, one vector of states per row.
+
+The Gaussian HMM's two passes over the data besides the recursions, written
+like the 8-state recursions of :mod:`latentem.kernels.hmm_vec8`:
+:func:`diag_gaussian_scaled8` (the scaled emission probabilities that
+forward-backward takes, without the (n, K) log-densities in between) and
+:func:`diag_gaussian_stats8` (the weighted statistics of the M-step). Both are
+also importable from :mod:`latentem.kernels.hmm`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latentem.kernels import small
+from latentem.kernels._dispatch import Kernel
+from latentem.kernels._jit import lazy_names, njit, prange
+from latentem.kernels.hmm_vec8 import _FM
+from latentem.kernels.scaling import FLUSH
+
+__all__ = ["diag_gaussian_scaled8", "diag_gaussian_stats8"]
+
+(
+    vadd,
+    vexp,
+    vfma,
+    vlane,
+    vmax,
+    vmul,
+    vrow,
+    vsplat,
+    vstore,
+    vsub,
+    vzero,
+) = lazy_names(
+    "latentem.kernels.vec8",
+    "vadd",
+    "vexp",
+    "vfma",
+    "vlane",
+    "vmax",
+    "vmul",
+    "vrow",
+    "vsplat",
+    "vstore",
+    "vsub",
+    "vzero",
+)
+
+#: Fixed split of the rows over threads.
+_ROW_PARTS = 64
+
+
+@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
+def diag_gaussian_scaled8_jit(X, cols, scaled, shift):
+    """:func:`scale_emissions` of diagonal Gaussian log-densities without the (n, K)
+    log-densities in between: ``shift[n]`` the row's largest log-density and
+    ``scaled[n, k] = exp(logp[n, k] - shift[n])``, flushed to zero below ``FLUSH``.
+
+    ``cols`` (2 D + 1, 8), one column per state, padded past K: rows 0..D-1 the
+    means, rows D..2D-1 the inverse standard deviations, row 2D the log-normalisers
+    (``-inf`` for the padding, so it gets zero probability).
+    """
+    n, D = X.shape
+    K = scaled.shape[1]
+    per = (n + _ROW_PARTS - 1) // _ROW_PARTS
+    for part in prange(_ROW_PARTS):
+        for r in range(part * per, min(n, (part + 1) * per)):
+            maha = vzero()
+            for d in range(D):
+                t = vmul(vsub(vsplat(X[r, d]), vrow(cols, d)), vrow(cols, D + d))
+                maha = vadd(maha, vmul(t, t))
+            logp = vfma(vrow(cols, 2 * D), -0.5, maha)
+            mx = vmax(logp)
+            shift[r] = mx
+            e = vexp(vsub(logp, vsplat(mx)), FLUSH)
+            if K == 8:
+                vstore(scaled, r, e)
+            else:
+                for k in range(K):
+                    scaled[r, k] = vlane(e, k)
+
+
+@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
+def diag_gaussian_stats8_jit(X, post, means_t):
+    """Weighted statistics of diagonal Gaussians about their means: ``nk`` (K,),
+    ``S = sum_n post[n, k] (x_n - mu_k)`` (K, D) and the same of the squares ``Q``
+    (K, 1, D). ``means_t`` (D, 8): the means, one column per state (padded past K)."""
+    n, D = X.shape
+    K = post.shape[1]
+    per = (n + _ROW_PARTS - 1) // _ROW_PARTS
+    # Row 0: nk; rows 1..D: S; rows D+1..2D: Q. One block per part, summed in order.
+    parts = np.zeros((_ROW_PARTS * (2 * D + 1), 8))
+    for part in prange(_ROW_PARTS):
+        base = part * (2 * D + 1)
+        w8 = np.zeros((1, 8))
+        for r in range(part * per, min(n, (part + 1) * per)):
+            if K == 8:
+                w = vrow(post, r)
+            else:
+                for k in range(K):
+                    w8[0, k] = post[r, k]
+                w = vrow(w8, 0)
+            vstore(parts, base, vadd(vrow(parts, base), w))
+            for d in range(D):
+                t = vsub(vsplat(X[r, d]), vrow(means_t, d))
+                wt = vmul(w, t)
+                vstore(parts, base + 1 + d, vadd(vrow(parts, base + 1 + d), wt))
+                vstore(parts, base + 1 + D + d, vadd(vrow(parts, base + 1 + D + d), vmul(wt, t)))
+    tot = np.zeros((2 * D + 1, 8))
+    for part in range(_ROW_PARTS):
+        tot += parts[part * (2 * D + 1) : (part + 1) * (2 * D + 1)]
+    nk = tot[0, :K].copy()
+    S = np.ascontiguousarray(tot[1 : D + 1, :K].T)
+    Q = np.empty((K, 1, D))
+    Q[:, 0, :] = tot[D + 1 :, :K].T
+    return nk, S, Q
+
+
+# Public kernels: NumPy below the small-input threshold, compiled above (see _dispatch).
+diag_gaussian_scaled8 = Kernel(diag_gaussian_scaled8_jit, small.diag_gaussian_scaled8)
+diag_gaussian_stats8 = Kernel(diag_gaussian_stats8_jit, small.diag_gaussian_stats8)
