@@ -415,6 +415,13 @@ class ModelGraph(SaveMixin):
             state["converged_"] = bool(self.converged_)
         return state
 
+    def _check_loaded(self) -> None:
+        """After loading a model file: every latent node's part (shapes, finite values,
+        probabilities on the simplex)."""
+        from latentem.persistence.checks import _check_graph
+
+        _check_graph(self)
+
     @classmethod
     def _from_state(cls, state: dict) -> ModelGraph:
         makers = {"Gaussian": Gaussian, "Discrete": Discrete, "Poisson": Poisson}

@@ -116,6 +116,12 @@ class CategoricalLatent:
             )
         self.weights_ = w
 
+    def _check_loaded(self) -> None:
+        """After loading a model file: the weights are probabilities of the right shape."""
+        from latentem.persistence.checks import _simplex
+
+        _simplex("weights_", self.weights_, self._shape())
+
     def log_weights(self) -> np.ndarray:
         """log(weights_), with -inf for zero weights."""
         with np.errstate(divide="ignore"):

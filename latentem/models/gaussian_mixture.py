@@ -279,6 +279,12 @@ class GaussianMixture(Mixture):
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         return {}  # no emission parameter to replace: every check passes
 
+    def _check_loaded(self) -> None:
+        """After loading a model file: settings, weights, means and covariances."""
+        from latentem.persistence.checks import _check_mixture
+
+        _check_mixture(self)
+
     # ------------------------------------------------------------------ fitted attributes
     def _family_attr(name: str, doc: str):
         def get(self):

@@ -384,6 +384,12 @@ class HMM(SaveMixin, ParamsMixin):
             self._check_params()
         self._remember_params()
 
+    def _check_loaded(self) -> None:
+        """After loading a model file: finite emission parameters of the right width."""
+        from latentem.persistence.checks import _check_hmm
+
+        _check_hmm(self)
+
     def _check_params(self) -> None:
         self._markov().check_params()
         self._family().check_params()

@@ -49,12 +49,12 @@ True
 from __future__ import annotations
 
 from latentem.persistence.checks import (
-    _LOAD_CHECKS,
     _check_factor,
     _check_gaussian_family,
     _check_graph,
     _check_hmm,
     _check_imputer,
+    _check_loaded,
     _check_mixture,
     _check_size,
     _covariances,

@@ -1,10 +1,12 @@
 """The consistency checks run on an object once a model file has rebuilt it: sizes,
-finite values, probabilities on the simplex, positive-definite covariances, per
-saved class (:data:`_LOAD_CHECKS`), plus the class's own finishing step
-(:func:`_finish`). Which arrays must be finite comes from the class's registry entry
-(:func:`_check_fitted`); the per-class checks add only what is model-specific. A
-tampered file fails here with a one-line ValueError instead of giving a model that
-breaks later.
+finite values, probabilities on the simplex, positive-definite covariances. A class
+asks for them itself: after its registry entry's finishing step (:func:`_finish`),
+loading calls the object's ``_check_loaded()`` if it has one (GaussianMixture's runs
+:func:`_check_mixture`, every HMM's :func:`_check_hmm`, ...), so a new model
+declares its checks where it is defined, not in a list here. Which arrays must be
+finite comes from the class's registry entry (:func:`_check_fitted`); the per-class
+checks add only what is model-specific. A tampered file fails here with a one-line
+ValueError instead of giving a model that breaks later.
 """
 
 from __future__ import annotations
@@ -183,18 +185,11 @@ def _check_factor(model: Any) -> None:
         _simplex("weights_", model.weights_, (_check_size(model.n_components, "n_components"),))
 
 
-#: Checks run on a loaded object, by saved class name, after its own finishing step.
-_LOAD_CHECKS = {
-    "GaussianMixture": _check_mixture,
-    "EMImputer": _check_imputer,
-    "ModelGraph": _check_graph,
-    **{name: _check_factor for name in ("FactorAnalysis", "PPCA", "MixtureOfFactorAnalyzers")},
-    "CategoricalLatent": lambda lat: _simplex("weights_", lat.weights_, (lat.n_components,)),
-    **{
-        name: _check_hmm
-        for name in ("HMM", "GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM")
-    },
-}
+def _check_loaded(obj: Any) -> None:
+    """Run the object's own ``_check_loaded()``, if its class defines one."""
+    check = getattr(obj, "_check_loaded", None)
+    if callable(check):
+        check()
 
 
 def _finish(obj: Any, method_name: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from latentem.persistence.checks import _LOAD_CHECKS, _check_size, _finish
+from latentem.persistence.checks import _check_loaded, _check_size, _finish
 from latentem.persistence.classes import (
     _RUNTIME_CLASSES,
     _class_for,
@@ -66,9 +66,7 @@ def _object_from_state(name: str, state: dict) -> Any:
     cls = _class_for(name)
     if "state" in state:
         obj = cls._from_state(state["state"])
-        check = _LOAD_CHECKS.get(name) if name not in _RUNTIME_CLASSES else None
-        if check is not None:
-            check(obj)
+        _check_loaded(obj)
         return obj
     spec = _spec(name)
     params, fitted = state.get("params"), state.get("fitted")
@@ -89,9 +87,7 @@ def _object_from_state(name: str, state: dict) -> Any:
         setattr(obj, attr, value)
     if spec.finish is not None:
         _finish(obj, spec.finish)
-    check = _LOAD_CHECKS.get(name)
-    if check is not None:
-        check(obj)
+    _check_loaded(obj)
     return obj
 
 

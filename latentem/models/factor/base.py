@@ -48,6 +48,12 @@ class _FactorModel(OutputMixin, SaveMixin, ParamsMixin):
         if "components_" in vars(self):
             self._finish_load()
 
+    def _check_loaded(self) -> None:
+        """After loading a model file: settings and finite parameters."""
+        from latentem.persistence.checks import _check_factor
+
+        _check_factor(self)
+
     # -------------------------------------------------------------- subclasses define
     # _n_mix() (mixture components), _n_factors(), _check_settings(),
     # _init_params(X, rng), m_step(stats) and the parameter-vector pair.

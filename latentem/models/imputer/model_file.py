@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 class _ModelFile:
     """The imputer's model-file state (a mixin of :class:`EMImputer`)."""
 
+    def _check_loaded(self) -> None:
+        """After loading a model file: the mixture's parameters, the column ranges and
+        counts, the saved rows and the chosen ridge."""
+        from latentem.persistence.checks import _check_imputer
+
+        _check_imputer(self)
+
     # -- model files (latentem.persistence). The file holds the training rows too:
     # multiple imputation (bootstrap EM) resamples them.
     _SAVED = (
