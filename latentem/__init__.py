@@ -25,16 +25,16 @@ if TYPE_CHECKING:  # for static tools (IDEs, type checkers, the API docs); not r
     )
     from latentem.model_selection import bootstrap_lrt, select_gaussian_mixture, select_n_components
     from latentem.models.factor import PPCA, FactorAnalysis, MixtureOfFactorAnalyzers
+    from latentem.models.family_mixtures import (
+        BernoulliMixture,
+        CategoricalMixture,
+        PoissonMixture,
+    )
     from latentem.models.gaussian_mixture import GaussianMixture
     from latentem.models.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
     from latentem.models.imputer import EMImputer, PooledEstimate, pool_estimates
     from latentem.models.mixed_imputer import MixedImputer
-    from latentem.models.mixture import (
-        BernoulliMixture,
-        CategoricalMixture,
-        Mixture,
-        PoissonMixture,
-    )
+    from latentem.models.mixture import Mixture
     from latentem.models.regime import MarkovAutoregression, MarkovRegression
     from latentem.models.ssm import LinearGaussianSSM, SSMImputer
     from latentem.persistence import load
@@ -79,10 +79,10 @@ _WHERE = {
     "MixedImputer": "latentem.models.mixed_imputer",
     "PooledEstimate": "latentem.models.imputer",
     "pool_estimates": "latentem.models.imputer",
-    "BernoulliMixture": "latentem.models.mixture",
-    "CategoricalMixture": "latentem.models.mixture",
+    "BernoulliMixture": "latentem.models.family_mixtures",
+    "CategoricalMixture": "latentem.models.family_mixtures",
     "Mixture": "latentem.models.mixture",
-    "PoissonMixture": "latentem.models.mixture",
+    "PoissonMixture": "latentem.models.family_mixtures",
     "MarkovAutoregression": "latentem.models.regime",
     "MarkovRegression": "latentem.models.regime",
     "LinearGaussianSSM": "latentem.models.ssm",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from latentem import tree
+from latentem.sequences import evenly_spaced
 
 __all__ = [
     "DEFAULT_BLOCK_BYTES",
@@ -26,9 +27,7 @@ __all__ = [
     "evenly_spaced",
     "pairwise_sum",
     "row_bounds",
-    "sequence_block",
     "sequence_bounds",
-    "sequence_sample",
     "validate_block",
 ]
 
@@ -74,58 +73,6 @@ def sequence_bounds(offsets: np.ndarray, block_rows: int) -> list[tuple[int, int
         out.append((first, last))
         first = last
     return out
-
-
-def sequence_block(seq: Any, X: Any, first: int, last: int) -> Any:
-    """Sequences ``first:last`` of ``seq`` as its own type, with their rows ``X``.
-
-    ``seq`` is HMM data (rows stacked, ``offsets``, optional ``labels`` and
-    per-sequence ``weights``); ``X`` holds exactly the rows of those sequences.
-    """
-    off = np.asarray(seq.offsets)
-    a, b = int(off[first]), int(off[last])
-    labels = None if seq.labels is None else np.asarray(seq.labels[a:b])
-    block = type(seq)(X, off[first : last + 1] - a, labels)
-    if getattr(seq, "weights", None) is not None:
-        block.weights = np.asarray(seq.weights[first:last], dtype=np.float64)
-    return block
-
-
-def sequence_sample(seq: Any, init_rows: int, take_rows: Callable[[np.ndarray], Any]) -> Any:
-    """At most about ``init_rows`` rows of HMM data for ``init_params``, as ``seq``'s type.
-
-    Data with no more rows are taken whole; otherwise whole sequences spread
-    evenly, each cut to a prefix so the total stays bounded. ``take_rows``
-    reads the given sorted row indices (in one go, however the data are
-    stored).
-    """
-    off = np.asarray(seq.offsets)
-    n_seq, n_rows = len(off) - 1, int(off[-1])
-    if n_rows <= init_rows:
-        take, cap = np.arange(n_seq), n_rows
-    else:
-        take = evenly_spaced(n_seq, min(n_seq, max(1, init_rows * n_seq // n_rows)))
-        cap = max(1, init_rows // len(take))
-    starts = off[take]
-    lengths = np.minimum(off[take + 1], starts + cap) - starts
-    new_off = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    rows = np.repeat(starts - new_off[:-1], lengths) + np.arange(new_off[-1])
-    labels = None if seq.labels is None else np.asarray(seq.labels)[rows]
-    sample = type(seq)(take_rows(rows), new_off, labels)
-    if getattr(seq, "weights", None) is not None:
-        sample.weights = np.asarray(seq.weights, dtype=np.float64)[take]
-    return sample
-
-
-def evenly_spaced(n_rows: int, n_take: int) -> np.ndarray:
-    """``n_take`` sorted row indices spread evenly over ``range(n_rows)`` (all if fewer).
-
-    >>> evenly_spaced(10, 4).tolist()
-    [0, 3, 6, 9]
-    """
-    if n_take >= n_rows:
-        return np.arange(n_rows)
-    return np.unique(np.linspace(0, n_rows - 1, n_take).round().astype(np.int64))
 
 
 def validate_block(model: Any, block: Any) -> Any:

@@ -7,7 +7,7 @@ reads (:meth:`Chunked.from_npy`) or a Parquet file read row group by row group
 (:meth:`Chunked.from_parquet`, needs pyarrow). Each EM iteration then reads
 the blocks in order, validates and E-steps each one, and adds the statistics
 along a fixed tree (:func:`latentem.backends.base.pairwise_sum`); only one
-block is in memory at a time. HMM data (:class:`latentem.models.hmm.SequenceData`
+block is in memory at a time. HMM data (:class:`latentem.sequences.Sequences`
 over such an array) are cut only between sequences.
 
 Starting parameters come from ``model.init_params`` on at most ``init_rows``
@@ -31,11 +31,10 @@ from latentem.backends.base import (
     evenly_spaced,
     pairwise_sum,
     row_bounds,
-    sequence_block,
     sequence_bounds,
-    sequence_sample,
     validate_block,
 )
+from latentem.sequences import Sequences
 
 __all__ = ["Chunked", "ChunkedSource", "NpyFile", "ParquetFile", "is_sequence_data"]
 
@@ -300,8 +299,9 @@ class Chunked:
 
 
 def is_sequence_data(data: Any) -> bool:
-    """True for HMM data: stacked rows ``X`` with sequence ``offsets``."""
-    return hasattr(data, "offsets") and hasattr(data, "X") and hasattr(data, "n_sequences")
+    """True for sequence data (:class:`latentem.sequences.Sequences`): stacked rows
+    ``X`` with sequence ``offsets``, cut between sequences."""
+    return isinstance(data, Sequences)
 
 
 class ChunkedSource:
@@ -326,7 +326,7 @@ class ChunkedSource:
     def _sequence_block(self, first: int, last: int) -> Any:
         off = self.sequences.offsets
         X = self.rows.read(int(off[first]), int(off[last]))
-        return sequence_block(self.sequences, X, first, last)
+        return self.sequences.block(X, first, last)
 
     def blocks(self):
         """Validated blocks, in the fixed order, read one at a time."""
@@ -347,7 +347,7 @@ class ChunkedSource:
         if self.sequences is None:
             sample = self.rows.take(evenly_spaced(self.n_samples, init_rows))
         else:
-            sample = sequence_sample(self.sequences, init_rows, self.rows.take)
+            sample = self.sequences.sample(init_rows, self.rows.take)
         sample = validate_block(self.model, sample)
         check = getattr(self.model, "validate_data", None)
         return check(sample) if callable(check) else sample

@@ -11,7 +11,7 @@ parameters and statistics cross the network; a worker that dies loses
 nothing but time, because the scheduler recomputes its blocks from their
 lineage and the fixed reduction order gives the same bits.
 
-HMM data (:class:`latentem.models.hmm.SequenceData` over a dask array, as
+HMM data (:class:`latentem.sequences.Sequences` over a dask array, as
 ``HMM.fit(Xd, lengths)`` builds) are re-chunked once so that every block
 holds whole sequences, as in the chunked backend.
 
@@ -34,9 +34,7 @@ from latentem.backends.base import (
     block_e_step,
     evenly_spaced,
     pairwise_sum,
-    sequence_block,
     sequence_bounds,
-    sequence_sample,
     validate_block,
 )
 from latentem.backends.chunked import is_sequence_data
@@ -144,7 +142,7 @@ class DaskSource:
         if sizes != rows.chunks[0]:
             rows = rows.rechunk({0: sizes})
         # offsets, labels and weights are sliced here; only the rows live on the workers
-        shells = [sequence_block(self.sequences, None, a, b) for a, b in bounds]
+        shells = [self.sequences.block(None, a, b) for a, b in bounds]
         fill = dask.delayed(_with_rows, pure=True)
         return rows, [fill(shell, x) for shell, x in zip(shells, rows.to_delayed().ravel())]
 
@@ -165,7 +163,7 @@ class DaskSource:
         if self.sequences is None:
             sample = self._take_rows(evenly_spaced(self.n_samples, self.init_rows))
         else:
-            sample = sequence_sample(self.sequences, self.init_rows, self._take_rows)
+            sample = self.sequences.sample(self.init_rows, self._take_rows)
         sample = validate_block(self.model, sample)
         check = getattr(self.model, "validate_data", None)
         return check(sample) if callable(check) else sample

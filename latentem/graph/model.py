@@ -16,11 +16,10 @@ from latentem.graph.nodes import GraphData, _Latent, _Leaf, _MixtureNode
 from latentem.graph.specs import (
     _UNITS,
     Categorical,
-    Discrete,
     Family,
-    Gaussian,
     MarkovChain,
-    Poisson,
+    spec_from_state,
+    spec_to_state,
 )
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.persistence import SaveMixin
@@ -82,7 +81,9 @@ class ModelGraph(SaveMixin):
             if not isinstance(spec, Family):
                 raise ValueError(f"columns= applies to family nodes only (node {name!r}).")
             spec.columns = columns
-        if not isinstance(spec, (Categorical, MarkovChain, Family)) and not _is_hmm(spec):
+        # a latent structure's spec compiles itself (runtime); families and HMMs are leaves
+        latent = callable(getattr(spec, "runtime", None))
+        if not (latent or isinstance(spec, Family) or _is_hmm(spec)):
             raise ValueError(
                 f"node {name!r}: {type(spec).__name__} is not a graph node; use Categorical, "
                 "MarkovChain, Gaussian, Discrete, Poisson, Family or an HMM such as GaussianHMM."
@@ -313,9 +314,10 @@ class ModelGraph(SaveMixin):
                 data = X
             else:
                 # rows left where they are; the backends cut them between sequences
-                from latentem.models.hmm import SequenceData, _offsets_from_lengths
+                from latentem.models.hmm import _offsets_from_lengths
+                from latentem.sequences import Sequences
 
-                data = SequenceData(X, _offsets_from_lengths(lengths, len(X)))
+                data = Sequences(X, _offsets_from_lengths(lengths, len(X)))
         else:
             data = self._data(X, lengths)
         result = fit_em(
@@ -373,35 +375,10 @@ class ModelGraph(SaveMixin):
 
     # -- model files (latentem.persistence)
     def _to_state(self) -> dict:
-        nodes = []
-        for name, attrs in self.graph.nodes(data=True):
-            spec = attrs["spec"]
-            if isinstance(spec, Categorical):
-                entry = {
-                    "type": "Categorical",
-                    "n_states": spec.n_states,
-                    "unit": spec.unit,
-                    "weights_prior": spec.weights_prior,
-                }
-            elif isinstance(spec, MarkovChain):
-                entry = {
-                    "type": "MarkovChain",
-                    "n_states": spec.n_states,
-                    "startprob_prior": spec.startprob_prior,
-                    "transmat_prior": spec.transmat_prior,
-                }
-            elif isinstance(spec, Family):
-                if spec.config is None:
-                    raise ValueError(
-                        f"node {name!r} is built by your own factory, which a model file "
-                        "cannot store; build it as Family(<a family instance>) from a "
-                        "registered family (latentem.register_family) instead."
-                    )
-                columns = None if spec.columns is None else list(np.atleast_1d(spec.columns))
-                entry = {**spec.config, "columns": columns}
-            else:
-                entry = {"type": "HMM", "model": spec}
-            nodes.append({"name": name, "spec": entry})
+        nodes = [
+            {"name": name, "spec": spec_to_state(attrs["spec"], name)}
+            for name, attrs in self.graph.nodes(data=True)
+        ]
         state = {"nodes": nodes, "edges": [list(e) for e in self.graph.edges]}
         if self._root is not None and getattr(self, "history_", None) is not None:
             fitted = {}
@@ -424,30 +401,9 @@ class ModelGraph(SaveMixin):
 
     @classmethod
     def _from_state(cls, state: dict) -> ModelGraph:
-        makers = {"Gaussian": Gaussian, "Discrete": Discrete, "Poisson": Poisson}
         g = cls()
         for entry in state["nodes"]:
-            spec = dict(entry["spec"])
-            kind = spec.pop("type")
-            if kind == "Categorical":
-                node = Categorical(
-                    spec["n_states"], unit=spec["unit"], weights_prior=spec["weights_prior"]
-                )
-            elif kind == "MarkovChain":
-                node = MarkovChain(
-                    spec["n_states"],
-                    startprob_prior=spec["startprob_prior"],
-                    transmat_prior=spec["transmat_prior"],
-                )
-            elif kind == "HMM":
-                node = spec["model"]
-            elif kind in makers:
-                node = makers[kind](**spec)
-            elif kind == "Family":
-                node = Family(spec["template"], spec.get("columns"))
-            else:
-                raise ValueError(f"unknown graph node type {kind!r} in the model file")
-            g.add_node(entry["name"], node)
+            g.add_node(entry["name"], spec_from_state(entry["spec"]))
         for a, b in state["edges"]:
             g.add_edge(a, b)
         fitted = state.get("fitted")

@@ -8,27 +8,18 @@ from typing import Any
 import numpy as np
 
 from latentem._vector import family_parts
-from latentem.kernels.hmm import sequence_groups
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
+from latentem.sequences import Sequences
 
 
 # ------------------------------------------------------------------------------ data
-class GraphData:
+class GraphData(Sequences):
     """X with its sequences, and each family node's columns, validated once per fit."""
 
     def __init__(self, X: Any, offsets: np.ndarray, leaves: dict[str, np.ndarray]):
-        self.X = X
-        self.offsets = offsets
-        self.groups = sequence_groups(offsets)
+        super().__init__(X, offsets)
         self.row_sequence = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         self.leaves = leaves
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.offsets) - 1
 
 
 # --------------------------------------------------------------------------- runtime nodes

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from latentem._validation import check_positive_int
 from latentem.graph.nodes import _ChainNode, _Latent, _MixtureNode
 from latentem.latent import CategoricalLatent, MarkovLatent
@@ -44,6 +46,19 @@ class Categorical:
         part = CategoricalLatent(self.n_states, self.weights_prior, floor=0.0, n_sets=n_sets)
         return _MixtureNode(name, self, n_sets, children, part)
 
+    def to_state(self, name: str) -> dict:
+        """The node's entry in a model file."""
+        return {
+            "type": "Categorical",
+            "n_states": self.n_states,
+            "unit": self.unit,
+            "weights_prior": self.weights_prior,
+        }
+
+    @classmethod
+    def from_state(cls, entry: dict) -> Categorical:
+        return cls(entry["n_states"], unit=entry["unit"], weights_prior=entry["weights_prior"])
+
 
 class MarkovChain:
     """A latent Markov chain with ``n_states`` states over the rows of each sequence.
@@ -72,6 +87,23 @@ class MarkovChain:
         """The compiled node: a chain for each of ``n_sets`` parameter sets."""
         part = MarkovLatent(self.n_states, self.startprob_prior, self.transmat_prior, n_sets)
         return _ChainNode(name, self, n_sets, children, part)
+
+    def to_state(self, name: str) -> dict:
+        """The node's entry in a model file."""
+        return {
+            "type": "MarkovChain",
+            "n_states": self.n_states,
+            "startprob_prior": self.startprob_prior,
+            "transmat_prior": self.transmat_prior,
+        }
+
+    @classmethod
+    def from_state(cls, entry: dict) -> MarkovChain:
+        return cls(
+            entry["n_states"],
+            startprob_prior=entry["startprob_prior"],
+            transmat_prior=entry["transmat_prior"],
+        )
 
 
 class Family:
@@ -121,6 +153,26 @@ class Family:
     def __repr__(self) -> str:
         cols = "all columns" if self.columns is None else f"columns {list(self.columns)}"
         return f"{self.label}({cols})"
+
+    def to_state(self, name: str) -> dict:
+        """The node's entry in a model file: its settings or its template family."""
+        if self.config is None:
+            raise ValueError(
+                f"node {name!r} is built by your own factory, which a model file "
+                "cannot store; build it as Family(<a family instance>) from a "
+                "registered family (latentem.register_family) instead."
+            )
+        columns = None if self.columns is None else list(np.atleast_1d(self.columns))
+        return {**self.config, "columns": columns}
+
+    @classmethod
+    def from_state(cls, entry: dict) -> Family:
+        settings = {k: v for k, v in entry.items() if k != "type"}
+        if entry["type"] == "Family":
+            return cls(settings["template"], settings.get("columns"))
+        # the built-in nodes' settings (files written before template families)
+        makers = {"Gaussian": Gaussian, "Discrete": Discrete, "Poisson": Poisson}
+        return makers[entry["type"]](**settings)
 
 
 def Gaussian(
@@ -198,3 +250,27 @@ def Poisson(*, columns: Any = None) -> Family:
     from latentem.families.poisson import PoissonFamily
 
     return Family(lambda n: PoissonFamily(n), columns, name="Poisson", config={"type": "Poisson"})
+
+
+def spec_to_state(spec: Any, name: str) -> dict:
+    """A node's entry in a model file (an HMM node is saved as the model it is)."""
+    to_state = getattr(spec, "to_state", None)
+    return to_state(name) if callable(to_state) else {"type": "HMM", "model": spec}
+
+
+def spec_from_state(entry: dict) -> Any:
+    """The node spec a model file's entry describes."""
+    kind = entry.get("type")
+    if kind == "HMM":
+        return entry["model"]
+    spec = LATENT_SPECS.get(kind) or (Family if kind in _FAMILY_TYPES else None)
+    if spec is None:
+        raise ValueError(f"unknown graph node type {kind!r} in the model file")
+    return spec.from_state(entry)
+
+
+#: The latent-structure specs, by the type name their model-file entries carry: a new
+#: latent structure adds its spec here (with ``runtime``, ``to_state``, ``from_state``).
+LATENT_SPECS = {"Categorical": Categorical, "MarkovChain": MarkovChain}
+#: Family entries: template families, and the built-in nodes of older files.
+_FAMILY_TYPES = ("Family", "Gaussian", "Discrete", "Poisson")

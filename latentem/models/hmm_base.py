@@ -20,12 +20,13 @@ from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
 from latentem.backends import is_dask_array, is_out_of_core
 from latentem.base import InitParamsSetting, ParamsMixin
-from latentem.kernels.hmm import scale_emissions, sequence_groups
+from latentem.kernels.hmm import scale_emissions
 from latentem.latent.markov import MarkovLatent
 from latentem.models.hmm_monitor import ConvergenceMonitor
 from latentem.persistence import SaveMixin
 from latentem.registry import register
 from latentem.runner import fit_em
+from latentem.sequences import Sequences
 
 __all__ = ["HMM", "SequenceData"]
 
@@ -60,31 +61,17 @@ def _same(kept: np.ndarray | None, value: Any) -> bool:
         return False
 
 
-class SequenceData:
-    """Rows of all sequences stacked, with where each sequence starts.
-
-    This is what the HMM's EM steps receive: ``len()`` is the number of rows,
-    so the runner's ``tol`` is per observation, as everywhere in latentem.
-    """
+class SequenceData(Sequences):
+    """What the HMM's EM steps receive: :class:`~latentem.sequences.Sequences` with
+    the E-step's caches."""
 
     def __init__(self, X: np.ndarray, offsets: np.ndarray, labels: np.ndarray | None = None):
-        self.X = X
-        self.offsets = offsets
-        self.labels = labels
-        self.groups = sequence_groups(offsets)
-        self.weights = np.ones(len(offsets) - 1)
+        super().__init__(X, offsets, labels)
         self.missing_plan = None  # rows grouped by missingness, for Gaussian families
         # The E-step's posteriors, reused from one iteration to the next: a fresh
         # (n_rows, K) array costs more in page faults than a long sequence's
         # forward-backward.
         self.post_buffer = None
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.offsets) - 1
 
 
 def _sequence_weights(sample_weight: Any, n_sequences: int) -> np.ndarray:

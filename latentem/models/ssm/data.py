@@ -18,12 +18,12 @@ import numpy as np
 
 from latentem._validation import check_array
 from latentem.backends import is_out_of_core
-from latentem.kernels.hmm import sequence_groups
+from latentem.sequences import Sequences
 
 __all__ = ["SSMData", "SmoothedSSM"]
 
 
-class SSMData:
+class SSMData(Sequences):
     """Rows of all sequences stacked (observations, then inputs, as columns) with
     where each sequence starts: what the EM steps receive.
 
@@ -33,18 +33,8 @@ class SSMData:
     """
 
     def __init__(self, X: np.ndarray, offsets: np.ndarray, labels: Any = None):
-        self.X = X
-        self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.labels = None
-        self.weights = np.ones(len(self.offsets) - 1)
-        self._cache: tuple | None = None
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.offsets) - 1
+        super().__init__(X, np.asarray(offsets, dtype=np.int64))  # no labels: states are
+        self._cache: tuple | None = None  # continuous
 
     def arrays(self, n_outputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(Y, U, groups)``: contiguous observations and inputs, and the parallel groups."""
@@ -54,7 +44,7 @@ class SSMData:
             # input, e.g. from pandas, would compile another), and never the user's memory
             Y = np.array(X[:, :n_outputs], order="C", copy=True)
             U = np.array(X[:, n_outputs:], order="C", copy=True)
-            self._cache = (n_outputs, Y, U, sequence_groups(self.offsets))
+            self._cache = (n_outputs, Y, U, self.groups)
         return self._cache[1], self._cache[2], self._cache[3]
 
 
