@@ -10,6 +10,7 @@ from latentem.kernels.gaussian import (
     gaussian_estep,
     gaussian_logprob,
 )
+from latentem.kernels.gaussian_wide import WIDE_BLOCK, gaussian_estep_wide
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
 DTYPES = [np.float64, np.float32]
@@ -143,6 +144,61 @@ def test_estep_does_not_depend_on_thread_count():
     assert a[0] == b[0]
     for x, y in zip(a[1:], b[1:]):
         np.testing.assert_array_equal(x, y)
+
+
+def _triangular_problem(rng, n, D, K, tied):
+    """A problem whose factors are exactly upper triangular, with junk below the diagonal
+    of ``prec`` that a kernel must never read."""
+    X, means, prec, logc = _random_problem(rng, n, D, K, diag=False)
+    prec = np.triu(prec)
+    if tied:
+        prec[:] = prec[0]
+    junk = prec + np.tril(rng.normal(size=(K, D, D)), -1)
+    return X, means, prec, junk, logc
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("smode", [0, 1])
+@pytest.mark.parametrize(
+    "n,D,K", [(1, 1, 1), (37, 3, 2), (2 * WIDE_BLOCK + 5, 13, 3), (1500, 64, 4), (700, 33, 2)]
+)
+def test_wide_estep_matches_reference(dtype, smode, n, D, K, kernel_path):
+    rng = np.random.default_rng(n + 10 * D + K + smode)
+    X, means, prec, junk, logc = _triangular_problem(rng, n, D, K, tied=smode == 1)
+    X = X.astype(dtype)
+    shift = rng.normal(size=D)
+    estep = getattr(gaussian_estep_wide, kernel_path)
+    ll, nk, S, Q = estep(X, means, junk if kernel_path == "jit" else prec, logc, shift, smode)
+    lp = ref_logp(X, means, prec, logc)
+    W, lse = ref_posterior(lp)
+    rnk, rS, rQ = ref_stats(X, W, means, shift, smode)
+    scale = np.abs(lse).sum() + 1
+    assert abs(ll - lse.sum()) <= 1e-12 * scale
+    np.testing.assert_allclose(nk, rnk, rtol=1e-11, atol=1e-11 * n)
+    np.testing.assert_allclose(S, rS, rtol=1e-10, atol=1e-10 * n)
+    np.testing.assert_allclose(Q, rQ, rtol=1e-10, atol=1e-10 * n)
+    np.testing.assert_array_equal(Q, Q.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("smode", [0, 1])
+def test_wide_estep_matches_fused_kernel_and_threads(smode):
+    import numba
+
+    rng = np.random.default_rng(11)
+    X, means, prec, _, logc = _triangular_problem(rng, 3000, 40, 5, tied=smode == 1)
+    shift = means.mean(axis=0)
+    fused = gaussian_estep.jit(X, means, prec, logc, shift, smode)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        a = gaussian_estep_wide.jit(X, means, prec, logc, shift, smode)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        b = gaussian_estep_wide.jit(X, means, prec, logc, shift, smode)
+    finally:
+        numba.set_num_threads(before)
+    for x, y, f in zip(a, b, fused):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_allclose(x, f, rtol=1e-10, atol=1e-10 * np.abs(f).max())
 
 
 def test_cov_to_prec_chol(kernel_path):

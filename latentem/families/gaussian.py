@@ -21,6 +21,7 @@ from latentem.kernels.gaussian import (
     gaussian_estep,
     gaussian_logprob,
 )
+from latentem.kernels.gaussian_wide import WIDE_FEATURES, gaussian_estep_wide
 from latentem.registry import register
 
 __all__ = ["GaussianFamily", "COVARIANCE_TYPES"]
@@ -283,7 +284,8 @@ class GaussianFamily:
     def fused_e_step(self, X: np.ndarray, log_weights: np.ndarray) -> tuple[tuple, float]:
         """Mixture E-step in one pass: ``((nk, S, Q), total log-likelihood)``."""
         prec, logc = self._kernel_params()
-        ll, nk, S, Q = gaussian_estep(
+        wide = self.smode in (0, 1) and self.n_features >= WIDE_FEATURES
+        ll, nk, S, Q = (gaussian_estep_wide if wide else gaussian_estep)(
             X, self.means_, prec, logc + log_weights, self._shift(), self.smode
         )
         return (nk, S, Q), float(ll)
