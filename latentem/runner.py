@@ -3,6 +3,12 @@
 The runner knows nothing about any particular model: it only calls the four
 methods of :class:`latentem.LatentModel` (and, for acceleration, the
 parameter-vector view of :class:`latentem.SupportsParamVector`).
+
+It also decides where the E-step runs (:mod:`latentem.backends`: in memory, block
+by block, on Dask). Models stay out of that layer: what they may ask about their
+data (:func:`is_out_of_core`, :func:`is_dask_array`, :func:`is_sequence_data`), the
+one scan they need before EM (:func:`column_moments`), :class:`Chunked` sources and
+online EM (:class:`OnlineEM`) come from here.
 """
 
 from __future__ import annotations
@@ -22,14 +28,28 @@ import numpy as np
 from latentem import backends
 from latentem._sklearn import convergence_warning_class
 from latentem._validation import check_positive_int, check_random_state
+from latentem.backends import (
+    Chunked,
+    OnlineEM,
+    column_moments,
+    is_dask_array,
+    is_out_of_core,
+    is_sequence_data,
+)
 from latentem.protocol import LatentModel, SupportsParamVector
 
 __all__ = [
+    "Chunked",
     "ConvergenceWarning",
     "EMResult",
     "IterationInfo",
     "LikelihoodDecreaseWarning",
+    "OnlineEM",
+    "column_moments",
     "fit_em",
+    "is_dask_array",
+    "is_out_of_core",
+    "is_sequence_data",
 ]
 
 _ACCELERATORS = (None, "squarem")

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from latentem.backends.base import pairwise_sum
+from latentem.backends.base import is_dask_array, pairwise_sum
 from latentem.backends.chunked import Chunked, ChunkedSource, NpyFile, ParquetFile, is_sequence_data
 from latentem.backends.online import OnlineEM, step_size
+from latentem.backends.scans import column_moments
 
 __all__ = [
     "BACKENDS",
@@ -31,6 +32,7 @@ __all__ = [
     "NpyFile",
     "OnlineEM",
     "ParquetFile",
+    "column_moments",
     "is_dask_array",
     "is_out_of_core",
     "pairwise_sum",
@@ -39,11 +41,6 @@ __all__ = [
 ]
 
 BACKENDS = (None, "memory", "chunked", "dask")
-
-
-def is_dask_array(X: Any) -> bool:
-    """True for a ``dask.array.Array`` (checked without importing dask)."""
-    return type(X).__module__.startswith("dask.") and hasattr(X, "__dask_graph__")
 
 
 def is_out_of_core(X: Any) -> bool:

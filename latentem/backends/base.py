@@ -25,6 +25,7 @@ __all__ = [
     "add_parts",
     "block_e_step",
     "evenly_spaced",
+    "is_dask_array",
     "pairwise_sum",
     "row_bounds",
     "sequence_bounds",
@@ -73,6 +74,11 @@ def sequence_bounds(offsets: np.ndarray, block_rows: int) -> list[tuple[int, int
         out.append((first, last))
         first = last
     return out
+
+
+def is_dask_array(X: Any) -> bool:
+    """True for a ``dask.array.Array`` (checked without importing dask)."""
+    return type(X).__module__.startswith("dask.") and hasattr(X, "__dask_graph__")
 
 
 def validate_block(model: Any, block: Any) -> Any:

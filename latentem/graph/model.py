@@ -8,7 +8,6 @@ import numpy as np
 
 from latentem._validation import check_random_state
 from latentem._vector import get_vector, set_vector
-from latentem.backends import is_out_of_core, is_sequence_data
 from latentem.families.base import dirichlet_m_step
 from latentem.graph import drawing
 from latentem.graph.drawing import _is_hmm
@@ -24,7 +23,7 @@ from latentem.graph.specs import (
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.persistence import SaveMixin
 from latentem.registry import register
-from latentem.runner import fit_em
+from latentem.runner import fit_em, is_out_of_core, is_sequence_data
 
 
 @register

@@ -18,14 +18,13 @@ import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
-from latentem.backends import is_dask_array, is_out_of_core
 from latentem.base import InitParamsSetting, ParamsMixin
 from latentem.kernels.hmm import scale_emissions
 from latentem.latent.markov import MarkovLatent
 from latentem.models.hmm_monitor import ConvergenceMonitor
 from latentem.persistence import SaveMixin
 from latentem.registry import register
-from latentem.runner import fit_em
+from latentem.runner import fit_em, is_dask_array, is_out_of_core
 from latentem.sequences import Sequences
 
 __all__ = ["HMM", "SequenceData"]

@@ -131,7 +131,7 @@ class MixtureSurface:
         if sample_weight is None and labels is None:
             yield
             return
-        from latentem.backends import is_out_of_core
+        from latentem.runner import is_out_of_core
 
         if is_out_of_core(X):
             raise ValueError(
@@ -191,7 +191,7 @@ class MixtureSurface:
         -------
         self
         """
-        from latentem.backends.online import OnlineEM
+        from latentem.runner import OnlineEM
 
         online = self.__dict__.get("_online")
         if online is None:

@@ -30,7 +30,6 @@ from latentem.models.imputer.missing_em import (  # noqa: F401
     _MissingEM,
     _partial_variances,
 )
-from latentem.models.imputer.moments import _column_moments  # noqa: F401
 from latentem.models.imputer.multiple import MAX_REDRAWS, _draw_components  # noqa: F401
 from latentem.models.imputer.pooling import PooledEstimate, pool_estimates
 from latentem.models.imputer.ridge_search import (  # noqa: F401

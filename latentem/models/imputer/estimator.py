@@ -19,12 +19,10 @@ import numpy as np
 
 from latentem._sklearn import OutputMixin, check_n_features, note_features, transformer_tags
 from latentem._validation import check_random_state
-from latentem.backends import is_out_of_core
 from latentem.base import ParamsMixin, not_fitted_error
 from latentem.models.imputer.checks import _SettingsChecks
 from latentem.models.imputer.missing_em import _MissingEM
 from latentem.models.imputer.model_file import _ModelFile
-from latentem.models.imputer.moments import _column_moments
 from latentem.models.imputer.multiple import _MultipleImputation
 from latentem.models.imputer.online import _OnlineFit
 from latentem.models.imputer.regression_fill import _RegressionFill
@@ -32,7 +30,7 @@ from latentem.models.imputer.ridge_search import _RidgeSearch
 from latentem.models.imputer.table import _Table
 from latentem.persistence import SaveMixin
 from latentem.registry import register
-from latentem.runner import fit_em
+from latentem.runner import column_moments, fit_em, is_out_of_core
 
 __all__ = ["EMImputer"]
 
@@ -322,7 +320,7 @@ class EMImputer(
                 'ridge="auto" holds out cells of an in-memory table; pass a number for data '
                 "fitted block by block (for example 0.01 * n_samples), or load the table."
             )
-        n_obs, prior_var, low, high = _column_moments(X)
+        n_obs, prior_var, low, high = column_moments(X)
         n = int(X.shape[0])
         summary = _Table(np.zeros((0, len(n_obs))), self.non_numeric)
         self._check_counts(summary, n, n_obs, prior_var, "X")

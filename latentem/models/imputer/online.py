@@ -72,7 +72,7 @@ class _OnlineFit:
         array([[1. , 0.8],
                [0.8, 1. ]])
         """
-        from latentem.backends.online import OnlineEM
+        from latentem.runner import OnlineEM
 
         online = self.__dict__.get("_online")
         if online is None:

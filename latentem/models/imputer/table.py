@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import as_numeric_array
-from latentem.backends import Chunked
+from latentem.runner import Chunked
 
 
 def _is_frame(X: Any) -> bool:

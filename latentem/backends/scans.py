@@ -1,9 +1,9 @@
-"""The column moments an out-of-core fit starts from, in one pass over the data.
+"""Whole-data scans a model needs before EM starts, over any data source.
 
-:func:`_column_moments` gives the observed count, variance, minimum and maximum of
+:func:`column_moments` gives the observed count, variance, minimum and maximum of
 every column of a memmap or :class:`~latentem.Chunked` table, block by block (moments
 taken about the first observed values, so without cancellation), or of a
-``dask.array`` in one ``dask.compute``.
+``dask.array`` in one ``dask.compute``: the start of an out-of-core imputer fit.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from latentem.backends import Chunked, is_dask_array
+from latentem.backends.base import is_dask_array
+from latentem.backends.chunked import Chunked
 
 
-def _column_moments(X: Any) -> tuple[np.ndarray, ...]:
+def column_moments(X: Any) -> tuple[np.ndarray, ...]:
     """Observed count, variance, minimum and maximum of every column of out-of-core
     data, in one pass."""
     if is_dask_array(X):
