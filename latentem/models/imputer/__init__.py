@@ -14,9 +14,9 @@ The package's files: ``estimator.py`` (the class, its parameters, fitting and fi
 attributes), mixins of it in ``checks.py``, ``ridge_search.py`` (``ridge="auto"``),
 ``regression_fill.py`` (``transform``), ``multiple.py`` (``sample_imputations``),
 ``online.py`` (``partial_fit``) and ``model_file.py`` (saving, old files); the EM
-model in ``missing_em.py``; ``table.py`` (arrays and DataFrames in and out),
-``moments.py`` (column moments of out-of-core data) and ``pooling.py`` (Rubin's
-rules).
+model in ``missing_em.py``; ``table.py`` (arrays and DataFrames in and out) and
+``pooling.py`` (Rubin's rules). The column moments an out-of-core fit starts from
+come from the runner (:func:`latentem.runner.column_moments`).
 """
 
 # besides the public names, every module-level name of the former
