@@ -188,6 +188,33 @@ def test_viterbi_matches_reference(kernel_path):
         assert logprob[s] == pytest.approx(lp, rel=1e-12)
 
 
+@pytest.mark.parametrize("K", range(1, 9))
+def test_viterbi_in_vector_registers_matches_reference(kernel_path, K):
+    """Sequences of VITERBI_VEC_ROWS rows or more with at most 8 states take the
+    vector-register recursion: same paths (ties to the lowest state), same sums."""
+    from latentem.kernels.hmm import VITERBI_VEC_ROWS
+
+    rng = np.random.default_rng(30 + K)
+    lengths = [VITERBI_VEC_ROWS, 700, VITERBI_VEC_ROWS - 1, 300]
+    log_b, offsets, startprob, transmat = random_problem(rng, K, lengths)
+    log_b[720:760] = 0.0  # identical emissions: ties broken by the transitions ...
+    transmat[0] = 1.0 / K  # ... some of them uniform
+    transmat = transmat / transmat.sum(axis=1, keepdims=True)
+    if K > 2:
+        transmat[1, 2] = 0.0  # a structural zero (-inf)
+        transmat[1] /= transmat[1].sum()
+    with np.errstate(divide="ignore"):
+        log_pi, log_a = np.log(startprob), np.log(transmat)
+    states, logprob = getattr(viterbi, kernel_path)(
+        log_b, offsets, sequence_groups(offsets), log_pi, log_a
+    )
+    for s in range(len(lengths)):
+        a, b = offsets[s], offsets[s + 1]
+        path, lp = reference_viterbi(log_b[a:b], startprob, transmat)
+        np.testing.assert_array_equal(states[a:b], path)
+        assert logprob[s] == pytest.approx(lp, rel=1e-12)
+
+
 def test_against_hmmlearn_c_code(kernel_path):
     from hmmlearn import _hmmc
 

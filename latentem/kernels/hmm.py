@@ -21,7 +21,13 @@ from latentem.kernels import small
 from latentem.kernels._dispatch import Kernel
 from latentem.kernels._jit import njit, prange
 from latentem.kernels.hmm_diag_gaussian8 import diag_gaussian_scaled8, diag_gaussian_stats8
-from latentem.kernels.hmm_vec8 import _FM, VEC_STATES, _forward_backward_vec, _forward_loglik_vec
+from latentem.kernels.hmm_vec8 import (
+    _FM,
+    VEC_STATES,
+    _forward_backward_vec,
+    _forward_loglik_vec,
+    _viterbi_vec,
+)
 from latentem.kernels.scaling import scale_rows
 
 __all__ = [
@@ -453,6 +459,11 @@ def forward_loglik_jit(log_b, offsets, groups, startprob, transmat):
     return forward_loglik_scaled_jit(scaled, shift, offsets, groups, startprob, transmat)
 
 
+#: Sequences of at least this many rows with at most :data:`VEC_STATES` states run
+#: Viterbi's recursion in vector registers (all states of a step at once).
+VITERBI_VEC_ROWS = 16
+
+
 @njit(cache=True, parallel=True)
 def viterbi_jit(log_b, offsets, groups, log_startprob, log_transmat):
     """Most likely state path of every sequence and its joint log-probability.
@@ -469,6 +480,9 @@ def viterbi_jit(log_b, offsets, groups, log_startprob, log_transmat):
         new = np.empty(K)
         for s in range(groups[g], groups[g + 1]):
             a, b = offsets[s], offsets[s + 1]
+            if K <= VEC_STATES and b - a >= VITERBI_VEC_ROWS:
+                seq_logprob[s] = _viterbi_vec(log_b, a, b, log_startprob, log_transmat, states)
+                continue
             psi = np.empty((b - a, K), dtype=np.int64)
             for k in range(K):
                 delta[k] = log_startprob[k] + log_b[a, k]

@@ -19,10 +19,13 @@ from latentem.kernels._jit import lazy_names, njit
 (
     vadd,
     vfma,
+    vkeep_arg,
+    vkeep_max,
     vlane,
     vmul,
     vrow,
     vscale,
+    vsplat,
     vstore,
     vsum,
     vzero,
@@ -30,10 +33,13 @@ from latentem.kernels._jit import lazy_names, njit
     "latentem.kernels.vec8",
     "vadd",
     "vfma",
+    "vkeep_arg",
+    "vkeep_max",
     "vlane",
     "vmul",
     "vrow",
     "vscale",
+    "vsplat",
     "vstore",
     "vsum",
     "vzero",
@@ -253,3 +259,61 @@ def _forward_loglik_vec(scaled, shift, a, b, startprob, transmat):
     sc = np.zeros((T, 8))
     sc[:, :K] = scaled[a:b]
     return _forward8(sc, shift, 0, a, T, init, A)
+
+
+#: Rows of emissions and back-pointers :func:`_viterbi_vec` keeps in a small buffer.
+_VITERBI_CHUNK = 256
+
+
+@njit(cache=True, fastmath=_FM, nogil=True)
+def _viterbi_vec(log_b, a, b, log_startprob, log_transmat, states):
+    """Viterbi over rows ``a .. b - 1`` (one sequence, K <= 8 states in vector lanes):
+    writes the best path into ``states[a:b]`` and returns its log-probability.
+
+    Each step is ``new[j] = max_i (delta[i] + log A[i, j]) + log b[t, j]`` for all j
+    at once, one vector per i; ties go to the lowest i (strict comparisons in
+    ascending i), as in the scalar kernel, whose sums these are exactly. Emissions
+    pass through a buffer of ``_VITERBI_CHUNK`` rows padded to 8 lanes, and the
+    back-pointers are kept as one byte per state.
+    """
+    n, K = b - a, log_b.shape[1]
+    CH = _VITERBI_CHUNK
+    # the states padded to 8 lanes: impossible transitions and emissions there
+    A = np.full((8, 8), -np.inf)
+    A[:K, :K] = log_transmat
+    start = np.full((1, 8), -np.inf)
+    start[0, :K] = log_startprob
+    lb = np.zeros((CH, 8))
+    arg_rows = np.zeros((CH, 8))
+    psi = np.empty((n, K), dtype=np.uint8)
+    delta = vrow(start, 0)
+    minus_inf = vsplat(-np.inf)
+    for c0 in range(0, n, CH):
+        rows = min(CH, n - c0)
+        for r in range(rows):
+            for k in range(K):
+                lb[r, k] = log_b[a + c0 + r, k]
+        for r in range(rows):
+            if c0 + r == 0:
+                delta = vadd(delta, vrow(lb, 0))
+                continue
+            best = minus_inf
+            arg = vzero()
+            for i in range(K):
+                cand = vadd(vsplat(vlane(delta, i)), vrow(A, i))
+                arg = vkeep_arg(arg, best, cand, np.float64(i))
+                best = vkeep_max(best, cand)
+            delta = vadd(best, vrow(lb, r))
+            vstore(arg_rows, r, arg)
+        for r in range(rows):
+            for k in range(K):
+                psi[c0 + r, k] = np.uint8(arg_rows[r, k])
+    best_k, best = 0, -np.inf
+    for k in range(K):
+        if vlane(delta, k) > best:
+            best, best_k = vlane(delta, k), k
+    states[b - 1] = best_k
+    for t in range(n - 1, 0, -1):
+        best_k = psi[t, best_k]
+        states[a + t - 1] = best_k
+    return best

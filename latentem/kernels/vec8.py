@@ -35,6 +35,8 @@ __all__ = [
     "vsum",
     "vmax",
     "vexp",
+    "vkeep_max",
+    "vkeep_arg",
 ]
 
 _W = 8
@@ -210,6 +212,32 @@ def vmax(typingctx, x):
         return builder.extract_element(v, _I32(0))
 
     return types.float64(vec8), codegen
+
+
+@intrinsic
+def vkeep_max(typingctx, best, cand):
+    """Lane by lane, ``cand`` where it is strictly greater than ``best``, else ``best``
+    (a running maximum in which ties keep the earlier value)."""
+
+    def codegen(context, builder, sig, args):
+        best, cand = args
+        return builder.select(builder.fcmp_ordered(">", cand, best), cand, best)
+
+    return vec8(vec8, vec8), codegen
+
+
+@intrinsic
+def vkeep_arg(typingctx, arg, best, cand, i):
+    """Lane by lane, the index ``i`` where ``cand`` is strictly greater than ``best``,
+    else ``arg``: the argument of :func:`vkeep_max` (call it first, with the old
+    ``best``)."""
+
+    def codegen(context, builder, sig, args):
+        arg, best, cand, i = args
+        greater = builder.fcmp_ordered(">", cand, best)
+        return builder.select(greater, _splat(builder, i), arg)
+
+    return vec8(vec8, vec8, vec8, types.float64), codegen
 
 
 _LOG2E = 1.4426950408889634
