@@ -20,6 +20,7 @@ from latentem.kernels.regime import (
     hamilton_kim,
     log_emission,
     newton_logit,
+    pair_products,
     transition_objective,
     weighted_moments,
 )
@@ -267,16 +268,23 @@ def _np_newton_logit(coef, f0, xi, z, z0, g, stationary, max_iter=30):
         if not decrement > 1e-12 * (abs(f) + 1.0):
             break
         step = step.reshape(coef.shape)
-        t = 1.0
+        move = np.abs(np.einsum("ta,ija->tij", z, step)).max()
+        t = 1.0 if move <= 20.0 else 20.0 / move
+        bound, size = max(300.0, np.abs(coef).max()), np.abs(step).max()
+        accepted = False
         for _ in range(40):
-            trial = np.clip(coef + t * step, -300.0, 300.0)
-            f_trial, g_trial = _np_transition_objective(trial, xi, z, z0, g, stationary)
-            if f_trial >= f:
+            if accepted or t * size <= 1e-14 * bound:
                 break
+            trial = np.clip(coef + t * step, -bound, bound)
+            f_trial, g_trial = _np_transition_objective(trial, xi, z, z0, g, stationary)
+            accepted = f_trial >= f
             t *= 0.5
-        else:
+        if not accepted:
             break
+        gain = f_trial - f
         coef, f, grad = trial, f_trial, g_trial
+        if gain <= 1e-13 * (abs(f) + 1.0):
+            break
     return coef
 
 
@@ -311,6 +319,23 @@ def test_transition_kernels_match_numpy_reference(K, kz, stationary):
     np.testing.assert_allclose(new, ref, rtol=1e-7, atol=1e-7)
     assert transition_objective(new, xi, z, z0, g, stationary, grad) >= f
     assert np.max(np.abs(grad)) < 1e-5 * (1 + np.abs(xi).sum())  # a maximum
+
+
+def test_newton_moves_logits_beyond_the_usual_bound():
+    # A covariate of small scale needs large coefficients; SQUAREM may put them past
+    # +-300. Newton must still be able to move them (and agree with the reference).
+    rng = np.random.default_rng(5)
+    T, K = 200, 2
+    z = np.c_[np.ones(T), 0.01 * rng.normal(size=T)]
+    xi = rng.dirichlet(np.ones(K * K), size=T).reshape(T, K, K)
+    coef = np.array([[[1.0, 400.0]], [[-0.5, -350.0]]])
+    z0, g = z[:1], np.array([[0.6, 0.4]])
+    grad = np.empty_like(coef)
+    f0 = transition_objective(coef, xi, z, z0, g, True, grad)
+    new = newton_logit(coef, xi, z, z0, g, True, 30)
+    np.testing.assert_allclose(new, _np_newton_logit(coef, f0, xi, z, z0, g, True), rtol=1e-7)
+    assert transition_objective(new, xi, z, z0, g, True, grad) > f0 + 1e-3
+    assert np.max(np.abs(grad)) < 1e-5 * T
 
 
 @pytest.mark.parametrize(
@@ -437,6 +462,9 @@ def test_emission_kernels_match_numpy_reference(K, order, kx, sw_x, sw_ar, sw_va
     Wv = W * valid[:, None]
     np.testing.assert_allclose(Ms, np.einsum("ts,td,te->sde", Wv, data.U, data.U), rtol=1e-12)
     np.testing.assert_allclose(Ns, Wv.sum(axis=0), rtol=1e-12)
+    Ms_kept, Ns_kept = weighted_moments(data.U, W, valid, pair_products(data.U, valid))
+    np.testing.assert_array_equal(Ms_kept, Ms)
+    np.testing.assert_array_equal(Ns_kept, Ns)
     beta = rng.normal(size=(K, kx))
     phi = rng.normal(size=(K, order)) * 0.3
     s2 = rng.uniform(0.5, 2.0, size=K)
@@ -520,6 +548,23 @@ def test_em_reaches_the_statsmodels_maximum(name, n_init):
     for history in model.histories_:
         assert _monotone(history)
     assert model.converged_
+
+
+@pytest.mark.parametrize("name", ["fedfunds_exog3", "filardo"])
+def test_short_runs_then_the_best_to_convergence(name):
+    # search_iter: statsmodels' search_reps strategy (short runs from every start).
+    cls, settings, data, _, _, llf_fit = CASES[name]
+    model = cls(**settings, n_init=20, search_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LikelihoodDecreaseWarning)
+        model.fit(**data)
+    assert abs(model.llf_ - llf_fit) < 1e-4
+    assert model.converged_ and model.n_iter_ == len(model.history_) > 5
+    assert len(model.histories_) == 20
+    for history in model.histories_:
+        assert _monotone(history)
+    assert any(h is model.history_ for h in model.histories_)
+    assert all(len(h) <= 5 for h in model.histories_ if h is not model.history_)
 
 
 def test_hamilton_parameters_to_the_test_file_tolerances():
@@ -714,6 +759,8 @@ def test_bad_settings_and_values():
         MarkovRegression(1).fit(FF)
     with pytest.raises(ValueError, match="initial"):
         MarkovRegression(2, initial="uniform").fit(FF)
+    with pytest.raises(ValueError, match="search_iter"):
+        MarkovRegression(2, search_iter=0).fit(FF)
     with pytest.raises(ValueError, match="inf"):
         MarkovRegression(2).fit(np.r_[np.inf, FF[1:]])
     with pytest.raises(ValueError, match="switching_exog"):

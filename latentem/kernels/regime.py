@@ -28,6 +28,7 @@ __all__ = [
     "log_emission",
     "stationary_distribution",
     "newton_logit",
+    "pair_products",
     "transition_objective",
     "weighted_moments",
 ]
@@ -311,15 +312,37 @@ def newton_logit(coef, xi, z, z0, g, stationary, max_iter):
                     decrement += sol[c * kz + a] * rhs[c * kz + a]
         if not decrement > 1e-12 * (abs(f) + 1.0):
             break
-        t_len = 1.0
+        # Logits are kept within +-300 (or the current size, where an extrapolation
+        # already went beyond), so a step never overflows and is never clipped
+        # back to a point below the start.
+        bound = 300.0
+        size = 0.0
+        for i in range(K):
+            for c in range(K - 1):
+                for a in range(kz):
+                    bound = max(bound, abs(coef[i, c, a]))
+                    size = max(size, abs(step[i, c, a]))
+        # A full step that would move some logit by more than 20 starts shorter (a
+        # nearly flat direction, where the Newton step is huge).
+        move = 0.0
+        for t in range(T):
+            for i in range(K):
+                for c in range(K - 1):
+                    e = 0.0
+                    for a in range(kz):
+                        e += z[t, a] * step[i, c, a]
+                    move = max(move, abs(e))
+        t_len = 1.0 if move <= 20.0 else 20.0 / move
         accepted = False
         f_trial = f
         for _ in range(40):
+            if t_len * size <= 1e-14 * bound:
+                break  # the step no longer moves the coefficients
             for i in range(K):
                 for c in range(K - 1):
                     for a in range(kz):
                         v = coef[i, c, a] + t_len * step[i, c, a]
-                        trial[i, c, a] = min(300.0, max(-300.0, v))
+                        trial[i, c, a] = min(bound, max(-bound, v))
             f_trial = transition_objective(trial, xi, z, z0, g, stationary, g_trial)
             if f_trial >= f:
                 accepted = True
@@ -327,9 +350,12 @@ def newton_logit(coef, xi, z, z0, g, stationary, max_iter):
             t_len *= 0.5
         if not accepted:
             break
+        gain = f_trial - f
         coef[:] = trial
         grad[:] = g_trial
         f = f_trial
+        if gain <= 1e-13 * (abs(f) + 1.0):
+            break  # rounding-level progress: a flat direction (logits drifting to infinity)
     return coef
 
 
@@ -356,29 +382,46 @@ def log_emission(U, C, s2, valid):
     return out
 
 
+def pair_products(U, valid):
+    """``U[t, a] U[t, b]`` for ``a <= b`` (n, D (D + 1) / 2), 0 where ``valid[t]`` is False."""
+    a, b = np.triu_indices(U.shape[1])
+    return U[:, a] * U[:, b] * valid[:, None]
+
+
 @njit(cache=True)
-def weighted_moments(U, W, valid):
-    """``Ms[s] = sum_t W[t, s] U[t] U[t]'`` and ``Ns[s] = sum_t W[t, s]`` over valid rows."""
+def _packed_moments(pairs, W, out):
+    """``out[c, s] += sum_t pairs[t, c] W[t, s]`` (the inner loop runs over the states)."""
+    n, P = pairs.shape
+    M = W.shape[1]
+    for t in range(n):
+        for c in range(P):
+            u = pairs[t, c]
+            for s in range(M):
+                out[c, s] += u * W[t, s]
+
+
+def weighted_moments(U, W, valid, pairs=None):
+    """``Ms[s] = sum_t W[t, s] U[t] U[t]'`` and ``Ns[s] = sum_t W[t, s]`` over valid rows.
+
+    One pass over the products of the pairs of columns of ``U`` (``pairs``, from
+    :func:`pair_products`, or made here block by block), each added to every
+    state's sum, instead of a pass per state.
+    """
     n, D = U.shape
     M = W.shape[1]
-    Ms = np.zeros((M, D, D))
-    Ns = np.zeros(M)
-    for t in range(n):
-        if not valid[t]:
-            continue
-        for s in range(M):
-            w = W[t, s]
-            if w == 0.0:
-                continue
-            Ns[s] += w
-            for a in range(D):
-                wa = w * U[t, a]
-                for b in range(a, D):
-                    Ms[s, a, b] += wa * U[t, b]
-    for s in range(M):
-        for a in range(D):
-            for b in range(a):
-                Ms[s, a, b] = Ms[s, b, a]
+    W = np.ascontiguousarray(W, dtype=np.float64)
+    a, b = np.triu_indices(D)
+    Ns = valid.astype(np.float64) @ W
+    packed = np.zeros((len(a), M))
+    if pairs is not None:
+        _packed_moments(pairs, W, packed)
+    else:
+        for lo in range(0, n, 65536):
+            hi = min(n, lo + 65536)
+            _packed_moments(pair_products(U[lo:hi], valid[lo:hi]), W[lo:hi], packed)
+    Ms = np.empty((M, D, D))
+    Ms[:, a, b] = packed.T
+    Ms[:, b, a] = packed.T
     return Ms, Ns
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from latentem.kernels.regime import pair_products
+
 __all__ = ["RegimeData", "RegimeResult"]
 
 
@@ -59,6 +61,18 @@ class RegimeData:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    #: Products of the pairs of columns of ``U`` are kept for at most this many values.
+    PAIRS_KEPT = 1 << 22
+
+    @property
+    def pairs(self) -> np.ndarray | None:
+        """``U[t, a] U[t, b]`` (a <= b) of the valid rows, made once; None if too large."""
+        if not hasattr(self, "_pairs"):
+            n, D = self.U.shape
+            small = n * D * (D + 1) // 2 <= self.PAIRS_KEPT
+            self._pairs = pair_products(self.U, self.valid) if small else None
+        return self._pairs
 
     @property
     def n_sequences(self) -> int:

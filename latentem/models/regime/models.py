@@ -43,6 +43,13 @@ class MarkovRegression(_RegimeSwitching):
         (statsmodels' default), a free vector estimated by EM, or fixed.
     n_init : int
         EM starts (the first from a split of OLS residuals, the others random).
+    search_iter : int or None
+        None (the default): every start runs EM to convergence and the best
+        is kept. An int: every start runs at most ``search_iter`` EM
+        iterations, and only the best of these short runs goes on to
+        convergence (statsmodels' ``search_reps`` strategy, which runs 5).
+        Much cheaper with many starts; a start that only overtakes the others
+        late is missed.
     max_iter, tol : int, float
         Per start, as in :func:`latentem.fit_em` (``tol`` on the mean
         per-row log-likelihood).
@@ -94,6 +101,7 @@ class MarkovRegression(_RegimeSwitching):
         switching_variance: bool = False,
         initial: Any = "stationary",
         n_init: int = 10,
+        search_iter: int | None = None,
         max_iter: int = 2000,
         tol: float = 1e-10,
         accelerate: str | None = "squarem",
@@ -122,7 +130,7 @@ class MarkovAutoregression(_RegimeSwitching):
     switching_ar : bool or sequence of bool
         Whether the autoregressive coefficients switch (per lag allowed).
     switching_trend, switching_exog, switching_variance, initial, n_init,
-    max_iter, tol, accelerate, m_step_cycles, random_state, verbose
+    search_iter, max_iter, tol, accelerate, m_step_cycles, random_state, verbose
         As in :class:`MarkovRegression` (``switching_exog`` defaults to False,
         as in statsmodels).
 
@@ -161,6 +169,7 @@ class MarkovAutoregression(_RegimeSwitching):
         switching_variance: bool = False,
         initial: Any = "stationary",
         n_init: int = 10,
+        search_iter: int | None = None,
         max_iter: int = 2000,
         tol: float = 1e-10,
         accelerate: str | None = "squarem",

@@ -14,6 +14,7 @@ mixins from the package's other files.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,8 @@ class _RegimeSwitching(
     def _check_settings(self) -> None:
         self.k_regimes_ = check_positive_int(self.k_regimes, "k_regimes", minimum=2)
         check_positive_int(self._order + 1, "order + 1")
+        if getattr(self, "search_iter", None) is not None:
+            check_positive_int(self.search_iter, "search_iter")
         if self.trend not in ("c", "n"):
             raise ValueError(f'trend must be "c" (a constant) or "n" (none); got {self.trend!r}.')
         init = self.initial
@@ -245,7 +248,7 @@ class _RegimeSwitching(
 
     def _moments(self, data: RegimeData, W: np.ndarray):
         """Weighted moment matrices Ms (M, D, D) and weights Ns (M,) of the valid rows."""
-        return weighted_moments(data.U, np.ascontiguousarray(W, dtype=np.float64), data.valid)
+        return weighted_moments(data.U, W, data.valid, data.pairs)
 
     def e_step(self, data: RegimeData) -> tuple[dict, float]:
         """Smoothed statistics and the log-likelihood (see the module notes)."""
@@ -332,7 +335,7 @@ class _RegimeSwitching(
         -------
         self
         """
-        from latentem.runner import fit_em
+        from latentem.runner import ConvergenceWarning, fit_em
 
         data = self._make_data(y, exog, exog_tvtp, lengths)
         seen = data.y[~np.isnan(data.y)]
@@ -343,20 +346,27 @@ class _RegimeSwitching(
             )
         self._setup(data)
         self._n_starts = 0
-        result = fit_em(
-            self,
-            data,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            n_init=self.n_init,
-            random_state=self.random_state,
-            accelerate=self.accelerate,
-            verbose=self.verbose,
-        )
+        run = dict(tol=self.tol, accelerate=self.accelerate, verbose=self.verbose)
+        if getattr(self, "search_iter", None) is None:
+            result = fit_em(
+                self, data, max_iter=self.max_iter, n_init=self.n_init,
+                random_state=self.random_state, **run,
+            )  # fmt: skip
+            self.history_, self.histories_ = result.history, result.histories
+        else:
+            # Short runs from every start, then the best of them to convergence.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                search = fit_em(
+                    self, data, max_iter=self.search_iter, n_init=self.n_init,
+                    random_state=self.random_state, **run,
+                )  # fmt: skip
+            result = fit_em(self, data, max_iter=self.max_iter, warm_start=True, **run)
+            self.history_ = np.concatenate([search.history, result.history])
+            self.histories_ = list(search.histories)
+            self.histories_[search.best_init] = self.history_
         self.converged_ = result.converged
-        self.n_iter_ = result.n_iter
-        self.history_ = result.history
-        self.histories_ = result.histories
+        self.n_iter_ = len(self.history_)
         self.llf_ = float(self.log_likelihood(data))
         self._data = data
         return self
