@@ -17,6 +17,8 @@ does not depend on the number of threads.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from latentem.kernels._jit import njit, prange
@@ -196,17 +198,32 @@ def _row_probs(coef, i, zrow, p):
 def transition_objective(coef, xi, z, z0, g, stationary, grad):
     """Expected complete-data log-likelihood of the transitions; its gradient into ``grad``.
 
+    See :func:`_transition_terms` (which also gives the curvature).
+    """
+    return _transition_terms(coef, xi, z, z0, g, stationary, grad, np.empty((0, 0, 0)))
+
+
+@njit(cache=True)
+def _transition_terms(coef, xi, z, z0, g, stationary, grad, H):
+    """Expected complete-data log-likelihood of the transitions; its gradient into ``grad``.
+
     ``coef`` (K, K-1, kz): ``P(S_t = j | S_{t-1} = i) ∝ exp(z_t . coef[i, j])``, the
     last regime's logit 0. ``xi`` (T, K, K): pairwise posteriors per row of ``z``
     (T, kz). With ``stationary``, ``g`` (Q, K) weighs ``log pi(P(z0[q]))``, the
-    stationary distribution of the matrix at each sequence's first row.
+    stationary distribution of the matrix at each sequence's first row. Unless ``H``
+    is empty, the same pass puts into ``H`` (K, d, d), ``d = (K - 1) kz``, minus the
+    Hessian of the transition counts' part, per origin regime (the multinomial-logit
+    information; the stationary term, small, is left out).
     """
     K, _, kz = coef.shape
     T = xi.shape[0]
+    curvature = H.shape[0] > 0
     for i in range(K):
         for j in range(K - 1):
             for a in range(kz):
                 grad[i, j, a] = 0.0
+    if curvature:
+        H[:] = 0.0
     f = 0.0
     p = np.empty(K)
     for t in range(T):
@@ -224,6 +241,14 @@ def transition_objective(coef, xi, z, z0, g, stationary, grad):
                 r = xi[t, i, j] - n_i * p[j]
                 for a in range(kz):
                     grad[i, j, a] += r * z[t, a]
+            if curvature:
+                for c in range(K - 1):
+                    for e in range(K - 1):
+                        w = n_i * ((p[c] if c == e else 0.0) - p[c] * p[e])
+                        for a in range(kz):
+                            wa = w * z[t, a]
+                            for b in range(kz):
+                                H[i, c * kz + a, e * kz + b] += wa * z[t, b]
     if stationary:
         P0 = np.empty((K, K))
         M = np.empty((K, K))
@@ -271,30 +296,16 @@ def newton_logit(coef, xi, z, z0, g, stationary, max_iter):
     coef = coef.copy()
     grad = np.empty_like(coef)
     g_trial = np.empty_like(coef)
-    f = transition_objective(coef, xi, z, z0, g, stationary, grad)
-    p = np.empty(K)
+    HH = np.empty((K, d, d))
+    H_trial = np.empty((K, d, d))
+    f = _transition_terms(coef, xi, z, z0, g, stationary, grad, HH)
     H = np.empty((d, d))
     step = np.empty((K, K - 1, kz))
     trial = np.empty_like(coef)
     for _ in range(max_iter):
         decrement = 0.0
         for i in range(K):
-            for u in range(d):
-                for v in range(d):
-                    H[u, v] = 0.0
-            for t in range(T):
-                n_i = 0.0
-                for j in range(K):
-                    n_i += xi[t, i, j]
-                if n_i == 0.0:
-                    continue
-                _row_probs(coef, i, z[t], p)
-                for c in range(K - 1):
-                    for e in range(K - 1):
-                        w = n_i * ((p[c] if c == e else 0.0) - p[c] * p[e])
-                        for a in range(kz):
-                            for b in range(kz):
-                                H[c * kz + a, e * kz + b] += w * z[t, a] * z[t, b]
+            H[:] = HH[i]
             trace = 0.0
             for u in range(d):
                 trace += H[u, u]
@@ -343,7 +354,7 @@ def newton_logit(coef, xi, z, z0, g, stationary, max_iter):
                     for a in range(kz):
                         v = coef[i, c, a] + t_len * step[i, c, a]
                         trial[i, c, a] = min(bound, max(-bound, v))
-            f_trial = transition_objective(trial, xi, z, z0, g, stationary, g_trial)
+            f_trial = _transition_terms(trial, xi, z, z0, g, stationary, g_trial, H_trial)
             if f_trial >= f:
                 accepted = True
                 break
@@ -353,6 +364,7 @@ def newton_logit(coef, xi, z, z0, g, stationary, max_iter):
         gain = f_trial - f
         coef[:] = trial
         grad[:] = g_trial
+        HH[:] = H_trial
         f = f_trial
         if gain <= 1e-13 * (abs(f) + 1.0):
             break  # rounding-level progress: a flat direction (logits drifting to infinity)
@@ -382,9 +394,15 @@ def log_emission(U, C, s2, valid):
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _pairs_of(D):
+    """Column pairs ``a <= b`` of a D-column matrix (np.triu_indices is slow for a loop)."""
+    return np.triu_indices(D)
+
+
 def pair_products(U, valid):
     """``U[t, a] U[t, b]`` for ``a <= b`` (n, D (D + 1) / 2), 0 where ``valid[t]`` is False."""
-    a, b = np.triu_indices(U.shape[1])
+    a, b = _pairs_of(U.shape[1])
     return U[:, a] * U[:, b] * valid[:, None]
 
 
@@ -410,7 +428,7 @@ def weighted_moments(U, W, valid, pairs=None):
     n, D = U.shape
     M = W.shape[1]
     W = np.ascontiguousarray(W, dtype=np.float64)
-    a, b = np.triu_indices(D)
+    a, b = _pairs_of(D)
     Ns = valid.astype(np.float64) @ W
     packed = np.zeros((len(a), M))
     if pairs is not None:
