@@ -41,6 +41,13 @@ def _one_sequence(logb, a, b, q, trans, tidx, init, K, smooth, filt, pred, sm, x
     """Filter (and smooth) rows a..b-1 of one sequence; returns its log-likelihood."""
     M = logb.shape[1]
     Kp = M // K
+    # S_t of each extended state, and the state it leaves for when S_t is dropped
+    # (tables: an integer division per inner step would cost more than the step).
+    origin = np.empty(M, dtype=np.int64)
+    shifted = np.empty(M, dtype=np.int64)
+    for s in range(M):
+        origin[s] = s // Kp
+        shifted[s] = s // K
     total = 0.0
     for t in range(a, b):
         if t == a:
@@ -48,14 +55,13 @@ def _one_sequence(logb, a, b, q, trans, tidx, init, K, smooth, filt, pred, sm, x
                 pred[t, s] = init[q, s]
         else:
             m = tidx[t]
-            for sn in range(M):
-                j = sn // Kp
-                r = sn % Kp
-                acc = 0.0
-                for l in range(K):
-                    s = r * K + l
-                    acc += filt[t - 1, s] * trans[m, s // Kp, j]
-                pred[t, sn] = acc
+            for j in range(K):
+                for r in range(Kp):
+                    acc = 0.0
+                    for l in range(K):
+                        s = r * K + l
+                        acc += filt[t - 1, s] * trans[m, origin[s], j]
+                    pred[t, j * Kp + r] = acc
         mx = -np.inf
         for s in range(M):
             if pred[t, s] > 0.0 and logb[t, s] > mx:
@@ -84,8 +90,8 @@ def _one_sequence(logb, a, b, q, trans, tidx, init, K, smooth, filt, pred, sm, x
             p = pred[t + 1, sn]
             ratio[sn] = sm[t + 1, sn] / p if p > 0.0 else 0.0
         for s in range(M):
-            i = s // Kp
-            r = s // K
+            i = origin[s]
+            r = shifted[s]
             f = filt[t, s]
             acc = 0.0
             for j in range(K):
