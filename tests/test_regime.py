@@ -19,8 +19,8 @@ from latentem.kernels.regime import (
     emission_m_step,
     hamilton_kim,
     log_emission,
+    moment_pairs,
     newton_logit,
-    pair_products,
     transition_objective,
     weighted_moments,
 )
@@ -462,9 +462,15 @@ def test_emission_kernels_match_numpy_reference(K, order, kx, sw_x, sw_ar, sw_va
     Wv = W * valid[:, None]
     np.testing.assert_allclose(Ms, np.einsum("ts,td,te->sde", Wv, data.U, data.U), rtol=1e-12)
     np.testing.assert_allclose(Ns, Wv.sum(axis=0), rtol=1e-12)
-    Ms_kept, Ns_kept = weighted_moments(data.U, W, valid, pair_products(data.U, valid))
+    Ms_kept, Ns_kept = weighted_moments(data.U, W, valid, moment_pairs(data.U, valid))
     np.testing.assert_array_equal(Ms_kept, Ms)
     np.testing.assert_array_equal(Ns_kept, Ns)
+    # Repeated columns (an autoregression's constant, once per lag) are multiplied once.
+    U2 = np.c_[np.ones(len(data)), data.U, np.ones(len(data)), data.U[:, :1]]
+    Ms2, _ = weighted_moments(U2, W, valid, moment_pairs(U2, valid))
+    np.testing.assert_allclose(Ms2, np.einsum("ts,td,te->sde", Wv, U2, U2), rtol=1e-12)
+    assert moment_pairs(U2, valid)[0].shape[1] == (U2.shape[1] - 2) * (U2.shape[1] - 1) // 2
+    np.testing.assert_array_equal(weighted_moments(U2, W, valid)[0], Ms2)
     beta = rng.normal(size=(K, kx))
     phi = rng.normal(size=(K, order)) * 0.3
     s2 = rng.uniform(0.5, 2.0, size=K)

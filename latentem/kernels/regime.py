@@ -17,8 +17,6 @@ does not depend on the number of threads.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from latentem.kernels._jit import njit, prange
@@ -30,7 +28,7 @@ __all__ = [
     "log_emission",
     "stationary_distribution",
     "newton_logit",
-    "pair_products",
+    "moment_pairs",
     "transition_objective",
     "weighted_moments",
 ]
@@ -181,7 +179,7 @@ def stationary_distribution(P):
 
 @njit(cache=True)
 def _row_probs(coef, i, zrow, p):
-    """p = softmax of (zrow . coef[i, j] for j < K - 1, 0)."""
+    """p = softmax of (zrow . coef[i, j] for j < K - 1, 0); returns log p[K - 1]."""
     K = coef.shape[0]
     mx = 0.0
     for j in range(K - 1):
@@ -198,6 +196,7 @@ def _row_probs(coef, i, zrow, p):
         total += p[j]
     for j in range(K):
         p[j] /= total
+    return -mx - np.log(total)
 
 
 @njit(cache=True)
@@ -239,10 +238,15 @@ def _transition_terms(coef, xi, z, z0, g, stationary, grad, H):
                 n_i += xi[t, i, j]
             if n_i == 0.0:
                 continue
-            _row_probs(coef, i, z[t], p)
+            # log p_j = z_t . coef[i, j] + log p_{K-1}: one log per row, not K
+            log_last = _row_probs(coef, i, z[t], p)
             for j in range(K):
                 if xi[t, i, j] > 0.0:
-                    f += xi[t, i, j] * np.log(p[j])
+                    lp = log_last
+                    if j < K - 1:
+                        for a in range(kz):
+                            lp += z[t, a] * coef[i, j, a]
+                    f += xi[t, i, j] * lp
             for j in range(K - 1):
                 r = xi[t, i, j] - n_i * p[j]
                 for a in range(kz):
@@ -400,16 +404,30 @@ def log_emission(U, C, s2, valid):
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def _pairs_of(D):
-    """Column pairs ``a <= b`` of a D-column matrix (np.triu_indices is slow for a loop)."""
-    return np.triu_indices(D)
+def _column_pairs(U):
+    """Pairs ``a <= b`` of the distinct columns of U, and ``index[c, d]``, the pair of each
+    pair of columns (an autoregression's U repeats the constant once per lag)."""
+    D = U.shape[1]
+    first = np.arange(D)
+    for c in range(D):
+        for d in range(c):
+            if first[d] == d and np.array_equal(U[:, c], U[:, d]):
+                first[c] = d
+                break
+    kept = np.flatnonzero(first == np.arange(D))
+    a, b = np.triu_indices(len(kept))
+    a, b = kept[a], kept[b]
+    index = np.empty((D, D), dtype=np.int64)
+    index[first[a], first[b]] = np.arange(len(a))
+    index[first[b], first[a]] = np.arange(len(a))
+    return a, b, index[first][:, first]
 
 
-def pair_products(U, valid):
-    """``U[t, a] U[t, b]`` for ``a <= b`` (n, D (D + 1) / 2), 0 where ``valid[t]`` is False."""
-    a, b = _pairs_of(U.shape[1])
-    return U[:, a] * U[:, b] * valid[:, None]
+def moment_pairs(U, valid):
+    """``(products, index)`` for :func:`weighted_moments`: ``U[t, a] U[t, b]`` (0 where
+    ``valid[t]`` is False) for the pairs of distinct columns, and where each pair is."""
+    a, b, index = _column_pairs(U)
+    return U[:, a] * U[:, b] * valid[:, None], index
 
 
 @njit(cache=True)
@@ -427,26 +445,26 @@ def _packed_moments(pairs, W, out):
 def weighted_moments(U, W, valid, pairs=None):
     """``Ms[s] = sum_t W[t, s] U[t] U[t]'`` and ``Ns[s] = sum_t W[t, s]`` over valid rows.
 
-    One pass over the products of the pairs of columns of ``U`` (``pairs``, from
-    :func:`pair_products`, or made here block by block), each added to every
-    state's sum, instead of a pass per state.
+    One pass over the products of the pairs of distinct columns of ``U``
+    (``pairs``, from :func:`moment_pairs`, or made here block by block), each
+    added to every state's sum, instead of a pass per state.
     """
     n, D = U.shape
     M = W.shape[1]
     W = np.ascontiguousarray(W, dtype=np.float64)
-    a, b = _pairs_of(D)
     Ns = valid.astype(np.float64) @ W
-    packed = np.zeros((len(a), M))
     if pairs is not None:
-        _packed_moments(pairs, W, packed)
+        products, index = pairs
+        packed = np.zeros((products.shape[1], M))
+        _packed_moments(products, W, packed)
     else:
+        a, b, index = _column_pairs(U)
+        packed = np.zeros((len(a), M))
         for lo in range(0, n, 65536):
             hi = min(n, lo + 65536)
-            _packed_moments(pair_products(U[lo:hi], valid[lo:hi]), W[lo:hi], packed)
-    Ms = np.empty((M, D, D))
-    Ms[:, a, b] = packed.T
-    Ms[:, b, a] = packed.T
-    return Ms, Ns
+            block = U[lo:hi, a] * U[lo:hi, b] * valid[lo:hi, None]
+            _packed_moments(block, W[lo:hi], packed)
+    return np.ascontiguousarray(packed.T[:, index]), Ns
 
 
 @njit(cache=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from latentem.kernels.regime import pair_products
+from latentem.kernels.regime import moment_pairs
 
 __all__ = ["RegimeData", "RegimeResult"]
 
@@ -66,12 +66,12 @@ class RegimeData:
     PAIRS_KEPT = 1 << 22
 
     @property
-    def pairs(self) -> np.ndarray | None:
-        """``U[t, a] U[t, b]`` (a <= b) of the valid rows, made once; None if too large."""
+    def pairs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """:func:`~latentem.kernels.regime.moment_pairs` of U, made once; None if too large."""
         if not hasattr(self, "_pairs"):
             n, D = self.U.shape
             small = n * D * (D + 1) // 2 <= self.PAIRS_KEPT
-            self._pairs = pair_products(self.U, self.valid) if small else None
+            self._pairs = moment_pairs(self.U, self.valid) if small else None
         return self._pairs
 
     @property
