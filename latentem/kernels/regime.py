@@ -181,6 +181,14 @@ def stationary_distribution(P):
 def _row_probs(coef, i, zrow, p):
     """p = softmax of (zrow . coef[i, j] for j < K - 1, 0); returns log p[K - 1]."""
     K = coef.shape[0]
+    if K == 2:  # the logistic function: one exp
+        e = 0.0
+        for a in range(coef.shape[2]):
+            e += zrow[a] * coef[i, 0, a]
+        q = np.exp(-abs(e))  # exp(-e) or exp(e), whichever is at most 1
+        big = 1.0 / (1.0 + q)
+        p[0], p[1] = (big, q * big) if e >= 0.0 else (q * big, big)
+        return -max(e, 0.0) - np.log1p(q)
     mx = 0.0
     for j in range(K - 1):
         e = 0.0

@@ -62,6 +62,19 @@ class RegimeData:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def ols(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Observed rows, OLS coefficients of y on x, residuals (0 where missing), their sd.
+
+        Made once: every start of a fit splits the same residuals.
+        """
+        if not hasattr(self, "_ols"):
+            y, x = self.y, self.x
+            obs = ~np.isnan(y)
+            beta0 = np.linalg.lstsq(x[obs], y[obs], rcond=None)[0] if x.shape[1] else np.zeros(0)
+            resid = np.where(obs, y - (x @ beta0 if x.shape[1] else 0.0), 0.0)
+            self._ols = (obs, beta0, resid, float(np.std(resid[obs])) or 1.0)
+        return self._ols
+
     #: Products of the pairs of columns of ``U`` are kept for at most this many values.
     PAIRS_KEPT = 1 << 22
 

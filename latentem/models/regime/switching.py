@@ -195,11 +195,8 @@ class _RegimeSwitching(
         """Starting parameters: regimes from a random split of the OLS residuals."""
         data = self.validate_data(data)
         K, p = self.k_regimes, self._order
-        y, x = data.y, data.x
-        obs = ~np.isnan(y)
-        beta0 = np.linalg.lstsq(x[obs], y[obs], rcond=None)[0] if x.shape[1] else np.zeros(0)
-        resid = np.where(obs, y - (x @ beta0 if x.shape[1] else 0.0), 0.0)
-        sd = float(np.std(resid[obs])) or 1.0
+        y = data.y
+        obs, beta0, resid, sd = data.ols()
         # The first start splits by the residual itself; later ones by a random mix of the
         # residual, its size and a smoothed noise, at random cut points.
         if getattr(self, "_n_starts", 0) == 0:
