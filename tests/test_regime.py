@@ -22,6 +22,7 @@ from latentem.kernels.regime import (
     moment_pairs,
     newton_logit,
     transition_objective,
+    tvtp_matrices,
     weighted_moments,
 )
 from latentem.models.regime import RegimeData
@@ -300,6 +301,7 @@ def test_transition_kernels_match_numpy_reference(K, kz, stationary):
     g = rng.dirichlet(np.ones(K), size=Q)
     coef = rng.normal(size=(K, K - 1, kz))
     grad = np.empty_like(coef)
+    np.testing.assert_allclose(tvtp_matrices(z, coef), _np_tvtp_matrices(z, coef), rtol=1e-13)
     f = transition_objective(coef, xi, z, z0, g, stationary, grad)
     f_ref, grad_ref = _np_transition_objective(coef, xi, z, z0, g, stationary)
     assert np.isclose(f, f_ref, rtol=1e-12)

@@ -30,6 +30,7 @@ __all__ = [
     "newton_logit",
     "moment_pairs",
     "transition_objective",
+    "tvtp_matrices",
     "weighted_moments",
 ]
 
@@ -205,6 +206,19 @@ def _row_probs(coef, i, zrow, p):
     for j in range(K):
         p[j] /= total
     return -mx - np.log(total)
+
+
+@njit(cache=True)
+def tvtp_matrices(z, coef):
+    """Transition matrices (T, K, K) from covariates ``z`` (T, kz) and logits ``coef``
+    (K, K - 1, kz): ``P[t, i, j] ∝ exp(z[t] . coef[i, j])``, the last regime's logit 0."""
+    T = z.shape[0]
+    K = coef.shape[0]
+    out = np.empty((T, K, K))
+    for t in range(T):
+        for i in range(K):
+            _row_probs(coef, i, z[t], out[t, i])
+    return out
 
 
 @njit(cache=True)

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentem.kernels.regime import newton_logit, stationary_distribution, transition_objective
+from latentem.kernels.regime import (
+    newton_logit,
+    stationary_distribution,
+    transition_objective,
+    tvtp_matrices,
+)
 from latentem.models.regime.data import RegimeData
 
 __all__: list[str] = []
@@ -38,9 +43,9 @@ def _softmax_last_zero(eta: np.ndarray) -> np.ndarray:
 
 def _tvtp_matrices(z: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """Transition matrices (T, K, K) from covariates z (T, kz) and logits coef (K, K-1, kz)."""
-    K = coef.shape[0]
-    eta = (z @ coef.reshape(K * (K - 1), -1).T).reshape(len(z), K, K - 1)
-    return _softmax_last_zero(eta)
+    return tvtp_matrices(
+        np.ascontiguousarray(z, dtype=np.float64), np.ascontiguousarray(coef, dtype=np.float64)
+    )
 
 
 def _logits(P: np.ndarray) -> np.ndarray:
