@@ -10,6 +10,7 @@ E-step on the Kalman kernel (:func:`latentem.kernels.kalman.kalman_smoother`),
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -252,25 +253,10 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         Y, U, groups = data.arrays(self.n_features_in_)
         # C-contiguous float64 always: one compiled specialisation of the kernel
         params = [np.ascontiguousarray(getattr(self, name + "_"), np.float64) for name in PARAMS]
-        A, B, C, D, Q, R, m0, P0 = params
-        seq_ll, stats, outs = kalman_smoother(
-            Y,
-            U,
-            data.offsets,
-            groups,
-            A,
-            B,
-            C,
-            D,
-            Q,
-            R,
-            m0,
-            P0,
-            np.ascontiguousarray(data.weights, dtype=np.float64),
-            mode,
-        )
-        bad = np.flatnonzero(~np.isfinite(seq_ll))
-        if bad.size:
+        weights = np.ascontiguousarray(data.weights, dtype=np.float64)
+        seq_ll, stats, outs = kalman_smoother(Y, U, data.offsets, groups, *params, weights, mode)
+        if not math.isfinite(seq_ll.sum()):
+            bad = np.flatnonzero(~np.isfinite(seq_ll))
             raise ValueError(
                 f"sequence {int(bad[0])}: the innovation covariance C P C' + R is not positive "
                 "definite under the current parameters; check observation_cov (R) and the "

@@ -24,8 +24,8 @@ class _MStep:
     def m_step(self, stats: tuple) -> None:
         Zp, XZ, XX, W, YW, YY, s1, S1, counts = stats
         n, m = self.n_states, self.n_inputs_
-        masks, held = self._masks, self._held
-        n_trans, n_obs, n_seq = (float(c) for c in counts)
+        held = self._held
+        n_trans, n_obs, n_seq = counts.tolist()
         # transition: [A B] given Q, then Q
         if n_trans > 0 and not (held["transition"] and held["transition_cov"]):
             Phi = self.transition_matrix_
@@ -41,9 +41,15 @@ class _MStep:
                     self.transition_cov_type,
                 )
             if not held["transition_cov"]:
-                Q = _residual_cov(XX, XZ, Zp, Phi, n_trans)
-                self.transition_cov_ = self._apply_cov(
-                    Q, self.transition_cov_, masks["transition_cov"], self.transition_cov_type
+                self.transition_cov_ = _structured_cov(
+                    XX,
+                    XZ,
+                    Zp,
+                    Phi,
+                    n_trans,
+                    self.transition_cov_,
+                    held["transition_cov_kept"],
+                    self.transition_cov_type,
                 )
             if m:
                 self.transition_matrix_, self.transition_input_ = Phi[:, :n], Phi[:, n:]
@@ -64,9 +70,15 @@ class _MStep:
                     self.observation_cov_type,
                 )
             if not held["observation_cov"]:
-                R = _residual_cov(YY, YW, W, Psi, n_obs)
-                self.observation_cov_ = self._apply_cov(
-                    R, self.observation_cov_, masks["observation_cov"], self.observation_cov_type
+                self.observation_cov_ = _structured_cov(
+                    YY,
+                    YW,
+                    W,
+                    Psi,
+                    n_obs,
+                    self.observation_cov_,
+                    held["observation_cov_kept"],
+                    self.observation_cov_type,
                 )
             if m:
                 self.observation_matrix_, self.observation_input_ = Psi[:, :n], Psi[:, n:]
@@ -79,15 +91,6 @@ class _MStep:
             m0 = self.initial_mean_
             P0 = (S1 - np.outer(s1, m0) - np.outer(m0, s1)) / n_seq + np.outer(m0, m0)
             self.initial_cov_ = _sym(P0)
-
-    @staticmethod
-    def _apply_cov(new: np.ndarray, old: np.ndarray, mask: np.ndarray, kind: str) -> np.ndarray:
-        if kind == "full":
-            return new
-        if kind == "scalar":
-            return np.eye(len(new)) * float(np.mean(np.diag(new)))
-        d = np.where(np.diag(mask), np.diag(old), np.diag(new))
-        return np.diag(d)
 
 
 def _regression(
@@ -138,3 +141,27 @@ def _residual_cov(Syy: np.ndarray, Syz: np.ndarray, Szz: np.ndarray, Phi: np.nda
     """``(Syy - Phi Syz' - Syz Phi' + Phi Szz Phi') / n``, symmetrised."""
     PS = Phi @ Syz.T
     return _sym(Syy - PS - PS.T + Phi @ Szz @ Phi.T) / n
+
+
+def _structured_cov(
+    Syy: np.ndarray,
+    Syz: np.ndarray,
+    Szz: np.ndarray,
+    Phi: np.ndarray,
+    n: float,
+    old: np.ndarray,
+    kept: np.ndarray | None,
+    kind: str,
+) -> np.ndarray:
+    """The residual covariance (:func:`_residual_cov`) in the structure ``kind``: full,
+    scalar, or diagonal with the entries ``kept`` (a boolean mask over the diagonal, or
+    None for none) as they are in ``old``."""
+    new = _residual_cov(Syy, Syz, Szz, Phi, n)
+    if kind == "full":
+        return new
+    d = new.diagonal()
+    if kind == "scalar":
+        return np.eye(len(d)) * d.mean()
+    if kept is not None:
+        d = np.where(kept, old.diagonal(), d)
+    return np.diag(d)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentem._vector import get_vector
-
 __all__ = ["PARAMS", "COV_TYPES"]
 
 #: The parameters, in the order of the SQUAREM vector, and their symbols.
@@ -31,8 +29,25 @@ _SYMBOL = dict(zip(PARAMS, ("A", "B", "C", "D", "Q", "R", "initial_mean", "initi
 COV_TYPES = ("full", "diag", "scalar")
 
 
+_INDEX = {name: i for i, name in enumerate(PARAMS)}
+
+
 def _sym(M: np.ndarray) -> np.ndarray:
     return 0.5 * (M + M.T)
+
+
+def _definite(S: np.ndarray, semi: bool) -> bool:
+    """Whether ``S`` is positive definite (``semi``: positive semi-definite, up to
+    ``1e-10 (1 + max |S|)`` added to the diagonal), by a Cholesky factorisation; a 1 x 1
+    ``S`` by its sign, which is the same test without its cost."""
+    tiny = 1e-10 * (1.0 + np.abs(S).max()) if semi and S.size else 0.0
+    if S.shape == (1, 1):
+        return bool(S[0, 0] + tiny > 0.0)
+    try:
+        np.linalg.cholesky(S + tiny * np.eye(len(S)) if semi else S)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 class _Parameters:
@@ -152,12 +167,11 @@ class _Parameters:
             ("initial_cov", False),
         ):
             S = getattr(self, name + "_")
-            if not np.allclose(S, S.T, rtol=1e-10, atol=1e-12 * (1.0 + np.abs(S).max())):
+            scale = 1.0 + np.abs(S).max() if S.size else 1.0
+            if S.size > 1 and not np.all(np.abs(S - S.T) <= 1e-12 * scale + 1e-10 * np.abs(S.T)):
                 raise ValueError(f"{name}_ must be symmetric.")
             if need_pd:
-                try:
-                    np.linalg.cholesky(S)
-                except np.linalg.LinAlgError:
+                if not _definite(S, semi=False):
                     held = fit and self._masks[name].all()
                     raise ValueError(
                         f"{name}_ ({_SYMBOL[name]}) is not positive definite"
@@ -167,22 +181,22 @@ class _Parameters:
                             if held
                             else "; give a positive definite starting value."
                         )
-                    ) from None
+                    )
             else:
-                lowest = np.linalg.eigvalsh(S)[0] if len(S) else 0.0
-                if lowest < -1e-10 * (1.0 + np.abs(S).max()):
+                lowest = S[0, 0] if S.size == 1 else np.linalg.eigvalsh(S)[0] if S.size else 0.0
+                if lowest < -1e-10 * scale:
                     raise ValueError(f"{name}_ ({_SYMBOL[name]}) must be positive semi-definite.")
 
     def get_param_vector(self) -> np.ndarray:
         """All parameters as one vector (for SQUAREM)."""
-        return get_vector(self._parts())
+        return np.concatenate([np.ravel(getattr(self, name + "_")) for name in PARAMS])
 
     def set_param_vector(self, theta: np.ndarray) -> bool:
         """Set all parameters from a vector; False (and nothing changed) if infeasible:
         not finite, or R not positive definite, or Q or the initial covariance not
         positive semi-definite. (Extrapolation keeps shapes, symmetry and the zeros of
         diagonal covariances, so only definiteness needs checking.)"""
-        theta = np.asarray(theta, dtype=np.float64)
+        theta = np.array(theta, dtype=np.float64)  # our own copy: the parameters view it
         values, start = [], 0
         for name in PARAMS:
             old = getattr(self, name + "_")
@@ -190,21 +204,12 @@ class _Parameters:
             start += old.size
         if theta.shape != (start,) or not np.isfinite(theta).all():
             return False
+        for name in ("observation_cov", "transition_cov", "initial_cov"):
+            if not _definite(values[_INDEX[name]], semi=name != "observation_cov"):
+                return False
         for name, value in zip(PARAMS, values):
-            if name in ("observation_cov", "transition_cov", "initial_cov"):
-                S = value
-                if name != "observation_cov":
-                    S = S + (1e-10 * (1.0 + np.abs(S).max())) * np.eye(len(S))
-                try:
-                    np.linalg.cholesky(S)
-                except np.linalg.LinAlgError:
-                    return False
-        for name, value in zip(PARAMS, values):
-            setattr(self, name + "_", value.copy())
+            setattr(self, name + "_", value)
         return True
-
-    def _parts(self) -> list:
-        return [(self, name + "_", False) for name in PARAMS]
 
     def n_parameters(self) -> int:
         """Free parameters (entries not held fixed; covariances by their structure)."""
@@ -251,6 +256,9 @@ class _Parameters:
             free = ~np.hstack([value[coef], value[inp]])
             held[part] = not free.any()
             held[part + "_free"] = free
+        for name in ("transition_cov", "observation_cov"):  # diagonal entries held, if any
+            kept = np.diag(value[name]).copy()
+            held[name + "_kept"] = kept if kept.any() else None
         self.__dict__["_held_cache"] = held
 
     @property
