@@ -133,9 +133,12 @@ def random_problem(seed, n=3, p=4, m=2, lengths=(5, 1, 7, 4, 9), diag_r=False, m
     return Y, U, offsets, params, weights
 
 
-@pytest.mark.parametrize("seed, diag_r, m", [(0, False, 2), (1, True, 2), (2, False, 0)])
-def test_kernel_matches_numpy_reference(seed, diag_r, m):
-    Y, U, offsets, P, w = random_problem(seed, m=m, diag_r=diag_r)
+@pytest.mark.parametrize(
+    "seed, diag_r, m, n, p",
+    [(0, False, 2, 3, 4), (1, True, 2, 3, 4), (2, False, 0, 3, 4), (3, False, 0, 1, 1)],
+)
+def test_kernel_matches_numpy_reference(seed, diag_r, m, n, p):
+    Y, U, offsets, P, w = random_problem(seed, n=n, p=p, m=m, diag_r=diag_r)
     args = (P["A"], P["B"], P["C"], P["D"], P["Q"], P["R"], P["m0"], P["P0"])
     groups = sequence_groups(offsets)
     ll, stats, outs = kalman_smoother(Y, U, offsets, groups, *args, w, 2)
@@ -152,6 +155,25 @@ def test_kernel_matches_numpy_reference(seed, diag_r, m):
     ll1, stats1, _ = kalman_smoother(Y, U, offsets, one, *args, w, 1)
     np.testing.assert_allclose(ll1, ll, rtol=1e-13)
     assert tree.allclose(tuple(stats1), tuple(stats), rtol=1e-12, atol=1e-12)
+
+
+def test_scalar_kernel_path_does_the_general_arithmetic():
+    """One state, one observation, no inputs runs its own loop-free code; with an input
+    that is always zero the same model runs the general code: the same numbers."""
+    Y, _, offsets, P, w = random_problem(5, n=1, p=1, m=0, lengths=(30, 1, 12, 2))
+    Y[5:9] = np.nan  # a gap inside a sequence
+    groups = sequence_groups(offsets)
+    args = (P["A"], P["B"], P["C"], P["D"], P["Q"], P["R"], P["m0"], P["P0"])
+    ll, stats, outs = kalman_smoother(Y, np.zeros((len(Y), 0)), offsets, groups, *args, w, 2)
+    zero = np.zeros((1, 1))
+    general = (P["A"], zero, P["C"], zero, P["Q"], P["R"], P["m0"], P["P0"])
+    U = np.zeros((len(Y), 1))
+    ll_g, stats_g, outs_g = kalman_smoother(Y, U, offsets, groups, *general, w, 2)
+    np.testing.assert_array_equal(ll, ll_g)
+    for got, want in zip(stats, stats_g):
+        np.testing.assert_array_equal(got, want[tuple(slice(0, k) for k in got.shape)])
+    for got, want in zip(outs, outs_g):
+        np.testing.assert_array_equal(got, want)
 
 
 # ----------------------------------------------------------------------------- Nile

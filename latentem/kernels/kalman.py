@@ -365,6 +365,85 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
 
 
 @njit(cache=True)
+def _filter_scalar(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
+    """:func:`_filter_sequence` for one state, one observation and no inputs (``A``,
+    ``C``, ``Q``, ``R``, ``m0``, ``P0`` as numbers): the same arithmetic, in the same
+    order, without the loops over dimensions of 1 that cost more than the arithmetic."""
+    ll = 0.0
+    for t in range(T):
+        if t == 0:
+            m, P = m0, P0
+        else:
+            m = A * mf[t - 1, 0]
+            P = Q + (A * Pf[t - 1, 0, 0]) * A
+        mp[t, 0] = m
+        Pp[t, 0, 0] = P
+        y = Y[a + t, 0]
+        if np.isnan(y):
+            mf[t, 0] = m
+            Pf[t, 0, 0] = P
+            continue
+        PC = P * C
+        v = y - C * m
+        S = R + C * PC
+        if not S > 0.0:
+            return np.nan
+        L = np.sqrt(S)
+        K = (PC / L) / L
+        ll -= 0.5 * (_LOG_2PI + 2.0 * np.log(L) + v * ((v / L) / L))
+        mf[t, 0] = m + K * v
+        M = 1.0 - K * C
+        Pf[t, 0, 0] = (M * P) * M + (K * R) * K
+    return ll
+
+
+@njit(cache=True)
+def _smooth_scalar(Y, a, T, A, C, R, mp, Pp, mf, Pf, ms, Ps, w, stats, store, outs):
+    """:func:`_smooth_sequence` for one state, one observation and no inputs, as
+    :func:`_filter_scalar` is to :func:`_filter_sequence`."""
+    Zp, XZ, XX, W, YW, YY, s1, S1, counts = stats
+    out_mean, out_cov, out_ymean, out_yvar = outs
+    ms[T - 1, 0] = mf[T - 1, 0]
+    Ps[T - 1, 0, 0] = Pf[T - 1, 0, 0]
+    for t in range(T - 2, -1, -1):
+        P1 = Pp[t + 1, 0, 0]
+        J = 0.0  # a predicted variance of zero (to rounding) gives no gain, as _solve_semi
+        if P1 > 1e-13 * abs(P1):
+            L = np.sqrt(P1)
+            J = ((A * Pf[t, 0, 0]) / L) / L
+        m_t = mf[t, 0] + J * (ms[t + 1, 0] - mp[t + 1, 0])
+        P_t = Pf[t, 0, 0] + (J * (Ps[t + 1, 0, 0] - P1)) * J
+        ms[t, 0] = m_t
+        Ps[t, 0, 0] = P_t
+        m1, P1s = ms[t + 1, 0], Ps[t + 1, 0, 0]
+        Zp[0, 0] += w * (P_t + m_t * m_t)
+        XX[0, 0] += w * (P1s + m1 * m1)
+        XZ[0, 0] += w * (P1s * J + m1 * m_t)
+        counts[0] += w
+    s1[0] += w * ms[0, 0]
+    S1[0, 0] += w * (Ps[0, 0, 0] + ms[0, 0] * ms[0, 0])
+    counts[2] += w
+    for t in range(T):
+        r = a + t
+        m_t, P_t, y = ms[t, 0], Ps[t, 0, 0], Y[r, 0]
+        if np.isnan(y):  # left out of the complete data; its smoothed value and variance
+            y = C * m_t
+            if store:
+                out_yvar[r, 0] = R + (C * P_t) * C
+        else:
+            W[0, 0] += w * (P_t + m_t * m_t)
+            YW[0, 0] += w * y * m_t
+            YY[0, 0] += w * y * y
+            counts[1] += w
+            if store:
+                out_yvar[r, 0] = 0.0
+        if store:
+            out_mean[r, 0] = m_t
+            out_cov[r, 0, 0] = P_t
+            out_ymean[r, 0] = y
+
+
+@njit(cache=True)
 def _group_stats(g_stats, g):
     """Group ``g``'s own statistics arrays, views into the stacked ``g_stats``."""
     g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts = g_stats
@@ -420,9 +499,21 @@ def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll
         np.empty((p, p)),
         np.empty((n, n)),
     )
+    scalar = n == 1 and p == 1 and U.shape[1] == 0
     for s in range(first, last):
         a = offsets[s]
         T = offsets[s + 1] - a
+        if scalar:
+            ll = _filter_scalar(
+                Y, a, T, A[0, 0], C[0, 0], Q[0, 0], R[0, 0], m0[0], P0[0, 0], mp, Pp, mf, Pf
+            )
+            seq_ll[s] = ll
+            if mode > 0 and not np.isnan(ll):
+                _smooth_scalar(
+                    Y, a, T, A[0, 0], C[0, 0], R[0, 0], mp, Pp, mf, Pf, ms, Ps, weights[s],
+                    stats, store, outs,
+                )  # fmt: skip
+            continue
         ll = _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
         seq_ll[s] = ll
         if mode > 0 and not np.isnan(ll):

@@ -255,21 +255,22 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         params = [np.ascontiguousarray(getattr(self, name + "_"), np.float64) for name in PARAMS]
         weights = np.ascontiguousarray(data.weights, dtype=np.float64)
         seq_ll, stats, outs = kalman_smoother(Y, U, data.offsets, groups, *params, weights, mode)
-        if not math.isfinite(seq_ll.sum()):
+        total = float(seq_ll.sum())
+        if not math.isfinite(total):
             bad = np.flatnonzero(~np.isfinite(seq_ll))
             raise ValueError(
                 f"sequence {int(bad[0])}: the innovation covariance C P C' + R is not positive "
                 "definite under the current parameters; check observation_cov (R) and the "
                 "scale of the data."
             )
-        return seq_ll, stats, outs
+        return total, seq_ll, stats, outs
 
     def e_step(self, data: SSMData) -> tuple[tuple, float]:
-        seq_ll, stats, _ = self._run(data, 1)
-        return stats, float(seq_ll.sum())
+        total, _, stats, _ = self._run(data, 1)
+        return stats, total
 
     def log_likelihood(self, data: SSMData) -> float:
-        return float(self._run(data, 0)[0].sum())
+        return self._run(data, 0)[0]
 
     # ------------------------------------------------------------------ public API
     def fit(self, X: Any, lengths: Any = None, inputs: Any = None) -> LinearGaussianSSM:

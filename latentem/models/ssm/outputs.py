@@ -27,7 +27,7 @@ class _Outputs:
 
     def score_per_sequence(self, X: Any, lengths: Any = None, inputs: Any = None) -> np.ndarray:
         """Log-likelihood of each sequence, shape (n_sequences,)."""
-        return self._run(self._fitted_data(X, lengths, inputs), 0)[0]
+        return self._run(self._fitted_data(X, lengths, inputs), 0)[1]
 
     def smooth(self, X: Any, lengths: Any = None, inputs: Any = None) -> SmoothedSSM:
         """Smoothed states and observations (RTS smoother), see :class:`SmoothedSSM`.
@@ -47,8 +47,8 @@ class _Outputs:
         (array([0.   , 0.977, 2.   ]), array([0.   , 1.977, 0.   ]))
         """
         data = self._fitted_data(X, lengths, inputs)
-        seq_ll, _, (means, covs, ymeans, yvars) = self._run(data, 2)
-        return SmoothedSSM(means, covs, ymeans, yvars, float(seq_ll.sum()))
+        total, _, _, (means, covs, ymeans, yvars) = self._run(data, 2)
+        return SmoothedSSM(means, covs, ymeans, yvars, total)
 
     def impute(self, X: Any, lengths: Any = None, inputs: Any = None) -> Any:
         """X with every missing entry replaced by its smoothed value E[y | observations].
@@ -57,7 +57,7 @@ class _Outputs:
         X itself is never changed.
         """
         data = self._fitted_data(X, lengths, inputs)
-        filled = self._run(data, 2)[2][2]
+        filled = self._run(data, 2)[3][2]
         index, columns = data.frame
         if columns is not None:
             import pandas as pd

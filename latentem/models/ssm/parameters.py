@@ -40,9 +40,10 @@ def _definite(S: np.ndarray, semi: bool) -> bool:
     """Whether ``S`` is positive definite (``semi``: positive semi-definite, up to
     ``1e-10 (1 + max |S|)`` added to the diagonal), by a Cholesky factorisation; a 1 x 1
     ``S`` by its sign, which is the same test without its cost."""
-    tiny = 1e-10 * (1.0 + np.abs(S).max()) if semi and S.size else 0.0
     if S.shape == (1, 1):
-        return bool(S[0, 0] + tiny > 0.0)
+        x = float(S[0, 0])
+        return x + (1e-10 * (1.0 + abs(x)) if semi else 0.0) > 0.0
+    tiny = 1e-10 * (1.0 + np.abs(S).max()) if semi and S.size else 0.0
     try:
         np.linalg.cholesky(S + tiny * np.eye(len(S)) if semi else S)
     except np.linalg.LinAlgError:
@@ -189,7 +190,7 @@ class _Parameters:
 
     def get_param_vector(self) -> np.ndarray:
         """All parameters as one vector (for SQUAREM)."""
-        return np.concatenate([np.ravel(getattr(self, name + "_")) for name in PARAMS])
+        return np.concatenate([getattr(self, name + "_").ravel() for name in PARAMS])
 
     def set_param_vector(self, theta: np.ndarray) -> bool:
         """Set all parameters from a vector; False (and nothing changed) if infeasible:
