@@ -623,13 +623,13 @@ def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mo
     params = (A, B, C, D, Q, R, m0, P0)
     g_stats = (g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts)
     outs = (out_mean, out_cov, out_ymean, out_yvar)
-    if n_groups == 1:  # one thread: no parallel launch for a single group
+    if n_groups == 1:  # one thread: no parallel launch, and its sums are the totals
         stats = _group_stats(g_stats, 0)
         _run_group(
             Y, U, offsets, groups[0], groups[1], params, weights, mode, r_diag, seq_ll, stats, outs
         )
-    else:
-        _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_stats, outs)
+        return seq_ll, stats, outs
+    _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_stats, outs)
     Zp = np.zeros((nz, nz))
     XZ = np.zeros((n, nz))
     XX = np.zeros((n, n))

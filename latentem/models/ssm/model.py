@@ -30,6 +30,12 @@ from latentem.runner import fit_em
 __all__ = ["LinearGaussianSSM"]
 
 
+def _cov(Z: np.ndarray) -> np.ndarray:
+    """``np.cov(Z.T)`` (rows are observations), as a matrix, without its overhead."""
+    Z = Z - Z.mean(axis=0)
+    return (Z.T @ Z) * (1.0 / (len(Z) - 1))
+
+
 @register
 class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin, ParamsMixin):
     """Linear-Gaussian state-space model (Kalman filter), fitted by EM, with gaps.
@@ -191,7 +197,11 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
                 )
         Y, U, _ = data.arrays(p)
         offsets = data.offsets
-        Yf = np.where(np.isnan(Y), np.nanmean(Y, axis=0), Y)
+        seen = ~np.isnan(Y)
+        n_seen = seen.sum(axis=0)
+        Y0 = np.where(seen, Y, 0.0)
+        y_mean = Y0.sum(axis=0) / n_seen  # np.nanmean and np.nanvar, without their overhead
+        Yf = np.where(seen, Y, y_mean)
         D = values["observation_input"]
         if D is None:
             D = np.zeros((p, m))
@@ -221,19 +231,20 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
                     A = A * (0.999 / radius)
             else:
                 A = 0.9 * np.eye(n)
-        var_x = np.atleast_2d(np.cov(states.T)) if len(states) > 1 else np.eye(n)
+        var_x = _cov(states) if len(states) > 1 else np.eye(n)
         var_x = _sym(var_x) + 1e-6 * (np.trace(var_x) / n + 1.0) * np.eye(n)
         Q = values["transition_cov"]
         if Q is None:
             if prev_rows.size > n:
                 res = states[prev_rows + 1] - states[prev_rows] @ A.T - U[prev_rows + 1] @ B.T
-                Q = _sym(np.atleast_2d(np.cov(res.T))) + 1e-3 * var_x
+                Q = _sym(_cov(res)) + 1e-3 * var_x
             else:
                 Q = var_x.copy()
             Q = self._structured(Q, self.transition_cov_type)
         R = values["observation_cov"]
         if R is None:
-            yvar = np.nanvar(Y, axis=0)
+            dev = np.where(seen, Y0 - y_mean, 0.0)
+            yvar = (dev * dev).sum(axis=0) / n_seen
             yvar = np.where(yvar > 0, yvar, 1.0)
             res_var = np.var(resid - states @ C.T, axis=0)
             R = np.diag(np.maximum(res_var, 0.1 * yvar))
