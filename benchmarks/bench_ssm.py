@@ -16,7 +16,7 @@ Run:  python benchmarks/bench_ssm.py [nile] [pykalman] [many] [factor] [--quick]
    a Python loop of single-sequence E-steps (what a per-sequence loop costs).
 
 Every timing is the best of a few runs after a warm-up (numba compiled); the Nile
-fits, a few milliseconds each, are the best of 10, ours and statsmodels' interleaved,
+fits, a few milliseconds each, are the best of 20, ours and statsmodels' interleaved,
 with the load average printed next to them.
 """
 
@@ -82,10 +82,10 @@ def bench_nile():
     local_level().fit(y)  # warm-up
     theirs()
     load = os.getloadavg()[0]
-    # interleaved, best of 10 each: a few milliseconds per fit, so the other jobs of a
+    # interleaved, best of 20 each: a few milliseconds per fit, so the other jobs of a
     # shared host show in single runs
     t_sm = t_us = c_sm = c_us = np.inf
-    for _ in range(5):
+    for _ in range(10):
         t, res = best_time(theirs, 2)
         t_sm, c_sm = min(t_sm, t), min(c_sm, LAST_CPU[0])
         t, ours = best_time(lambda: local_level().fit(y), 2)

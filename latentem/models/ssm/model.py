@@ -18,7 +18,7 @@ import numpy as np
 from latentem._validation import check_positive_int
 from latentem.backends import is_dask_array
 from latentem.base import ParamsMixin
-from latentem.kernels.kalman import kalman_smoother
+from latentem.kernels.kalman import kalman_smoother, kalman_stats
 from latentem.models.ssm.data import SSMData, _check_not_all_constant, _SequenceData
 from latentem.models.ssm.mstep import _MStep
 from latentem.models.ssm.outputs import _Outputs
@@ -265,7 +265,13 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         # C-contiguous float64 always: one compiled specialisation of the kernel
         params = [np.ascontiguousarray(getattr(self, name + "_"), np.float64) for name in PARAMS]
         weights = np.ascontiguousarray(data.weights, dtype=np.float64)
-        seq_ll, stats, outs = kalman_smoother(Y, U, data.offsets, groups, *params, weights, mode)
+        if mode < 2:
+            seq_ll, stats = kalman_stats(Y, U, data.offsets, groups, *params, weights, mode)
+            outs = None
+        else:
+            seq_ll, stats, outs = kalman_smoother(
+                Y, U, data.offsets, groups, *params, weights, mode
+            )
         total = float(seq_ll.sum())
         if not math.isfinite(total):
             bad = np.flatnonzero(~np.isfinite(seq_ll))

@@ -138,7 +138,7 @@ class _Parameters:
             arr = np.eye(shape[0]) * float(arr)
         if arr.shape != shape:
             raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
-        if not np.all(np.isfinite(arr)):
+        if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or inf; give finite values.")
         return arr
 
@@ -160,7 +160,7 @@ class _Parameters:
                 raise ValueError(f"{name}_ is not set; fit the model first.")
             if value.shape != shapes[name]:
                 raise ValueError(f"{name}_ must have shape {shapes[name]}; got {value.shape}.")
-            if not np.all(np.isfinite(value)):
+            if not np.isfinite(value).all():
                 raise ValueError(f"{name}_ contains NaN or inf.")
         for name, need_pd in (
             ("transition_cov", False),
