@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_array
-from latentem.backends import is_out_of_core
+from latentem.runner import is_out_of_core
 from latentem.sequences import Sequences
 
 __all__ = ["SSMData", "SmoothedSSM"]

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_positive_int
-from latentem.backends import is_dask_array
 from latentem.base import ParamsMixin
 from latentem.kernels.kalman import kalman_smoother, kalman_stats
 from latentem.models.ssm.data import SSMData, _check_not_all_constant, _SequenceData
@@ -25,7 +24,7 @@ from latentem.models.ssm.outputs import _Outputs
 from latentem.models.ssm.parameters import COV_TYPES, PARAMS, _Parameters, _sym
 from latentem.persistence import SaveMixin
 from latentem.registry import register
-from latentem.runner import fit_em
+from latentem.runner import fit_em, is_dask_array
 
 __all__ = ["LinearGaussianSSM"]
 
