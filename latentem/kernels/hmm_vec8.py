@@ -27,6 +27,7 @@ from latentem.kernels._jit import lazy_names, njit
     vscale,
     vsplat,
     vstore,
+    vstore_bytes,
     vsum,
     vzero,
 ) = lazy_names(
@@ -41,6 +42,7 @@ from latentem.kernels._jit import lazy_names, njit
     "vscale",
     "vsplat",
     "vstore",
+    "vstore_bytes",
     "vsum",
     "vzero",
 )
@@ -261,7 +263,7 @@ def _forward_loglik_vec(scaled, shift, a, b, startprob, transmat):
     return _forward8(sc, shift, 0, a, T, init, A)
 
 
-#: Rows of emissions and back-pointers :func:`_viterbi_vec` keeps in a small buffer.
+#: Rows of emissions :func:`_viterbi_vec` pads to 8 lanes at a time (fewer than 8 states).
 _VITERBI_CHUNK = 256
 
 
@@ -272,30 +274,32 @@ def _viterbi_vec(log_b, a, b, log_startprob, log_transmat, states):
 
     Each step is ``new[j] = max_i (delta[i] + log A[i, j]) + log b[t, j]`` for all j
     at once, one vector per i; ties go to the lowest i (strict comparisons in
-    ascending i), as in the scalar kernel, whose sums these are exactly. Emissions
-    pass through a buffer of ``_VITERBI_CHUNK`` rows padded to 8 lanes, and the
-    back-pointers are kept as one byte per state.
+    ascending i), as in the scalar kernel, whose sums these are exactly. With 8
+    states the emissions are read in place; with fewer they pass through a buffer
+    of ``_VITERBI_CHUNK`` rows padded to 8 lanes. Back-pointers take a byte each.
     """
     n, K = b - a, log_b.shape[1]
-    CH = _VITERBI_CHUNK
     # the states padded to 8 lanes: impossible transitions and emissions there
     A = np.full((8, 8), -np.inf)
     A[:K, :K] = log_transmat
     start = np.full((1, 8), -np.inf)
     start[0, :K] = log_startprob
-    lb = np.zeros((CH, 8))
-    arg_rows = np.zeros((CH, 8))
-    psi = np.empty((n, K), dtype=np.uint8)
+    in_place = K == 8
+    CH = n if in_place else _VITERBI_CHUNK
+    lb = log_b if in_place else np.zeros((CH, 8))
+    psi = np.empty((n, 8), dtype=np.uint8)
     delta = vrow(start, 0)
     minus_inf = vsplat(-np.inf)
     for c0 in range(0, n, CH):
         rows = min(CH, n - c0)
-        for r in range(rows):
-            for k in range(K):
-                lb[r, k] = log_b[a + c0 + r, k]
+        first = a + c0 if in_place else 0  # the chunk's first row in lb
+        if not in_place:
+            for r in range(rows):
+                for k in range(K):
+                    lb[r, k] = log_b[a + c0 + r, k]
         for r in range(rows):
             if c0 + r == 0:
-                delta = vadd(delta, vrow(lb, 0))
+                delta = vadd(delta, vrow(lb, first))
                 continue
             best = minus_inf
             arg = vzero()
@@ -303,11 +307,8 @@ def _viterbi_vec(log_b, a, b, log_startprob, log_transmat, states):
                 cand = vadd(vsplat(vlane(delta, i)), vrow(A, i))
                 arg = vkeep_arg(arg, best, cand, np.float64(i))
                 best = vkeep_max(best, cand)
-            delta = vadd(best, vrow(lb, r))
-            vstore(arg_rows, r, arg)
-        for r in range(rows):
-            for k in range(K):
-                psi[c0 + r, k] = np.uint8(arg_rows[r, k])
+            delta = vadd(best, vrow(lb, first + r))
+            vstore_bytes(psi, c0 + r, arg)
     best_k, best = 0, -np.inf
     for k in range(K):
         if vlane(delta, k) > best:

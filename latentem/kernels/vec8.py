@@ -37,6 +37,7 @@ __all__ = [
     "vexp",
     "vkeep_max",
     "vkeep_arg",
+    "vstore_bytes",
 ]
 
 _W = 8
@@ -212,6 +213,33 @@ def vmax(typingctx, x):
         return builder.extract_element(v, _I32(0))
 
     return types.float64(vec8), codegen
+
+
+@intrinsic
+def vstore_bytes(typingctx, arr, row, v):
+    """``arr[row, 0:8] = v`` for a C-contiguous 2-D uint8 array with 8 columns (not
+    checked), each lane a whole number in 0..255: one 8-byte store."""
+    if not (
+        isinstance(arr, types.Array)
+        and arr.ndim == 2
+        and arr.layout == "C"
+        and arr.dtype == types.uint8
+    ):
+        raise TypeError("vstore_bytes writes rows of C-contiguous 2-D uint8 arrays (8 columns)")
+    bytes8 = ir.VectorType(ir.IntType(8), _W)
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(
+            context, builder, aryty, ary, [args[1], zero], wraparound=False
+        )
+        ptr = builder.bitcast(ptr, bytes8.as_pointer())
+        builder.store(builder.fptoui(args[2], bytes8), ptr, align=1)
+        return context.get_dummy_value()
+
+    return types.none(arr, types.intp, vec8), codegen
 
 
 @intrinsic

@@ -175,6 +175,8 @@ class MarkovLatent:
         groups = sequence_groups(offsets) if groups is None else groups
         start, trans = self._params(s)
         with np.errstate(divide="ignore"):
+            # C order: the kernel's 8-state path reads the rows as vectors in place
+            log_b = np.ascontiguousarray(log_b, dtype=np.float64)
             return viterbi(log_b, offsets, groups, np.log(start), np.log(trans))
 
     # ------------------------------------------------------------------ M-step
