@@ -85,8 +85,12 @@ def make_package(dest: Path, rewrite: bool) -> Path:
     return pkg
 
 
-def run_pytest(pkg: Path, seed: int, keyword: str | None) -> Path:
-    report = pkg.parent / "report.xml"
+def run_pytest(tests: Path, seed: int, keyword: str | None, importable: bool = False) -> Path:
+    """hmmlearn's test files in ``tests``, run from the folder above; with ``importable``
+    that folder's parent goes on the path, so the files run as ``hmmlearn.tests`` from a
+    copy of the package."""
+    root = tests.parent.parent if importable else tests.parent
+    report = root / "report.xml"
     cmd = [
         sys.executable,
         "-m",
@@ -98,12 +102,14 @@ def run_pytest(pkg: Path, seed: int, keyword: str | None) -> Path:
         "-o",
         "junit_family=xunit1",
         "--continue-on-collection-errors",
-        *[str(pkg / name) for name in TEST_FILES],
+        *[str(tests / name) for name in TEST_FILES],
     ]
     if keyword:
         cmd += ["-k", keyword]
     env = dict(os.environ, HMMLEARN_SEED=str(seed))
-    subprocess.run(cmd, cwd=pkg.parent, env=env, stdout=subprocess.DEVNULL, check=False)
+    if importable:
+        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    subprocess.run(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, check=False)
     return report
 
 
@@ -195,7 +201,7 @@ def main() -> None:
             # unchanged files: ``from .. import hmm`` needs them inside hmmlearn's package
             pkg = ref / "hmmlearn"
             shutil.copytree(hmmlearn_tests_dir().parent, pkg, ignore=_skip_caches)
-            report = run_pytest_inside(pkg / "tests", args.seed, args.keyword)
+            report = run_pytest(pkg / "tests", args.seed, args.keyword, importable=True)
             per_file, _ = read_report(report, pkg / "tests", None)
             print_counts("hmmlearn (reference)", per_file)
         ours = Path(tmp) / "latentem"
@@ -213,30 +219,6 @@ def main() -> None:
 
 def _skip_caches(_dir, names):
     return [n for n in names if n == "__pycache__"]
-
-
-def run_pytest_inside(tests: Path, seed: int, keyword: str | None) -> Path:
-    """hmmlearn's files unchanged, run as ``hmmlearn.tests`` from a copy of the package."""
-    report = tests.parent.parent / "report.xml"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={report}",
-        "-o",
-        "junit_family=xunit1",
-        "--continue-on-collection-errors",
-        *[str(tests / name) for name in TEST_FILES],
-    ]
-    if keyword:
-        cmd += ["-k", keyword]
-    env = dict(os.environ, HMMLEARN_SEED=str(seed))
-    env["PYTHONPATH"] = os.pathsep.join([str(tests.parent.parent), env.get("PYTHONPATH", "")])
-    subprocess.run(cmd, cwd=tests.parent.parent, env=env, stdout=subprocess.DEVNULL, check=False)
-    return report
 
 
 if __name__ == "__main__":
