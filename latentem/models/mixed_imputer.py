@@ -513,25 +513,17 @@ class MixedImputer(ParamsMixin, SaveMixin):
         return out
 
     def _bootstrap_model(self, rng: np.random.Generator) -> _MixedEM:
-        Zf = self._Z_fit
-        n = Zf.shape[0]
-        last = None
-        for _ in range(10):
-            Zb = np.ascontiguousarray(Zf[rng.integers(n, size=n)])
-            model = copy.deepcopy(self._model)
-            if model.gauss is not None:
-                model.gauss._plan_cache = model.gauss._tables_cache = None
-            model.attach(Zb)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    fit_em(model, Zb, max_iter=self.max_iter, tol=self.tol, warm_start=True)
-                return model
-            except (ValueError, FloatingPointError) as err:  # a degenerate resample
-                last = err
-        raise ValueError(
-            f"bootstrap EM failed on 10 resamples in a row (last error: {last}); the table is "
-            "too small or too degenerate for multiple imputation; pass a larger ridge."
+        from latentem.models.imputer.multiple import bootstrap_em
+
+        return bootstrap_em(
+            self._model,
+            self._Z_fit,
+            rng,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            families=lambda model: [] if model.gauss is None else [model.gauss],
+            advice="the table is too small or too degenerate for multiple imputation; pass "
+            "a larger ridge.",
         )
 
     # ------------------------------------------------------------------ model files

@@ -72,10 +72,9 @@ class _MultipleImputation:
         rng = check_random_state(self.random_state if random_state is None else random_state)
         plan = missing_plan(A)
         Xf = self._require_rows("sample_imputations")
-        n = Xf.shape[0]
         out = []
         for _ in range(n_imputations):
-            model = self._bootstrap_model(Xf, n, rng)
+            model = self._bootstrap_model(Xf, rng)
             resp = model.posteriors(A, plan)
             drawn = model.family.draw(A, _draw_components(resp, rng), rng, plan)
             out.append(table.rebuild(self._redraw_outside(drawn, A, resp, model, rng)))
@@ -97,22 +96,49 @@ class _MultipleImputation:
             F[outside] = model.family.draw(A[outside], comp, rng)
         return np.where(gaps, np.clip(F, *bounds), F)
 
-    def _bootstrap_model(self, Xf: np.ndarray, n: int, rng: np.random.Generator) -> _MissingEM:
-        last = None
-        for _ in range(10):
-            Xb = np.ascontiguousarray(Xf[rng.integers(n, size=n)])
-            model = copy.deepcopy(self._model)
-            model.family._plan_cache = None
-            model.family._tables_cache = None
-            model.attach(Xb)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    fit_em(model, Xb, max_iter=self.max_iter, tol=self.tol, warm_start=True)
-                return model
-            except (ValueError, FloatingPointError) as err:  # a degenerate resample
-                last = err
-        raise ValueError(
-            f"bootstrap EM failed on 10 resamples in a row (last error: {last}); the data are "
-            "too few or too degenerate for multiple imputation; pass ridge > 0."
+    def _bootstrap_model(self, Xf: np.ndarray, rng: np.random.Generator) -> _MissingEM:
+        return bootstrap_em(
+            self._model,
+            Xf,
+            rng,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            families=lambda model: [model.family],
+            advice="the data are too few or too degenerate for multiple imputation; pass "
+            "ridge > 0.",
         )
+
+
+def bootstrap_em(
+    fitted: Any,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    max_iter: int,
+    tol: float,
+    families: Any,
+    advice: str,
+) -> Any:
+    """A copy of the EM model ``fitted`` refitted, from its parameters, to a bootstrap
+    resample of ``rows`` (Amelia's bootstrap EM, for multiple imputation).
+
+    ``families(model)`` lists the model's Gaussian families, whose caches of the
+    original rows are dropped. A degenerate resample is drawn again, up to 10 times;
+    then a ValueError ending in ``advice``.
+    """
+    n = rows.shape[0]
+    last = None
+    for _ in range(10):
+        sample = np.ascontiguousarray(rows[rng.integers(n, size=n)])
+        model = copy.deepcopy(fitted)
+        for family in families(model):
+            family._plan_cache = family._tables_cache = None
+        model.attach(sample)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fit_em(model, sample, max_iter=max_iter, tol=tol, warm_start=True)
+            return model
+        except (ValueError, FloatingPointError) as err:  # a degenerate resample
+            last = err
+    raise ValueError(f"bootstrap EM failed on 10 resamples in a row (last error: {last}); {advice}")
