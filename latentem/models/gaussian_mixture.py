@@ -232,7 +232,7 @@ class GaussianMixture(Mixture):
                 f"X has {D} features but the model was fitted with {self.n_features_in_}; "
                 "warm_start needs the same features."
             )
-        return X
+        return self._validated(X)
 
     def validate_block(self, X: Any) -> np.ndarray:
         """Check one block of a larger data set (chunked, Dask and online fits).
@@ -244,7 +244,7 @@ class GaussianMixture(Mixture):
         self._check_gaps(X)
         if self._fitted():
             check_n_features(self, X.shape[1])
-        return X
+        return self._validated(X)
 
     @staticmethod
     def _check_gaps(X: np.ndarray) -> None:

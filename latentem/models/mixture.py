@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,6 +85,35 @@ class MixtureSurface:
             return rows
         a = self._weighted_logprob(X)
         return np.exp(a - logsumexp(a, axis=1, keepdims=True))
+
+    def _validated(self, X: np.ndarray) -> np.ndarray:
+        """Note that X was just validated for a fit: its family's plan (the rows grouped by
+        missingness), worked out on first use, then serves every E-step of the fit
+        instead of a scan of X each iteration. A weak reference: the note neither
+        keeps X alive nor matches another array later at the same address."""
+        try:
+            self._data_note = [weakref.ref(X), None]
+        except TypeError:  # a family's own data type without weak references
+            self._data_note = None
+        return X
+
+    def __getstate__(self) -> dict:
+        # the note of the last validated X is local to this process (Dask sends the model)
+        state = self.__dict__.copy()
+        state.pop("_data_note", None)
+        return state
+
+    def _plan(self, X: np.ndarray) -> dict:
+        """The family's missingness plan of X, for families that use one."""
+        family = self._emission()
+        if not callable(getattr(family, "plan", None)):
+            return {}
+        note = self.__dict__.get("_data_note")
+        if note is None or note[0]() is not X:
+            return {"plan": family.plan(X)}
+        if note[1] is None:
+            note[1] = family.plan(X)
+        return {"plan": note[1]}
 
     def _rows_hook(self, X: np.ndarray, what: str) -> np.ndarray | None:
         """The family's one-pass ``mixture_rows`` answer for X, or None."""
@@ -365,14 +395,14 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
                 f"X has {_n_features(X)} features but the model was fitted with "
                 f"{self.n_features_in_}; warm_start needs the same features."
             )
-        return X
+        return self._validated(X)
 
     def validate_block(self, X: Any) -> np.ndarray:
         """Check one block of a larger data set (chunked, Dask and online fits)."""
         X = self._precheck(X)
         if self._fitted():
             check_n_features(self, _n_features(np.asarray(X)), one_d=np.ndim(X) == 1)
-        return self._emission().validate_data(X)
+        return self._validated(self._emission().validate_data(X))
 
     def _fitted(self) -> bool:
         return "_latent" in self.__dict__ and "n_features_in_" in self.__dict__
@@ -382,7 +412,7 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         note_features(self, X, reset=False)
         X = self._precheck(X)
         check_n_features(self, _n_features(np.asarray(X)), one_d=np.ndim(X) == 1)
-        return self._emission().validate_data(X)
+        return self._emission().validate_data(X)  # (predicting leaves __dict__ as it is)
 
     #: Whether X must be >= 0, and the negative code that marks a gap (scikit-learn's
     #: checks read these through the ``positive_only`` tag).
@@ -420,11 +450,6 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
             family.m_step(family.accumulate(X, W, **self._plan(X)), _ALL)
             self._latent.m_step(W.sum(axis=0))
         family.check_params()
-
-    def _plan(self, X: np.ndarray) -> dict:
-        """The family's missingness plan of X, for families that use one."""
-        family = self._emission()
-        return {"plan": family.plan(X)} if callable(getattr(family, "plan", None)) else {}
 
     def _weighted_logprob(self, X: np.ndarray, plan: dict | None = None) -> np.ndarray:
         lp = self._emission().log_prob(X, **(self._plan(X) if plan is None else plan))
