@@ -15,6 +15,7 @@ from statsmodels.tsa.regime_switching import markov_regression as sm_reg
 from latentem import LikelihoodDecreaseWarning, MarkovAutoregression, MarkovRegression, tree
 from latentem.kernels.regime import (
     PARALLEL_SEQUENCES,
+    chain_statistics,
     coef_matrix,
     emission_m_step,
     hamilton_kim,
@@ -26,6 +27,7 @@ from latentem.kernels.regime import (
     weighted_moments,
 )
 from latentem.models.regime import RegimeData
+from latentem.models.regime.switching import _quantiles
 from latentem.persistence import load
 
 with warnings.catch_warnings():  # their modules use a mark pytest does not know here
@@ -367,6 +369,63 @@ def test_kernel_matches_numpy_reference(K, order, tvtp, n_seq):
             for q, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))
         ]
         np.testing.assert_array_equal(got[0], np.concatenate([o[0] for o in one]))
+
+
+def _np_chain_statistics(sm, xi, K, p, offsets, full_offsets, rows, n_full):
+    """``oldest``, the counts and the per-row pairwise posteriors, with array sums."""
+    first = sm[offsets[:-1]].reshape((-1,) + (K,) * (p + 1))
+    oldest = first.sum(axis=tuple(range(1, p + 1))) if p else first
+    # Transitions inside the first extended state: S_{l-1} -> S_l, l = 1..p
+    # (axis p - l + 1 is S_{l-1}, axis p - l is S_l in the first row's ordering).
+    inner = np.zeros((len(offsets) - 1, p, K, K))
+    for lstep in range(1, p + 1):
+        ax_next, ax_prev = p - lstep + 1, p - lstep + 2
+        others = tuple(a for a in range(1, p + 2) if a not in (ax_next, ax_prev))
+        pair = first.sum(axis=others) if others else first
+        inner[:, lstep - 1] = np.swapaxes(pair, 1, 2)
+    xi_full = np.zeros((n_full, K, K))
+    xi_full[rows] = xi
+    for q, s0 in enumerate(full_offsets[:-1]):
+        for lstep in range(1, p + 1):
+            xi_full[s0 + lstep] += inner[q, lstep - 1]
+    return oldest.reshape(-1, K), xi.sum(axis=0) + inner.sum(axis=(0, 1)), xi_full
+
+
+@pytest.mark.parametrize("K,p", [(2, 0), (3, 1), (2, 3)])
+def test_chain_statistics_match_numpy_reference(K, p):
+    rng = np.random.default_rng(K + p)
+    lengths = np.array([p + 3, p + 7, p + 2])
+    full_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    data = RegimeData(rng.normal(size=lengths.sum()), np.empty((lengths.sum(), 0)), None,
+                      full_offsets, p, "c")  # fmt: skip
+    M = K ** (p + 1)
+    sm = rng.dirichlet(np.ones(M), size=len(data))
+    xi = rng.dirichlet(np.ones(K * K), size=len(data)).reshape(-1, K, K)
+    xi[data.offsets[:-1]] = 0.0  # as the smoother leaves them
+    s = np.arange(M)
+    ext = np.stack([(s // K ** (p - lag)) % K for lag in range(p + 1)], axis=1)
+    want = _np_chain_statistics(sm, xi, K, p, data.offsets, full_offsets, data.rows, len(data.y))
+    for per_row in (False, True):
+        oldest, counts, xi_full = chain_statistics(
+            sm, xi, ext, data.offsets, full_offsets, data.rows, len(data.y), per_row
+        )
+        np.testing.assert_allclose(oldest, want[0], rtol=1e-13)
+        if per_row:
+            np.testing.assert_allclose(xi_full, want[2], rtol=1e-13, atol=1e-15)
+            assert counts.size == 0
+        else:
+            np.testing.assert_allclose(counts, want[1], rtol=1e-13)
+            assert xi_full.size == 0
+
+
+def test_quantiles_are_numpys():
+    # the starting values' cut points: np.quantile's numbers, bit for bit
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 514):
+        x = rng.normal(size=n)
+        q = np.sort(rng.uniform(0.15, 0.85, size=3))
+        np.testing.assert_array_equal(_quantiles(np.sort(x), q), np.quantile(x, q))
+    np.testing.assert_array_equal(_quantiles(np.arange(5.0), np.array([0.0, 0.5, 1.0])), [0, 2, 4])
 
 
 def _np_coef_matrix(beta, phi, ext):

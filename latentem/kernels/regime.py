@@ -24,6 +24,7 @@ from latentem.kernels.hmm import scale_emissions_jit
 from latentem.kernels.scaling import scale_rows
 
 __all__ = [
+    "chain_statistics",
     "coef_matrix",
     "emission_m_step",
     "hamilton_kim",
@@ -209,6 +210,52 @@ def hamilton_kim(logb, offsets, trans, tidx, init, n_regimes, smooth):
         run = _hamilton_kim_serial
     run(logb, scaled, shift, offsets, trans, tidx, init, K, bool(smooth), filt, pred, sm, xi, ll)
     return ll, filt, pred, sm, xi
+
+
+@njit(cache=True)
+def chain_statistics(sm, xi, ext, offsets, full_offsets, rows, n_full, per_row):
+    """The transition M-step's statistics from the smoother's output.
+
+    At each sequence's first row the extended state holds the regimes of the
+    ``p`` rows before it: ``oldest`` (n_seq, K) is the distribution of the first
+    one, and the transitions between them count like those of later rows. With
+    ``per_row``, ``xi_full`` (n_full, K, K) holds each full row's pairwise
+    posterior of the transition into it (for time-varying transitions) and
+    ``counts`` is empty; otherwise ``counts`` (K, K) is their sum and ``xi_full``
+    empty. ``ext[s, l]`` is ``S_{t-l}`` of extended state s; ``rows`` maps the
+    effective rows to the full ones.
+    """
+    M, q1 = ext.shape
+    p = q1 - 1
+    K = xi.shape[1]
+    n_seq = offsets.shape[0] - 1
+    oldest = np.zeros((n_seq, K))
+    counts = np.zeros((0 if per_row else K, K))
+    xi_full = np.zeros((n_full if per_row else 0, K, K))
+    if per_row:
+        for t in range(xi.shape[0]):
+            for i in range(K):
+                for j in range(K):
+                    xi_full[rows[t], i, j] = xi[t, i, j]
+    else:
+        for t in range(xi.shape[0]):
+            for i in range(K):
+                for j in range(K):
+                    counts[i, j] += xi[t, i, j]
+    for q in range(n_seq):
+        t0 = offsets[q]
+        s0 = full_offsets[q]
+        for s in range(M):
+            w = sm[t0, s]
+            oldest[q, ext[s, p]] += w
+            # full row s0 + l holds S_{t0 - (p - l)}: the transition into it
+            for lag in range(1, p + 1):
+                i, j = ext[s, p - lag + 1], ext[s, p - lag]
+                if per_row:
+                    xi_full[s0 + lag, i, j] += w
+                else:
+                    counts[i, j] += w
+    return oldest, counts, xi_full
 
 
 # ------------------------------------------------------------------ transition M-step
@@ -549,24 +596,12 @@ def moment_pairs(U, valid):
     return U[:, a] * U[:, b] * valid[:, None], index
 
 
-@njit(cache=True)
-def _packed_moments(pairs, W, out):
-    """``out[c, s] += sum_t pairs[t, c] W[t, s]`` (the inner loop runs over the states)."""
-    n, P = pairs.shape
-    M = W.shape[1]
-    for t in range(n):
-        for c in range(P):
-            u = pairs[t, c]
-            for s in range(M):
-                out[c, s] += u * W[t, s]
-
-
 def weighted_moments(U, W, valid, pairs=None):
     """``Ms[s] = sum_t W[t, s] U[t] U[t]'`` and ``Ns[s] = sum_t W[t, s]`` over valid rows.
 
-    One pass over the products of the pairs of distinct columns of ``U``
-    (``pairs``, from :func:`moment_pairs`, or made here block by block), each
-    added to every state's sum, instead of a pass per state.
+    One matrix product of the products of the pairs of distinct columns of ``U``
+    (``pairs``, from :func:`moment_pairs`, or made here block by block) with the
+    weights, instead of a pass per state.
     """
     n, D = U.shape
     M = W.shape[1]
@@ -574,15 +609,14 @@ def weighted_moments(U, W, valid, pairs=None):
     Ns = valid.astype(np.float64) @ W
     if pairs is not None:
         products, index = pairs
-        packed = np.zeros((products.shape[1], M))
-        _packed_moments(products, W, packed)
+        packed = products.T @ W
     else:
         a, b, index = _column_pairs(U)
         packed = np.zeros((len(a), M))
         for lo in range(0, n, 65536):
             hi = min(n, lo + 65536)
             block = U[lo:hi, a] * U[lo:hi, b] * valid[lo:hi, None]
-            _packed_moments(block, W[lo:hi], packed)
+            packed += block.T @ W[lo:hi]
     return np.ascontiguousarray(packed.T[:, index]), Ns
 
 

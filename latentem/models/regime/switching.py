@@ -22,6 +22,7 @@ import numpy as np
 from latentem._validation import check_positive_int
 from latentem.base import ParamsMixin
 from latentem.kernels.regime import (
+    chain_statistics,
     coef_matrix,
     emission_m_step,
     hamilton_kim,
@@ -46,6 +47,18 @@ def _as_mask(value: Any, n: int, name: str) -> np.ndarray:
             f"{name} must be True, False or one flag per coefficient ({n}); got {value!r}."
         )
     return arr.astype(bool)
+
+
+def _quantiles(ordered: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.quantile(ordered, q)`` (its default, linear method) of sorted values, without
+    its overhead (a fit takes one per start)."""
+    pos = q * (len(ordered) - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(ordered) - 1)
+    a, b, t = ordered[lo], ordered[hi], pos - lo
+    diff = b - a
+    # numpy's _lerp: from the nearer end, so that t = 1 gives b exactly
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
 
 
 # ------------------------------------------------------------------------------ model
@@ -193,7 +206,8 @@ class _RegimeSwitching(
     # ------------------------------------------------------------------- protocol
     def init_params(self, data: RegimeData, rng: np.random.Generator) -> None:
         """Starting parameters: regimes from a random split of the OLS residuals."""
-        data = self.validate_data(data)
+        if not isinstance(data, RegimeData):  # fit_em passes the data fit has set up
+            data = self.validate_data(data)
         K, p = self.k_regimes, self._order
         y = data.y
         obs, beta0, resid, sd = data.ols()
@@ -205,8 +219,7 @@ class _RegimeSwitching(
             a, b, c = rng.normal(size=3)
         noise = np.convolve(rng.normal(size=len(y)), np.ones(5) / 5, mode="same")
         score = a * resid / sd + b * np.abs(resid) / sd + c * noise
-        cuts = np.sort(rng.uniform(0.15, 0.85, size=K - 1))
-        cuts = np.quantile(score[obs], cuts)
+        cuts = _quantiles(np.sort(score[obs]), np.sort(rng.uniform(0.15, 0.85, size=K - 1)))
         labels = np.searchsorted(cuts, score)
         self._n_starts = getattr(self, "_n_starts", 0) + 1
         # Hard extended-state weights from the labels, then one emission M-step.
@@ -219,7 +232,7 @@ class _RegimeSwitching(
         # Regimes with no rows would leave their coefficients free: spread a little weight.
         Ms = Ms + 1e-6 * Ms.sum(axis=0, keepdims=True) / max(len(data), 1)
         Ns = Ns + 1e-6 * Ns.sum() / max(len(data), 1)
-        self.coef_ = np.tile(beta0, (K, 1)) if len(beta0) else np.zeros((K, 0))
+        self.coef_ = np.repeat(beta0[None, :], K, axis=0)
         self.ar_coef_ = np.zeros((K, p))
         self.sigma2_ = np.full(K, max(sd * sd, self._var_floor * 10))
         self._emission_m_step(Ms, Ns, cycles=20)
@@ -254,32 +267,16 @@ class _RegimeSwitching(
         if not math.isfinite(total):
             return {}, -math.inf
         Ms, Ns = self._moments(data, sm)
-        K, p = self.k_regimes, self._order
-        starts = data.offsets[:-1]
-        first = sm[starts].reshape((-1,) + (K,) * (p + 1))
-        oldest = first.sum(axis=tuple(range(1, p + 1))) if p else first  # (n_seq, K)
-        # Transitions inside the first extended state: S_{l-1} -> S_l, l = 1..p
-        # (axis p - l + 1 is S_{l-1}, axis p - l is S_l in the first row's ordering).
-        inner = np.zeros((data.n_sequences, p, K, K))
-        for lstep in range(1, p + 1):
-            ax_next, ax_prev = p - lstep + 1, p - lstep + 2
-            others = tuple(a for a in range(1, p + 2) if a not in (ax_next, ax_prev))
-            pair = first.sum(axis=others) if others else first  # axes (seq, next, prev)
-            inner[:, lstep - 1] = np.swapaxes(pair, 1, 2)
+        oldest, counts, xi_full = chain_statistics(
+            sm, xi, self._ext, data.offsets, data.full_offsets, data.rows, len(data.y), self._tvtp
+        )
         stats = {"Ms": Ms, "Ns": Ns, "oldest": oldest}
         if self._tvtp:
-            # Per full row: pairwise posterior of the transition into it.
-            N = len(data.y)
-            xi_full = np.zeros((N, K, K))
-            xi_full[data.rows] = xi
-            for q, s0 in enumerate(data.full_offsets[:-1]):
-                for lstep in range(1, p + 1):
-                    xi_full[s0 + lstep] += inner[q, lstep - 1]
             stats["xi"] = xi_full
             stats["z"] = data.exog_tvtp
             stats["z0"] = data.exog_tvtp[data.full_offsets[:-1]]
         else:
-            stats["trans"] = xi.sum(axis=0) + inner.sum(axis=(0, 1))
+            stats["trans"] = counts
         return stats, total
 
     def m_step(self, stats: dict) -> None:
