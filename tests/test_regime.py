@@ -19,6 +19,7 @@ from latentem.kernels.regime import (
     coef_matrix,
     emission_m_step,
     hamilton_kim,
+    initial_extended,
     log_emission,
     moment_pairs,
     newton_logit,
@@ -416,6 +417,50 @@ def test_chain_statistics_match_numpy_reference(K, p):
         else:
             np.testing.assert_allclose(counts, want[1], rtol=1e-13)
             assert xi_full.size == 0
+
+
+def _np_initial_extended(trans, first, stride, start, K, p):
+    """The first rows' extended-state distributions, one axis per regime of the rows."""
+    out = []
+    for q, row in enumerate(first):
+        joint = start[q]  # over (S_0,)
+        for step in range(1, p + 1):
+            P = trans[row + step * stride]
+            # new joint over (S_step, S_{step-1}, ..., S_0)
+            joint = P.T.reshape((K, K) + (1,) * (step - 1)) * joint[None]
+        out.append(joint.reshape(-1))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("K,p,stride", [(2, 0, 1), (3, 2, 1), (2, 4, 0)])
+def test_initial_extended_matches_numpy_reference(K, p, stride):
+    rng = np.random.default_rng(K * p)
+    trans = rng.dirichlet(np.ones(K), size=(12, K))
+    first = np.array([0, 3, 7], dtype=np.int64) * stride
+    start = rng.dirichlet(np.ones(K), size=3)
+    s = np.arange(K ** (p + 1))
+    ext = np.stack([(s // K ** (p - lag)) % K for lag in range(p + 1)], axis=1)
+    got = initial_extended(trans, first, stride, start, ext)
+    want = _np_initial_extended(trans, first, stride, start, K, p)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-13)
+
+
+def test_small_solve_matches_least_squares():
+    from latentem.kernels.regime import _spd_solve
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 4, 7):
+        X = rng.normal(size=(3 * n, n))
+        A, r = X.T @ X, rng.normal(size=n)
+        np.testing.assert_allclose(_spd_solve(A, r), np.linalg.solve(A, r), rtol=1e-10)
+    # Singular (a regime without weight; a repeated column): the minimum-norm answer.
+    X = rng.normal(size=(9, 3))
+    X[:, 2] = X[:, 0]
+    for A in (X.T @ X, np.diag([2.0, 0.0, 1.0])):
+        r = A @ rng.normal(size=3)
+        want = np.linalg.lstsq(A, r, rcond=None)[0]
+        np.testing.assert_allclose(_spd_solve(A, r), want, rtol=1e-8, atol=1e-10)
 
 
 def test_quantiles_are_numpys():

@@ -24,6 +24,7 @@ from latentem.kernels.hmm import scale_emissions_jit
 from latentem.kernels.scaling import scale_rows
 
 __all__ = [
+    "initial_extended",
     "chain_statistics",
     "coef_matrix",
     "emission_m_step",
@@ -256,6 +257,26 @@ def chain_statistics(sm, xi, ext, offsets, full_offsets, rows, n_full, per_row):
                 else:
                     counts[i, j] += w
     return oldest, counts, xi_full
+
+
+@njit(cache=True)
+def initial_extended(trans, first, stride, start, ext):
+    """(n_seq, M) distribution of the extended state at each sequence's first row.
+
+    The regime of the sequence's row 0 is drawn from ``start[q]`` (K,); rows
+    1..p follow the chain, the move into row l by ``trans[first[q] + l * stride]``.
+    ``ext[s, l]`` is ``S_{t-l}`` of extended state s (so ``ext[s, p]`` is row 0's).
+    """
+    M, q1 = ext.shape
+    p = q1 - 1
+    out = np.empty((first.shape[0], M))
+    for q in range(first.shape[0]):
+        for s in range(M):
+            v = start[q, ext[s, p]]
+            for lag in range(1, p + 1):
+                v *= trans[first[q] + lag * stride, ext[s, p - lag + 1], ext[s, p - lag]]
+            out[q, s] = v
+    return out
 
 
 # ------------------------------------------------------------------ transition M-step
@@ -672,7 +693,40 @@ def _solve_block(Ms, w, C0, G):
                 for a in range(D):
                     acc += G[s, a, i] * MG[a, j]
                 A[i, j] += w[s] * acc
-    return np.linalg.lstsq(A, r)[0]
+    return _spd_solve(A, r)
+
+
+@njit(cache=True)
+def _spd_solve(A, r):
+    """Solve ``A x = r`` for a symmetric positive semi-definite ``A``: Cholesky (a tiny
+    system: LAPACK's least squares costs ten times as much), or the least-squares
+    (minimum-norm) answer where a pivot shows ``A`` (nearly) singular."""
+    n = A.shape[0]
+    L = np.zeros((n, n))
+    for j in range(n):
+        d = A[j, j]
+        for k in range(j):
+            d -= L[j, k] * L[j, k]
+        if not d > 1e-10 * A[j, j]:
+            return np.linalg.lstsq(A, r)[0]
+        L[j, j] = np.sqrt(d)
+        for i in range(j + 1, n):
+            v = A[i, j]
+            for k in range(j):
+                v -= L[i, k] * L[j, k]
+            L[i, j] = v / L[j, j]
+    x = np.empty(n)
+    for i in range(n):  # L y = r
+        v = r[i]
+        for k in range(i):
+            v -= L[i, k] * x[k]
+        x[i] = v / L[i, i]
+    for i in range(n - 1, -1, -1):  # L' x = y
+        v = x[i]
+        for k in range(i + 1, n):
+            v -= L[k, i] * x[k]
+        x[i] = v / L[i, i]
+    return x
 
 
 @njit(cache=True)

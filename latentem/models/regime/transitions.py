@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from latentem.kernels.regime import (
+    initial_extended,
     newton_logit,
     stationary_distribution,
     transition_objective,
@@ -66,22 +67,14 @@ class _RegimeTransitions:
 
     def _initial_ext(self, data: RegimeData, trans: np.ndarray) -> np.ndarray:
         """(n_seq, M) distribution of the extended state at each sequence's first row."""
-        K, p = self.k_regimes, self._order
-        out = np.empty((data.n_sequences, K ** (p + 1)))
         if not self._tvtp:  # the same for every sequence
-            joint = self._start_vector(trans[0])
-            for step in range(1, p + 1):
-                joint = trans[0].T.reshape((K, K) + (1,) * (step - 1)) * joint[None]
-            out[:] = joint.reshape(-1)
-            return out
-        for q, start in enumerate(data.full_offsets[:-1]):
-            joint = self._start_vector(trans[start])  # over (S_0,)
-            for step in range(1, p + 1):
-                P = trans[start + step]
-                # new joint over (S_step, S_{step-1}, ..., S_0)
-                joint = P.T.reshape((K, K) + (1,) * (step - 1)) * joint[None]
-            out[q] = joint.reshape(-1)
-        return out
+            one = initial_extended(
+                trans, np.zeros(1, dtype=np.int64), 0, self._start_vector(trans[0])[None], self._ext
+            )
+            return np.repeat(one, data.n_sequences, axis=0)
+        first = data.full_offsets[:-1]
+        start = np.array([self._start_vector(trans[s]) for s in first])
+        return initial_extended(trans, first, 1, start, self._ext)
 
     def _start_vector(self, P: np.ndarray) -> np.ndarray:
         init = self.initial
