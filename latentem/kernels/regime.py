@@ -104,7 +104,7 @@ def _one_sequence(logb, scaled, shift, a, b, q, trans, tidx, init, K, smooth, fi
     if not smooth:
         return total
     ratio = np.empty(M)
-    acc_xi = np.empty((K, K))
+    back = np.empty(M)
     for s in range(M):
         sm[b - 1, s] = filt[b - 1, s]
     for t in range(b - 2, a - 1, -1):
@@ -112,20 +112,20 @@ def _one_sequence(logb, scaled, shift, a, b, q, trans, tidx, init, K, smooth, fi
         for sn in range(M):
             p = pred[t + 1, sn]
             ratio[sn] = sm[t + 1, sn] / p if p > 0.0 else 0.0
-        acc_xi[:] = 0.0
-        for s in range(M):
-            i = origin[s]
-            r = shifted[s]
-            f = filt[t, s]
-            acc = 0.0
-            for j in range(K):
-                w = trans[m, i, j] * ratio[j * Kp + r]
-                acc += w
-                acc_xi[i, j] += f * w
-            sm[t, s] = f * acc
+        back[:] = 0.0
+        # The states leaving regime i are the block i Kp .. (i + 1) Kp - 1: per pair
+        # (i, j) one sum in a register, not K^2 running sums in memory.
         for i in range(K):
             for j in range(K):
-                xi[t + 1, i, j] = acc_xi[i, j]
+                pij = trans[m, i, j]
+                acc = 0.0
+                for s in range(i * Kp, (i + 1) * Kp):
+                    v = ratio[j * Kp + shifted[s]]
+                    acc += filt[t, s] * v
+                    back[s] += pij * v
+                xi[t + 1, i, j] = pij * acc
+        for s in range(M):
+            sm[t, s] = filt[t, s] * back[s]
     return total
 
 
