@@ -21,7 +21,7 @@ import numpy as np
 
 from latentem.kernels._jit import njit, prange
 from latentem.kernels.hmm import scale_emissions_jit
-from latentem.kernels.scaling import scale_rows
+from latentem.kernels.scaling import exp_shifted, scale_rows
 
 __all__ = [
     "initial_extended",
@@ -335,10 +335,40 @@ def tvtp_matrices(z, coef):
     T = z.shape[0]
     K = coef.shape[0]
     out = np.empty((T, K, K))
+    if K == 2:
+        e, q, scratch = _logistic_scratch(T)
+        for i in range(2):
+            _logits_and_exps(coef, i, z, e, q, scratch)
+            for t in range(T):
+                big = 1.0 / (1.0 + q[0, t])
+                small = q[0, t] * big
+                out[t, i, 0], out[t, i, 1] = (big, small) if e[t] >= 0.0 else (small, big)
+        return out
     for t in range(T):
         for i in range(K):
             _row_probs(coef, i, z[t], out[t, i])
     return out
+
+
+@njit(cache=True)
+def _logistic_scratch(T):
+    """Buffers of :func:`_logits_and_exps` for T rows."""
+    return np.empty(T), np.empty((1, T)), (np.zeros(T), np.empty((1, T), dtype=np.int64))
+
+
+@njit(cache=True)
+def _logits_and_exps(coef, i, z, e, q, scratch):
+    """Two regimes: ``e[t] = z[t] . coef[i, 0]`` and ``q[0, t] = exp(-|e[t]|)``, the
+    exps in one vectorised loop (:func:`~latentem.kernels.scaling.exp_shifted`;
+    below exp(-500) they are 0). Then ``P[t, i] = (1, q) / (1 + q)``, largest first."""
+    zero, bits = scratch
+    for t in range(z.shape[0]):
+        v = 0.0
+        for a in range(z.shape[1]):
+            v += z[t, a] * coef[i, 0, a]
+        e[t] = v
+        q[0, t] = -abs(v)
+    exp_shifted(q, zero, z.shape[0], q, bits)
 
 
 @njit(cache=True)
@@ -354,19 +384,18 @@ def transition_objective(coef, xi, z, z0, g, stationary, grad):
 def _logistic_terms(coef, xi, z, grad, H, curvature):
     """:func:`_transition_terms`' transition counts for two regimes (a logistic per
     origin), added into the zeroed ``grad`` and ``H``: the general loop's numbers,
-    twice as fast (one exp and one log1p per row and origin, no softmax)."""
+    twice as fast (no softmax; the exps vectorised, one log1p per row and origin)."""
     kz = coef.shape[2]
     f = 0.0
+    ebuf, qbuf, scratch = _logistic_scratch(xi.shape[0])
     for i in range(2):
+        _logits_and_exps(coef, i, z, ebuf, qbuf, scratch)
         for t in range(xi.shape[0]):
             x0, x1 = xi[t, i, 0], xi[t, i, 1]
             n_i = x0 + x1
             if n_i == 0.0:
                 continue
-            e = 0.0
-            for a in range(kz):
-                e += z[t, a] * coef[i, 0, a]
-            q = np.exp(-abs(e))  # p = (1, q) / (1 + q), largest first
+            e, q = ebuf[t], qbuf[0, t]  # p = (1, q) / (1 + q), largest first
             big = 1.0 / (1.0 + q)
             p0 = big if e >= 0.0 else q * big
             # log p_0 = e - softplus(e), log p_1 = -softplus(e); a zero count adds nothing
