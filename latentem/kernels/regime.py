@@ -695,33 +695,38 @@ def coef_matrix(beta, phi, ext):
 
 @njit(cache=True)
 def _solve_block(Ms, w, C0, G):
-    """argmax over b of -1/2 sum_s w_s (C0_s + G_s b)' Ms_s (C0_s + G_s b)."""
+    """argmax over b of -1/2 sum_s w_s (C0_s + G_s b)' Ms_s (C0_s + G_s b).
+
+    ``G`` has a nonzero or two per row: the products with it run over those only
+    (``Ms`` is symmetric, so its rows stand for its columns).
+    """
     M, D, nf = G.shape
     A = np.zeros((nf, nf))
     r = np.zeros(nf)
     MG = np.empty((D, nf))
     Mc = np.empty(D)
     for s in range(M):
+        ws = w[s]
         for a in range(D):
             acc = 0.0
             for b in range(D):
                 acc += Ms[s, a, b] * C0[s, b]
             Mc[a] = acc
+        MG[:] = 0.0
+        for b in range(D):
             for j in range(nf):
-                acc = 0.0
-                for b in range(D):
-                    acc += Ms[s, a, b] * G[s, b, j]
-                MG[a, j] = acc
-        for i in range(nf):
-            acc_r = 0.0
-            for a in range(D):
-                acc_r += G[s, a, i] * Mc[a]
-            r[i] -= w[s] * acc_r
-            for j in range(nf):
-                acc = 0.0
-                for a in range(D):
-                    acc += G[s, a, i] * MG[a, j]
-                A[i, j] += w[s] * acc
+                g = G[s, b, j]
+                if g != 0.0:
+                    for a in range(D):
+                        MG[a, j] += Ms[s, b, a] * g
+        for a in range(D):
+            for i in range(nf):
+                g = G[s, a, i]
+                if g != 0.0:
+                    wg = ws * g
+                    r[i] -= wg * Mc[a]
+                    for j in range(nf):
+                        A[i, j] += wg * MG[a, j]
     return _spd_solve(A, r)
 
 
