@@ -67,13 +67,22 @@ def _one_sequence(logb, scaled, shift, a, b, q, trans, tidx, init, K, smooth, fi
                 pred[t, s] = init[q, s]
         else:
             m = tidx[t]
-            for j in range(K):
+            if M > K:
+                # With lags, the states r K .. r K + K - 1 (differing in the oldest
+                # regime only) share S_t: one sum of them, then one product per j.
                 for r in range(Kp):
                     acc = 0.0
                     for l in range(K):
-                        s = r * K + l
-                        acc += filt[t - 1, s] * trans[m, origin[s], j]
-                    pred[t, j * Kp + r] = acc
+                        acc += filt[t - 1, r * K + l]
+                    i = origin[r * K]
+                    for j in range(K):
+                        pred[t, j * Kp + r] = acc * trans[m, i, j]
+            else:
+                for j in range(K):
+                    acc = 0.0
+                    for i in range(K):
+                        acc += filt[t - 1, i] * trans[m, i, j]
+                    pred[t, j] = acc
         z = 0.0
         for s in range(M):
             v = pred[t, s] * scaled[t, s]
