@@ -88,6 +88,15 @@ class RegimeData:
         return self._pairs
 
     @property
+    def tvtp_constant(self) -> int:
+        """The first constant column of ``exog_tvtp`` (-1 if none), found once."""
+        if not hasattr(self, "_tvtp_constant"):
+            z = self.exog_tvtp
+            const = np.flatnonzero(z.max(axis=0) == z.min(axis=0)) if z is not None else []
+            self._tvtp_constant = int(const[0]) if len(const) else -1
+        return self._tvtp_constant
+
+    @property
     def n_sequences(self) -> int:
         return len(self.full_offsets) - 1
 

@@ -239,16 +239,13 @@ class _RegimeSwitching(
         # Transitions: persistent regimes.
         stay = rng.uniform(0.6, 0.95, size=K)
         P = rng.dirichlet(np.ones(K - 1), size=K) * (1 - stay)[:, None]
-        T = np.empty((K, K))
-        for i in range(K):
-            T[i, i] = stay[i]
-            T[i, np.arange(K) != i] = P[i]
+        T = np.diag(stay)
+        T[~np.eye(K, dtype=bool)] = P.ravel()  # row by row, the off-diagonal places in order
         if self._tvtp:
             z = data.exog_tvtp
-            const = np.flatnonzero(np.ptp(z, axis=0) == 0)
+            c0 = data.tvtp_constant
             coef = np.zeros((K, K - 1, z.shape[1]))
-            if len(const):
-                c0 = const[0]
+            if c0 >= 0:
                 coef[:, :, c0] = np.log(T[:, : K - 1] / T[:, K - 1 :]) / z[0, c0]
             self.tvtp_coef_ = coef
         else:
