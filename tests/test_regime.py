@@ -446,6 +446,25 @@ def test_initial_extended_matches_numpy_reference(K, p, stride):
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-13)
 
 
+def test_filter_where_only_unreachable_states_are_likely():
+    # Regime 1 cannot be reached, and its densities dwarf regime 0's by e^600: scaled by
+    # the row's largest density, the reachable ones flush to zero, so those rows are
+    # redone with their own scale. An unreachable regime's densities change nothing:
+    # the numbers are the reference's with them set to regime 0's.
+    rng = np.random.default_rng(8)
+    n, K = 12, 2
+    logb = np.c_[-600.0 + rng.normal(size=n), rng.normal(size=n)]
+    logb[::3, 1] = -700.0  # some rows where the reachable state is the likely one
+    trans = np.array([[[1.0, 0.0], [0.3, 0.7]]])
+    init = np.array([[1.0, 0.0]])
+    args = (np.array([0, n]), trans, np.zeros(n, dtype=np.int64), init, K)
+    got = hamilton_kim(logb, *args, True)
+    want = _reference(np.c_[logb[:, 0], logb[:, 0]], *args)
+    assert np.all(np.isfinite(got[0]))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
 def test_small_solve_matches_least_squares():
     from latentem.kernels.regime import _spd_solve
 
