@@ -19,6 +19,7 @@ from latentem._validation import check_positive_int
 from latentem.base import ParamsMixin
 from latentem.kernels.kalman import kalman_smoother, kalman_stats
 from latentem.models.ssm.data import SSMData, _check_not_all_constant, _SequenceData
+from latentem.models.ssm.diffuse import run_diffuse
 from latentem.models.ssm.mstep import _MStep
 from latentem.models.ssm.outputs import _Outputs
 from latentem.models.ssm.parameters import COV_TYPES, PARAMS, _Parameters, _sym
@@ -190,6 +191,8 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         values = {}
         for name in PARAMS:
             values[name] = self._given(name, shapes[name])
+            if name == "initial_mean" and values[name] is None and self._diffuse() is not None:
+                values[name] = np.zeros(n)  # a diffuse start's mean: zero unless given
             if values[name] is None and fixed[name].any():
                 raise ValueError(
                     f"{name} is held fixed but has no value; pass {name}=... to the constructor."
@@ -264,7 +267,10 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         # C-contiguous float64 always: one compiled specialisation of the kernel
         params = [np.ascontiguousarray(getattr(self, name + "_"), np.float64) for name in PARAMS]
         weights = np.ascontiguousarray(data.weights, dtype=np.float64)
-        if mode < 2:
+        diffuse = self._diffuse()
+        if diffuse is not None:
+            seq_ll, stats, outs = run_diffuse(Y, U, data.offsets, params, diffuse, weights, mode)
+        elif mode < 2:
             seq_ll, stats = kalman_stats(Y, U, data.offsets, groups, *params, weights, mode)
             outs = None
         else:
