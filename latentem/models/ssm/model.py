@@ -57,6 +57,13 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         Starting values of ``Q``, ``R``, the initial state mean and
         covariance. A diagonal or scalar covariance may be given as its
         diagonal or its one value.
+        ``initial_cov="diffuse"`` (or ``np.inf``) makes the whole initial state
+        diffuse, ``np.inf`` on chosen diagonal entries (zeros elsewhere in their
+        rows and columns) those states only: the exact diffuse start of Durbin
+        and Koopman, as statsmodels' ``initialize_diffuse()``. The
+        log-likelihood is then the diffuse one, the initial mean (zero unless
+        given; its diffuse entries do not matter) and the finite part of the
+        covariance are held, and sampling needs a finite start.
     transition_cov_type, observation_cov_type : {"full", "diag", "scalar"}
         Structure of ``Q`` and ``R``, kept by the M-step.
     fixed : iterable of str, or dict, optional
