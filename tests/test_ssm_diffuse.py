@@ -55,6 +55,18 @@ def fit_sm(mod):
         return mod.fit(disp=False)
 
 
+def assert_equals_statsmodels(model, y, res):
+    """The log-likelihood to 1e-8, the smoothed states and covariances to 1e-10 and 1e-8
+    relative; returns our smoothed output."""
+    assert abs(model.score(y) - res.llf) < 1e-8
+    out = model.smooth(y)
+    np.testing.assert_allclose(out.state_means, res.smoothed_state.T, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(
+        out.state_covs, res.smoothed_state_cov.transpose(2, 0, 1), rtol=1e-8, atol=1e-8
+    )
+    return out
+
+
 @pytest.mark.parametrize("spec", ["llevel", "lltrend"])
 def test_filter_and_smoother_equal_statsmodels_exact_diffuse(spec):
     y = nile_y()
@@ -64,12 +76,7 @@ def test_filter_and_smoother_equal_statsmodels_exact_diffuse(spec):
     assert res.nobs_diffuse == SPECS[spec][0]
     model = ours(spec, fitted.params)
     model.init_params(model.prepare(y), np.random.default_rng(0))
-    assert abs(model.score(y) - res.llf) < 1e-8
-    out = model.smooth(y)
-    np.testing.assert_allclose(out.state_means, res.smoothed_state.T, rtol=1e-10, atol=1e-8)
-    np.testing.assert_allclose(
-        out.state_covs, res.smoothed_state_cov.transpose(2, 0, 1), rtol=1e-8, atol=1e-8
-    )
+    assert_equals_statsmodels(model, y, res)
 
 
 @pytest.mark.parametrize("spec", ["llevel", "lltrend"])
@@ -97,12 +104,7 @@ def test_gaps_in_the_diffuse_steps_equal_statsmodels():
     assert res.nobs_diffuse > 2
     model = ours("lltrend", params)
     model.init_params(model.prepare(y), np.random.default_rng(0))
-    assert abs(model.score(y) - res.llf) < 1e-8
-    out = model.smooth(y)
-    np.testing.assert_allclose(out.state_means, res.smoothed_state.T, rtol=1e-10, atol=1e-8)
-    np.testing.assert_allclose(
-        out.state_covs, res.smoothed_state_cov.transpose(2, 0, 1), rtol=1e-8, atol=1e-8
-    )
+    out = assert_equals_statsmodels(model, y, res)
     gaps = np.isnan(y)
     np.testing.assert_allclose(out.obs_means[gaps, 0], res.smoothed_state[0, gaps], rtol=1e-10)
     with warnings.catch_warnings():
