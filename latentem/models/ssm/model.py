@@ -274,7 +274,7 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         # C-contiguous float64 always: one compiled specialisation of the kernel
         params = [np.ascontiguousarray(getattr(self, name + "_"), np.float64) for name in PARAMS]
         weights = np.ascontiguousarray(data.weights, dtype=np.float64)
-        diffuse = self._diffuse()
+        diffuse = self._held["diffuse"]
         if diffuse is not None:
             seq_ll, stats, outs = run_diffuse(Y, U, data.offsets, params, diffuse, weights, mode)
         elif mode < 2:

@@ -307,6 +307,7 @@ class _Parameters:
         for name in ("transition_cov", "observation_cov"):  # diagonal entries held, if any
             kept = np.diag(value[name]).copy()
             held[name + "_kept"] = kept if kept.any() else None
+        held["diffuse"] = self._diffuse()  # worked out once, not per E-step
         self.__dict__["_held_cache"] = held
 
     @property
