@@ -11,7 +11,7 @@ import pytest
 import statsmodels.api as sm
 from statsmodels.datasets import nile
 
-from latentem import ConvergenceWarning, LikelihoodDecreaseWarning, LinearGaussianSSM, load
+from latentem import ConvergenceWarning, LikelihoodDecreaseWarning, LinearGaussianSSM, fit_em, load
 from latentem.kernels.hmm import sequence_groups
 from latentem.kernels.kalman import kalman_smoother
 from latentem.models.ssm.diffuse import run_diffuse
@@ -216,6 +216,17 @@ def test_sequences_add_up_and_em_is_monotone_with_a_partly_diffuse_start():
         warnings.simplefilter("ignore", ConvergenceWarning)
         known.fit(Y, lengths=np.diff(offsets), inputs=U)
     assert model.n_parameters() == known.n_parameters()  # the start is not a parameter
+
+
+def test_chunked_backend_equals_in_memory_with_a_diffuse_start():
+    y = nile_y()
+    model = ours("llevel", n_iter=30, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        whole = model.fit(y, lengths=[50, 50]).history_
+        result = fit_em(model, model.prepare(y, [50, 50]), backend="chunked", max_iter=30, tol=0)
+    np.testing.assert_allclose(result.history, whole, rtol=1e-12)
+    assert np.all(np.diff(whole) >= 0)
 
 
 def test_diffuse_start_errors_and_model_files(tmp_path):
