@@ -18,8 +18,8 @@ import numpy as np
 from latentem._validation import check_positive_int
 from latentem.base import ParamsMixin
 from latentem.kernels.kalman import kalman_smoother, kalman_stats
+from latentem.kernels.kalman_diffuse import diffuse_smoother
 from latentem.models.ssm.data import SSMData, _check_not_all_constant, _SequenceData
-from latentem.models.ssm.diffuse import run_diffuse
 from latentem.models.ssm.mstep import _MStep
 from latentem.models.ssm.outputs import _Outputs
 from latentem.models.ssm.parameters import COV_TYPES, PARAMS, _Parameters, _sym
@@ -276,7 +276,9 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         weights = np.ascontiguousarray(data.weights, dtype=np.float64)
         diffuse = self._held["diffuse"]
         if diffuse is not None:
-            seq_ll, stats, outs = run_diffuse(Y, U, data.offsets, params, diffuse, weights, mode)
+            seq_ll, stats, outs = diffuse_smoother(
+                Y, U, data.offsets, *params, diffuse, weights, mode
+            )
         elif mode < 2:
             seq_ll, stats = kalman_stats(Y, U, data.offsets, groups, *params, weights, mode)
             outs = None
