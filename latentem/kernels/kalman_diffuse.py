@@ -4,8 +4,9 @@
 Some states of ``x_1`` are flat: ``x_1 = a + S delta + eta``, ``delta`` flat,
 ``eta ~ N(0, P_*)``. Each sequence's diffuse steps (while the predicted diffuse
 covariance is not zero) are handled here; the rest of the sequence runs through
-:func:`latentem.kernels.kalman.kalman_smoother` with the prediction the diffuse
-steps end with as its start.
+the one-group loop of :mod:`latentem.kernels.kalman` (not its parallel entry point,
+which a cached caller should not embed), with the prediction the diffuse steps end
+with as its start.
 
 * :func:`_diffuse_filter`: the exact initial filter in its univariate form (Koopman
   and Durbin, 2000), as statsmodels runs it: ``-1/2 log(2 pi F_inf)`` for an
@@ -24,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from latentem.kernels._jit import njit
-from latentem.kernels.kalman import N_COUNTS, kalman_smoother
+from latentem.kernels.kalman import N_COUNTS, _run_group
 
 __all__ = ["diffuse_smoother", "TOL"]
 
@@ -301,7 +302,6 @@ def diffuse_smoother(Y, U, offsets, A, B, C, D, Q, R, m0, P0, diffuse, weights, 
     outs = (np.zeros((N, n)), np.zeros((N, n, n)), np.zeros((N, p)), np.zeros((N, p)))
     n_seq = offsets.shape[0] - 1
     seq_ll = np.empty(n_seq)
-    one = np.array([0, 1], dtype=np.int64)
     for s in range(n_seq):
         a, b = offsets[s], offsets[s + 1]
         y, u, w = Y[a:b], U[a:b], weights[s]
@@ -313,9 +313,19 @@ def diffuse_smoother(Y, U, offsets, A, B, C, D, Q, R, m0, P0, diffuse, weights, 
             # the rest starts from the prediction after the diffuse steps: an ordinary
             # Kalman problem; its smoothed first step conditions the diffuse steps
             sub = np.array([0, rest], dtype=np.int64)
-            ll_r, st, out_r = kalman_smoother(
+            st = (
+                np.zeros((nz, nz)), np.zeros((n, nz)), np.zeros((n, n)), np.zeros((nz, nz)),
+                np.zeros((p, nz)), np.zeros((p, p)), np.zeros(n), np.zeros((n, n)),
+                np.zeros(N_COUNTS),
+            )  # fmt: skip
+            out_r = (np.zeros((rest, n)), np.zeros((rest, n, n)), np.zeros((rest, p)),
+                     np.zeros((rest, p)))  # fmt: skip
+            ll_r = np.empty(1)
+            w_s = np.full(1, w)
+            # the kernel's one-group loop, not kalman_smoother: no parallel code in here
+            _run_group(
                 np.ascontiguousarray(Y[a + d : b]), np.ascontiguousarray(U[a + d : b]), sub,
-                one, A, B, C, D, Q, R, a_d, P_d, weights[s : s + 1], 2,
+                0, 1, (A, B, C, D, Q, R, a_d, P_d), w_s, 2, r_diag, ll_r, st, out_r,
             )  # fmt: skip
             ll += ll_r[0]
             if mode > 0 and not np.isnan(ll):
