@@ -18,6 +18,7 @@ import numpy as np
 from latentem._validation import check_positive_int
 from latentem.base import ParamsMixin
 from latentem.kernels.kalman import kalman_smoother, kalman_stats
+from latentem.kernels.kalman_diffuse import diffuse_smoother
 from latentem.models.ssm.data import SSMData, _check_not_all_constant, _SequenceData
 from latentem.models.ssm.mstep import _MStep
 from latentem.models.ssm.outputs import _Outputs
@@ -56,6 +57,13 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         Starting values of ``Q``, ``R``, the initial state mean and
         covariance. A diagonal or scalar covariance may be given as its
         diagonal or its one value.
+        ``initial_cov="diffuse"`` (or ``np.inf``) makes the whole initial state
+        diffuse, ``np.inf`` on chosen diagonal entries (zeros elsewhere in their
+        rows and columns) those states only: the exact diffuse start of Durbin
+        and Koopman, as statsmodels' ``initialize_diffuse()``. The
+        log-likelihood is then the diffuse one, the initial mean (zero unless
+        given; its diffuse entries do not matter) and the finite part of the
+        covariance are held, and sampling needs a finite start.
     transition_cov_type, observation_cov_type : {"full", "diag", "scalar"}
         Structure of ``Q`` and ``R``, kept by the M-step.
     fixed : iterable of str, or dict, optional
@@ -190,6 +198,8 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         values = {}
         for name in PARAMS:
             values[name] = self._given(name, shapes[name])
+            if name == "initial_mean" and values[name] is None and self._diffuse() is not None:
+                values[name] = np.zeros(n)  # a diffuse start's mean: zero unless given
             if values[name] is None and fixed[name].any():
                 raise ValueError(
                     f"{name} is held fixed but has no value; pass {name}=... to the constructor."
@@ -264,7 +274,12 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         # C-contiguous float64 always: one compiled specialisation of the kernel
         params = [np.ascontiguousarray(getattr(self, name + "_"), np.float64) for name in PARAMS]
         weights = np.ascontiguousarray(data.weights, dtype=np.float64)
-        if mode < 2:
+        diffuse = self._held["diffuse"]
+        if diffuse is not None:
+            seq_ll, stats, outs = diffuse_smoother(
+                Y, U, data.offsets, *params, diffuse, weights, mode
+            )
+        elif mode < 2:
             seq_ll, stats = kalman_stats(Y, U, data.offsets, groups, *params, weights, mode)
             outs = None
         else:

@@ -71,6 +71,11 @@ class _Outputs:
         """Draw one sequence: ``(Y (n_samples, n_features), states (n_samples, n_states))``."""
         n_samples = check_positive_int(n_samples, "n_samples")
         self._check_params()
+        if self._diffuse() is not None:
+            raise ValueError(
+                "the initial state is diffuse (infinite variance), so there is no first "
+                "state to draw; set initial_mean_ and a finite initial_cov_ to sample."
+            )
         rng = check_random_state(self.random_state if random_state is None else random_state)
         n, p, m = self.n_states, self.n_features_in_, self.n_inputs_
         if inputs is None:

@@ -78,6 +78,9 @@ class _Parameters:
         """A boolean mask (True = held fixed) of every parameter's entries."""
         shapes = self._shapes(p, m)
         masks = {name: np.zeros(shape, dtype=bool) for name, shape in shapes.items()}
+        if self._diffuse() is not None:  # a diffuse start is not estimated
+            held = ("initial_mean", "initial_cov")
+            masks.update({name: np.ones(shapes[name], dtype=bool) for name in held})
         spec = self.fixed
         if spec is None:
             return masks
@@ -121,12 +124,56 @@ class _Parameters:
             if mask.shape != shape:
                 raise ValueError(f"fixed[{name!r}] must have shape {shape}; got {mask.shape}.")
             masks[name] = mask.copy()
+        if self._diffuse() is not None:
+            masks.update({name: np.ones(shapes[name], dtype=bool) for name in held})
         return masks
+
+    def _diffuse(self) -> np.ndarray | None:
+        """The states of ``x_1`` that are diffuse (a boolean mask), or None for none:
+        ``initial_cov="diffuse"`` (all) or ``np.inf`` on its diagonal (those)."""
+        value = self.initial_cov
+        if value is None:
+            return None
+        if isinstance(value, str):
+            if value != "diffuse":
+                raise ValueError(f'initial_cov must be a matrix or "diffuse"; got {value!r}.')
+            return np.ones(self.n_states, dtype=bool)
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.ndim == 0:
+            return np.ones(self.n_states, dtype=bool) if np.isposinf(arr) else None
+        if arr.ndim != 2 or not np.isinf(arr).any():
+            return None
+        if arr.shape != (self.n_states, self.n_states):
+            raise ValueError(
+                f"initial_cov must have shape {(self.n_states,) * 2}; got {arr.shape}."
+            )
+        inf = np.isposinf(arr.diagonal())
+        off = arr.copy()
+        off[np.diag_indices(len(off))] = 0.0
+        if not inf.any() or not np.isfinite(off).all() or off[inf].any() or off[:, inf].any():
+            raise ValueError(
+                "initial_cov: np.inf may stand only on the diagonal (a diffuse state), with "
+                "zeros elsewhere in its row and column; give the other entries finite values."
+            )
+        return inf
 
     def _given(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
         value = getattr(self, name)
         if value is None:
             return None
+        if name == "initial_cov" and self._diffuse() is not None:
+            # P_*: the finite part, zero on the diffuse states
+            if isinstance(value, str):
+                return np.zeros(shape)
+            arr = np.array(value, dtype=np.float64)
+            if arr.ndim == 0:
+                return np.zeros(shape)
+            if arr.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
+            inf = self._diffuse()
+            arr[inf, :] = 0.0
+            arr[:, inf] = 0.0
+            return arr
         arr = np.array(value, dtype=np.float64)  # a copy: never the user's array
         if name in ("transition_cov", "observation_cov") and arr.shape != shape:
             k = shape[0]
@@ -260,6 +307,7 @@ class _Parameters:
         for name in ("transition_cov", "observation_cov"):  # diagonal entries held, if any
             kept = np.diag(value[name]).copy()
             held[name + "_kept"] = kept if kept.any() else None
+        held["diffuse"] = self._diffuse()  # worked out once, not per E-step
         self.__dict__["_held_cache"] = held
 
     @property
