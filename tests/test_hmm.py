@@ -8,7 +8,7 @@ from hmmlearn import hmm as hl
 from scipy.stats import multivariate_normal
 
 import latentem
-from latentem import ConvergenceWarning
+from latentem import ConvergenceWarning, NotFittedError
 from latentem.models.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 
 COV_TYPES = ["spherical", "diag", "full", "tied"]
@@ -309,7 +309,10 @@ def test_bad_input_gives_clear_errors(call, message):
 
 def test_bad_parameters_set_by_hand():
     model = GaussianHMM(2, init_params="")
-    with pytest.raises(ValueError, match="startprob_ is not set"):
+    with pytest.raises(NotFittedError, match="not fitted yet"):  # nothing set: scikit-learn's
+        model.score(np.zeros((5, 1)))
+    model.means_ = np.zeros((2, 1))
+    with pytest.raises(ValueError, match="startprob_ is not set"):  # some set: name the rest
         model.score(np.zeros((5, 1)))
     model.startprob_ = np.array([0.5, 0.6])
     model.transmat_ = np.eye(2)

@@ -20,6 +20,7 @@ from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 
 import latentem  # noqa: E402
 from latentem import (  # noqa: E402
+    GMMHMM,
     PPCA,
     CategoricalMixture,
     EMImputer,
@@ -334,12 +335,16 @@ def test_every_params_model_has_tags():
         FactorAnalysis,
         PPCA,
         lambda: MixtureOfFactorAnalyzers(2),
+        lambda: GaussianHMM(2),
+        lambda: GMMHMM(2, n_mix=2),
     ],
 )
 def test_check_estimator_passes(make):
     est = make()
     declared = est._sklearn_expected_failed_checks()
-    assert len(declared) <= 3 and all(len(reason) > 20 for reason in declared.values())
+    # an HMM's rows are time steps: the row-wise checks cannot apply (reasons given)
+    most = 5 if isinstance(est, GaussianHMM | GMMHMM) else 3
+    assert len(declared) <= most and all(len(reason) > 20 for reason in declared.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = check_estimator(est, on_fail=None, on_skip=None, expected_failed_checks=declared)
@@ -348,3 +353,64 @@ def test_check_estimator_passes(make):
     ]
     assert failed == []
     assert sum(r["status"] == "passed" for r in results) >= 35
+
+
+# ---------------------------------------------------------------- HMMs in scikit-learn's tools
+def _two_sequences():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 1, (60, 2)), rng.normal(2, 1, (40, 2))])
+    return X, np.array([60, 40])
+
+
+def test_hmm_reads_a_target_in_lengths_place_as_scikit_learns_unused_y():
+    X, lengths = _two_sequences()
+    y = np.repeat([0, 1, 2, 0], 25)  # class labels, one per row, as scikit-learn passes
+    plain = GaussianHMM(2, n_iter=5, random_state=0).fit(X)
+    with_y = GaussianHMM(2, n_iter=5, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(with_y.history_, plain.history_)
+    assert with_y.score(X, y) == plain.score(X)
+    # real lengths are still lengths, positionally as in hmmlearn
+    split = GaussianHMM(2, n_iter=5, random_state=0).fit(X, lengths)
+    assert split.score(X, lengths) != split.score(X)
+    with pytest.raises(ValueError, match="add up to"):
+        GaussianHMM(2).fit(X, [60, 30])  # not one per row: a wrong lengths, not a target
+
+
+def test_hmm_in_a_pipeline_and_grid_search():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = _two_sequences()
+    y = np.repeat([0, 1], 50)
+    pipe = make_pipeline(StandardScaler(), GaussianHMM(2, n_iter=5, random_state=0)).fit(X, y)
+    assert pipe.predict(X).shape == (100,)
+    search = GridSearchCV(GaussianHMM(n_iter=5, random_state=0), {"n_components": [1, 2]}, cv=2)
+    assert search.fit(X).best_params_["n_components"] in (1, 2)
+
+
+def test_hmm_sample_weight_per_row_must_be_constant_within_a_sequence():
+    X, lengths = _two_sequences()
+    per_seq = GaussianHMM(2, n_iter=5, random_state=0).fit(X, lengths, sample_weight=[2.0, 1.0])
+    per_row = GaussianHMM(2, n_iter=5, random_state=0).fit(
+        X, lengths, sample_weight=np.repeat([2.0, 1.0], lengths)
+    )
+    np.testing.assert_array_equal(per_row.history_, per_seq.history_)
+    ragged = np.ones(100)
+    ragged[0] = 3.0
+    with pytest.raises(ValueError, match="same on every row of a sequence"):
+        GaussianHMM(2).fit(X, lengths, sample_weight=ragged)
+
+
+def test_hmm_init_stores_bad_settings_and_fit_reports_them():
+    model = GaussianHMM(n_components="many", covariance_type="round")
+    assert model.get_params()["covariance_type"] == "round"
+    with pytest.raises(ValueError, match="n_components"):
+        model.fit(np.zeros((10, 1)))
+    model.set_params(n_components=2)
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        model.fit(np.zeros((10, 1)))
+    with pytest.raises(ValueError, match="Reshape your data"):
+        GaussianHMM(2).fit(np.arange(10.0))
+    with pytest.raises(ValueError, match="n_samples=1"):
+        GaussianHMM(1).fit(np.zeros((1, 2)))

@@ -25,6 +25,16 @@ from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 __all__ = ["GaussianEmission"]
 
 
+def initial_covariance(filled: np.ndarray, min_covar: float) -> np.ndarray:
+    """hmmlearn's starting covariance: the data's, plus ``min_covar`` on the diagonal."""
+    if len(filled) < 2:
+        raise ValueError(
+            "covars_ starts from the data's covariance, which needs at least 2 "
+            f"observations; got n_samples={len(filled)}."
+        )
+    return np.atleast_2d(np.cov(filled.T)) + min_covar * np.eye(filled.shape[1])
+
+
 @register_family(fitted=("n_features", "means_", "covariances_"), cli="gaussian")
 class GaussianEmission(MissingGaussianFamily, EmissionFamily):
     """K Gaussian states for an HMM: letters ``m`` (means) and ``c`` (covariances).
@@ -144,8 +154,7 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
             idx = kmeans_plusplus(filled, K, int(rng.integers(len(filled))), uniforms)
             self.means_, _, _ = lloyd(filled, np.ascontiguousarray(filled[idx]), 100)
         if "c" in letters:
-            D = self.n_features
-            cv = np.atleast_2d(np.cov(filled.T)) + self.min_covar * np.eye(D)
+            cv = initial_covariance(filled, self.min_covar)
             self.covariances_ = {
                 "spherical": np.full(K, np.diag(cv).mean()),
                 "tied": cv,
@@ -159,6 +168,18 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
                 "means_ and covars_ must be set before use: fit the model, include 'm' and "
                 "'c' in init_params, or set them by hand."
             )
+        # Scoring and decoding check the parameters at every call: skip the checks and
+        # the Cholesky factors while the values they were computed from stand (compared
+        # by value, so an array edited in place is seen).
+        key = (self.n_components, self.covariance_type)
+        last = self.__dict__.get("_checked")
+        if (
+            last is not None
+            and last[0] == key
+            and np.array_equal(last[1], self.means_)
+            and np.array_equal(last[2], self.covariances_)
+        ):
+            return
         means = np.asarray(self.means_, dtype=np.float64)
         if means.ndim != 2 or means.shape[0] != self.n_components:
             raise ValueError(
@@ -177,6 +198,15 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
         if not (np.isfinite(means).all() and np.isfinite(cov).all()):
             raise ValueError("means_ and covars_ must be finite.")
         self.set_parameters(means, cov)
+
+    def set_parameters(
+        self, means: np.ndarray, covariances: np.ndarray, *, copy: bool = True
+    ) -> None:
+        super().set_parameters(means, covariances, copy=copy)
+        # the values the precision factors now come from (check_params skips its work
+        # while they stand)
+        key = (self.n_components, self.covariance_type)
+        self._checked = (key, self.means_.copy(), self.covariances_.copy())
 
     @property
     def prior(self) -> NormalInverseWishart:

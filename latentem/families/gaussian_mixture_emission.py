@@ -23,6 +23,7 @@ from latentem.families.base import (
     register_family,
 )
 from latentem.families.gaussian import COVARIANCE_TYPES
+from latentem.families.gaussian_hmm import initial_covariance
 from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
@@ -147,7 +148,7 @@ class GaussianMixtureEmission(EmissionFamily):
                 f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}."
             )
         K, M = self.n_components, self.n_mix
-        self.n_features = D = X.shape[1]
+        self.n_features = X.shape[1]
         filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X).astype(np.float64)
         if "w" in letters:
             self.weights_ = np.full((K, M), 1.0 / M)
@@ -155,14 +156,14 @@ class GaussianMixtureEmission(EmissionFamily):
             if len(filled) < K * M:
                 raise ValueError(
                     f"{K} states x {M} mixture components need at least {K * M} observations "
-                    f"to initialise; X has {len(filled)}."
+                    f"to initialise; got n_samples={len(filled)}."
                 )
             # Rows in a canonical order: the start then depends on the set of rows, not
             # on their order or on how they are split into sequences.
             rows = np.ascontiguousarray(filled[np.lexsort(filled.T[::-1])])
             self.means_ = _nested_centres(rows, K, M, rng)
         if "c" in letters:
-            cv = np.atleast_2d(np.cov(filled.T)) + self.min_covar * np.eye(D)
+            cv = initial_covariance(filled, self.min_covar)
             self.covars_ = {
                 "full": np.tile(cv, (K, M, 1, 1)),
                 "tied": np.tile(cv, (K, 1, 1)),

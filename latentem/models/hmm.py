@@ -250,11 +250,13 @@ class GaussianHMM(HMM):
     ):
         from latentem.families.gaussian_hmm import GaussianEmission
 
-        super().__init__(
-            n_components,
-            GaussianEmission(n_components, covariance_type),
-            **_chain_settings(locals()),
-        )
+        try:
+            emission = GaussianEmission(n_components, covariance_type)
+        except (TypeError, ValueError):
+            # __init__ only stores settings (scikit-learn's rule): fit reports the bad
+            # one, when _family() hands the settings to this stand-in
+            emission = GaussianEmission(1)
+        super().__init__(n_components, emission, **_chain_settings(locals()))
         self.covariance_type = covariance_type
         self.min_covar = min_covar
         self.means_prior = means_prior
@@ -295,7 +297,7 @@ class GaussianHMM(HMM):
         cov = np.array(value, dtype=np.float64)
         if self.covariance_type == "spherical" and cov.ndim > 1 and cov.size == len(cov):
             cov = cov.reshape(-1)  # hmmlearn takes (n_components, 1) and the like too
-        self.emission.covariances_ = cov
+        self._family().covariances_ = cov  # in the layout of the current covariance_type
 
     @property
     def n_features(self) -> int | None:

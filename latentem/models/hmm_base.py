@@ -16,9 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from latentem._sklearn import (
+    check_n_features,
+    density_tags,
+    note_features,
+    precheck_table,
+)
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
-from latentem.base import InitParamsSetting, ParamsMixin
+from latentem.base import InitParamsSetting, ParamsMixin, not_fitted_error
 from latentem.kernels.hmm import scale_emissions
 from latentem.latent.markov import MarkovLatent
 from latentem.models.hmm_monitor import ConvergenceMonitor
@@ -73,17 +79,27 @@ class SequenceData(Sequences):
         self.post_buffer = None
 
 
-def _sequence_weights(sample_weight: Any, n_sequences: int) -> np.ndarray:
-    """Checked per-sequence weights."""
+def _sequence_weights(sample_weight: Any, offsets: np.ndarray) -> np.ndarray:
+    """Checked per-sequence weights: one per sequence, or one per row that is the
+    same on every row of a sequence (scikit-learn's tools pass weights per row)."""
+    n_sequences, n_rows = len(offsets) - 1, int(offsets[-1])
     w = np.asarray(sample_weight)
-    if w.dtype.kind not in "biuf" or w.shape != (n_sequences,):
+    if w.dtype.kind not in "biuf" or w.shape not in ((n_sequences,), (n_rows,)):
         raise ValueError(
             f"sample_weight must hold one number per sequence ({n_sequences}, as lengths "
-            f"says); got shape {w.shape}, dtype {w.dtype}."
+            f"says) or one per row ({n_rows}); got shape {w.shape}, dtype {w.dtype}."
         )
     w = w.astype(np.float64)
     if not np.isfinite(w).all() or (w < 0).any():
         raise ValueError("sample_weight must be finite and >= 0 (0 leaves a sequence out).")
+    if w.shape != (n_sequences,):  # per row: each sequence's rows must agree
+        first = w[offsets[:-1]]
+        if not np.array_equal(np.repeat(first, np.diff(offsets)), w):
+            raise ValueError(
+                "sample_weight given per row must be the same on every row of a sequence "
+                "(a weight belongs to a whole sequence); pass one weight per sequence."
+            )
+        w = first
     if not w.sum() > 0:
         raise ValueError("every sample weight is zero; give some sequences a positive weight.")
     return w
@@ -100,6 +116,45 @@ def _weighted_total(seq_ll: np.ndarray, weights: np.ndarray | None) -> float:
         return float(np.sum(seq_ll))
     keep = weights > 0
     return float(np.dot(weights[keep], np.asarray(seq_ll)[keep]))
+
+
+#: Why scikit-learn's row-wise checks cannot apply to an HMM.
+_ROWS_ARE_TIME_STEPS = (
+    "an HMM's rows are time steps of a sequence: a row's posterior depends on its "
+    "neighbours, so reordering or splitting the rows changes the results"
+)
+_WEIGHTS_PER_SEQUENCE = (
+    "a weight belongs to a whole sequence; per-row weights that differ within a "
+    "sequence are refused with a clear error"
+)
+
+
+def _shape(X: Any) -> tuple:
+    """X's shape, for anything ``np.asarray`` reads."""
+    shape = getattr(X, "shape", None)
+    return tuple(shape) if shape is not None else np.asarray(X).shape
+
+
+def _lengths_or_target(lengths: Any, n_rows: int) -> Any:
+    """hmmlearn's ``fit(X, lengths)`` next to scikit-learn's ``fit(X, y)``.
+
+    scikit-learn's tools (``Pipeline``, ``GridSearchCV``, its estimator checks)
+    pass a target ``y`` as fit's second positional argument; an HMM is
+    unsupervised and ignores it, as scikit-learn's clusterers do. An argument
+    with one entry per row is read as that ``y`` unless it is a valid list of
+    sequence lengths (n sequences of one row each): lengths are positive
+    and add up to the number of rows, a target with a 0 or any other total is not.
+    """
+    if lengths is None or hasattr(lengths, "columns"):
+        return lengths
+    arr = np.asarray(lengths)
+    if arr.ndim == 2 and arr.shape[1] == 1:  # a column vector y
+        arr = arr[:, 0]
+    if arr.shape == (n_rows,) and n_rows > 1:
+        valid = arr.dtype.kind in "iuf" and np.all(arr >= 1) and arr.sum() == n_rows
+        if not valid:
+            return None
+    return lengths
 
 
 def _offsets_from_lengths(lengths: Any, n_rows: int) -> np.ndarray:
@@ -131,6 +186,7 @@ _HMM_FITTED = (
     "n_iter_",
     "history_",
     "empty_states_",
+    "n_features_in_",
 )
 
 
@@ -326,8 +382,8 @@ class HMM(SaveMixin, ParamsMixin):
         if X is None or (hasattr(X, "__len__") and len(X) == 0):
             raise ValueError("X is empty (0 observations); pass at least one row.")
         # out-of-core rows (memmap, Chunked) are checked block by block during the fit
-        Xc = X if is_out_of_core(X) else family.validate_data(X)
-        offsets = _offsets_from_lengths(lengths, len(Xc))
+        Xc = X if is_out_of_core(X) else family.validate_data(precheck_table(self, X))
+        offsets = _offsets_from_lengths(_lengths_or_target(lengths, len(Xc)), len(Xc))
         lab = None
         if labels is not None:
             lab = np.asarray(labels)
@@ -504,9 +560,22 @@ class HMM(SaveMixin, ParamsMixin):
             data unweighted).
         """
         self._check_settings()
+        if len(_shape(X)) == 1:  # hmmlearn and scikit-learn read only 2-D X
+            raise ValueError(
+                "Expected 2D array, got 1D array instead. Reshape your data either using "
+                "array.reshape(-1, 1) if your data has a single feature (one observation "
+                "per row, as an HMM reads X) or array.reshape(1, -1) if it contains a "
+                "single sample."
+            )
+        note_features(self, X, reset=True)
         data = self._sequence_data(X, lengths, labels)
+        if len(data.X) < self.n_components:
+            raise ValueError(
+                f"n_components={self.n_components} is larger than the number of samples "
+                f"n_samples={len(data.X)}; pass more data or use fewer states."
+            )
         if sample_weight is not None:
-            data.weights = _sequence_weights(sample_weight, data.n_sequences)
+            data.weights = _sequence_weights(sample_weight, data.offsets)
         monitor = self.monitor_
         if type(monitor) is ConvergenceMonitor:  # ours: keep it in step with the settings
             monitor.tol, monitor.n_iter, monitor.verbose = self.tol, self.n_iter, self.verbose
@@ -534,6 +603,7 @@ class HMM(SaveMixin, ParamsMixin):
         finally:
             self.__dict__.pop("_fit_letters", None)
         self.monitor_ = monitor  # restarts may have restored a copy of the model
+        self.n_features_in_ = int(_shape(X)[1])
         self._record_fit(result, monitor)
         if self.empty_states_:
             warnings.warn(
@@ -617,13 +687,45 @@ class HMM(SaveMixin, ParamsMixin):
 
     def _fitted_data(self, X, lengths, labels=None) -> SequenceData:
         self._check_settings()
+        values = [getattr(h, a, None) for h, a in self._param_slots().values()]
+        if all(v is None for v in values):  # some set by hand: _check_params names the rest
+            raise not_fitted_error(self)
         self._check_params()
         if is_dask_array(X):  # scoring and decoding return per-row results: in memory
             X = np.asarray(X)
+        note_features(self, X, reset=False)
+        shape = _shape(X)
+        if "n_features_in_" in self.__dict__ and len(shape) in (1, 2):
+            check_n_features(self, shape[1] if len(shape) == 2 else 1, one_d=len(shape) == 1)
         return self._sequence_data(X, lengths, labels)
 
-    def score(self, X: Any, lengths: Any = None) -> float:
-        """Total log-likelihood of X (all sequences)."""
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted, or every parameter set by hand (hmmlearn predicts with those)."""
+        return all(getattr(h, a, None) is not None for h, a in self._param_slots().values())
+
+    def _sklearn_tags(self, tags: Any) -> Any:
+        return density_tags(tags, allow_nan=True)  # NaN marks a missing observation
+
+    def _sklearn_expected_failed_checks(self) -> dict[str, str]:
+        return {
+            "check_fit_score_takes_y": (
+                "fit's second argument is hmmlearn's `lengths`; a target y passed there, "
+                "as scikit-learn's tools do, is recognised and ignored"
+            ),
+            "check_methods_sample_order_invariance": _ROWS_ARE_TIME_STEPS,
+            "check_methods_subset_invariance": _ROWS_ARE_TIME_STEPS,
+            "check_sample_weights_not_overwritten": _WEIGHTS_PER_SEQUENCE,
+            "check_sample_weight_equivalence_on_dense_data": (
+                "an HMM's rows are time steps of a sequence: repeating a row changes the "
+                "sequence, so a weight of 2 is not a repeated row (weights belong to whole "
+                "sequences; tests/test_sample_weight_labels.py checks them as repeated "
+                "sequences)"
+            ),
+        }
+
+    def score(self, X: Any, lengths: Any = None, *, y: Any = None) -> float:
+        """Total log-likelihood of X (all sequences). ``y`` is scikit-learn's target,
+        ignored (see :func:`_lengths_or_target`)."""
         return self.log_likelihood(self._fitted_data(X, lengths))
 
     def score_per_sequence(self, X: Any, lengths: Any = None) -> np.ndarray:
