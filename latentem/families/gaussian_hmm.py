@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from latentem._validation import check_array
+from latentem._validation import all_finite, check_array
 from latentem.families.base import EmissionFamily, register_family
 from latentem.families.gaussian import covariance_shape
 from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan
@@ -88,9 +88,9 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
                 f"X has {X.shape[1]} features but the model has {self.n_features}; "
                 "pass data with the same columns as in fit."
             )
-        nan = np.isnan(X)
-        # nan.any() first: the column-wise all() is slow and complete data needs none
-        empty = nan.all(axis=0) if nan.any() else np.zeros(X.shape[1], dtype=bool)
+        if all_finite(X):  # complete data: no mask to make
+            return X
+        empty = np.isnan(X).all(axis=0)
         if empty.any():
             raise ValueError(
                 f"column {int(np.flatnonzero(empty)[0])} of X is entirely missing; drop it."

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latentem._validation import all_finite
 from latentem.families.gaussian import GaussianFamily, _rows_sum_to_one
 from latentem.kernels._dispatch import serial_when_small
 from latentem.kernels.gaussian_missing import (
@@ -261,11 +262,13 @@ class MissingGaussianFamily(GaussianFamily):
 
     def plan(self, X: np.ndarray) -> MissingPlan:
         """The :class:`MissingPlan` of X, cached by its NaN mask."""
-        nan = np.isnan(X)
-        if not nan.any():  # complete data: no hashing, one plan per shape
+        complete = all_finite(X)  # X is checked: only NaN can be non-finite
+        nan = None if complete else np.isnan(X)
+        if complete or not nan.any():  # complete data: no hashing, one plan per shape
             cached = getattr(self, "_complete_plan", None)
             if cached is None or cached.complete.size != X.shape[0]:
-                cached = _plan_from_mask(nan, b"complete" + repr(nan.shape).encode())
+                mask = np.zeros(X.shape, dtype=bool) if nan is None else nan
+                cached = _plan_from_mask(mask, b"complete" + repr(X.shape).encode())
                 self._complete_plan = cached
             return cached
         key = _mask_key(nan)

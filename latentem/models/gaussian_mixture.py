@@ -16,6 +16,7 @@ from latentem._sklearn import (
     note_features,
 )
 from latentem._validation import (
+    all_finite,
     check_array,
     check_positive_int,
     check_random_state,
@@ -249,8 +250,10 @@ class GaussianMixture(Mixture):
     @staticmethod
     def _check_gaps(X: np.ndarray) -> None:
         """NaN cells are gaps, marginalised; a column with nothing observed is refused."""
+        if all_finite(X):  # complete data: no mask to make
+            return
         nan = np.isnan(X)
-        if nan.any() and nan.all(axis=0).any():
+        if nan.all(axis=0).any():
             col = int(np.flatnonzero(nan.all(axis=0))[0])
             raise ValueError(
                 f"column {col} of X is entirely missing (NaN); drop it, since nothing can be "
