@@ -26,12 +26,15 @@ def check_array(
     min_samples: int = 1,
     min_features: int = 1,
     one_d_as_column: bool = True,
-) -> np.ndarray:
+    return_finite: bool = False,
+) -> Any:
     """Return X as a C-contiguous 2-D float64 or float32 array, or raise ValueError.
 
     float32 input stays float32; everything else numeric becomes float64.
     A 1-D array is read as n samples of one feature. The result may share
-    memory with X: callers must not write into it.
+    memory with X: callers must not write into it. ``return_finite`` also
+    returns whether every entry is finite (with ``allow_nan``: X has no NaN),
+    known from the same pass over X.
     """
     if hasattr(X, "dtypes") and hasattr(X, "columns"):  # a DataFrame
         bad = [str(c) for c, t in zip(X.columns, X.dtypes) if not np.issubdtype(t, np.number)]
@@ -59,17 +62,18 @@ def check_array(
     dtype = np.float32 if arr.dtype == np.float32 else np.float64
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if all_finite(arr):  # the common case, in one pass without a temporary mask
-        return arr
+        return (arr, True) if return_finite else arr
+    finite = bool(np.isfinite(arr).all())  # only a sum that overflowed gets here finite
     if allow_nan:
-        if np.isinf(arr).any():
+        if not finite and np.isinf(arr).any():
             raise ValueError(f"{name} contains inf; replace it with a finite value or NaN.")
-    elif not np.isfinite(arr).all():
+    elif not finite:
         kind = "NaN" if np.isnan(arr).any() else "inf"
         raise ValueError(
             f"{name} contains {kind}; this model needs finite values. Remove or impute those "
             "rows first (latentem's imputers handle missing values)."
         )
-    return arr
+    return (arr, finite) if return_finite else arr
 
 
 def as_numeric_array(X: Any, *, name: str = "X", one_d_as_column: bool = False) -> np.ndarray:

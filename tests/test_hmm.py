@@ -429,3 +429,15 @@ def test_squarem_for_hmms_reaches_the_same_optimum_in_fewer_passes(model_cls):
     plain, fast = fits[None], fits["squarem"]
     assert fast.monitor_.n_e_steps < plain.monitor_.n_e_steps
     assert fast.score(X) == pytest.approx(plain.score(X), abs=1e-3 * len(X) * 1e-3)
+
+
+def test_a_gap_written_into_x_after_a_score_is_seen_by_the_next_score():
+    # complete data are noted at validation so the missingness plan need not read X
+    # again; the note must not outlive an edit of the same array
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    model = GaussianHMM(2, n_iter=5, random_state=0).fit(X)
+    complete = model.score(X)
+    X[5, 0] = np.nan
+    with_gap = model.score(X)
+    assert np.isfinite(with_gap) and with_gap != complete
+    assert with_gap == model.score(X.copy())  # a new array: nothing noted about it

@@ -401,4 +401,5 @@ class GaussianFamily:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_kernel_cache"] = None
+        state.pop("_complete_X", None)  # a weak reference (see MissingGaussianFamily)
         return state

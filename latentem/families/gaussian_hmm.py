@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from latentem._validation import all_finite, check_array
+from latentem._validation import check_array
 from latentem.families.base import EmissionFamily, register_family
 from latentem.families.gaussian import covariance_shape
 from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan
@@ -82,13 +82,14 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
         EmissionFamily._finish_load(self)
 
     def validate_data(self, X: Any) -> np.ndarray:
-        X = check_array(X, allow_nan=True)
+        X, complete = check_array(X, allow_nan=True, return_finite=True)
         if self.n_features is not None and X.shape[1] != self.n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features but the model has {self.n_features}; "
                 "pass data with the same columns as in fit."
             )
-        if all_finite(X):  # complete data: no mask to make
+        self._note_complete(X, complete)  # plan() need not look again
+        if complete:  # no mask to make
             return X
         empty = np.isnan(X).all(axis=0)
         if empty.any():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -260,9 +261,16 @@ class MissingGaussianFamily(GaussianFamily):
         self._missing_cache = (U, np.ascontiguousarray(P), logdet, Linv)
         return self._missing_cache
 
+    def _note_complete(self, X: np.ndarray, complete: bool) -> None:
+        """Remember (weakly) whether just-validated X has no NaN, so that :meth:`plan`,
+        which follows validation in every fit, score and decode, need not read X again."""
+        self._complete_X = weakref.ref(X) if complete else None
+
     def plan(self, X: np.ndarray) -> MissingPlan:
         """The :class:`MissingPlan` of X, cached by its NaN mask."""
-        complete = all_finite(X)  # X is checked: only NaN can be non-finite
+        noted = self.__dict__.get("_complete_X")
+        # X is checked: only NaN can be non-finite
+        complete = (noted is not None and noted() is X) or all_finite(X)
         nan = None if complete else np.isnan(X)
         if complete or not nan.any():  # complete data: no hashing, one plan per shape
             cached = getattr(self, "_complete_plan", None)

@@ -150,7 +150,7 @@ def _lengths_or_target(lengths: Any, n_rows: int) -> Any:
     arr = np.asarray(lengths)
     if arr.ndim == 2 and arr.shape[1] == 1:  # a column vector y
         arr = arr[:, 0]
-    if arr.shape == (n_rows,) and n_rows > 1:
+    if arr.shape == (n_rows,):
         valid = arr.dtype.kind in "iuf" and np.all(arr >= 1) and arr.sum() == n_rows
         if not valid:
             return None
