@@ -394,6 +394,7 @@ def test_vec8_lanes_match_numpy():
 @pytest.mark.parametrize("K", [3, 8])
 def test_diag_gaussian_vector_kernels_match_numpy(K, kernel_path):
     from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8
+    from latentem.kernels.hmm_diag_gaussian8 import diag_gaussian_logprob8
 
     rng = np.random.default_rng(K)
     n, D = 500, 4
@@ -415,6 +416,9 @@ def test_diag_gaussian_vector_kernels_match_numpy(K, kernel_path):
     np.testing.assert_allclose(shift, ref_shift, rtol=1e-13)
     np.testing.assert_allclose(scaled, ref, rtol=1e-12, atol=1e-300)
     assert (scaled == 0).any()
+    out = np.empty((n, K))
+    getattr(diag_gaussian_logprob8, kernel_path)(X, cols, out)
+    np.testing.assert_allclose(out, logp, rtol=1e-12)
 
     W = rng.dirichlet(np.ones(K), size=n)
     means_t = np.zeros((D, 8))

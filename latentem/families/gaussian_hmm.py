@@ -20,6 +20,7 @@ from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPla
 from latentem.families.gaussian_priors import NormalInverseWishart
 from latentem.kernels.gaussian import gaussian_scaled_prob
 from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8, scale_emissions
+from latentem.kernels.hmm_diag_gaussian8 import diag_gaussian_logprob8
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
 __all__ = ["GaussianEmission"]
@@ -106,20 +107,34 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
         plan = self.plan(X) if plan is None else plan
         if plan.complete.size != X.shape[0]:
             return scale_emissions(self.log_prob(X, plan))
-        prec, logc = self._kernel_params()
         n = X.shape[0]
         scaled, shift = np.empty((n, self.n_components)), np.empty(n)
         if self._vector_states():
-            K, D = self.means_.shape
-            cols = np.zeros((2 * D + 1, 8))
-            cols[:D, :K] = self.means_.T
-            cols[D : 2 * D, :K] = prec[:, 0, :].T
-            cols[2 * D] = -np.inf
-            cols[2 * D, :K] = logc
-            diag_gaussian_scaled8(X, cols, scaled, shift)
+            diag_gaussian_scaled8(X, self._vector_columns(), scaled, shift)
         else:
+            prec, logc = self._kernel_params()
             gaussian_scaled_prob(X, self.means_, prec, logc, scaled, shift)
         return scaled, shift
+
+    def log_prob(self, X: np.ndarray, plan: MissingPlan | None = None) -> np.ndarray:
+        plan = self.plan(X) if plan is None else plan
+        if plan.complete.size != X.shape[0] or not self._vector_states():
+            return super().log_prob(X, plan)
+        out = np.empty((X.shape[0], self.n_components))
+        diag_gaussian_logprob8(X, self._vector_columns(), out)
+        return out
+
+    def _vector_columns(self) -> np.ndarray:
+        """The states' parameters packed one column per state for the 8-state vector
+        kernels (see :func:`~latentem.kernels.hmm_diag_gaussian8.diag_gaussian_scaled8`)."""
+        prec, logc = self._kernel_params()
+        K, D = self.means_.shape
+        cols = np.zeros((2 * D + 1, 8))
+        cols[:D, :K] = self.means_.T
+        cols[D : 2 * D, :K] = prec[:, 0, :].T
+        cols[2 * D] = -np.inf
+        cols[2 * D, :K] = logc
+        return cols
 
     def _vector_states(self) -> bool:
         """Whether the one-vector-per-row kernels apply: diagonal or spherical

@@ -3,7 +3,8 @@
 The Gaussian HMM's two passes over the data besides the recursions, written
 like the 8-state recursions of :mod:`latentem.kernels.hmm_vec8`:
 :func:`diag_gaussian_scaled8` (the scaled emission probabilities that
-forward-backward takes, without the (n, K) log-densities in between) and
+forward-backward takes, without the (n, K) log-densities in between),
+:func:`diag_gaussian_logprob8` (the log-densities, for Viterbi) and
 :func:`diag_gaussian_stats8` (the weighted statistics of the M-step). Both are
 also importable from :mod:`latentem.kernels.hmm`.
 """
@@ -18,7 +19,7 @@ from latentem.kernels._jit import lazy_names, njit, prange
 from latentem.kernels.hmm_vec8 import _FM
 from latentem.kernels.scaling import FLUSH
 
-__all__ = ["diag_gaussian_scaled8", "diag_gaussian_stats8"]
+__all__ = ["diag_gaussian_logprob8", "diag_gaussian_scaled8", "diag_gaussian_stats8"]
 
 (
     vadd,
@@ -82,6 +83,27 @@ def diag_gaussian_scaled8_jit(X, cols, scaled, shift):
 
 
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
+def diag_gaussian_logprob8_jit(X, cols, out):
+    """Diagonal Gaussian log-densities ``out[n, k]`` (what Viterbi takes), one vector
+    of states per row; ``cols`` as for :func:`diag_gaussian_scaled8_jit`."""
+    n, D = X.shape
+    K = out.shape[1]
+    per = (n + _ROW_PARTS - 1) // _ROW_PARTS
+    for part in prange(_ROW_PARTS):
+        for r in range(part * per, min(n, (part + 1) * per)):
+            maha = vzero()
+            for d in range(D):
+                t = vmul(vsub(vsplat(X[r, d]), vrow(cols, d)), vrow(cols, D + d))
+                maha = vadd(maha, vmul(t, t))
+            logp = vfma(vrow(cols, 2 * D), -0.5, maha)
+            if K == 8:
+                vstore(out, r, logp)
+            else:
+                for k in range(K):
+                    out[r, k] = vlane(logp, k)
+
+
+@njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
 def diag_gaussian_stats8_jit(X, post, means_t):
     """Weighted statistics of diagonal Gaussians about their means: ``nk`` (K,),
     ``S = sum_n post[n, k] (x_n - mu_k)`` (K, D) and the same of the squares ``Q``
@@ -119,4 +141,5 @@ def diag_gaussian_stats8_jit(X, post, means_t):
 
 # Public kernels: NumPy below the small-input threshold, compiled above (see _dispatch).
 diag_gaussian_scaled8 = Kernel(diag_gaussian_scaled8_jit, small.diag_gaussian_scaled8)
+diag_gaussian_logprob8 = Kernel(diag_gaussian_logprob8_jit, small.diag_gaussian_logprob8)
 diag_gaussian_stats8 = Kernel(diag_gaussian_stats8_jit, small.diag_gaussian_stats8)

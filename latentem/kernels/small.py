@@ -393,13 +393,22 @@ def viterbi(log_b, offsets, groups, log_startprob, log_transmat):
     return states, seq_logprob
 
 
+def _diag_gaussian_logp8(X, cols):
+    """(n, 8) diagonal Gaussian log-densities from the packed ``cols``."""
+    D = X.shape[1]
+    t = (X[:, :, None] - cols[None, :D]) * cols[None, D : 2 * D]
+    return cols[2 * D] - 0.5 * np.einsum("ndk,ndk->nk", t, t)
+
+
+def diag_gaussian_logprob8(X, cols, out):
+    """NumPy :func:`latentem.kernels.hmm_diag_gaussian8.diag_gaussian_logprob8`."""
+    out[...] = _diag_gaussian_logp8(_f64(X), cols)[:, : out.shape[1]]
+
+
 def diag_gaussian_scaled8(X, cols, scaled, shift):
     """NumPy :func:`latentem.kernels.hmm.diag_gaussian_scaled8`."""
-    X = _f64(X)
-    D = X.shape[1]
     K = scaled.shape[1]
-    t = (X[:, :, None] - cols[None, :D]) * cols[None, D : 2 * D]
-    logp = cols[2 * D] - 0.5 * np.einsum("ndk,ndk->nk", t, t)
+    logp = _diag_gaussian_logp8(_f64(X), cols)
     m = logp.max(axis=1)
     shift[...] = m
     scaled[...] = _exp_flushed(logp - m[:, None])[:, :K]
