@@ -30,10 +30,36 @@ from latentem.families.gaussian_missing import (
     missing_plan,
 )
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
-from latentem.kernels.mixed import categorical_counts, categorical_logprob
+from latentem.kernels.mixed import (
+    categorical_counts,
+    categorical_logprob,
+    cg_rows,
+    cg_stats,
+    spd_solve,
+)
+from latentem.kernels.mixed import pattern_tables as _pattern_tables
 from latentem.latent import CategoricalLatent
 
-__all__ = ["_MixedEM", "draw_classes"]
+__all__ = ["_MixedEM", "draw_classes", "pattern_tables"]
+
+#: Prior weights, in rows, of the conditional-Gaussian part (``effects=True``): each
+#: level's effect on the continuous means is shrunk towards 0 with the observed
+#: variances, and each class's intercept too, very weakly (keeps rare levels and
+#: empty classes identified; part of the objective).
+EFFECT_PRIOR = 1.0
+INTERCEPT_PRIOR = 0.01
+
+
+def pattern_tables(cov: np.ndarray, observed: np.ndarray) -> tuple:
+    """:func:`latentem.kernels.mixed.pattern_tables`, with a covariance that is not
+    positive definite reported as a ValueError saying what to do."""
+    try:
+        return _pattern_tables(np.ascontiguousarray(cov), np.ascontiguousarray(observed))
+    except ValueError:
+        raise ValueError(
+            "a class covariance is not numerically positive definite; pass a larger ridge "
+            "or fewer classes."
+        ) from None
 
 
 def draw_classes(resp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -46,7 +72,15 @@ class _MixedEM:
     """A :class:`latentem.LatentModel` over a mixed table with gaps (see the module)."""
 
     def __init__(
-        self, n_components, n_continuous, n_levels, alpha, ridge, prior_var, covariance_type="full"
+        self,
+        n_components,
+        n_continuous,
+        n_levels,
+        alpha,
+        ridge,
+        prior_var,
+        covariance_type="full",
+        effects=False,
     ):
         K = int(n_components)
         self.covariance_type = covariance_type
@@ -63,6 +97,11 @@ class _MixedEM:
             self.cat = CategoricalColumnsFamily(K, self.n_levels, probs_prior=1.0 + self.alpha)
             self.cat.n_levels_ = self.n_levels.copy()
         self.latent = CategoricalLatent(K)
+        # the conditional-Gaussian part: each level shifts the continuous means
+        self.effects = bool(effects) and self.gauss is not None and self.cat is not None
+        if self.effects:
+            self.offsets = np.concatenate([[0], np.cumsum(self.n_levels)[:-1]]).astype(np.int64)
+            self.coef_ = np.zeros((int(self.n_levels.sum()), Dc))
 
     # ------------------------------------------------------------------ data
     def validate_data(self, Z: np.ndarray) -> np.ndarray:
@@ -75,6 +114,7 @@ class _MixedEM:
         self.Xc = np.ascontiguousarray(Z[:, :Dc])
         self.codes = np.ascontiguousarray(np.where(np.isnan(Z[:, Dc:]), -1, Z[:, Dc:]), np.int64)
         self.plan = missing_plan(self.Xc) if Dc else None
+        self.patterns = _patterns(self.Xc)
         self._attached = Z
 
     def _ensure(self, Z: np.ndarray) -> None:
@@ -82,13 +122,22 @@ class _MixedEM:
             self.attach(Z)
 
     def __getstate__(self) -> dict:  # copies carry parameters, not the attached rows
-        drop = ("_attached", "Xc", "codes", "plan")
+        drop = ("_attached", "Xc", "codes", "plan", "patterns")
         return {k: v for k, v in self.__dict__.items() if k not in drop}
 
     def blocks(self, Z: np.ndarray) -> tuple:
         """``(Xc, codes, plan)`` of any table Z (the attached one without recomputing)."""
         self._ensure(Z)
         return self.Xc, self.codes, self.plan
+
+    def _cg_args(self, Z: np.ndarray) -> tuple:
+        """The arguments of the conditional-Gaussian kernels for table Z."""
+        self._ensure(Z)
+        pat, observed = self.patterns
+        prec, reg, ccov, cst = pattern_tables(self.gauss.full_covariances(), observed)
+        tail = (self.gauss.means_, self.coef_, self.offsets, self.n_levels)
+        tail += (self._log_probs(), self.latent.log_weights())
+        return (self.Xc, self.codes, pat, prec, reg, ccov, cst) + tail
 
     # ------------------------------------------------------------------ start
     def init_params(self, Z: np.ndarray, rng: np.random.Generator) -> None:
@@ -118,6 +167,8 @@ class _MixedEM:
             valid = np.arange(L)[None, :] < self.n_levels[:, None]
             self.cat.probs_ = np.tile(valid / valid.sum(axis=1, keepdims=True), (K, 1, 1))
         self.latent = CategoricalLatent(K)
+        if self.effects:
+            self.coef_ = np.zeros_like(self.coef_)
         self.m_step(self._stats(Xc, codes, plan, W))
 
     def _features(self, Xc: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -158,6 +209,9 @@ class _MixedEM:
         return W.sum(axis=0), g, c
 
     def e_step(self, Z: np.ndarray) -> tuple[tuple, float]:
+        if self.effects:
+            ll, szz, sxz, sxx, cnt = cg_stats(*self._cg_args(Z))
+            return ("cg", szz, sxz, sxx, cnt), float(ll.sum())
         Xc, codes, plan = self.blocks(Z)
         if self.n_components == 1 and self.gauss is not None:
             # one class: the continuous block's fused pass gives statistics and likelihood
@@ -176,16 +230,28 @@ class _MixedEM:
 
     def row_log_likelihood(self, Z: np.ndarray) -> np.ndarray:
         """Log-likelihood of each row's observed cells, (n,)."""
+        if self.effects:
+            return cg_stats(*self._cg_args(Z))[0]
         return logsumexp(self.row_log_prob(Z) + self.latent.log_weights(), axis=1)
 
     def posteriors(self, Z: np.ndarray) -> np.ndarray:
         """Class posteriors (n, K) of each row given its observed cells."""
+        if self.effects:
+            return self.cg_rows(Z)[0]
         if self.n_components == 1:
             return np.ones((Z.shape[0], 1))
         return self.latent.posteriors(self.row_log_prob(Z))[0]
 
+    def cg_rows(self, Z: np.ndarray, u: np.ndarray | None = None) -> tuple:
+        """:func:`latentem.kernels.mixed.cg_rows` on Z (``u``: uniforms for a draw)."""
+        args = self._cg_args(Z)
+        u = np.zeros(Z.shape[0]) if u is None else u
+        return cg_rows(*args[:5], *args[6:], u)
+
     # ------------------------------------------------------------------ M-step
     def m_step(self, stats: tuple) -> None:
+        if isinstance(stats[0], str):  # ("cg", ...): the conditional-Gaussian E-step
+            return self._m_step_cg(*stats[1:])
         nk, g, c = stats
         self.latent.m_step(nk)
         if self.gauss is not None:
@@ -197,9 +263,53 @@ class _MixedEM:
         if self.cat is not None:
             self.cat.m_step(c, "p")
 
+    def _m_step_cg(self, szz, sxz, sxx, cnt) -> None:
+        """Conditional maximisation (ECM, each step raises the objective): weights and
+        level probabilities; then intercepts and effects given the covariances; then
+        the covariances given those."""
+        nk = szz[:, 0, 0]
+        self.latent.m_step(nk)
+        self.cat.m_step(cnt, "p")
+        K, Dc, Q = self.n_components, self.n_continuous, self.coef_.shape[0]
+        G = K + Q
+        P = self.gauss._precision_parts()[1]
+        inv_var = 1.0 / self.prior_var
+        # generalised least squares for theta (G, Dc) = (intercepts; effects), with the
+        # priors: column-major vec of its transpose, as kron(S, P) vec(A) = vec(P A S)
+        lhs = np.zeros((G * Dc, G * Dc))
+        rhs = np.zeros((G, Dc))
+        full_szz = np.zeros((K, G, G))
+        full_sxz = np.zeros((K, G, Dc))
+        for k in range(K):
+            idx = np.concatenate([[k], K + np.arange(Q)])
+            full_szz[k][np.ix_(idx, idx)] = szz[k]
+            full_sxz[k][idx] = sxz[k]
+            lhs += np.kron(full_szz[k], P[k])
+            rhs += full_sxz[k] @ P[k]
+        prior = np.concatenate([np.full(K, INTERCEPT_PRIOR), np.full(Q, EFFECT_PRIOR)])
+        lhs += np.kron(np.diag(prior), np.diag(inv_var))
+        theta = spd_solve(lhs, rhs.reshape(-1, 1)).reshape(G, Dc)
+        means, self.coef_ = theta[:K].copy(), theta[K:].copy()
+        # expected residual cross-products per class
+        E = np.empty((K, Dc, Dc))
+        for k in range(K):
+            A = theta.T  # (Dc, G)
+            cross = A @ full_sxz[k]
+            E[k] = sxx[k] - cross - cross.T + A @ full_szz[k] @ A.T
+        D = np.diag(self.prior_var)
+        if self.covariance_type == "tied":
+            cov = (E.sum(axis=0) + self.ridge * D) / (nk.sum() + self.ridge)
+        else:
+            cov = (E + self.ridge * D) / (nk + self.ridge)[:, None, None]
+        self.gauss.set_parameters(means, 0.5 * (cov + np.swapaxes(cov, -1, -2)))
+
     def log_prior(self) -> float:
         """Log-density (up to a constant) of the ridge and Dirichlet priors."""
         total = 0.0
+        if self.effects:
+            mu = self.gauss.means_
+            total -= 0.5 * INTERCEPT_PRIOR * float((mu**2 / self.prior_var).sum())
+            total -= 0.5 * EFFECT_PRIOR * float((self.coef_**2 / self.prior_var).sum())
         if self.gauss is not None and self.ridge > 0:
             _, P, logdet = self.gauss._precision_parts()
             trace = np.einsum("kjj,j->k", P, self.prior_var)
@@ -213,8 +323,21 @@ class _MixedEM:
 
     # ------------------------------------------------------------------ filling
     def level_probabilities(self, resp: np.ndarray) -> np.ndarray:
-        """P(level | row's observed cells), (n, Dk, L), for every categorical column."""
+        """P(level | row's observed cells), (n, Dk, L), for every categorical column,
+        from the class posteriors ``resp`` (the latent-class-only model)."""
         return np.einsum("nk,kdl->ndl", resp, self.cat.probs_)
+
+    def conditional_fills(self, Z: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The continuous block with its gaps at their conditional means (n, Dc) and the
+        level probabilities (n, Dk, L), given each row's observed cells (None for an
+        absent block)."""
+        if self.effects:
+            _, fill, probs = self.cg_rows(Z)[:3]
+            return fill, probs
+        resp = self.posteriors(Z)
+        fill = self.fill_continuous(Z, resp) if self.gauss is not None else None
+        probs = self.level_probabilities(resp) if self.cat is not None else None
+        return fill, probs
 
     def regressions(self, n_obs: np.ndarray) -> np.ndarray:
         """Each class's per-column Bayesian ridge regressions (K, Dc, Dc) on the others,
@@ -236,7 +359,10 @@ class _MixedEM:
 
     def draw(self, Z: np.ndarray, resp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Z with every gap drawn from its conditional distribution: first each row's
-        class from its posterior, then the gaps given the class."""
+        class from its posterior, then the gaps given the class (with category effects:
+        the class and the categorical gaps jointly, then the continuous gaps)."""
+        if self.effects:
+            return self._draw_cg(Z, rng)
         Xc, codes, plan = self.blocks(Z)
         comp = draw_classes(resp, rng)
         out = np.array(Z)
@@ -249,3 +375,30 @@ class _MixedEM:
             drawn = np.minimum((u > cum).sum(axis=-1), self.n_levels - 1)
             out[:, self.n_continuous :] = np.where(gaps, drawn, codes)
         return out
+
+    def _draw_cg(self, Z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        _, _, _, comp, xhat, levels = self.cg_rows(Z, rng.random(Z.shape[0]))
+        pat, observed = self.patterns
+        ccov = pattern_tables(self.gauss.full_covariances(), observed)[2]
+        out = np.array(Z)
+        Dc = self.n_continuous
+        noise = rng.standard_normal(xhat.shape)
+        for p, obs in enumerate(observed):
+            mi = np.flatnonzero(~obs)
+            if mi.size == 0:
+                continue
+            for k in range(self.n_components):
+                rows = np.flatnonzero((pat == p) & (comp == k))
+                if rows.size:
+                    chol = np.linalg.cholesky(ccov[k, p][np.ix_(mi, mi)])
+                    xhat[rows[:, None], mi] += noise[rows[:, None], mi] @ chol.T
+        out[:, :Dc] = xhat
+        out[:, Dc:] = levels
+        return out
+
+
+def _patterns(Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's gap pattern of the continuous block (n,) and the patterns' observed
+    flags (npat, Dc)."""
+    observed, pat = np.unique(~np.isnan(Xc), axis=0, return_inverse=True)
+    return np.ascontiguousarray(pat.ravel(), dtype=np.int64), observed

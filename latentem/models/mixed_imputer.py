@@ -192,6 +192,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         n_init: int = 1,
         round_integers: bool = True,
         shrinkage: bool = True,
+        category_effects: bool = True,
         random_state: Any = None,
         verbose: int = 0,
     ) -> None:
@@ -207,6 +208,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         self.n_init = n_init
         self.round_integers = round_integers
         self.shrinkage = shrinkage
+        self.category_effects = category_effects
         self.random_state = random_state
         self.verbose = verbose
 
@@ -263,7 +265,9 @@ class MixedImputer(ParamsMixin, SaveMixin):
         ct = self.covariance_type
 
         def build(K):
-            return _MixedEM(K, Dc, n_levels, self.alpha, self.ridge, prior_var, ct)
+            return _MixedEM(
+                K, Dc, n_levels, self.alpha, self.ridge, prior_var, ct, self.category_effects
+            )
 
         if isinstance(self.n_components, str):
             K, self.component_scores_ = self._choose_k(Z, build, rng)
@@ -415,15 +419,20 @@ class MixedImputer(ParamsMixin, SaveMixin):
         if not gaps.any():
             return rebuild(X, self._schema, Z, gaps)
         model = self._model
-        resp = model.posteriors(Z)
         out = Z.copy()
         Dc = model.n_continuous
+        if model.effects:
+            F, probs = model.conditional_fills(Z)
+        else:
+            resp = model.posteriors(Z)
+            F, probs = None, model.level_probabilities(resp) if model.cat is not None else None
+            if Dc and gaps[:, :Dc].any():
+                coef = model.regressions(self._n_observed()) if self.shrinkage else None
+                F = model.fill_continuous(Z, resp, coef)
         if Dc and gaps[:, :Dc].any():
-            coef = model.regressions(self._n_observed()) if self.shrinkage else None
-            F = model.fill_continuous(Z, resp, coef)
             out[:, :Dc] = self._finish_continuous(F, gaps[:, :Dc])
         if model.cat is not None and gaps[:, Dc:].any():
-            best = model.level_probabilities(resp).argmax(axis=-1)
+            best = probs.argmax(axis=-1)
             out[:, Dc:] = np.where(gaps[:, Dc:], best, Z[:, Dc:])
         return rebuild(X, self._schema, out, gaps)
 
@@ -452,7 +461,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         if model.cat is None:
             return {}
         Dc = model.n_continuous
-        P = model.level_probabilities(model.posteriors(Z))
+        P = model.conditional_fills(Z)[1]
         out = {}
         for d, col in enumerate(self._schema.categorical):
             p = P[:, d, : len(col.levels)].copy()
@@ -550,6 +559,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
                 "gauss": m.gauss,
                 "cat": m.cat,
                 "latent": m.latent,
+                "coef": m.coef_ if m.effects else None,
             }
             if "component_scores_" in self.__dict__:
                 scores = self.component_scores_.items()
@@ -576,8 +586,11 @@ class MixedImputer(ParamsMixin, SaveMixin):
             imp.ridge,
             np.asarray(fitted["prior_var"], dtype=np.float64),
             imp.covariance_type,
+            imp.category_effects,
         )
         model.gauss, model.cat, model.latent = fitted["gauss"], fitted["cat"], fitted["latent"]
+        if model.effects:
+            model.coef_ = np.asarray(fitted["coef"], dtype=np.float64)
         imp._model = model
 
         class _Result:  # what _set_result reads
