@@ -1,5 +1,6 @@
 """MixedImputer: one latent-class model over continuous, integer, binary and categorical columns."""
 
+import itertools
 import os
 import tempfile
 
@@ -10,6 +11,10 @@ from latentem import MixedImputer, pool_estimates
 from latentem.kernels.mixed import (
     categorical_counts,
     categorical_logprob,
+    cg_rows,
+    cg_stats,
+    pattern_tables,
+    spd_solve,
 )
 from latentem.persistence import load
 
@@ -68,6 +73,177 @@ def test_kernels_match_numpy_reference():
     np.testing.assert_allclose(categorical_logprob.numpy(codes, logp), ref_lp, rtol=1e-12)
     np.testing.assert_allclose(categorical_counts.jit(codes, W, L), ref_c, rtol=1e-12)
     np.testing.assert_allclose(categorical_counts.numpy(codes, W, L), ref_c, rtol=1e-12)
+
+
+def _cg_problem(seed=5, n=60, K=2):
+    """Random inputs of the conditional-Gaussian kernels: gaps of both kinds, some rows
+    with every categorical cell missing."""
+    rng = np.random.default_rng(seed)
+    Dc, nlev = 3, np.array([2, 3, 2])
+    D, L = nlev.size, int(nlev.max())
+    X = rng.normal(size=(n, Dc))
+    X[rng.random((n, Dc)) < 0.3] = np.nan
+    X[0] = np.nan  # a row with no continuous cell
+    codes = np.stack([rng.integers(0, nlev[d], n) for d in range(D)], axis=1)
+    codes[rng.random((n, D)) < 0.35] = -1
+    codes[1] = -1
+    A = rng.normal(size=(K, Dc, Dc))
+    cov = A @ np.swapaxes(A, 1, 2) + np.eye(Dc)
+    mu = rng.normal(size=(K, Dc))
+    B = rng.normal(size=(int(nlev.sum()), Dc))
+    off = np.concatenate([[0], np.cumsum(nlev)[:-1]]).astype(np.int64)
+    p = rng.random((K, D, L)) * (np.arange(L)[None, None, :] < nlev[None, :, None])
+    with np.errstate(divide="ignore"):
+        logp = np.log(p / p.sum(axis=-1, keepdims=True))
+    logw = np.log(rng.dirichlet(np.ones(K)))
+    return X, np.ascontiguousarray(codes, np.int64), cov, mu, B, off, nlev, logp, logw
+
+
+def _cg_reference(X, codes, cov, mu, B, off, nlev, logp, logw):
+    """Plain enumeration of every row's (class, gap levels) states, from the covariances
+    directly: row log-likelihoods, the kernel's statistics, and per-row fills."""
+    n, Dc = X.shape
+    K, D, L = logp.shape
+    Z = 1 + B.shape[0]
+    ll = np.zeros(n)
+    szz, sxz = np.zeros((K, Z, Z)), np.zeros((K, Z, Dc))
+    sxx, cnt = np.zeros((K, Dc, Dc)), np.zeros((K, D, L))
+    resp, fill, probs = np.zeros((n, K)), np.zeros((n, Dc)), np.zeros((n, D, L))
+    for i in range(n):
+        o, m = ~np.isnan(X[i]), np.isnan(X[i])
+        gaps = np.flatnonzero(codes[i] < 0)
+        states = []
+        for k in range(K):
+            for combo in itertools.product(*[range(nlev[d]) for d in gaps]):
+                lev = codes[i].copy()
+                lev[gaps] = combo
+                z = np.zeros(Z)
+                z[0] = 1.0
+                z[1 + off + lev] = 1.0
+                mean = mu[k] + B[off + lev].sum(axis=0)
+                S = cov[k]
+                r = X[i, o] - mean[o]
+                logdet = np.linalg.slogdet(S[np.ix_(o, o)])[1] if o.any() else 0.0
+                quad = r @ np.linalg.solve(S[np.ix_(o, o)], r) if o.any() else 0.0
+                lj = logw[k] + logp[k, np.arange(D), lev].sum()
+                lj += -0.5 * (quad + logdet + o.sum() * np.log(2 * np.pi))
+                xhat = X[i].copy()
+                C = np.zeros((Dc, Dc))
+                if m.any():
+                    R = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)]) if o.any() else 0
+                    xhat[m] = mean[m] + (R @ r if o.any() else 0.0)
+                    C[np.ix_(m, m)] = S[np.ix_(m, m)] - (R @ S[np.ix_(o, m)] if o.any() else 0)
+                states.append((k, lev, z, xhat, C, lj))
+        top = max(s[-1] for s in states)
+        ll[i] = top + np.log(sum(np.exp(s[-1] - top) for s in states))
+        for k, lev, z, xhat, C, lj in states:
+            w = np.exp(lj - ll[i])
+            szz[k] += w * np.outer(z, z)
+            sxz[k] += w * np.outer(z, xhat)
+            sxx[k] += w * (np.outer(xhat, xhat) + C)
+            cnt[k, np.arange(D), lev] += w
+            resp[i, k] += w
+            fill[i] += w * xhat
+            probs[i, np.arange(D), lev] += w
+    return ll, (szz, sxz, sxx, cnt), (resp, fill, probs)
+
+
+def _python_pattern_tables(cov, observed):
+    K, Dc = cov.shape[:2]
+    out = [np.zeros((K, len(observed), Dc, Dc)) for _ in range(3)] + [np.zeros((K, len(observed)))]
+    for p, obs in enumerate(observed):
+        o, m = np.flatnonzero(obs), np.flatnonzero(~obs)
+        for k in range(K):
+            S = cov[k]
+            inv = np.linalg.inv(S[np.ix_(o, o)])
+            R = S[np.ix_(m, o)] @ inv
+            out[0][k, p][np.ix_(o, o)] = inv
+            out[1][k, p][np.ix_(m, o)] = R
+            out[2][k, p][np.ix_(m, m)] = S[np.ix_(m, m)] - R @ S[np.ix_(o, m)]
+            logdet = np.linalg.slogdet(S[np.ix_(o, o)])[1] if o.size else 0.0
+            out[3][k, p] = -0.5 * (logdet + o.size * np.log(2 * np.pi))
+    return out
+
+
+def test_conditional_gaussian_kernels_match_enumeration():
+    X, codes, cov, mu, B, off, nlev, logp, logw = _cg_problem()
+    observed, pat = np.unique(~np.isnan(X), axis=0, return_inverse=True)
+    pat = np.ascontiguousarray(pat.ravel(), np.int64)
+    tables = pattern_tables(cov, observed)
+    for got, want in zip(tables, _python_pattern_tables(cov, observed)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    prec, reg, ccov, cst = tables
+    ll_ref, stats_ref, rows_ref = _cg_reference(X, codes, cov, mu, B, off, nlev, logp, logw)
+    tail = (mu, B, off, nlev, logp, logw)
+    ll, *stats = cg_stats(X, codes, pat, prec, reg, ccov, cst, *tail)
+    np.testing.assert_allclose(ll, ll_ref, rtol=1e-10)
+    for got, want in zip(stats, stats_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+    u = np.random.default_rng(0).random(X.shape[0])
+    resp, fill, probs, comp, xhat, lev = cg_rows(X, codes, pat, prec, reg, cst, *tail, u)
+    for got, want in zip((resp, fill, probs), rows_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    # drawn states keep the observed cells and have the drawn class's conditional means
+    seen = codes >= 0
+    assert (lev[seen] == codes[seen]).all()
+    assert ((lev >= 0) & (lev < nlev)).all()
+    np.testing.assert_array_equal(xhat[~np.isnan(X)], X[~np.isnan(X)])
+    assert set(comp) <= set(range(mu.shape[0]))
+    A = np.random.default_rng(1).normal(size=(40, 40))
+    A = A @ A.T + np.eye(40)
+    b = np.random.default_rng(2).normal(size=(40, 3))
+    np.testing.assert_allclose(spd_solve(A, b), np.linalg.solve(A, b), rtol=1e-9)
+
+
+def shifted_table(n=600, seed=0, frac=0.3):
+    """Three independent categorical columns whose levels each shift the mean of two
+    correlated continuous columns: the shifts add up, so a latent-class model needs a
+    class per combination (36) where category effects need one class."""
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.integers(0, 3, n), rng.integers(0, 4, n), rng.integers(0, 3, n)
+    shift = np.array([-2.0, 0.0, 2.0])[a] + np.array([-1.5, -0.5, 0.5, 1.5])[b] + 1.0 * c
+    e = rng.multivariate_normal([0, 0], [[1.0, 0.6], [0.6, 1.0]], n)
+    df = pd.DataFrame(
+        {
+            "a": pd.Categorical(np.array(["x", "y", "z"])[a]),
+            "b": pd.Categorical(np.array(["p", "q", "r", "s"])[b]),
+            "c": pd.Categorical(np.array(["u", "v", "w"])[c]),
+            "y1": shift + e[:, 0],
+            "y2": -0.5 * shift + e[:, 1],
+        }
+    )
+    gappy = df.copy()
+    for col in df.columns:
+        gappy.loc[rng.random(n) < frac, col] = np.nan
+    return df, gappy
+
+
+def test_category_effects_beat_latent_classes_alone():
+    df, gappy = shifted_table()
+    hidden = gappy[["y1", "y2"]].isna().to_numpy()
+    truth = df[["y1", "y2"]].to_numpy()[hidden]
+    rmse, acc = {}, {}
+    for effects in (True, False):
+        imp = MixedImputer(n_components=2, category_effects=effects, random_state=0)
+        out = imp.fit_transform(gappy)
+        obj = imp.objective_history_
+        assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj[1:]))
+        rmse[effects] = np.sqrt(np.mean((out[["y1", "y2"]].to_numpy()[hidden] - truth) ** 2))
+        hid = gappy["a"].isna().to_numpy()
+        acc[effects] = np.mean(out["a"][hid] == df["a"][hid])
+    # seen: RMSE 1.36 against 1.59 (hidden levels keep part of the shift unknown),
+    # accuracy on hidden levels of a 0.74 against 0.53
+    assert rmse[True] < 0.9 * rmse[False]
+    assert acc[True] > acc[False] + 0.1
+
+
+def test_category_effects_recovered():
+    df, _ = shifted_table(n=3000, frac=0.0)
+    imp = MixedImputer(n_components=1, random_state=0).fit(df)
+    B = imp._model.coef_  # (levels, continuous), identified up to a shift per column
+    a_effect = B[2, 0] - B[0, 0]  # level z minus level x of column a on y1: 4
+    assert abs(a_effect - 4.0) < 0.2
+    assert abs((B[2, 1] - B[0, 1]) - (-2.0)) < 0.2
 
 
 # ---------------------------------------------------------------------- fitting
