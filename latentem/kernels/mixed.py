@@ -109,19 +109,30 @@ def _row_levels(code, nlev, m, lev):
 
 
 @njit(cache=True)
-def _row_mean(x, mu_k, B, off, lev, mean, res):
+def _row_base(code, B, off, base):
+    """Sum of the effects of a row's observed levels (the same in every state)."""
+    base[:] = 0.0
+    for d in range(code.size):
+        if code[d] >= 0:
+            for j in range(base.size):
+                base[j] += B[off[d] + code[d], j]
+
+
+@njit(cache=True)
+def _row_mean(x, mu_k, base, B, off, code, lev, mean, res):
     """Mean of the continuous block given class and levels, and the observed residuals
     (0 at gaps)."""
     for j in range(x.size):
-        v = mu_k[j]
+        v = mu_k[j] + base[j]
         for d in range(lev.size):
-            v += B[off[d] + lev[d], j]
+            if code[d] < 0:
+                v += B[off[d] + lev[d], j]
         mean[j] = v
         res[j] = 0.0 if np.isnan(x[j]) else x[j] - v
 
 
 @njit(cache=True)
-def _row_joint(x, code, p, prec, cst, mu, B, off, nlev, logp, logw, lev, mean, res, buf):
+def _row_joint(x, code, p, prec, cst, mu, B, off, nlev, logp, logw, lev, base, mean, res, buf):
     """Log-joint of a row's observed cells with every (class, gap levels) state into
     ``buf[k * M + m]``; returns M, the number of gap combinations."""
     M = 1
@@ -129,13 +140,14 @@ def _row_joint(x, code, p, prec, cst, mu, B, off, nlev, logp, logw, lev, mean, r
         if code[d] < 0:
             M *= nlev[d]
     K, Dc = mu.shape
+    _row_base(code, B, off, base)
     for k in range(K):
         for m in range(M):
             _row_levels(code, nlev, m, lev)
             s = logw[k] + cst[k, p]
             for d in range(code.size):
                 s += logp[k, d, lev[d]]
-            _row_mean(x, mu[k], B, off, lev, mean, res)
+            _row_mean(x, mu[k], base, B, off, code, lev, mean, res)
             q = 0.0
             for a in range(Dc):
                 if res[a] != 0.0:
@@ -188,19 +200,24 @@ def _cg_stats_blocks(
     for blk in prange(n_blocks):
         buf = np.empty(n_states)
         lev = np.empty(D, np.int64)
-        mean, res, xhat = np.empty(Dc), np.empty(Dc), np.empty(Dc)
+        mean, res, xhat, base = np.empty(Dc), np.empty(Dc), np.empty(Dc), np.empty(Dc)
         for i in range(blk * size, min(n, (blk + 1) * size)):
             x, code, p = X[i], codes[i], pat[i]
-            M = _row_joint(x, code, p, prec, cst, mu, B, off, nlev, logp, logw, lev, mean, res, buf)
+            M = _row_joint(
+                x, code, p, prec, cst, mu, B, off, nlev, logp, logw, lev, base, mean, res, buf
+            )
             top = _lse(buf, K * M)
             ll[i] = top
+            complete = True
+            for j in range(Dc):
+                complete = complete and not np.isnan(x[j])
             for k in range(K):
                 for m in range(M):
                     w = np.exp(buf[k * M + m] - top)
                     if w == 0.0:
                         continue
                     _row_levels(code, nlev, m, lev)
-                    _row_mean(x, mu[k], B, off, lev, mean, res)
+                    _row_mean(x, mu[k], base, B, off, code, lev, mean, res)
                     _row_fill(x, k, p, reg, mean, res, xhat)
                     szz[blk, k, 0, 0] += w
                     for j in range(Dc):
@@ -214,10 +231,12 @@ def _cg_stats_blocks(
                             szz[blk, k, a, 1 + off[e] + lev[e]] += w
                         for j in range(Dc):
                             sxz[blk, k, a, j] += w * xhat[j]
-                    for a in range(Dc):
-                        for b in range(Dc):
-                            sxx[blk, k, a, b] += w * xhat[a] * xhat[b]
-            # the gaps' conditional covariance depends on the class only
+                    if not complete:
+                        for a in range(Dc):
+                            for b in range(Dc):
+                                sxx[blk, k, a, b] += w * xhat[a] * xhat[b]
+            # the gaps' conditional covariance depends on the class only, and so does
+            # the completed block of a row without continuous gaps
             for k in range(K):
                 wk = 0.0
                 for m in range(M):
@@ -225,6 +244,8 @@ def _cg_stats_blocks(
                 for a in range(Dc):
                     for b in range(Dc):
                         sxx[blk, k, a, b] += wk * ccov[k, p, a, b]
+                        if complete:
+                            sxx[blk, k, a, b] += wk * x[a] * x[b]
     return ll, szz.sum(axis=0), sxz.sum(axis=0), sxx.sum(axis=0), cnt.sum(axis=0)
 
 
@@ -261,9 +282,11 @@ def _cg_rows(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u, n_s
     for i in prange(n):
         buf = np.empty(n_states)
         lev = np.empty(D, np.int64)
-        mean, res, xhat = np.empty(Dc), np.empty(Dc), np.empty(Dc)
+        mean, res, xhat, base = np.empty(Dc), np.empty(Dc), np.empty(Dc), np.empty(Dc)
         x, code, p = X[i], codes[i], pat[i]
-        M = _row_joint(x, code, p, prec, cst, mu, B, off, nlev, logp, logw, lev, mean, res, buf)
+        M = _row_joint(
+            x, code, p, prec, cst, mu, B, off, nlev, logp, logw, lev, base, mean, res, buf
+        )
         top = _lse(buf, K * M)
         acc, chosen = 0.0, K * M - 1
         for t in range(K * M):
@@ -275,7 +298,7 @@ def _cg_rows(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u, n_s
             for m in range(M):
                 w = np.exp(buf[k * M + m] - top)
                 _row_levels(code, nlev, m, lev)
-                _row_mean(x, mu[k], B, off, lev, mean, res)
+                _row_mean(x, mu[k], base, B, off, code, lev, mean, res)
                 _row_fill(x, k, p, reg, mean, res, xhat)
                 resp[i, k] += w
                 for j in range(Dc):
