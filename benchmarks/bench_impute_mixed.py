@@ -15,7 +15,8 @@ completely at random (continuous and categorical alike), three seeds each.
 Reported: RMSE on hidden continuous cells (standard deviations), accuracy on
 hidden categorical cells, and the time of ``fit_transform`` (all seeds).
 
-Methods: ``MixedImputer()`` (number of classes chosen on held-out cells);
+Methods: ``MixedImputer()`` (latent classes plus an effect of every categorical
+level on the continuous means; number of classes chosen on held-out cells);
 ``IterativeImputer`` (BayesianRidge) on the one-hot encoded table, a level
 filled as the argmax of its imputed one-hot block; **missForest-style**:
 ``IterativeImputer`` with ``RandomForestRegressor(100 trees, max_features=
