@@ -12,6 +12,7 @@ import numpy as np
 
 from latentem.kernels._dispatch import Kernel
 from latentem.kernels._jit import njit, prange
+from latentem.kernels.kalman_linalg import _cholesky, _solve_vec
 
 __all__ = [
     "categorical_counts",
@@ -337,22 +338,12 @@ cg_rows = Kernel(cg_rows_jit, None, arg=None)
 
 
 @njit(cache=True)
-def _cholesky(A, n):
+def _factor(A, n):
     """Lower Cholesky factor of A[:n, :n]; raises on a matrix that is not positive
     definite."""
     L = np.zeros((n, n))
-    for j in range(n):
-        s = A[j, j]
-        for t in range(j):
-            s -= L[j, t] * L[j, t]
-        if not s > 0.0:
-            raise ValueError("not positive definite")
-        L[j, j] = np.sqrt(s)
-        for i in range(j + 1, n):
-            s = A[i, j]
-            for t in range(j):
-                s -= L[i, t] * L[j, t]
-            L[i, j] = s / L[j, j]
+    if not _cholesky(A, n, L):
+        raise ValueError("not positive definite")
     return L
 
 
@@ -360,25 +351,19 @@ def _cholesky(A, n):
 def _chol_solve(L, b):
     """Solve L L^T x = b for the columns of b (n, m)."""
     n, m = b.shape
-    x = b.copy()
+    x = np.empty((n, m))
+    col = np.empty(n)
     for c in range(m):
-        for i in range(n):
-            s = x[i, c]
-            for t in range(i):
-                s -= L[i, t] * x[t, c]
-            x[i, c] = s / L[i, i]
-        for i in range(n - 1, -1, -1):
-            s = x[i, c]
-            for t in range(i + 1, n):
-                s -= L[t, i] * x[t, c]
-            x[i, c] = s / L[i, i]
+        col[:] = b[:, c]
+        _solve_vec(L, n, col)
+        x[:, c] = col
     return x
 
 
 @njit(cache=True)
 def spd_solve_jit(A, b):
     """x with A x = b for a symmetric positive definite A (n, n) and b (n, m)."""
-    return _chol_solve(_cholesky(A, A.shape[0]), b)
+    return _chol_solve(_factor(A, A.shape[0]), b)
 
 
 @njit(cache=True)
@@ -407,7 +392,7 @@ def pattern_tables_jit(cov, observed):
             for a in range(no):
                 for b in range(no):
                     S[a, b] = cov[k, o[a], o[b]]
-            L = _cholesky(S, no)
+            L = _factor(S, no)
             inv = _chol_solve(L, np.eye(no))
             logdet = 0.0
             for a in range(no):
