@@ -15,8 +15,10 @@ completely at random (continuous and categorical alike), three seeds each.
 Reported: RMSE on hidden continuous cells (standard deviations), accuracy on
 hidden categorical cells, and the time of ``fit_transform`` (all seeds).
 
-Methods: ``MixedImputer()`` (latent classes plus an effect of every categorical
-level on the continuous means; number of classes chosen on held-out cells);
+Methods: ``MixedImputer()`` (latent classes; number of classes chosen on
+held-out cells) and ``MixedImputer(category_effects=True)`` (plus an effect of
+every categorical level on the continuous means; the targets are checked on
+the default);
 ``IterativeImputer`` (BayesianRidge) on the one-hot encoded table, a level
 filled as the argmax of its imputed one-hot block; **missForest-style**:
 ``IterativeImputer`` with ``RandomForestRegressor(100 trees, max_features=
@@ -126,15 +128,21 @@ def methods():
 
     from latentem import MixedImputer
 
-    def mixed(C, K, levels):
-        Dc = C.shape[1]
-        X = np.hstack([C, K])
-        imp = MixedImputer(categorical_features=list(range(Dc, X.shape[1])), random_state=0)
-        F = imp.fit_transform(X)
-        mixed.classes.append(imp.n_components_)
-        return F[:, :Dc], F[:, Dc:]
+    def mixed_imputer(effects):
+        def mixed(C, K, levels):
+            Dc = C.shape[1]
+            X = np.hstack([C, K])
+            imp = MixedImputer(
+                categorical_features=list(range(Dc, X.shape[1])),
+                category_effects=effects,
+                random_state=0,
+            )
+            F = imp.fit_transform(X)
+            mixed.classes.append(imp.n_components_)
+            return F[:, :Dc], F[:, Dc:]
 
-    mixed.classes = []
+        mixed.classes = []
+        return mixed
 
     def mean_mode(C, K, levels):
         Fc = SimpleImputer().fit_transform(C)
@@ -145,7 +153,8 @@ def methods():
         n_estimators=100, max_features="sqrt", n_jobs=1, random_state=0
     )
     return {
-        "MixedImputer": mixed,
+        "MixedImputer": mixed_imputer(False),
+        "MixedImputer(category_effects=True)": mixed_imputer(True),
         "IterativeImputer (one-hot)": sklearn_method(lambda: IterativeImputer(random_state=0)),
         "missForest-style": sklearn_method(
             lambda: IterativeImputer(estimator=forest(), max_iter=10, random_state=0)
@@ -173,7 +182,7 @@ def run_case(C, K, levels, frac, seeds, skip=()):
             rmse.append(np.sqrt(np.mean((Fc[mc] - C[mc]) ** 2)))
             acc.append(np.mean(Fk[mk] == K[mk]))
         res[name] = (float(np.mean(rmse)), float(np.mean(acc)), secs)
-        if name == "MixedImputer":
+        if name.startswith("MixedImputer"):
             res[name] += (list(run.classes),)
     return res
 

@@ -239,7 +239,7 @@ def test_category_effects_beat_latent_classes_alone():
 
 def test_category_effects_recovered():
     df, _ = shifted_table(n=3000, frac=0.0)
-    imp = MixedImputer(n_components=1, random_state=0).fit(df)
+    imp = MixedImputer(n_components=1, category_effects=True, random_state=0).fit(df)
     B = imp.category_effects_["a"]  # (levels, continuous), identified up to a shift
     assert abs((B[2, 0] - B[0, 0]) - 4.0) < 0.2  # level z minus level x on y1
     assert abs((B[2, 1] - B[0, 1]) - (-2.0)) < 0.2

@@ -135,14 +135,16 @@ class MixedImputer(ParamsMixin, SaveMixin):
         per-column regressions shrunk as Bayesian ridge regressions (as
         :class:`~latentem.EMImputer`'s default); False: the plain conditional
         means. (With category effects the fills are the conditional means.)
-    category_effects : bool, default=True
-        Each categorical level shifts the continuous means (an effect per level
-        and continuous column, shrunk towards 0 with the weight of one row, in
-        ``category_effects_``), as a regression on one-hot levels does; the
-        E-step then enumerates the levels of each row's categorical gaps, which
-        costs the product of their numbers of levels. False: categories inform
-        continuous columns only through the classes (cheaper; it imputed
-        continuous cells worse on the benchmark's tables).
+    category_effects : bool, default=False
+        True: each categorical level shifts the continuous means (an effect per
+        level and continuous column, shrunk towards 0 with the weight of one
+        row, in ``category_effects_``), as a regression on one-hot levels does;
+        the E-step then enumerates the levels of each row's categorical gaps,
+        which costs the product of their numbers of levels (and its kernels
+        compile on first use, about half a minute once per environment). It
+        imputed continuous cells better on the benchmark's tables, but 5-20x
+        slower; not yet the default for that reason. False: categories inform
+        continuous columns only through the classes.
     random_state : None, int or numpy Generator
     verbose : int, default=0
 
@@ -208,7 +210,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         n_init: int = 1,
         round_integers: bool = True,
         shrinkage: bool = True,
-        category_effects: bool = True,
+        category_effects: bool = False,
         random_state: Any = None,
         verbose: int = 0,
     ) -> None:
