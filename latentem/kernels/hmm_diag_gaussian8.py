@@ -52,6 +52,16 @@ __all__ = ["diag_gaussian_logprob8", "diag_gaussian_scaled8", "diag_gaussian_sta
 _ROW_PARTS = 64
 
 
+@njit(inline="always", fastmath=_FM)
+def _diag_logp8(X, r, cols, D):
+    """Row r's log-densities under the 8 packed states, as one vector."""
+    maha = vzero()
+    for d in range(D):
+        t = vmul(vsub(vsplat(X[r, d]), vrow(cols, d)), vrow(cols, D + d))
+        maha = vadd(maha, vmul(t, t))
+    return vfma(vrow(cols, 2 * D), -0.5, maha)
+
+
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
 def diag_gaussian_scaled8_jit(X, cols, scaled, shift):
     """:func:`scale_emissions` of diagonal Gaussian log-densities without the (n, K)
@@ -67,11 +77,7 @@ def diag_gaussian_scaled8_jit(X, cols, scaled, shift):
     per = (n + _ROW_PARTS - 1) // _ROW_PARTS
     for part in prange(_ROW_PARTS):
         for r in range(part * per, min(n, (part + 1) * per)):
-            maha = vzero()
-            for d in range(D):
-                t = vmul(vsub(vsplat(X[r, d]), vrow(cols, d)), vrow(cols, D + d))
-                maha = vadd(maha, vmul(t, t))
-            logp = vfma(vrow(cols, 2 * D), -0.5, maha)
+            logp = _diag_logp8(X, r, cols, D)
             mx = vmax(logp)
             shift[r] = mx
             e = vexp(vsub(logp, vsplat(mx)), FLUSH)
@@ -91,11 +97,7 @@ def diag_gaussian_logprob8_jit(X, cols, out):
     per = (n + _ROW_PARTS - 1) // _ROW_PARTS
     for part in prange(_ROW_PARTS):
         for r in range(part * per, min(n, (part + 1) * per)):
-            maha = vzero()
-            for d in range(D):
-                t = vmul(vsub(vsplat(X[r, d]), vrow(cols, d)), vrow(cols, D + d))
-                maha = vadd(maha, vmul(t, t))
-            logp = vfma(vrow(cols, 2 * D), -0.5, maha)
+            logp = _diag_logp8(X, r, cols, D)
             if K == 8:
                 vstore(out, r, logp)
             else:
