@@ -444,7 +444,9 @@ def test_diffuse_is_the_limit_of_a_growing_initial_variance():
 def test_kernel_matches_numpy_reference(seed):
     Y, U, offsets, P, diffuse, w = partly_diffuse_problem(seed)
     if seed == 2:  # one observation, a diagonal R, the whole start diffuse
-        Y, P["C"], P["D"], P["R"] = Y[:, :1], P["C"][:1], P["D"][:1], P["R"][:1, :1]
+        # (contiguous, as the model passes it: a strided Y would compile the kernel again)
+        Y = np.ascontiguousarray(Y[:, :1])
+        P["C"], P["D"], P["R"] = P["C"][:1], P["D"][:1], P["R"][:1, :1]
         diffuse = np.ones(3, dtype=bool)
         P["P0"] = np.zeros((3, 3))
     args = tuple(P[k] for k in ("A", "B", "C", "D", "Q", "R", "m0", "P0"))
