@@ -208,6 +208,14 @@ class HMM(SaveMixin, ParamsMixin):
     startprob_prior, transmat_prior : float or array
         Dirichlet pseudo-counts on the start and transition probabilities
         (1.0: maximum likelihood). The M-step uses ``max(prior - 1 + counts, 0)``.
+    initial : {"free", "stationary"} or array
+        The start probabilities, as in the regime-switching models: estimated
+        (``"free"``, hmmlearn's way), the stationary distribution of
+        ``transmat_`` (``"stationary"``, statsmodels' way: ``startprob_``
+        follows ``transmat_``, whose M-step then weighs the first states too,
+        by Newton steps on its logits), or fixed to the array given. Only a
+        free start takes ``startprob_prior`` or the letter ``"s"``; a
+        stationary one needs ``transmat_`` without zeros.
     algorithm : {"viterbi", "map"}
         Decoder used by :meth:`predict` and :meth:`decode`.
     random_state : None, int, RandomState or Generator
@@ -277,6 +285,7 @@ class HMM(SaveMixin, ParamsMixin):
         chain.n_components = int(self.n_components)
         chain.startprob_prior = self.startprob_prior
         chain.transmat_prior = self.transmat_prior
+        chain.initial = self.initial
         return chain
 
     def _chain_property(name: str, doc: str) -> property:
@@ -307,6 +316,7 @@ class HMM(SaveMixin, ParamsMixin):
         *,
         startprob_prior: float | np.ndarray = 1.0,
         transmat_prior: float | np.ndarray = 1.0,
+        initial: Any = "free",
         algorithm: str = "viterbi",
         random_state: Any = None,
         n_iter: int = 10,
@@ -322,6 +332,7 @@ class HMM(SaveMixin, ParamsMixin):
         self.emission = emission
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
+        self.initial = initial
         self.algorithm = algorithm
         self.random_state = random_state
         self.n_iter = n_iter
@@ -370,6 +381,7 @@ class HMM(SaveMixin, ParamsMixin):
             raise ValueError(f"algorithm must be one of {_ALGORITHMS}; got {self.algorithm!r}.")
         if self.accelerate not in (None, "squarem"):
             raise ValueError(f'accelerate must be None or "squarem"; got {self.accelerate!r}.')
+        self._markov().check_initial()
         family = self._family()
         if family.n_components != self.n_components:
             raise ValueError(
@@ -650,6 +662,8 @@ class HMM(SaveMixin, ParamsMixin):
         """Parameter letter -> (object holding it, attribute name)."""
         chain = self._markov()
         slots = {"s": (chain, "startprob_"), "t": (chain, "transmat_")}
+        if chain.initial_kind != "free":  # the start follows initial: not a parameter
+            del slots["s"]
         family = self._family()
         for letter, attr in getattr(family, "param_attributes", {}).items():
             slots[letter] = (family, attr)

@@ -12,34 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentem.kernels.regime import (
-    initial_extended,
-    newton_logit,
-    stationary_distribution,
-    transition_objective,
-    tvtp_matrices,
-)
+from latentem.kernels.regime import initial_extended, newton_logit, tvtp_matrices
+
+# The chain's helpers live with the HMM's Markov chain, which shares this M-step.
+from latentem.latent.markov import _logits as _logits
+from latentem.latent.markov import _softmax_last_zero as _softmax_last_zero
+from latentem.latent.markov import _stationary as _stationary
+from latentem.latent.markov import stationary_start, stationary_transitions
 from latentem.models.regime.data import RegimeData
 
 __all__: list[str] = []
-
-
-def _stationary(P: np.ndarray) -> np.ndarray:
-    """Stationary distribution of a row-stochastic matrix, as statsmodels computes it."""
-    m = P.shape[0]
-    A = np.vstack([np.eye(m) - P.T, np.ones((1, m))])
-    rhs = np.zeros(m + 1)
-    rhs[-1] = 1.0
-    pi = np.linalg.lstsq(A, rhs, rcond=None)[0]
-    return np.maximum(pi, 1e-20)
-
-
-def _softmax_last_zero(eta: np.ndarray) -> np.ndarray:
-    """Probabilities from logits (..., K - 1); the last category has logit 0."""
-    full = np.concatenate([eta, np.zeros(eta.shape[:-1] + (1,))], axis=-1)
-    full = full - full.max(axis=-1, keepdims=True)
-    e = np.exp(full)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _tvtp_matrices(z: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -47,12 +29,6 @@ def _tvtp_matrices(z: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return tvtp_matrices(
         np.ascontiguousarray(z, dtype=np.float64), np.ascontiguousarray(coef, dtype=np.float64)
     )
-
-
-def _logits(P: np.ndarray) -> np.ndarray:
-    """Logits (K, K - 1) of a row-stochastic matrix against its last column."""
-    P = np.maximum(P, 1e-300)
-    return np.clip(np.log(P[:, :-1]) - np.log(P[:, -1:]), -300.0, 300.0)
 
 
 class _RegimeTransitions:
@@ -80,10 +56,7 @@ class _RegimeTransitions:
         init = self.initial
         if isinstance(init, str):
             if init == "stationary":
-                try:
-                    return stationary_distribution(np.ascontiguousarray(P, dtype=np.float64))
-                except np.linalg.LinAlgError:  # a reducible chain: the least-squares answer
-                    return _stationary(P)
+                return stationary_start(P)
             return self.startprob_
         return np.asarray(init, dtype=float)
 
@@ -95,26 +68,15 @@ class _RegimeTransitions:
             self.startprob_ = tot / tot.sum()
         stationary = self._initial_kind == "stationary"
         if not self._tvtp:
+            if stationary:  # the start's term sum_k g_k log pi_k(P): Newton on the logits
+                g = oldest.sum(axis=0)
+                self.transmat_ = stationary_transitions(stats["trans"], g, self.transmat_)
+                return
             counts = stats["trans"]
             rows = counts.sum(axis=1, keepdims=True)
-            closed = np.where(rows > 0, counts / np.where(rows > 0, rows, 1.0), self.transmat_)
-            if not stationary:
-                self.transmat_ = closed
-                return
-            # The stationary start adds sum_k g_k log pi_k(P): Newton on the logits.
-            xi, z = counts[None], np.ones((1, 1))
-            z0, g = np.ones((1, 1)), oldest.sum(axis=0)[None]
-            old = np.ascontiguousarray(_logits(self.transmat_)[:, :, None])
-            cand = np.ascontiguousarray(_logits(closed)[:, :, None])
-            buf = np.empty_like(old)
-            try:
-                f_old = transition_objective(old, xi, z, z0, g, True, buf)
-                f_cand = transition_objective(cand, xi, z, z0, g, True, buf)
-                start = cand if f_cand >= f_old else old
-                coef = newton_logit(start, xi, z, z0, g, True, 30)
-            except np.linalg.LinAlgError:
-                return  # a degenerate (reducible) chain: keep the transitions (still monotone)
-            self.transmat_ = _softmax_last_zero(coef[:, :, 0])
+            self.transmat_ = np.where(
+                rows > 0, counts / np.where(rows > 0, rows, 1.0), self.transmat_
+            )
             return
         # Time-varying transitions: a weighted multinomial logit per origin regime.
         try:
