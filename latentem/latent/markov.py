@@ -93,7 +93,7 @@ def stationary_transitions(counts: np.ndarray, starts: np.ndarray, old: np.ndarr
     rows = counts.sum(axis=1, keepdims=True)
     closed = np.where(rows > 0, counts / np.where(rows > 0, rows, 1.0), old)
     xi, z = np.ascontiguousarray(counts, dtype=np.float64)[None], np.ones((1, 1))
-    z0, g = np.ones((1, 1)), np.asarray(starts, dtype=np.float64)[None]
+    z0, g = np.ones((1, 1)), np.ascontiguousarray(starts, dtype=np.float64)[None]
     before = np.ascontiguousarray(_logits(old)[:, :, None])
     cand = np.ascontiguousarray(_logits(closed)[:, :, None])
     buf = np.empty_like(before)
