@@ -57,6 +57,35 @@ N_COUNTS = 3
 
 
 @njit(cache=True)
+def _observed_entries(Y, r, obs):
+    """The observed entries of row ``r`` into ``obs``: their count. (A function: a count
+    kept in place from a literal 0 is typed ``Literal[int](0)`` first, and every kernel
+    it is passed to would compile twice, once for each type.)"""
+    k = 0
+    for i in range(Y.shape[1]):
+        if not np.isnan(Y[r, i]):
+            obs[k] = i
+            k += 1
+    return k
+
+
+@njit(cache=True)
+def _split_row(Y, r, obs, mis):
+    """The observed and the missing entries of row ``r`` into ``obs`` and ``mis``: their
+    counts (a function, as :func:`_observed_entries`)."""
+    k = 0
+    nm = 0
+    for i in range(Y.shape[1]):
+        if np.isnan(Y[r, i]):
+            mis[nm] = i
+            nm += 1
+        else:
+            obs[k] = i
+            k += 1
+    return k, nm
+
+
+@njit(cache=True)
 def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work):
     """Kalman filter over rows a..a+T-1: predicted (``mp``, ``Pp``) and filtered
     (``mf``, ``Pf``) moments into rows 0..T-1 of the buffers. Returns the log-likelihood,
@@ -97,11 +126,7 @@ def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
                     Pp[t, i, j] = s
                     Pp[t, j, i] = s
         # ---- update with the observed entries only
-        k = 0
-        for i in range(p):
-            if not np.isnan(Y[r, i]):
-                obs[k] = i
-                k += 1
+        k = _observed_entries(Y, r, obs)
         if k == 0:
             for i in range(n):
                 mf[t, i] = mp[t, i]
@@ -265,15 +290,7 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
     # observation statistics, missing entries of y as latent variables
     for t in range(T):
         r = a + t
-        k = 0
-        nm = 0
-        for i in range(p):
-            if np.isnan(Y[r, i]):
-                mis[nm] = i
-                nm += 1
-            else:
-                obs[k] = i
-                k += 1
+        k, nm = _split_row(Y, r, obs, mis)
         # residual of the observed entries at the smoothed mean is not needed: the
         # missing entries given x_t and y_o are G x_t + h + e, e ~ N(0, Rc)
         for c in range(nm):
@@ -444,6 +461,18 @@ def _smooth_scalar(Y, a, T, A, C, R, mp, Pp, mf, Pf, ms, Ps, w, stats, store, ou
 
 
 @njit(cache=True)
+def _is_diagonal(R):
+    """Whether ``R`` is diagonal. A function, so the flag is typed ``bool``: a flag set
+    to ``True`` in place is typed ``Literal[bool](True)`` first, and every kernel it is
+    passed to would be compiled twice, once for each type."""
+    for i in range(R.shape[0]):
+        for j in range(R.shape[1]):
+            if i != j and R[i, j] != 0.0:
+                return False
+    return True
+
+
+@njit(cache=True)
 def _group_stats(g_stats, g):
     """Group ``g``'s own statistics arrays, views into the stacked ``g_stats``."""
     g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts = g_stats
@@ -597,11 +626,7 @@ def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mo
     nz = n + m
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
-    r_diag = True
-    for i in range(p):
-        for j in range(p):
-            if i != j and R[i, j] != 0.0:
-                r_diag = False
+    r_diag = _is_diagonal(R)
     store = mode == 2
     n_out = Y.shape[0] if store else 0
     out_mean = np.zeros((n_out, n))
@@ -624,7 +649,7 @@ def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mo
     g_stats = (g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts)
     outs = (out_mean, out_cov, out_ymean, out_yvar)
     if n_groups == 1:  # one thread: no parallel launch, and its sums are the totals
-        stats = _group_stats(g_stats, 0)
+        stats = _group_stats(g_stats, n_groups - 1)  # not a literal 0: one specialisation
         _run_group(
             Y, U, offsets, groups[0], groups[1], params, weights, mode, r_diag, seq_ll, stats, outs
         )
