@@ -217,27 +217,16 @@ def _univariate_update(z, v, h, a, P, Pi):
         Fi += z[i] * Mi[i]
     F, Fi = max(F + h, 0.0), max(Fi, 0.0)
     if Fi > TOL:  # the observation informs the diffuse part
-        # P <- P L0' - Pi z K1', Pi <- Pi L0' with L0 = I - K0 z' (Pi z = Mi), in the
-        # order of the NumPy reference: ill-conditioned starts amplify rounding
-        K0 = np.empty(n)
-        K1 = np.empty(n)
+        # P <- P L0' - Pi z K1' = P - M K0' - Mi K1', Pi <- Pi L0' = Pi - Mi K0', with
+        # L0 = I - K0 z' (P z = M, Pi z = Mi)
         for i in range(n):
-            K0[i] = Mi[i] / Fi
-            K1[i] = M[i] / Fi - K0[i] * (F / Fi)
-            a[i] += K0[i] * v
-        L0 = np.empty((n, n))
-        zK1 = np.empty((n, n))
+            a[i] += (Mi[i] / Fi) * v
         for i in range(n):
             for j in range(n):
-                L0[i, j] = (1.0 if i == j else 0.0) - K0[i] * z[j]
-                zK1[i, j] = z[i] * K1[j]
-        PL = _mmt(P, L0)
-        PizK1 = _mm(Pi, zK1)
-        PiL = _mmt(Pi, L0)
-        for i in range(n):
-            for j in range(n):
-                P[i, j] = PL[i, j] - PizK1[i, j]
-                Pi[i, j] = PiL[i, j]
+                K0 = Mi[j] / Fi
+                K1 = M[j] / Fi - K0 * (F / Fi)
+                P[i, j] -= M[i] * K0 + Mi[i] * K1
+                Pi[i, j] -= Mi[i] * K0
         return -0.5 * (_LOG_2PI + np.log(Fi))
     if F > TOL:
         for i in range(n):
