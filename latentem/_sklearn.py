@@ -291,21 +291,27 @@ def check_n_features(est: Any, n: int, one_d: bool = False) -> None:
 
 
 def precheck_table(
-    est: Any, X: Any, *, nonnegative: bool = False, missing_code: float | None = None
+    est: Any,
+    X: Any,
+    *,
+    nonnegative: bool = False,
+    missing_code: float | None = None,
+    one_d_as_column: bool = True,
 ) -> Any:
     """scikit-learn's generic input rules, before a family reads X by its own rules.
 
     Sparse, complex, empty, more than 2-D and (when ``nonnegative``) negative
     input is refused with scikit-learn's wording; numbers held in an object
-    array become float64. A 1-D X stays the family's to read (one column), and
-    a DataFrame passes through. No copy of a numeric array is made.
+    array become float64. A 1-D X stays the family's to read (one column), or
+    is refused with scikit-learn's message when not ``one_d_as_column``; a
+    DataFrame passes through. No copy of a numeric array is made.
     ``missing_code`` is a negative value that marks a missing cell.
     """
     from latentem._validation import as_numeric_array
 
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
         return X
-    arr = as_numeric_array(X, name="X", one_d_as_column=True)
+    arr = as_numeric_array(X, name="X", one_d_as_column=one_d_as_column)
     if arr.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {arr.shape}.")
     for axis, what in ((0, "sample"), (1, "feature")):

@@ -46,6 +46,10 @@ class BernoulliFamily(EmissionFamily):
         over observed entries; (1, 1), the default, is maximum likelihood,
         (2, 2) adds one pseudo-observation of each value (Laplace smoothing)
         and keeps probabilities away from 0 and 1.
+    binarize : float or None
+        None (the default): X must hold 0 and 1 only. A number: values above it
+        are read as 1, the others as 0 (NaN stays missing), as scikit-learn's
+        ``BernoulliNB(binarize=...)`` does; the caller's array is not changed.
 
     Attributes
     ----------
@@ -80,11 +84,16 @@ class BernoulliFamily(EmissionFamily):
     vector_attributes = ("probs_",)
 
     def __init__(
-        self, n_components: int, n_features: int | None = None, beta_prior: Any = (1.0, 1.0)
+        self,
+        n_components: int,
+        n_features: int | None = None,
+        beta_prior: Any = (1.0, 1.0),
+        binarize: float | None = None,
     ):
         self.n_components = n_components
         self.n_features = n_features
         self.beta_prior = beta_prior
+        self.binarize = binarize
         self.probs_: np.ndarray | None = None
 
     # ------------------------------------------------------------------ checks
@@ -103,6 +112,8 @@ class BernoulliFamily(EmissionFamily):
                 f"{arr.dtype}."
             )
         arr = np.ascontiguousarray(arr, dtype=np.float64)
+        if self.binarize is not None:
+            arr = _binarized(arr, self.binarize)
         bad = ~((arr == 0.0) | (arr == 1.0) | np.isnan(arr))
         if bad.any():
             row, col = (int(i[0]) for i in np.nonzero(bad))
@@ -212,3 +223,11 @@ class BernoulliFamily(EmissionFamily):
         gaps = np.isnan(out)
         out[gaps] = expected[gaps]
         return out
+
+
+def _binarized(X: np.ndarray, threshold: Any) -> np.ndarray:
+    """A new array: 1.0 where X > threshold, 0.0 elsewhere, NaN where X is NaN."""
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
+        raise ValueError(f"binarize must be a number or None; got {threshold!r}.")
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(X), np.nan, (X > float(threshold)).astype(np.float64))

@@ -70,7 +70,8 @@ class CategoricalFamily(EmissionFamily):
             raise ValueError(f"categorical symbols must be integers; got dtype {arr.dtype}.")
         if arr.size and arr.min() < -1:
             raise ValueError(
-                f"categorical symbols must be 0, 1, 2, ..., with -1 (or NaN) for a missing "
+                f"Negative values in data: categorical symbols must be 0, 1, 2, ..., with -1 "
+                f"(or NaN) for a missing "
                 f"observation; got {int(arr.min())}. Recode the symbols from 0."
             )
         if self.n_features is not None and arr.size and arr.max() >= self.n_features:

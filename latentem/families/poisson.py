@@ -19,6 +19,14 @@ class PoissonFamily(EmissionFamily):
     NaN marks a missing count: it adds nothing to the log-density or the
     statistics.
 
+    Counts may be any non-negative real numbers, not only whole ones (scaled
+    counts, expected counts, exposures): their term is the Poisson log-density
+    ``x log l - l - log Gamma(x + 1)``, defined for every ``x >= 0``, which is
+    the quasi-likelihood of statsmodels' Poisson GLM and scikit-learn's
+    ``PoissonRegressor``. The M-step (the weighted mean) is the same either
+    way; for whole numbers the scores are exact log-probabilities (hmmlearn's
+    ``PoissonHMM`` takes whole numbers only).
+
     Parameters
     ----------
     n_components : int
@@ -29,6 +37,8 @@ class PoissonFamily(EmissionFamily):
     """
 
     param_letters = "l"
+    #: Counts are >= 0: estimators over this family tell scikit-learn so.
+    nonnegative = True
     #: The attribute behind each letter (the HMM checks which are set).
     param_attributes = {"l": "lambdas_"}
     #: Parameters in the flat vector used by SQUAREM (see latentem.graph).
@@ -52,8 +62,11 @@ class PoissonFamily(EmissionFamily):
         observed = arr[~np.isnan(arr)]
         if np.isinf(observed).any():
             raise ValueError("Poisson data contain inf; counts must be finite (NaN = missing).")
-        if (observed < 0).any() or (observed != np.round(observed)).any():
-            raise ValueError("Poisson data must be non-negative whole numbers (NaN = missing).")
+        if (observed < 0).any():
+            raise ValueError(
+                "Negative values in data passed to a Poisson model: counts must be >= 0 "
+                "(NaN marks a missing count)."
+            )
         return arr
 
     def init_params(self, X: np.ndarray, rng: np.random.Generator, letters: str) -> None:

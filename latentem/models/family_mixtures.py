@@ -167,7 +167,9 @@ class BernoulliMixture(Mixture):
     the fitted probabilities are ``probs_`` (n_components, n_features), the
     chance that each feature is 1 under each component. NaN marks a missing
     answer. ``beta_prior=(2, 2)`` adds one pseudo-observation of each value
-    and keeps probabilities away from 0 and 1.
+    and keeps probabilities away from 0 and 1. ``binarize=t`` reads values
+    above ``t`` as 1 and the others as 0, as scikit-learn's ``BernoulliNB``
+    does; None (the default) takes 0/1 data only.
 
     Examples
     --------
@@ -188,6 +190,7 @@ class BernoulliMixture(Mixture):
         n_components: int = 1,
         *,
         beta_prior: Any = (1.0, 1.0),
+        binarize: float | None = None,
         weights_prior: float = 1.0,
         tol: float = 1e-3,
         max_iter: int = 100,
@@ -201,11 +204,12 @@ class BernoulliMixture(Mixture):
     ) -> None:
         from latentem.families.bernoulli import BernoulliFamily
 
-        family = BernoulliFamily(n_components, beta_prior=beta_prior)
+        family = BernoulliFamily(n_components, beta_prior=beta_prior, binarize=binarize)
         super().__init__(emission=family, **_mixture_settings(locals()))
         self.beta_prior = beta_prior
+        self.binarize = binarize
 
-    _family_settings = ("beta_prior",)
+    _family_settings = ("beta_prior", "binarize")
 
     @property
     def probs_(self) -> np.ndarray:
