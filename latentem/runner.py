@@ -108,6 +108,7 @@ class IterationInfo:
     change: float  # change of the mean per-sample log-likelihood
     elapsed: float
     model: Any = field(repr=False)
+    objective: float = math.nan  # log-likelihood plus log-prior: what EM never lowers
 
 
 @dataclass
@@ -434,7 +435,9 @@ class _Loop:
         elapsed = time.perf_counter() - self.start
         self.progress.update(self.restart, iteration, ll, change, elapsed)
         if self.callback is not None:
-            info = IterationInfo(self.restart, iteration, ll, change, elapsed, self.model)
+            info = IterationInfo(
+                self.restart, iteration, ll, change, elapsed, self.model, objective
+            )
             if self.callback(info) is True:
                 self.stopped = True
 

@@ -636,7 +636,7 @@ class HMM(SaveMixin, ParamsMixin):
         def on_iteration(info) -> bool:
             if info.iteration == 1:  # a new restart
                 monitor._reset()
-            monitor.report(info.log_likelihood)
+            monitor.report(info.objective)  # what EM never lowers, as hmmlearn's bound
             if decides and monitor.converged:
                 return True
             return info.iteration >= n_iter

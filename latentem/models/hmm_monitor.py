@@ -2,9 +2,13 @@
 
 hmmlearn reports convergence only through ``model.monitor_`` (no warning),
 and lets users swap in a subclass with their own ``converged`` test. The
-same works here: the fit reports every iteration's log-likelihood to the
+same works here: the fit reports every iteration's objective to the
 monitor, and a subclass that redefines ``converged`` stops the fit when it
-says so. The runner's full record of the fit (:class:`~latentem.EMResult`)
+says so. The objective is what hmmlearn reports as its "lower bound": the
+quantity the fit maximises and never lowers, here the log-likelihood plus the
+log-prior of the parameters (the log-likelihood alone when the priors are
+flat, as hmmlearn's are for GMMHMM; ``history_`` on the model is always the
+log-likelihood alone). The runner's full record of the fit (:class:`~latentem.EMResult`)
 is ``monitor_.result``; its fields (``objective_history``, ``n_e_steps``,
 ...) can also be read off the monitor directly.
 """
@@ -34,7 +38,9 @@ class ConvergenceMonitor:
     Attributes
     ----------
     history : deque of float
-        Log-likelihood of the data at every iteration, in order.
+        The objective at every iteration, in order: log-likelihood plus
+        log-prior, which EM never lowers (the log-likelihood alone, the
+        model's ``history_``, may dip by what a prior trades off).
     iter : int
         Iterations run.
     converged : bool
@@ -91,7 +97,7 @@ class ConvergenceMonitor:
         self._converged = False
 
     def report(self, log_prob: float) -> None:
-        """Record one iteration's log-likelihood."""
+        """Record one iteration's objective (log-likelihood plus log-prior)."""
         self.history.append(float(log_prob))
         self.iter += 1
 
@@ -103,7 +109,7 @@ class ConvergenceMonitor:
     def _finish(self, result: Any) -> None:
         """After the fit: the kept restart's history and the runner's verdict."""
         self.result = result
-        self.history = deque(float(v) for v in result.history)
+        self.history = deque(float(v) for v in result.objective_history)
         self.iter = int(result.n_iter)
         self._converged = bool(result.converged)
 
