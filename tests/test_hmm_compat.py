@@ -252,7 +252,54 @@ def test_using_all_of_n_iter_gives_no_warning_and_monitor_tells(model, X):
     assert isinstance(monitor, ConvergenceMonitor)
     assert monitor.iter == 2 and len(monitor.history) == 2
     assert monitor.converged is False and model.converged_ is False
-    np.testing.assert_array_equal(list(monitor.history), model.history_)
+    # the monitor sees the objective EM never lowers; history_ is the log-likelihood
+    np.testing.assert_array_equal(list(monitor.history), monitor.result.objective_history)
+    if model.log_prior() == 0.0:  # flat priors: the two are the same numbers
+        np.testing.assert_array_equal(list(monitor.history), model.history_)
+
+
+def test_the_monitor_reports_what_em_never_lowers_not_the_log_likelihood():
+    dips = []
+    for seed in (1, 3):
+        X = np.random.default_rng(seed).uniform(0, 1, (90, 4))
+        model = GMMHMM(2, n_mix=2, covariance_type="full", n_iter=100, tol=0.0)
+        model.set_params(random_state=seed).fit(X, lengths=[30, 30, 30])
+        reports = np.asarray(model.monitor_.history)
+        assert np.diff(reports).min() >= -1e-12 * np.abs(reports).max()
+        dips.append(np.diff(model.history_).min())
+    # here the log-likelihood alone does go down (the min_covar prior trades it off),
+    # by more than hmmlearn's strict monitor allows at tol=1e-6
+    assert min(dips) < -1e-6
+
+
+class NeverLowerMonitor(ConvergenceMonitor):
+    """hmmlearn's strict monitor: every report at least the one before (up to tol),
+    and converged only when the change falls under tol."""
+
+    @property
+    def converged(self):
+        assert not np.isnan(self.history[-1])
+        if len(self.history) < 2:
+            return False
+        assert self.history[-1] >= self.history[-2] - self.tol, "the reports went down"
+        return self.history[-1] - self.history[-2] < self.tol
+
+
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+def test_a_strict_monitor_sees_no_decrease_with_the_covariance_prior(covariance_type):
+    # min_covar's prior moves the log-likelihood alone; the reports never go down
+    parts = mixture_sequences()
+    for order in ([0, 1, 2], [2, 1, 0]):
+        X = np.concatenate([parts[i] for i in order])
+        lengths = [len(parts[i]) for i in order]
+        model = GMMHMM(2, n_mix=2, covariance_type=covariance_type, n_iter=40, random_state=1)
+        model.startprob_ = np.full(2, 0.5)
+        model.transmat_ = np.full((2, 2), 0.5)
+        model.set_params(init_params="mcw")
+        model.monitor_ = NeverLowerMonitor(model.monitor_.tol, model.monitor_.n_iter, False)
+        model.fit(X, lengths)  # the monitor asserts at every iteration
+        reports = np.asarray(model.monitor_.history)
+        assert len(reports) > 10 and np.all(np.diff(reports) >= -model.tol)
 
 
 def test_monitor_exists_before_fit_with_the_settings():

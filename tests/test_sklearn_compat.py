@@ -22,15 +22,19 @@ import latentem  # noqa: E402
 from latentem import (  # noqa: E402
     GMMHMM,
     PPCA,
+    BernoulliMixture,
     CategoricalMixture,
     EMImputer,
     FactorAnalysis,
     GaussianHMM,
     GaussianMixture,
+    Mixture,
     MixtureOfFactorAnalyzers,
+    PoissonHMM,
     PoissonMixture,
 )
 from latentem.base import convergence_warning_class, not_fitted_error  # noqa: E402
+from latentem.families import PoissonFamily, StudentTFamily  # noqa: E402
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -337,13 +341,19 @@ def test_every_params_model_has_tags():
         lambda: MixtureOfFactorAnalyzers(2),
         lambda: GaussianHMM(2),
         lambda: GMMHMM(2, n_mix=2),
+        lambda: PoissonHMM(2),
+        PoissonMixture,
+        # scikit-learn's checks draw real numbers: cut them as BernoulliNB does
+        lambda: BernoulliMixture(binarize=0.0),
+        lambda: Mixture(emission=StudentTFamily(1)),
+        lambda: Mixture(emission=PoissonFamily(1)),
     ],
 )
 def test_check_estimator_passes(make):
     est = make()
     declared = est._sklearn_expected_failed_checks()
     # an HMM's rows are time steps: the row-wise checks cannot apply (reasons given)
-    most = 5 if isinstance(est, GaussianHMM | GMMHMM) else 3
+    most = 5 if isinstance(est, GaussianHMM | GMMHMM | PoissonHMM) else 3
     assert len(declared) <= most and all(len(reason) > 20 for reason in declared.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -414,3 +424,40 @@ def test_hmm_init_stores_bad_settings_and_fit_reports_them():
         GaussianHMM(2).fit(np.arange(10.0))
     with pytest.raises(ValueError, match="n_samples=1"):
         GaussianHMM(1).fit(np.zeros((1, 2)))
+
+
+# ---------------------------------------------------------------- count and binary data
+def test_poisson_models_take_non_negative_real_counts():
+    # the Poisson log-density with log Gamma(x + 1) is defined for every x >= 0 (the
+    # quasi-likelihood of statsmodels' Poisson GLM): the rate is the weighted mean
+    rng = np.random.default_rng(0)
+    X = rng.gamma(2.0, 1.5, size=(200, 1))
+    model = PoissonMixture(1).fit(X)
+    np.testing.assert_allclose(model.lambdas_, X.mean(axis=0, keepdims=True), rtol=1e-12)
+    assert np.isfinite(model.score_samples(X)).all()
+    assert np.isfinite(PoissonHMM(2, n_iter=5, random_state=0).fit(X).score(X))
+    for bad in (PoissonMixture(1), PoissonHMM(1)):
+        with pytest.raises(ValueError, match="Negative values in data"):
+            bad.fit(X - 1.0)
+
+
+def test_bernoulli_binarize_reads_values_above_the_threshold_as_one():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    before = X.copy()
+    cut = BernoulliMixture(1, binarize=0.5).fit(X)
+    np.testing.assert_array_equal(X, before)  # the caller's array is not changed
+    np.testing.assert_allclose(cut.probs_, (X > 0.5).mean(axis=0, keepdims=True), rtol=1e-9)
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        BernoulliMixture(1).fit(X)  # None (the default): 0/1 data only
+    with pytest.raises(ValueError, match="binarize must be a number"):
+        BernoulliMixture(1, binarize="half").fit(X)
+
+
+def test_a_generic_mixture_refits_with_a_new_n_components_and_refuses_1d_x():
+    X = np.random.default_rng(0).poisson(3.0, size=(100, 2)).astype(float)
+    model = Mixture(2, emission=PoissonFamily(2), random_state=0).fit(X)
+    model.set_params(n_components=3).fit(X)
+    assert model.emission.lambdas_.shape == (3, 2)
+    with pytest.raises(ValueError, match="Reshape your data"):
+        Mixture(1, emission=PoissonFamily(1)).fit(X[:, 0])
