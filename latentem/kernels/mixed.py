@@ -325,10 +325,160 @@ def cg_rows_jit(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u):
     return _cg_rows(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u, states)
 
 
+#: Elements of the largest (rows, classes, combinations) array made at once.
+CG_CHUNK = 1 << 18
+
+
+def _combos(nlev):
+    """Every combination of levels (M, len(nlev)), the first column fastest."""
+    if nlev.size == 0:
+        return np.zeros((1, 0), np.int64)
+    grid = np.indices(tuple(nlev[::-1].tolist())).reshape(nlev.size, -1)[::-1].T
+    return np.ascontiguousarray(grid, np.int64).reshape(-1, nlev.size)
+
+
+def _cg_chunks(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw):
+    """Chunks of rows sharing their categorical gaps ``G``: the rows, the gaps'
+    combinations ``C`` (M, |G|) and their rows of B (``cols``) and effect sums
+    ``bsum`` (M, Dc), the states' posterior weights ``W`` (n_c, K, M), the rows'
+    log-likelihoods, the filled rows without the gaps' effects ``a`` (n_c, K, Dc) and
+    ``T`` (n_c, K, Dc, Dc), so that a state's filled row is a + T b_m."""
+    K, Dc = mu.shape
+    gaps = np.isnan(X)
+    x0 = np.where(gaps, 0.0, X)
+    gapset, group = np.unique(codes < 0, axis=0, return_inverse=True)
+    group = group.ravel()
+    eye = np.eye(Dc)
+    for g, cat_gaps in enumerate(gapset):
+        G, seen = np.flatnonzero(cat_gaps), np.flatnonzero(~cat_gaps)
+        C = _combos(nlev[G])
+        M = C.shape[0]
+        cols = off[G] + C
+        bsum = B[cols].sum(axis=1)  # (M, Dc)
+        lpm = logp[:, G, C].sum(axis=-1)  # (K, M)
+        rows_all = np.flatnonzero(group == g)
+        step = max(1, CG_CHUNK // (K * M * max(Dc, 1)))
+        for s in range(0, rows_all.size, step):
+            rows = rows_all[s : s + step]
+            c, p, gap = codes[rows][:, seen], pat[rows], gaps[rows]
+            lpo = logp[:, seen, c].sum(axis=-1).T  # (n_c, K)
+            mean0 = mu + B[off[seen] + c].sum(axis=1)[:, None, :]  # (n_c, K, Dc)
+            r = np.where(gap[:, None, :], 0.0, x0[rows][:, None, :] - mean0)
+            P = prec[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
+            Pr = (P @ r[..., None])[..., 0]
+            # b_m' P b_m once per (class, pattern)
+            up, inv = np.unique(p, return_inverse=True)
+            bpb = ((prec[:, up] @ bsum.T) * bsum.T).sum(axis=-2)  # (K, n_up, M)
+            row = logw + cst[:, p].T + lpo - 0.5 * (r * Pr).sum(axis=-1)
+            score = row[:, :, None] + lpm + Pr @ bsum.T - 0.5 * bpb[:, inv.ravel()].swapaxes(0, 1)
+            top = score.reshape(rows.size, K * M).max(axis=1)
+            W = np.exp(score - top[:, None, None])
+            total = W.reshape(rows.size, K * M).sum(axis=1)
+            W /= total[:, None, None]
+            ll = top + np.log(total)
+            R = reg[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
+            a = np.where(gap[:, None, :], mean0 + (R @ r[..., None])[..., 0], x0[rows][:, None])
+            T = gap[:, None, :, None] * eye - R
+            yield rows, G, C, cols, bsum, W, ll, a, T
+
+
+def _bmm(A, B):
+    """sum_i A[i, k, a] B[i, k, b] over the rows i: (K, a, b), one batched matmul."""
+    return A.transpose(1, 2, 0) @ B.transpose(1, 0, 2)
+
+
+def cg_stats_numpy(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw):
+    n, Dc = X.shape
+    K, D, L = logp.shape
+    Z = 1 + B.shape[0]
+    ll_all = np.zeros(n)
+    szz, sxz = np.zeros((K, Z, Z)), np.zeros((K, Z, Dc))
+    sxx = np.zeros((K, Dc, Dc))
+    for rows, G, C, cols, bsum, W, ll, a, T in _cg_chunks(
+        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw
+    ):
+        ll_all[rows] = ll
+        n_c, M = rows.size, C.shape[0]
+        seen = np.flatnonzero(codes[rows[0]] >= 0)
+        # the design z = o + h_m: o fixed per row (intercept, observed levels), h_m the
+        # one-hot levels of combination m in the gaps' columns zg of z
+        O = np.zeros((n_c, 1, Z))
+        O[:, 0, 0] = 1.0
+        O[np.arange(n_c)[:, None], 0, 1 + off[seen] + codes[rows][:, seen]] = 1.0
+        zg = np.concatenate([1 + off[d] + np.arange(nlev[d]) for d in G] + [np.zeros(0, int)])
+        H = ((1 + cols)[:, :, None] == zg).any(axis=1).astype(np.float64)  # (M, Qg)
+        wk = W.sum(axis=-1)[..., None]  # (n_c, K, 1)
+        Eh = W @ H  # (n_c, K, Qg)
+        TEb = (T @ (W @ bsum)[..., None])[..., 0]
+        # szz = E[z z'], sxz = E[z x'], sxx = E[x x'] + the gaps' conditional covariance,
+        # with a state's filled row x = a + T b_m
+        wO = wk * O
+        sgo = _bmm(np.broadcast_to(O, Eh.shape[:2] + (Z,)), Eh)
+        szz += _bmm(wO, np.broadcast_to(O, wO.shape))
+        szz[:, :, zg] += sgo
+        szz[:, zg, :] += sgo.transpose(0, 2, 1)
+        szz[:, zg[:, None], zg] += (W.sum(axis=0)[:, :, None] * H).transpose(0, 2, 1) @ H
+        sxz += _bmm(wO, a) + _bmm(np.broadcast_to(O, wO.shape), TEb)
+        sxz[:, zg] += _bmm(Eh, a)
+        aT = _bmm(a, TEb)
+        sxx += _bmm(wk * a, a) + aT + aT.transpose(0, 2, 1)
+        # the terms in b_m: summed over the rows of each gap pattern, then times T
+        up, inv = np.unique(pat[rows], return_inverse=True)
+        onehot = (inv.ravel() == np.arange(up.size)[:, None]).astype(np.float64)
+        Wp = (onehot @ W.reshape(n_c, -1)).reshape(up.size, K, 1, M)
+        Wb = (Wp * bsum.T).reshape(-1, M)  # rows (pattern, class, d): sum of W b_m[d]
+        Tp = T[np.argmax(onehot, axis=1)]  # (n_up, K, Dc, Dc)
+        bh = Tp @ (Wb @ H).reshape(up.size, K, Dc, -1)
+        bb = (Wb @ bsum).reshape(up.size, K, Dc, Dc)
+        sxz[:, zg] += bh.sum(axis=0).transpose(0, 2, 1)
+        sxx += (Tp @ bb @ Tp.swapaxes(-1, -2)).sum(axis=0)
+        wkp = onehot @ wk[..., 0]  # (n_up, K)
+        sxx += (wkp.T[:, :, None, None] * ccov[:, up]).sum(axis=1)
+    cnt = np.zeros((K, D, L))  # expected counts: the diagonal of the levels' block
+    diag = np.einsum("kzz->kz", szz)
+    for d in range(D):
+        cnt[:, d, : nlev[d]] = diag[:, 1 + off[d] : 1 + off[d] + nlev[d]]
+    return ll_all, szz, sxz, sxx, cnt
+
+
+def cg_loglik_numpy(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw):
+    ll_all = np.zeros(X.shape[0])
+    for rows, *_, ll, _, _ in _cg_chunks(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw):
+        ll_all[rows] = ll
+    return ll_all
+
+
+def cg_rows_numpy(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u):
+    n, Dc = X.shape
+    K, D, L = logp.shape
+    resp, fill = np.zeros((n, K)), np.zeros((n, Dc))
+    drawn_k, drawn_x = np.zeros(n, np.int64), np.zeros((n, Dc))
+    drawn_lev = np.where(codes >= 0, codes, 0)
+    probs = (np.arange(L) == drawn_lev[..., None]) * (codes >= 0)[..., None].astype(np.float64)
+    for rows, G, C, cols, bsum, W, ll, a, T in _cg_chunks(
+        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw
+    ):
+        n_c, M = rows.size, C.shape[0]
+        wk = W.sum(axis=-1)
+        resp[rows] = wk
+        fill[rows] = (wk[..., None] * a + (T @ (W @ bsum)[..., None])[..., 0]).sum(axis=1)
+        Wm = W.sum(axis=1)  # (n_c, M)
+        for j, d in enumerate(G):
+            probs[rows, d] = Wm @ (np.arange(L) == C[:, j : j + 1])
+        cum = np.cumsum(W.reshape(n_c, K * M), axis=1)
+        t = np.minimum((cum <= u[rows, None]).sum(axis=1), K * M - 1)
+        k, m = t // M, t % M
+        i = np.arange(n_c)
+        drawn_k[rows] = k
+        drawn_lev[rows[:, None], G] = C[m]
+        drawn_x[rows] = a[i, k] + (T[i, k] @ bsum[m][..., None])[..., 0]
+    return resp, fill, probs, drawn_k, drawn_x, drawn_lev
+
+
 # always compiled: the NumPy reference (enumerating each row's states in Python) is
 # for the tests only
-cg_stats = Kernel(cg_stats_jit, None, arg=None)
-cg_rows = Kernel(cg_rows_jit, None, arg=None)
+cg_stats = Kernel(cg_stats_jit, cg_stats_numpy)
+cg_rows = Kernel(cg_rows_jit, cg_rows_numpy)
 
 
 # ---------------------------------------------------------------------- small dense algebra
@@ -415,5 +565,27 @@ def pattern_tables_jit(cov, observed):
     return prec, reg, ccov, cst
 
 
+def pattern_tables_numpy(cov, observed):
+    K, Dc = cov.shape[0], cov.shape[1]
+    npat = observed.shape[0]
+    prec, reg, ccov = (np.zeros((K, npat, Dc, Dc)) for _ in range(3))
+    cst = np.zeros((K, npat))
+    for p, obs in enumerate(observed):
+        o, m = np.flatnonzero(obs), np.flatnonzero(~obs)
+        S = cov[:, o[:, None], o]
+        try:
+            L = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError:
+            raise ValueError("not positive definite") from None
+        inv = np.linalg.inv(S)
+        R = cov[:, m[:, None], o] @ inv
+        prec[:, p, o[:, None], o] = inv
+        reg[:, p, m[:, None], o] = R
+        ccov[:, p, m[:, None], m] = cov[:, m[:, None], m] - R @ cov[:, o[:, None], m]
+        logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+        cst[:, p] = -0.5 * (logdet + o.size * np.log(2.0 * np.pi))
+    return prec, reg, ccov, cst
+
+
 spd_solve = Kernel(spd_solve_jit, None, arg=None)
-pattern_tables = Kernel(pattern_tables_jit, None, arg=None)
+pattern_tables = Kernel(pattern_tables_jit, pattern_tables_numpy, arg=1)
