@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from latentem import MixedImputer, pool_estimates
+from latentem.kernels import mixed as mixed_kernels
 from latentem.kernels.mixed import (
     categorical_counts,
     categorical_logprob,
+    cg_loglik,
     cg_rows,
     cg_stats,
     pattern_tables,
@@ -165,8 +167,12 @@ def _python_pattern_tables(cov, observed):
     return out
 
 
-def test_conditional_gaussian_kernels_match_enumeration():
-    X, codes, cov, mu, B, off, nlev, logp, logw = _cg_problem()
+@pytest.mark.parametrize("seed, K, chunk", [(5, 2, None), (6, 3, 1), (7, 1, None)])
+def test_conditional_gaussian_kernels_match_enumeration(seed, K, chunk, monkeypatch):
+    """The vectorised E-step against plain enumeration; ``chunk=1``: one row at a time."""
+    if chunk is not None:
+        monkeypatch.setattr(mixed_kernels, "CG_CHUNK", chunk)
+    X, codes, cov, mu, B, off, nlev, logp, logw = _cg_problem(seed=seed, K=K)
     observed, pat = np.unique(~np.isnan(X), axis=0, return_inverse=True)
     pat = np.ascontiguousarray(pat.ravel(), np.int64)
     tables = pattern_tables(cov, observed)
@@ -177,6 +183,7 @@ def test_conditional_gaussian_kernels_match_enumeration():
     tail = (mu, B, off, nlev, logp, logw)
     ll, *stats = cg_stats(X, codes, pat, prec, reg, ccov, cst, *tail)
     np.testing.assert_allclose(ll, ll_ref, rtol=1e-10)
+    np.testing.assert_allclose(cg_loglik(X, codes, pat, prec, reg, ccov, cst, *tail), ll_ref)
     for got, want in zip(stats, stats_ref):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
     u = np.random.default_rng(0).random(X.shape[0])
@@ -192,7 +199,12 @@ def test_conditional_gaussian_kernels_match_enumeration():
     A = np.random.default_rng(1).normal(size=(40, 40))
     A = A @ A.T + np.eye(40)
     b = np.random.default_rng(2).normal(size=(40, 3))
-    np.testing.assert_allclose(spd_solve(A, b), np.linalg.solve(A, b), rtol=1e-9)
+    for solve in (spd_solve.jit, spd_solve.numpy):
+        np.testing.assert_allclose(solve(A, b), np.linalg.solve(A, b), rtol=1e-9)
+        with pytest.raises(ValueError, match="not positive definite"):
+            solve(-A, b)
+    with pytest.raises(ValueError, match="not positive definite"):
+        pattern_tables(np.array([[[1.0, 2.0], [2.0, 1.0]]]), np.ones((1, 2), bool))
 
 
 def shifted_table(n=600, seed=0, frac=0.3):

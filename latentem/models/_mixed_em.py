@@ -33,6 +33,7 @@ from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.kernels.mixed import (
     categorical_counts,
     categorical_logprob,
+    cg_loglik,
     cg_rows,
     cg_stats,
     spd_solve,
@@ -231,7 +232,7 @@ class _MixedEM:
     def row_log_likelihood(self, Z: np.ndarray) -> np.ndarray:
         """Log-likelihood of each row's observed cells, (n,)."""
         if self.effects:
-            return cg_stats(*self._cg_args(Z))[0]
+            return cg_loglik(*self._cg_args(Z))
         return logsumexp(self.row_log_prob(Z) + self.latent.log_weights(), axis=1)
 
     def posteriors(self, Z: np.ndarray) -> np.ndarray:
@@ -288,7 +289,10 @@ class _MixedEM:
             rhs += full_sxz[k] @ P[k]
         prior = np.concatenate([np.full(K, INTERCEPT_PRIOR), np.full(Q, EFFECT_PRIOR)])
         lhs += np.kron(np.diag(prior), np.diag(inv_var))
-        theta = spd_solve(lhs, rhs.reshape(-1, 1)).reshape(G, Dc)
+        # the library's rule: small tables compile nothing (LAPACK), larger ones use the
+        # written-out solve (a threaded LAPACK waits for descheduled threads when busy)
+        solve = spd_solve.numpy if spd_solve.runs_numpy(round(nk.sum())) else spd_solve.jit
+        theta = solve(lhs, rhs.reshape(-1, 1)).reshape(G, Dc)
         means, self.coef_ = theta[:K].copy(), theta[K:].copy()
         # expected residual cross-products per class
         E = np.empty((K, Dc, Dc))
