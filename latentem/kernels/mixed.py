@@ -311,24 +311,21 @@ def pattern_tables(cov, observed):
     """For each class's covariance (K, Dc, Dc) and each gap pattern (npat, Dc) of
     observed flags: ``(prec, reg, ccov, cst)`` as :func:`cg_stats` reads them; a
     covariance that is not positive definite raises ValueError."""
-    K, Dc = cov.shape[0], cov.shape[1]
-    npat = observed.shape[0]
-    prec, reg, ccov = (np.zeros((K, npat, Dc, Dc)) for _ in range(3))
-    cst = np.zeros((K, npat))
-    for p, obs in enumerate(observed):
-        o, m = np.flatnonzero(obs), np.flatnonzero(~obs)
-        S = cov[:, o[:, None], o]
-        try:
-            L = np.linalg.cholesky(S)
-        except np.linalg.LinAlgError:
-            raise ValueError("not positive definite") from None
-        inv = np.linalg.inv(S)
-        R = cov[:, m[:, None], o] @ inv
-        prec[:, p, o[:, None], o] = inv
-        reg[:, p, m[:, None], o] = R
-        ccov[:, p, m[:, None], m] = cov[:, m[:, None], m] - R @ cov[:, o[:, None], m]
-        logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-        cst[:, p] = -0.5 * (logdet + o.size * np.log(2.0 * np.pi))
+    Dc = cov.shape[1]
+    o = observed[None, :, :, None] & observed[None, :, None, :]  # (1, npat, Dc, Dc)
+    # S_oo with the identity on the gaps: one batched factor and inverse for all
+    # (class, pattern) pairs, whose observed block is S_oo's own
+    S = np.where(o, cov[:, None], np.eye(Dc))
+    try:
+        L = np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        raise ValueError("not positive definite") from None
+    prec = np.where(o, np.linalg.inv(S), 0.0)
+    gap = ~observed[None, :, :, None]
+    reg = np.where(gap, cov[:, None] @ prec, 0.0)  # S_mo S_oo^-1
+    ccov = np.where(gap & gap.swapaxes(-1, -2), cov[:, None] - reg @ cov[:, None], 0.0)
+    logdet = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+    cst = -0.5 * (logdet + observed.sum(axis=1) * np.log(2.0 * np.pi))
     return prec, reg, ccov, cst
 
 
