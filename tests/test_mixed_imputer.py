@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from latentem import MixedImputer, pool_estimates
-from latentem.kernels import small_rows
 from latentem.kernels import mixed as mixed_kernels
+from latentem.kernels import small_rows
 from latentem.kernels.mixed import (
     categorical_counts,
     categorical_logprob,
