@@ -140,11 +140,11 @@ class MixedImputer(ParamsMixin, SaveMixin):
         level and continuous column, shrunk towards 0 with the weight of one
         row, in ``category_effects_``), as a regression on one-hot levels does;
         the E-step then enumerates the levels of each row's categorical gaps,
-        which costs the product of their numbers of levels (vectorised NumPy:
-        nothing compiles but a small solver, about 2 s once per environment). It
-        imputed continuous cells better on the benchmark's tables, but 5-20x
-        slower; not yet the default for that reason. False: categories inform
-        continuous columns only through the classes.
+        which costs the product of their numbers of levels (vectorised NumPy;
+        above ``LATENTEM_SMALL_ROWS`` rows one small solver compiles, once). It
+        imputed continuous cells better on most of the benchmark's tables, but
+        runs several times slower; not yet the default for that reason. False:
+        categories inform continuous columns only through the classes.
     random_state : None, int or numpy Generator
     verbose : int, default=0
 
