@@ -197,6 +197,9 @@ def test_conditional_gaussian_kernels_match_enumeration(seed, K, chunk, monkeypa
     assert ((lev >= 0) & (lev < nlev)).all()
     np.testing.assert_array_equal(xhat[~np.isnan(X)], X[~np.isnan(X)])
     assert set(comp) <= set(range(mu.shape[0]))
+    if K == 1:  # the drawn continuous block is the fill given the drawn levels
+        fill_drawn = cg_rows(X, lev, pat, prec, reg, cst, *tail, u)[1]
+        np.testing.assert_allclose(xhat, fill_drawn, rtol=1e-9, atol=1e-12)
     A = np.random.default_rng(1).normal(size=(40, 40))
     A = A @ A.T + np.eye(40)
     b = np.random.default_rng(2).normal(size=(40, 3))
