@@ -484,3 +484,42 @@ def test_sequence_graphs_fit_out_of_core_without_splitting_sequences(tmp_path):
     for name in ("kind", "chain", "value"):
         for key, value in in_memory.parameters(name).items():
             np.testing.assert_allclose(chunked.parameters(name)[key], value, rtol=1e-9, atol=1e-12)
+
+
+def test_chain_node_with_a_stationary_start_equals_the_hmm_and_round_trips(tmp_path):
+    from latentem.persistence import load
+
+    X, lengths, _ = hmm_data(seed=5)
+    v = start_values(X, 3, seed=2)
+    plain = latentem.GaussianHMM(3, "diag", init_params="", n_iter=10, tol=0, initial="stationary")
+    plain.transmat_ = v["transmat"]
+    plain.means_, plain.covars_ = v["means"], v["covars"]
+    fit_quietly(plain, X, lengths)
+
+    g = ModelGraph()
+    g.add_node("chain", MarkovChain(3, initial="stationary"))
+    g.add_node("obs", Gaussian("diag", reg_covar=0.0))
+    g.add_edge("chain", "obs")
+    g.initialize(X, lengths, random_state=0)
+    g.set_parameters("chain", transmat_=v["transmat"][None])
+    g.set_parameters("obs", means_=v["means"], covariances_=v["covars"])
+    fit_quietly(g, X, lengths, max_iter=10, tol=0, warm_start=True)
+
+    np.testing.assert_allclose(g.history_, plain.history_, rtol=1e-10)
+    assert np.all(np.diff(g.history_) >= -1e-9 * np.abs(g.history_[1:]))
+    params = g.parameters("chain")
+    np.testing.assert_allclose(params["transmat_"][0], plain.transmat_, rtol=1e-7, atol=1e-12)
+    assert "startprob_" not in params  # it follows transmat_, as the HMM's does
+    np.testing.assert_allclose(plain.startprob_ @ plain.transmat_, plain.startprob_, atol=1e-10)
+    np.testing.assert_allclose(
+        g.predict_proba(X, lengths, node="chain"), plain.predict_proba(X, lengths), atol=1e-7
+    )
+    assert "stationary start" in g.describe()
+
+    path = tmp_path / "stationary.lem"
+    g.save(path)
+    again = load(path)
+    assert again.describe() == g.describe()
+    assert again.score(X, lengths) == g.score(X, lengths)
+    with pytest.raises(ValueError, match="free.*stationary"):
+        MarkovChain(3, initial=np.ones(3) / 3)

@@ -64,6 +64,10 @@ class MarkovChain:
     """A latent Markov chain with ``n_states`` states over the rows of each sequence.
 
     ``startprob_prior`` and ``transmat_prior`` are Dirichlet pseudo-counts.
+    ``initial`` is where each sequence's first state comes from: ``"free"``
+    (estimated start probabilities) or ``"stationary"`` (the stationary
+    distribution of the transition matrix, as
+    :class:`latentem.latent.MarkovLatent` and the HMMs take it).
 
     Examples
     --------
@@ -75,17 +79,33 @@ class MarkovChain:
     kind = "markov"
     unit = "sequence"
 
-    def __init__(self, n_states: int, *, startprob_prior: float = 1.0, transmat_prior: float = 1.0):
+    def __init__(
+        self,
+        n_states: int,
+        *,
+        startprob_prior: float = 1.0,
+        transmat_prior: float = 1.0,
+        initial: str = "free",
+    ):
         self.n_states = check_positive_int(n_states, "n_states")
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
+        if not (isinstance(initial, str) and initial in ("free", "stationary")):
+            # a fixed start would need one vector per parameter set: set startprob_ instead
+            raise ValueError(
+                f'initial must be "free" or "stationary" in a model graph; got {initial!r}.'
+            )
+        self.initial = initial
 
     def __repr__(self) -> str:
-        return f"MarkovChain({self.n_states} states)"
+        start = ", stationary start" if self.initial == "stationary" else ""
+        return f"MarkovChain({self.n_states} states{start})"
 
     def runtime(self, name: str, n_sets: int, children: list) -> _Latent:
         """The compiled node: a chain for each of ``n_sets`` parameter sets."""
-        part = MarkovLatent(self.n_states, self.startprob_prior, self.transmat_prior, n_sets)
+        part = MarkovLatent(
+            self.n_states, self.startprob_prior, self.transmat_prior, n_sets, self.initial
+        )
         return _ChainNode(name, self, n_sets, children, part)
 
     def to_state(self, name: str) -> dict:
@@ -95,6 +115,7 @@ class MarkovChain:
             "n_states": self.n_states,
             "startprob_prior": self.startprob_prior,
             "transmat_prior": self.transmat_prior,
+            "initial": self.initial,
         }
 
     @classmethod
@@ -103,6 +124,7 @@ class MarkovChain:
             entry["n_states"],
             startprob_prior=entry["startprob_prior"],
             transmat_prior=entry["transmat_prior"],
+            initial=entry.get("initial", "free"),  # files before the option: free
         )
 
 
