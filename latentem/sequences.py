@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Sequences", "evenly_spaced"]
+__all__ = ["Sequences", "evenly_spaced", "offsets_from_lengths"]
 
 
 class Sequences:
@@ -98,3 +98,25 @@ def evenly_spaced(n_rows: int, n_take: int) -> np.ndarray:
     if n_take >= n_rows:
         return np.arange(n_rows)
     return np.unique(np.linspace(0, n_rows - 1, n_take).round().astype(np.int64))
+
+
+def offsets_from_lengths(lengths: Any, n_rows: int) -> np.ndarray:
+    """Where each sequence starts (``n_sequences + 1`` offsets) from their lengths, checked;
+    None: one sequence of ``n_rows`` rows."""
+    if lengths is None:
+        return np.array([0, n_rows], dtype=np.int64)
+    arr = np.asarray(lengths)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        if arr.ndim == 1 and arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(
+                f"lengths must be a non-empty 1-D array of integers; got {lengths!r:.80}."
+            )
+    if (arr < 1).any():
+        raise ValueError(f"every sequence length must be >= 1; got {int(arr.min())}.")
+    if int(arr.sum()) != n_rows:
+        raise ValueError(
+            f"lengths add up to {int(arr.sum())} but X has {n_rows} rows; they must be equal."
+        )
+    return np.concatenate(([0], np.cumsum(arr, dtype=np.int64)))

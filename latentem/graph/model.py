@@ -24,6 +24,7 @@ from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.persistence import SaveMixin
 from latentem.registry import register
 from latentem.runner import fit_em, is_out_of_core, is_sequence_data
+from latentem.sequences import offsets_from_lengths
 
 
 @register
@@ -175,8 +176,6 @@ class ModelGraph(SaveMixin):
         return node
 
     def _data(self, X: Any, lengths: Any) -> GraphData:
-        from latentem.models.hmm import _offsets_from_lengths
-
         if X is None or len(X) == 0:
             raise ValueError("X is empty (0 rows); pass at least one row.")
         names = list(X.columns) if hasattr(X, "columns") else None
@@ -193,7 +192,7 @@ class ModelGraph(SaveMixin):
                     arr = np.asarray(X)
                     part = arr.reshape(-1, 1)[:, cols] if arr.ndim == 1 else arr[:, cols]
                 leaves[node.name] = node.family.validate_data(part)
-        offsets = _offsets_from_lengths(lengths, len(X))
+        offsets = offsets_from_lengths(lengths, len(X))
         return GraphData(X, offsets, leaves)
 
     # -- the LatentModel protocol
@@ -313,10 +312,9 @@ class ModelGraph(SaveMixin):
                 data = X
             else:
                 # rows left where they are; the backends cut them between sequences
-                from latentem.models.hmm import _offsets_from_lengths
                 from latentem.sequences import Sequences
 
-                data = Sequences(X, _offsets_from_lengths(lengths, len(X)))
+                data = Sequences(X, offsets_from_lengths(lengths, len(X)))
         else:
             data = self._data(X, lengths)
         result = fit_em(

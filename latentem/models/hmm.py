@@ -20,7 +20,6 @@ from latentem.models.hmm_base import (
     ALL_PARAMS,
     HMM,
     SequenceData,
-    _offsets_from_lengths,
     _register_hmm,
 )
 from latentem.models.hmm_monitor import ConvergenceMonitor
@@ -34,7 +33,6 @@ __all__ = [
     "GaussianHMM",
     "PoissonHMM",
     "SequenceData",
-    "_offsets_from_lengths",
 ]
 
 #: The settings every HMM class passes on to :class:`HMM` unchanged.

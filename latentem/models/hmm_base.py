@@ -27,11 +27,18 @@ from latentem._vector import family_parts, get_vector, set_vector
 from latentem.base import InitParamsSetting, ParamsMixin, not_fitted_error
 from latentem.kernels.hmm import scale_emissions
 from latentem.latent.markov import MarkovLatent
+from latentem.models.hmm_data import (
+    SequenceData,
+    _has_weights,
+    _lengths_or_target,
+    _sequence_weights,
+    _weighted_total,
+)
 from latentem.models.hmm_monitor import ConvergenceMonitor
 from latentem.persistence import SaveMixin
 from latentem.registry import register
 from latentem.runner import fit_em, is_dask_array, is_out_of_core
-from latentem.sequences import Sequences
+from latentem.sequences import offsets_from_lengths
 
 __all__ = ["HMM", "SequenceData"]
 
@@ -66,58 +73,6 @@ def _same(kept: np.ndarray | None, value: Any) -> bool:
         return False
 
 
-class SequenceData(Sequences):
-    """What the HMM's EM steps receive: :class:`~latentem.sequences.Sequences` with
-    the E-step's caches."""
-
-    def __init__(self, X: np.ndarray, offsets: np.ndarray, labels: np.ndarray | None = None):
-        super().__init__(X, offsets, labels)
-        self.missing_plan = None  # rows grouped by missingness, for Gaussian families
-        # The E-step's posteriors, reused from one iteration to the next: a fresh
-        # (n_rows, K) array costs more in page faults than a long sequence's
-        # forward-backward.
-        self.post_buffer = None
-
-
-def _sequence_weights(sample_weight: Any, offsets: np.ndarray) -> np.ndarray:
-    """Checked per-sequence weights: one per sequence, or one per row that is the
-    same on every row of a sequence (scikit-learn's tools pass weights per row)."""
-    n_sequences, n_rows = len(offsets) - 1, int(offsets[-1])
-    w = np.asarray(sample_weight)
-    if w.dtype.kind not in "biuf" or w.shape not in ((n_sequences,), (n_rows,)):
-        raise ValueError(
-            f"sample_weight must hold one number per sequence ({n_sequences}, as lengths "
-            f"says) or one per row ({n_rows}); got shape {w.shape}, dtype {w.dtype}."
-        )
-    w = w.astype(np.float64)
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("sample_weight must be finite and >= 0 (0 leaves a sequence out).")
-    if w.shape != (n_sequences,):  # per row: each sequence's rows must agree
-        first = w[offsets[:-1]]
-        if not np.array_equal(np.repeat(first, np.diff(offsets)), w):
-            raise ValueError(
-                "sample_weight given per row must be the same on every row of a sequence "
-                "(a weight belongs to a whole sequence); pass one weight per sequence."
-            )
-        w = first
-    if not w.sum() > 0:
-        raise ValueError("every sample weight is zero; give some sequences a positive weight.")
-    return w
-
-
-def _has_weights(data: Any) -> bool:
-    w = getattr(data, "weights", None)
-    return w is not None and not np.all(w == 1.0)
-
-
-def _weighted_total(seq_ll: np.ndarray, weights: np.ndarray | None) -> float:
-    """Sum of per-sequence log-likelihoods, weighted; a weight of 0 drops the sequence."""
-    if weights is None:
-        return float(np.sum(seq_ll))
-    keep = weights > 0
-    return float(np.dot(weights[keep], np.asarray(seq_ll)[keep]))
-
-
 #: Why scikit-learn's row-wise checks cannot apply to an HMM.
 _ROWS_ARE_TIME_STEPS = (
     "an HMM's rows are time steps of a sequence: a row's posterior depends on its "
@@ -133,48 +88,6 @@ def _shape(X: Any) -> tuple:
     """X's shape, for anything ``np.asarray`` reads."""
     shape = getattr(X, "shape", None)
     return tuple(shape) if shape is not None else np.asarray(X).shape
-
-
-def _lengths_or_target(lengths: Any, n_rows: int) -> Any:
-    """hmmlearn's ``fit(X, lengths)`` next to scikit-learn's ``fit(X, y)``.
-
-    scikit-learn's tools (``Pipeline``, ``GridSearchCV``, its estimator checks)
-    pass a target ``y`` as fit's second positional argument; an HMM is
-    unsupervised and ignores it, as scikit-learn's clusterers do. An argument
-    with one entry per row is read as that ``y`` unless it is a valid list of
-    sequence lengths (n sequences of one row each): lengths are positive
-    and add up to the number of rows, a target with a 0 or any other total is not.
-    """
-    if lengths is None or hasattr(lengths, "columns"):
-        return lengths
-    arr = np.asarray(lengths)
-    if arr.ndim == 2 and arr.shape[1] == 1:  # a column vector y
-        arr = arr[:, 0]
-    if arr.shape == (n_rows,):
-        valid = arr.dtype.kind in "iuf" and np.all(arr >= 1) and arr.sum() == n_rows
-        if not valid:
-            return None
-    return lengths
-
-
-def _offsets_from_lengths(lengths: Any, n_rows: int) -> np.ndarray:
-    if lengths is None:
-        return np.array([0, n_rows], dtype=np.int64)
-    arr = np.asarray(lengths)
-    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
-        if arr.ndim == 1 and arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(
-                f"lengths must be a non-empty 1-D array of integers; got {lengths!r:.80}."
-            )
-    if (arr < 1).any():
-        raise ValueError(f"every sequence length must be >= 1; got {int(arr.min())}.")
-    if int(arr.sum()) != n_rows:
-        raise ValueError(
-            f"lengths add up to {int(arr.sum())} but X has {n_rows} rows; they must be equal."
-        )
-    return np.concatenate(([0], np.cumsum(arr, dtype=np.int64)))
 
 
 #: What model files keep of a fitted HMM, next to its constructor parameters.
@@ -395,7 +308,7 @@ class HMM(SaveMixin, ParamsMixin):
             raise ValueError("X is empty (0 observations); pass at least one row.")
         # out-of-core rows (memmap, Chunked) are checked block by block during the fit
         Xc = X if is_out_of_core(X) else family.validate_data(precheck_table(self, X))
-        offsets = _offsets_from_lengths(_lengths_or_target(lengths, len(Xc)), len(Xc))
+        offsets = offsets_from_lengths(_lengths_or_target(lengths, len(Xc)), len(Xc))
         lab = None
         if labels is not None:
             lab = np.asarray(labels)

@@ -30,7 +30,6 @@ sampling), :mod:`.model` (:class:`LinearGaussianSSM` itself) and
 from latentem.kernels.kalman import kalman_smoother as kalman_smoother
 from latentem.models.ssm.data import SmoothedSSM, SSMData
 from latentem.models.ssm.data import _check_not_all_constant as _check_not_all_constant
-from latentem.models.ssm.data import _offsets as _offsets
 from latentem.models.ssm.imputer import SSMImputer
 from latentem.models.ssm.model import LinearGaussianSSM
 from latentem.models.ssm.mstep import _regression as _regression

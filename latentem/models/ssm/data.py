@@ -18,7 +18,7 @@ import numpy as np
 
 from latentem._validation import check_array
 from latentem.runner import is_out_of_core
-from latentem.sequences import Sequences
+from latentem.sequences import Sequences, offsets_from_lengths
 
 __all__ = ["SSMData", "SmoothedSSM"]
 
@@ -73,12 +73,6 @@ class SmoothedSSM:
     log_likelihood: float
 
 
-def _offsets(lengths: Any, n_rows: int) -> np.ndarray:
-    from latentem.models.hmm import _offsets_from_lengths
-
-    return _offsets_from_lengths(lengths, n_rows)
-
-
 def _check_not_all_constant(X: np.ndarray) -> None:
     """Every column holding one value leaves no noise to estimate: the
     likelihood grows without bound as the covariances shrink to zero."""
@@ -103,7 +97,7 @@ class _SequenceData:
                     "inputs with out-of-core X: stack them as the last columns of an SSMData's "
                     "X (see docs/state_space.md), or load X into memory."
                 )
-            data = SSMData(X, _offsets(lengths, len(X)))
+            data = SSMData(X, offsets_from_lengths(lengths, len(X)))
             data.p = int(X.shape[1]) if len(X.shape) == 2 else 1
             data.frame = (None, None)
             return data
@@ -113,7 +107,7 @@ class _SequenceData:
         Y = check_array(X, allow_nan=True)
         if Y.dtype != np.float64:
             Y = Y.astype(np.float64)
-        offsets = _offsets(lengths, len(Y))
+        offsets = offsets_from_lengths(lengths, len(Y))
         m = self._n_inputs_expected()
         if inputs is None:
             if m:

@@ -14,8 +14,8 @@ import numpy as np
 
 from latentem._validation import check_array
 from latentem.base import ParamsMixin
-from latentem.models.ssm.data import _offsets
 from latentem.models.ssm.model import LinearGaussianSSM
+from latentem.sequences import offsets_from_lengths
 
 __all__ = ["SSMImputer"]
 
@@ -86,7 +86,7 @@ class SSMImputer(ParamsMixin):
     def fit(self, X: Any, lengths: Any = None) -> SSMImputer:
         """Fit the state-space model to the standardised table."""
         arr, _ = self._scaled(X)
-        LinearGaussianSSM._check_gaps(arr, _offsets(lengths, len(arr)))
+        LinearGaussianSSM._check_gaps(arr, offsets_from_lengths(lengths, len(arr)))
         self.mean_ = np.nanmean(arr, axis=0)
         scale = np.nanstd(arr, axis=0)
         self.scale_ = np.where(scale > 0, scale, 1.0)
