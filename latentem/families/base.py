@@ -177,6 +177,11 @@ class EmissionFamily:
     vector_attributes: tuple[str, ...] = ()
     #: Those of ``vector_attributes`` that are probabilities along the last axis.
     simplex_attributes: tuple[str, ...] = ()
+    #: Whether the data must be >= 0 (counts, category codes): estimators over the
+    #: family refuse negative input with scikit-learn's words and tell its checks so.
+    nonnegative: bool = False
+    #: A negative code that marks a missing cell in such data (None: NaN only).
+    missing_code: float | None = None
     #: Optional hooks (see the class docstring); None where a family has none.
     plan: Any = None
     scaled_prob: Any = None

@@ -50,6 +50,8 @@ class CategoricalColumnsFamily(EmissionFamily):
             [0.   , 0.5  , 0.5  ]]])
     """
 
+    nonnegative, missing_code = True, -1.0  # integer codes; -1 marks a gap
+
     param_letters = "p"
     vector_attributes = ("probs_",)
     simplex_attributes = ("probs_",)

@@ -37,8 +37,7 @@ class PoissonFamily(EmissionFamily):
     """
 
     param_letters = "l"
-    #: Counts are >= 0: estimators over this family tell scikit-learn so.
-    nonnegative = True
+    nonnegative = True  # counts
     #: The attribute behind each letter (the HMM checks which are set).
     param_attributes = {"l": "lambdas_"}
     #: Parameters in the flat vector used by SQUAREM (see latentem.graph).

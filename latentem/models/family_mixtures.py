@@ -77,7 +77,6 @@ class PoissonMixture(Mixture):
         self.lambdas_weight = lambdas_weight
 
     _family_settings = ("lambdas_prior", "lambdas_weight")
-    _nonnegative = True  # counts
 
     @property
     def lambdas_(self) -> np.ndarray:
@@ -133,7 +132,6 @@ class CategoricalMixture(Mixture):
         self.probs_prior = probs_prior
 
     _family_settings = ("probs_prior",)
-    _nonnegative, _missing_code = True, -1.0  # integer codes; -1 marks a gap
 
     def _sklearn_tags(self, tags: Any) -> Any:
         tags = super()._sklearn_tags(tags)

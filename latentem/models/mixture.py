@@ -414,11 +414,6 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         check_n_features(self, _n_features(np.asarray(X)), one_d=np.ndim(X) == 1)
         return self._emission().validate_data(X)  # (predicting leaves __dict__ as it is)
 
-    #: Whether X must be >= 0, and the negative code that marks a gap (scikit-learn's
-    #: checks read these through the ``positive_only`` tag).
-    _nonnegative: bool = False
-    _missing_code: float | None = None
-
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         declared = dict(_EMISSION_REPLACED)
         if type(self) is Mixture:  # the family is a constructor argument here
@@ -434,17 +429,20 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         return precheck_table(
             self,
             X,
-            nonnegative=self._nonnegative,
-            missing_code=self._missing_code,
+            nonnegative=self._nonnegative(),
+            missing_code=getattr(self.emission, "missing_code", None),
             one_d_as_column=False,
         )
 
     def _sklearn_tags(self, tags: Any) -> Any:
         tags = density_tags(tags, allow_nan=True)
-        # a family of counts (Poisson) takes values >= 0 only
-        nonnegative = getattr(self.emission, "nonnegative", False)
-        tags.input_tags.positive_only = bool(self._nonnegative or nonnegative)
+        tags.input_tags.positive_only = self._nonnegative()
         return tags
+
+    def _nonnegative(self) -> bool:
+        """Whether X must be >= 0: the family says so (counts, category codes); a
+        user's family that does not subclass EmissionFamily may not say."""
+        return bool(getattr(self.emission, "nonnegative", False))
 
     # ------------------------------------------------------------------ the protocol
     def _init_params(self, X: np.ndarray, rng: np.random.Generator) -> None:
