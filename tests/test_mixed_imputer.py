@@ -346,10 +346,10 @@ def test_numpy_array_with_categorical_features():
     assert list(imp.get_feature_names_out()) == ["x0", "x1"]
 
 
-def test_predict_proba():
+def test_predict_level_proba():
     _, gappy = survey()
     imp = MixedImputer(n_components=3, random_state=0).fit(gappy)
-    proba = imp.predict_proba(gappy)
+    proba = imp.predict_level_proba(gappy)
     assert set(proba) == set(imp.categorical_features_)
     p = proba["region"]
     assert list(p.columns) == ["north", "south", "west"] and p.index.equals(gappy.index)

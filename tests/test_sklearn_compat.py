@@ -28,6 +28,7 @@ from latentem import (  # noqa: E402
     FactorAnalysis,
     GaussianHMM,
     GaussianMixture,
+    MixedImputer,
     Mixture,
     MixtureOfFactorAnalyzers,
     PoissonHMM,
@@ -82,6 +83,8 @@ def test_errors_without_scikit_learn_loaded_are_latentem_classes():
         (lambda: GaussianMixture(2), lambda m, X: m.sample(3)),
         (lambda: PoissonMixture(2), lambda m, X: m.predict(np.abs(X).round())),
         (lambda: EMImputer(), lambda m, X: m.transform(X)),
+        (lambda: MixedImputer(), lambda m, X: m.transform(X)),
+        (lambda: MixedImputer(), lambda m, X: m.predict_level_proba(X)),
         (lambda: FactorAnalysis(1), lambda m, X: m.transform(X)),
     ],
 )
@@ -290,7 +293,9 @@ def test_clone_pipeline_and_grid_search(two_blobs):
     assert search.best_params_["n_components"] in (2, 3)  # one Gaussian fits two blobs worst
 
 
-@pytest.mark.parametrize("make", [EMImputer, lambda: FactorAnalysis(1), lambda: PPCA(1)])
+@pytest.mark.parametrize(
+    "make", [EMImputer, MixedImputer, lambda: FactorAnalysis(1), lambda: PPCA(1)]
+)
 def test_set_output_pandas(make, two_blobs):
     pd = pytest.importorskip("pandas")
     X = two_blobs.copy()
@@ -336,6 +341,7 @@ def test_every_params_model_has_tags():
         GaussianMixture,
         CategoricalMixture,
         EMImputer,
+        MixedImputer,
         FactorAnalysis,
         PPCA,
         lambda: MixtureOfFactorAnalyzers(2),

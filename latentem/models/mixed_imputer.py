@@ -11,8 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from latentem._sklearn import (
+    OutputMixin,
+    check_n_features,
+    note_features,
+    precheck_table,
+    transformer_tags,
+)
 from latentem._validation import check_positive_int, check_random_state
-from latentem.base import ParamsMixin
+from latentem.base import ParamsMixin, not_fitted_error
 from latentem.models._mixed_em import _MixedEM
 from latentem.models._mixed_table import Schema, encode, learn_schema, rebuild
 from latentem.persistence import SaveMixin
@@ -47,7 +54,7 @@ def _holdout_rng(random_state: Any) -> np.random.Generator:
 
 
 @register
-class MixedImputer(ParamsMixin, SaveMixin):
+class MixedImputer(OutputMixin, ParamsMixin, SaveMixin):
     """Fill the gaps of a mixed table by EM under one latent-class model.
 
     One model over all columns (a latent-class, or general-location, model;
@@ -83,7 +90,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
 
     :meth:`transform` fills continuous gaps from the row's observed cells (see
     ``shrinkage``) and
-    categorical gaps with their most probable level (:meth:`predict_proba`
+    categorical gaps with their most probable level (:meth:`predict_level_proba`
     gives the probabilities); :meth:`sample_imputations` draws completed
     copies for multiple imputation (bootstrap EM, then every gap drawn from
     its conditional distribution), to be analysed and combined with
@@ -247,10 +254,22 @@ class MixedImputer(ParamsMixin, SaveMixin):
                 raise ValueError(f"{name} must be a number >= 0; got {v!r}.")
 
     def _require_fitted(self) -> None:
-        if "_model" not in self.__dict__:
-            raise AttributeError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit(X) first."
-            )
+        if not self._fitted():
+            raise not_fitted_error(self)
+
+    def _fitted(self) -> bool:
+        return "_model" in self.__dict__
+
+    def _sklearn_tags(self, tags: Any) -> Any:
+        # categorical columns are read from a DataFrame's dtypes or
+        # ``categorical_features``; a numeric array is all continuous
+        return transformer_tags(tags, allow_nan=True, preserves_dtype=["float64"])
+
+    def _precheck(self, X: Any) -> Any:
+        """scikit-learn's generic input rules; a DataFrame passes through, any
+        other table becomes an array (not a copy)."""
+        X = precheck_table(self, X, one_d_as_column=False)
+        return X if hasattr(X, "columns") else np.asarray(X)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None) -> MixedImputer:
@@ -271,11 +290,14 @@ class MixedImputer(ParamsMixin, SaveMixin):
 
     def _fit(self, X: Any) -> np.ndarray:
         self._check_settings()
+        X = self._precheck(X)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(
+                f"X has n_samples={n}; imputation needs at least 2 rows to learn from."
+            )
         schema = learn_schema(X, self.categorical_features, self.bounds)
         Z = encode(X, schema)
-        n = Z.shape[0]
-        if n < 2:
-            raise ValueError(f"X has {n} row(s); imputation needs at least 2 rows.")
         Dc = len(schema.continuous)
         prior_var = np.nanvar(Z[:, :Dc], axis=0) if Dc else np.zeros(0)
         n_levels = [len(c.levels) for c in schema.categorical]
@@ -412,9 +434,14 @@ class MixedImputer(ParamsMixin, SaveMixin):
         return {c.name: self._model.cat.probs_[:, d, : len(c.levels)] for d, c in enumerate(cols)}
 
     # ------------------------------------------------------------------ imputing
-    def _read(self, X: Any) -> np.ndarray:
+    def _read(self, X: Any) -> tuple[Any, np.ndarray]:
+        """X after scikit-learn's generic checks, and its encoded table."""
         self._require_fitted()
-        return encode(X, self._schema)
+        X = self._precheck(X)
+        if not self._schema.frame:
+            note_features(self, X, reset=False)
+            check_n_features(self, np.shape(X)[1])
+        return X, encode(X, self._schema)
 
     def _finish_continuous(self, F: np.ndarray, gaps: np.ndarray) -> np.ndarray:
         """Fills of the continuous block rounded (integer columns) and clipped (bounds)."""
@@ -443,12 +470,12 @@ class MixedImputer(ParamsMixin, SaveMixin):
         DataFrame or ndarray
             A new object of the input's type; X is not changed.
         """
-        return self._fill(X, self._read(X))
+        return self._fill(*self._read(X))
 
     def _fill(self, X: Any, Z: np.ndarray) -> Any:
         gaps = np.isnan(Z)
         if not gaps.any():
-            return rebuild(X, self._schema, Z, gaps)
+            return self._wrap_output(rebuild(X, self._schema, Z, gaps), X)
         model = self._model
         out = Z.copy()
         Dc = model.n_continuous
@@ -465,7 +492,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         if model.cat is not None and gaps[:, Dc:].any():
             best = probs.argmax(axis=-1)
             out[:, Dc:] = np.where(gaps[:, Dc:], best, Z[:, Dc:])
-        return rebuild(X, self._schema, out, gaps)
+        return self._wrap_output(rebuild(X, self._schema, out, gaps), X)
 
     def _n_observed(self) -> np.ndarray:
         """Observed values of each continuous column at fit."""
@@ -474,9 +501,10 @@ class MixedImputer(ParamsMixin, SaveMixin):
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """``fit(X)`` then ``transform(X)``, reading X once."""
+        X = self._precheck(X)
         return self._fill(X, self._fit(X))
 
-    def predict_proba(self, X: Any) -> dict:
+    def predict_level_proba(self, X: Any) -> dict:
         """Level probabilities of every categorical cell given the row's observed cells.
 
         Returns
@@ -487,7 +515,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
             X, the levels as columns) for DataFrame input. An observed cell has
             probability 1 on its level.
         """
-        Z = self._read(X)
+        X, Z = self._read(X)
         model = self._model
         if model.cat is None:
             return {}
@@ -539,7 +567,7 @@ class MixedImputer(ParamsMixin, SaveMixin):
         list of DataFrame or ndarray
         """
         n_imputations = check_positive_int(n_imputations, "n_imputations")
-        Z = self._read(X)
+        X, Z = self._read(X)
         gaps = np.isnan(Z)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         Dc = self._model.n_continuous
