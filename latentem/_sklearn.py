@@ -149,6 +149,34 @@ class SklearnProtocol:
             return f"<pre>{html.escape(repr(self))}</pre>"
 
 
+def family_argument_checks(family: Any, argument: bool) -> dict[str, str]:
+    """scikit-learn checks an estimator over an emission family cannot meet.
+
+    The fitted family is the public attribute ``emission``; when it is also a
+    constructor ``argument`` (``Mixture(emission=...)``, ``HMM(emission=...)``)
+    fit replaces that argument with a fresh family; -1 in a family of codes
+    marks a gap, so such data are not refused as negative.
+    """
+    declared = {
+        "check_dont_overwrite_parameters": (
+            "the fitted family is the public attribute `emission` (it holds the fitted "
+            "parameters, model.emission.lambdas_, ...); fit starts it afresh"
+        )
+    }
+    if argument:
+        declared["check_estimators_overwrite_params"] = (
+            "the family passed as `emission` is where the fit keeps its parameters "
+            "(model.emission.lambdas_, ...): fit replaces it with a fresh family of the "
+            "same settings, which joblib's hash sees as a changed parameter"
+        )
+    if getattr(family, "missing_code", None) is not None:
+        declared["check_fit_non_negative"] = (
+            f"its negative data are all {family.missing_code:g}, the documented code of a "
+            "missing cell"
+        )
+    return declared
+
+
 def density_tags(tags: Any, allow_nan: bool) -> Any:
     """Tags of a density estimator (scikit-learn's ``DensityMixin``)."""
     tags.estimator_type = "DensityEstimator"

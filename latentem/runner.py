@@ -202,8 +202,8 @@ def fit_em(
         Maximum EM iterations per restart (>= 1).
     tol : float
         Stop when the absolute change of the mean per-sample log-likelihood
-        between two iterations is at most ``tol``. ``tol=0`` runs
-        ``max_iter`` iterations unless the likelihood stops changing.
+        between two iterations is below ``tol`` (strictly, as scikit-learn and
+        hmmlearn): ``tol=0`` runs ``max_iter`` iterations.
     n_init : int
         Number of restarts from different starting parameters; the one with
         the highest final log-likelihood is kept.
@@ -428,7 +428,8 @@ class _Loop:
                     LikelihoodDecreaseWarning,
                     stacklevel=4,
                 )
-            if test_convergence and abs(change) <= self.tol:
+            # strictly below, as scikit-learn and hmmlearn: tol=0 runs max_iter
+            if test_convergence and abs(change) < self.tol:
                 self.converged = True
         self.history.append(ll)
         self.objectives.append(objective)

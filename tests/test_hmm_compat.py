@@ -237,7 +237,7 @@ def test_categorical_missing_marker_is_minus_one_or_nan():
 def test_categorical_other_negative_symbols_are_rejected(bad):
     X = symbols()
     X[3] = bad
-    with pytest.raises(ValueError, match=r"-1 \(or NaN\) for a missing"):
+    with pytest.raises(ValueError, match=r"Negative values .* \(-1 or NaN marks a gap\)"):
         CategoricalHMM(2).fit(X)
 
 

@@ -192,7 +192,7 @@ def test_tol_zero_runs_exactly_max_iter(poisson_mixture_cls):
     assert result.n_iter == 40
 
 
-def test_tol_zero_stops_when_likelihood_stops_changing():
+def test_tol_zero_runs_max_iter_as_scikit_learn_and_a_positive_tol_stops():
     class Fixed:
         """A model whose likelihood never changes."""
 
@@ -208,7 +208,11 @@ def test_tol_zero_stops_when_likelihood_stops_changing():
         def log_likelihood(self, X):
             return -1.0
 
-    result = fit_em(Fixed(), np.zeros(3), max_iter=50, tol=0)
+    # convergence is a change strictly below tol (scikit-learn's and hmmlearn's rule)
+    with pytest.warns(ConvergenceWarning):
+        result = fit_em(Fixed(), np.zeros(3), max_iter=50, tol=0)
+    assert not result.converged and result.n_iter == 50
+    result = fit_em(Fixed(), np.zeros(3), max_iter=50, tol=1e-12)
     assert result.converged and result.n_iter == 2
 
 

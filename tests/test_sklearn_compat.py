@@ -21,6 +21,7 @@ from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 import latentem  # noqa: E402
 from latentem import (  # noqa: E402
     GMMHMM,
+    HMM,
     PPCA,
     BernoulliMixture,
     CategoricalMixture,
@@ -35,7 +36,11 @@ from latentem import (  # noqa: E402
     PoissonMixture,
 )
 from latentem.base import convergence_warning_class, not_fitted_error  # noqa: E402
-from latentem.families import PoissonFamily, StudentTFamily  # noqa: E402
+from latentem.families import (  # noqa: E402
+    CategoricalColumnsFamily,
+    PoissonFamily,
+    StudentTFamily,
+)
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -353,13 +358,18 @@ def test_every_params_model_has_tags():
         lambda: BernoulliMixture(binarize=0.0),
         lambda: Mixture(emission=StudentTFamily(1)),
         lambda: Mixture(emission=PoissonFamily(1)),
+        # the generic HMM, its family a constructor argument (two more checks declared)
+        lambda: HMM(2, emission=PoissonFamily(2)),
+        lambda: HMM(2, emission=CategoricalColumnsFamily(2)),
     ],
 )
 def test_check_estimator_passes(make):
     est = make()
     declared = est._sklearn_expected_failed_checks()
     # an HMM's rows are time steps: the row-wise checks cannot apply (reasons given)
-    most = 5 if isinstance(est, GaussianHMM | GMMHMM | PoissonHMM) else 3
+    most = 3
+    if isinstance(est, HMM):
+        most = 5 if type(est) is not HMM else 8
     assert len(declared) <= most and all(len(reason) > 20 for reason in declared.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -467,3 +477,26 @@ def test_a_generic_mixture_refits_with_a_new_n_components_and_refuses_1d_x():
     assert model.emission.lambdas_.shape == (3, 2)
     with pytest.raises(ValueError, match="Reshape your data"):
         Mixture(1, emission=PoissonFamily(1)).fit(X[:, 0])
+
+
+def test_generic_hmm_follows_its_family_in_tags_checks_and_n_components():
+    from sklearn.utils import get_tags
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson([[1.0, 4.0]], size=(80, 2)).astype(float)
+    model = HMM(2, emission=PoissonFamily(2), random_state=0)
+    assert get_tags(model).input_tags.positive_only
+    assert not get_tags(model).input_tags.categorical
+    assert get_tags(HMM(2, emission=CategoricalColumnsFamily(2))).input_tags.categorical
+    with pytest.raises(ValueError, match="Negative values in data passed to HMM"):
+        model.fit(-counts)
+    # a new number of states reaches the family the fit starts afresh ...
+    model.set_params(n_components=3)
+    _quiet_fit(model, counts)
+    assert model.emission.n_components == 3 and model.transmat_.shape == (3, 3)
+    # ... but not one whose parameters the user keeps (init_params without "l")
+    kept = HMM(2, emission=PoissonFamily(2), init_params="st", random_state=0)
+    kept.emission.lambdas_ = np.array([[1.0, 4.0], [2.0, 2.0]])
+    kept.set_params(n_components=3)
+    with pytest.raises(ValueError, match="the emission family has 2 components"):
+        kept.fit(counts)

@@ -182,6 +182,9 @@ class EmissionFamily:
     nonnegative: bool = False
     #: A negative code that marks a missing cell in such data (None: NaN only).
     missing_code: float | None = None
+    #: Whether the data are integer codes of levels: estimators over the family
+    #: tell scikit-learn's checks so (its ``categorical`` input tag).
+    codes: bool = False
     #: Optional hooks (see the class docstring); None where a family has none.
     plan: Any = None
     scaled_prob: Any = None

@@ -35,6 +35,7 @@ class CategoricalFamily(EmissionFamily):
         (hmmlearn's rule); 1.0 means maximum likelihood.
     """
 
+    nonnegative, missing_code, codes = True, -1.0, True  # symbols; -1 marks a gap
     param_letters = "e"
     #: The attribute behind each letter (the HMM checks which are set).
     param_attributes = {"e": "emissionprob_"}

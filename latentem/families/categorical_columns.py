@@ -50,7 +50,7 @@ class CategoricalColumnsFamily(EmissionFamily):
             [0.   , 0.5  , 0.5  ]]])
     """
 
-    nonnegative, missing_code = True, -1.0  # integer codes; -1 marks a gap
+    nonnegative, missing_code, codes = True, -1.0, True  # -1 marks a gap
 
     param_letters = "p"
     vector_attributes = ("probs_",)

@@ -133,17 +133,9 @@ class CategoricalMixture(Mixture):
 
     _family_settings = ("probs_prior",)
 
-    def _sklearn_tags(self, tags: Any) -> Any:
-        tags = super()._sklearn_tags(tags)
-        tags.input_tags.categorical = True  # integer codes
-        return tags
-
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
         return {
             **super()._sklearn_expected_failed_checks(),
-            "check_fit_non_negative": (
-                "its negative data are all -1, the documented code of a missing cell"
-            ),
             "check_sample_weight_equivalence_on_dense_data": (
                 "its data are continuous, not category codes (the weights' equivalence to "
                 "repeated rows is tested in latentem's own tests)"

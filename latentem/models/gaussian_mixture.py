@@ -487,7 +487,7 @@ class _Watch:
 
     def __call__(self, info: Any) -> bool:
         if info.iteration == 1 and self.previous is not None and self.n:
-            if abs(info.log_likelihood / self.n - self.previous) <= self.tol:
+            if abs(info.log_likelihood / self.n - self.previous) < self.tol:
                 self.warm_converged = True
                 return True
         return info.iteration >= self.max_iter

@@ -126,13 +126,6 @@ class CategoricalHMM(HMM):
             family.n_features = self.n_features
         return family
 
-    def _sklearn_tags(self, tags: Any) -> Any:
-        tags = super()._sklearn_tags(tags)
-        # integer symbols, no negative one but -1 (the missing marker)
-        tags.input_tags.categorical = True
-        tags.input_tags.positive_only = True
-        return tags
-
     def _record_fit(self, result: Any, monitor: Any) -> None:
         # hmmlearn sets n_features from the data when it was not given
         self.n_features = self.emission.n_features
@@ -185,11 +178,6 @@ class PoissonHMM(HMM):
         )
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
-
-    def _sklearn_tags(self, tags: Any) -> Any:
-        tags = super()._sklearn_tags(tags)
-        tags.input_tags.positive_only = True  # counts
-        return tags
 
     def _family(self):
         family = self.emission

@@ -19,6 +19,7 @@ import numpy as np
 from latentem._sklearn import (
     check_n_features,
     density_tags,
+    family_argument_checks,
     note_features,
     precheck_table,
 )
@@ -279,7 +280,18 @@ class HMM(SaveMixin, ParamsMixin):
                 "HMM needs an emission family, e.g. HMM(3, emission=PoissonFamily(3)); "
                 "or use GaussianHMM, CategoricalHMM, PoissonHMM."
             )
-        return self.emission
+        family = self.emission
+        K = self.n_components
+        renew = str(self.init_params)
+        if (  # set_params(n_components=...) reaches a family the fit starts afresh anyway
+            getattr(family, "n_components", K) != K
+            and isinstance(K, int)
+            and K >= 1
+            and callable(getattr(family, "fresh", None))
+            and all(letter in renew for letter in getattr(family, "param_letters", "?"))
+        ):
+            self.emission = family = family.fresh(K)
+        return family
 
     def _check_settings(self) -> None:
         check_positive_int(self.n_components, "n_components")
@@ -307,7 +319,14 @@ class HMM(SaveMixin, ParamsMixin):
         if X is None or (hasattr(X, "__len__") and len(X) == 0):
             raise ValueError("X is empty (0 observations); pass at least one row.")
         # out-of-core rows (memmap, Chunked) are checked block by block during the fit
-        Xc = X if is_out_of_core(X) else family.validate_data(precheck_table(self, X))
+        if not is_out_of_core(X):  # counts and codes: negative values in scikit-learn's words
+            X = precheck_table(
+                self,
+                X,
+                nonnegative=bool(getattr(family, "nonnegative", False)),
+                missing_code=getattr(family, "missing_code", None),
+            )
+        Xc = X if is_out_of_core(X) else family.validate_data(X)
         offsets = offsets_from_lengths(_lengths_or_target(lengths, len(Xc)), len(Xc))
         lab = None
         if labels is not None:
@@ -631,10 +650,14 @@ class HMM(SaveMixin, ParamsMixin):
         return all(getattr(h, a, None) is not None for h, a in self._param_slots().values())
 
     def _sklearn_tags(self, tags: Any) -> Any:
-        return density_tags(tags, allow_nan=True)  # NaN marks a missing observation
+        tags = density_tags(tags, allow_nan=True)  # NaN marks a missing observation
+        # counts or codes are >= 0, codes are whole numbers: the family says which
+        tags.input_tags.positive_only = bool(getattr(self.emission, "nonnegative", False))
+        tags.input_tags.categorical = bool(getattr(self.emission, "codes", False))
+        return tags
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
-        return {
+        declared = {
             "check_fit_score_takes_y": (
                 "fit's second argument is hmmlearn's `lengths`; a target y passed there, "
                 "as scikit-learn's tools do, is recognised and ignored"
@@ -649,6 +672,9 @@ class HMM(SaveMixin, ParamsMixin):
                 "sequences)"
             ),
         }
+        if type(self)._family is HMM._family:  # the family is a constructor argument
+            declared.update(family_argument_checks(self.emission, argument=True))
+        return declared
 
     def score(self, X: Any, lengths: Any = None, *, y: Any = None) -> float:
         """Total log-likelihood of X (all sequences). ``y`` is scikit-learn's target,

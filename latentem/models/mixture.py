@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from latentem._numeric import logsumexp
-from latentem._sklearn import check_n_features, density_tags, note_features, precheck_table
+from latentem._sklearn import (
+    check_n_features,
+    density_tags,
+    family_argument_checks,
+    note_features,
+    precheck_table,
+)
 from latentem._validation import check_positive_int, check_random_state
 from latentem._vector import family_parts, get_vector, set_vector
 from latentem.base import InitParamsSetting, ParamsMixin, not_fitted_error
@@ -237,15 +243,6 @@ class MixtureSurface:
         return self
 
 
-#: The one scikit-learn check the family mixtures cannot meet, with its reason.
-_EMISSION_REPLACED = {
-    "check_dont_overwrite_parameters": (
-        "the fitted family is the public attribute `emission` (it holds the fitted "
-        "parameters, model.emission.lambdas_, ...); fit starts it afresh"
-    )
-}
-
-
 @register(fitted=_FITTED, skip_params=("emission",))
 class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
     """A finite mixture over any emission family, fitted by EM.
@@ -415,14 +412,8 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
         return self._emission().validate_data(X)  # (predicting leaves __dict__ as it is)
 
     def _sklearn_expected_failed_checks(self) -> dict[str, str]:
-        declared = dict(_EMISSION_REPLACED)
-        if type(self) is Mixture:  # the family is a constructor argument here
-            declared["check_estimators_overwrite_params"] = (
-                "the family passed as `emission` is where the fit keeps its parameters "
-                "(model.emission.lambdas_, ...): fit replaces it with a fresh family of the "
-                "same settings, which joblib's hash sees as a changed parameter"
-            )
-        return declared
+        # the family is a constructor argument of the generic Mixture only
+        return family_argument_checks(self.emission, argument=type(self) is Mixture)
 
     def _precheck(self, X: Any) -> Any:
         # scikit-learn's rule: a 1-D X is ambiguous (one feature, or one sample?)
@@ -437,6 +428,7 @@ class Mixture(MixtureSurface, SaveMixin, ParamsMixin):
     def _sklearn_tags(self, tags: Any) -> Any:
         tags = density_tags(tags, allow_nan=True)
         tags.input_tags.positive_only = self._nonnegative()
+        tags.input_tags.categorical = bool(getattr(self.emission, "codes", False))
         return tags
 
     def _nonnegative(self) -> bool:
