@@ -344,3 +344,28 @@ def test_every_family_in_the_package_is_registered_and_checked_here():
                 assert registry.entry_for(cls) is not None, f"{cls.__name__} is not registered"
     covered = {type(make()) for make, _ in FAMILIES.values()}
     assert defined <= covered, defined - covered
+
+
+def test_one_gap_aware_gaussian_family_under_its_old_name_too():
+    """The Gaussian family marginalises NaN itself; model files and code that name
+    MissingGaussianFamily get the same class."""
+    from latentem.families import GaussianFamily, MissingGaussianFamily
+
+    assert MissingGaussianFamily is GaussianFamily
+    assert registry.entry("MissingGaussianFamily").cls is GaussianFamily
+    assert registry.entry_for(GaussianFamily).name == "GaussianFamily"  # what files write
+    assert issubclass(GaussianEmission, GaussianFamily)  # the HMM's, hmmlearn's names
+    gm = latentem.GaussianMixture(2, random_state=0).fit(
+        np.random.default_rng(0).normal(size=(40, 2))
+    )
+    assert type(gm._emission()) is GaussianFamily
+    fam = GaussianFamily(2, 2, "diag")
+    fam.set_parameters(np.array([[0.0, 0.0], [4.0, 4.0]]), np.ones((2, 2)))
+    X = np.array([[0.5, np.nan], [np.nan, np.nan], [4.0, 3.5]])
+    lp = fam.log_prob(X)
+    # a gap is marginalised: the row scores as its observed cell alone
+    np.testing.assert_allclose(lp[0], -0.5 * np.log(2 * np.pi) - 0.5 * np.array([0.25, 12.25]))
+    assert np.all(lp[1] == 0.0)  # an all-NaN row carries no evidence
+    complete = GaussianFamily(2, 2, "diag")
+    complete.set_parameters(fam.means_, fam.covariances_)
+    np.testing.assert_array_equal(lp[2], complete.log_prob(X[2:])[0])

@@ -15,8 +15,8 @@ import numpy as np
 
 from latentem._validation import check_array
 from latentem.families.base import EmissionFamily, register_family
-from latentem.families.gaussian import covariance_shape
-from latentem.families.gaussian_missing import MissingGaussianFamily, MissingPlan
+from latentem.families.gaussian import GaussianFamily, covariance_shape
+from latentem.families.gaussian_gaps import MissingPlan
 from latentem.families.gaussian_priors import NormalInverseWishart
 from latentem.kernels.gaussian import gaussian_scaled_prob
 from latentem.kernels.hmm import diag_gaussian_scaled8, diag_gaussian_stats8, scale_emissions
@@ -37,7 +37,7 @@ def initial_covariance(filled: np.ndarray, min_covar: float) -> np.ndarray:
 
 
 @register_family(fitted=("n_features", "means_", "covariances_"), cli="gaussian")
-class GaussianEmission(MissingGaussianFamily, EmissionFamily):
+class GaussianEmission(GaussianFamily, EmissionFamily):
     """K Gaussian states for an HMM: letters ``m`` (means) and ``c`` (covariances).
 
     ``reg_covar`` (default 0, as in hmmlearn) is added to the diagonal of
@@ -47,7 +47,7 @@ class GaussianEmission(MissingGaussianFamily, EmissionFamily):
     (small or degenerate data), so the fit goes on where hmmlearn's does.
     ``n_features`` is taken from the data (or from ``means_`` when they are
     set by hand). NaN entries are allowed in the data (see
-    :class:`MissingGaussianFamily`).
+    :class:`~latentem.families.gaussian.GaussianFamily`).
     """
 
     param_letters = "mc"

@@ -1,6 +1,6 @@
 """Gaussian-mixture emissions: each of K states emits from its own mixture of M Gaussians.
 
-Built on one :class:`MissingGaussianFamily` with K * M components (state k
+Built on one :class:`~latentem.families.gaussian.GaussianFamily` with K * M components (state k
 owns components k*M .. k*M + M - 1), so the fast kernels and the handling of
 gaps carry over. Layouts follow hmmlearn's ``GMMHMM``: ``weights_`` (K, M),
 ``means_`` (K, M, D), ``covars_`` (K, M, D, D) full, (K, M, D) diag, (K, M)
@@ -22,9 +22,8 @@ from latentem.families.base import (
     dirichlet_m_step,
     register_family,
 )
-from latentem.families.gaussian import COVARIANCE_TYPES
+from latentem.families.gaussian import COVARIANCE_TYPES, GaussianFamily
 from latentem.families.gaussian_hmm import initial_covariance
-from latentem.families.gaussian_missing import MissingGaussianFamily
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
 __all__ = ["GaussianMixtureEmission"]
@@ -111,7 +110,7 @@ class GaussianMixtureEmission(EmissionFamily):
     def _inner_type(self) -> str:
         return "full" if self.covariance_type == "tied" else self.covariance_type
 
-    def _inner(self) -> MissingGaussianFamily:
+    def _inner(self) -> GaussianFamily:
         """The K*M-component Gaussian family holding the current means and covariances."""
         K, M, D = self.n_components, self.n_mix, self.n_features
         inner = getattr(self, "_inner_family", None)
@@ -121,7 +120,7 @@ class GaussianMixtureEmission(EmissionFamily):
             or inner.n_features != D
             or inner.covariance_type != self._inner_type()
         ):
-            inner = MissingGaussianFamily(K * M, D, self._inner_type(), reg_covar=0.0)
+            inner = GaussianFamily(K * M, D, self._inner_type(), reg_covar=0.0)
             self._inner_family = inner
         inner.reg_covar = 0.0  # the prior's term is added in m_step
         return inner

@@ -40,7 +40,7 @@ import numpy as np
 
 from latentem._validation import check_array
 from latentem.families.base import EmissionFamily, register_family
-from latentem.families.gaussian_missing import _serial_if_small, missing_plan
+from latentem.families.gaussian_gaps import _serial_if_small, missing_plan
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.kernels.student_t import t_diag_logprob, t_diag_stats, t_full_logprob, t_full_stats
 
@@ -431,7 +431,7 @@ class StudentTFamily(EmissionFamily):
                 f"X has {X.shape[1]} features but the model has {self.means_.shape[1]}."
             )
 
-    @_serial_if_small  # small tables: one thread (see latentem.families.gaussian_missing)
+    @_serial_if_small  # small tables: one thread (see latentem.families.gaussian_gaps)
     def log_prob(self, X: np.ndarray, plan: TPlan | None = None) -> np.ndarray:
         self._check_width(X)
         lconst, _ = self._dof_tables()

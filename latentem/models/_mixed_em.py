@@ -1,7 +1,7 @@
 """The latent-class (general-location) model with gaps behind :class:`~latentem.MixedImputer`.
 
 K latent classes; under class k the continuous columns are one multivariate
-normal (gap-aware: :class:`~latentem.families.gaussian_missing.MissingGaussianFamily`)
+normal (gap-aware: :class:`~latentem.families.gaussian.GaussianFamily`)
 and every categorical column an independent categorical distribution
 (:class:`~latentem.families.categorical_columns.CategoricalColumnsFamily`).
 The class links the two: a row's observed cells of either kind inform its
@@ -24,11 +24,9 @@ import numpy as np
 
 from latentem._numeric import logsumexp
 from latentem.families.categorical_columns import CategoricalColumnsFamily
-from latentem.families.gaussian_missing import (
-    MissingGaussianFamily,
-    bayesian_ridge_regressions,
-    missing_plan,
-)
+from latentem.families.gaussian import GaussianFamily
+from latentem.families.gaussian_gaps import missing_plan
+from latentem.families.gaussian_missing import bayesian_ridge_regressions
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.kernels.mixed import (
     categorical_counts,
@@ -92,7 +90,7 @@ class _MixedEM:
         self.ridge = float(ridge)
         self.prior_var = np.asarray(prior_var, dtype=np.float64)
         Dc = self.n_continuous
-        self.gauss = MissingGaussianFamily(K, Dc, covariance_type, 0.0) if Dc else None
+        self.gauss = GaussianFamily(K, Dc, covariance_type, 0.0) if Dc else None
         self.cat = None
         if self.n_levels.size:
             self.cat = CategoricalColumnsFamily(K, self.n_levels, probs_prior=1.0 + self.alpha)

@@ -22,8 +22,7 @@ from latentem._validation import (
     check_random_state,
 )
 from latentem.base import InitParamsSetting
-from latentem.families.gaussian import covariance_shape
-from latentem.families.gaussian_missing import MissingGaussianFamily
+from latentem.families.gaussian import GaussianFamily, covariance_shape
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.latent import CategoricalLatent
 from latentem.models.mixture import Mixture, MixtureSurface
@@ -260,7 +259,7 @@ class GaussianMixture(Mixture):
                 "learnt about it."
             )
 
-    def _emission(self) -> MissingGaussianFamily:
+    def _emission(self) -> GaussianFamily:
         return self._family
 
     def _check_X(self, X: Any) -> np.ndarray:
@@ -317,7 +316,7 @@ class GaussianMixture(Mixture):
     def _new_parts(self, D: int) -> None:
         K = self.n_components
         self.n_features_in_ = D
-        self._family = MissingGaussianFamily(K, D, self.covariance_type, self.reg_covar)
+        self._family = GaussianFamily(K, D, self.covariance_type, self.reg_covar)
         self._latent = CategoricalLatent(K)
 
     def _init_params(self, X: np.ndarray, rng: np.random.Generator) -> None:

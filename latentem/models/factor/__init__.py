@@ -17,7 +17,7 @@ row's first and second moments. With gaps, the tower rule
 functions of ``E[x | x_obs]`` and ``E[x x^T | x_obs]``, the conditional
 moments of the marginal Gaussian ``N(mu_k, C_k)``. Those are exactly what the
 Gaussian family with gaps
-(:class:`~latentem.families.gaussian_missing.MissingGaussianFamily`, the
+(:class:`~latentem.families.gaussian.GaussianFamily`, the
 imputer's engine) computes: rows grouped by missingness pattern, the missing
 cells marginalised exactly in the likelihood and their conditional
 covariance added to the second moments. So the E-step here is that family's

@@ -24,7 +24,7 @@ from latentem._sklearn import (
 )
 from latentem._validation import check_array, check_positive_int
 from latentem.base import InitParamsSetting, ParamsMixin, not_fitted_error
-from latentem.families.gaussian_missing import MissingGaussianFamily
+from latentem.families.gaussian import GaussianFamily
 from latentem.kernels.gaussian_missing import available_case_cov
 from latentem.models.factor.data import _check_real, _check_X, _prepare, _Prepared
 from latentem.models.factor.moments import _pca_start
@@ -168,7 +168,7 @@ class _FactorModel(OutputMixin, SaveMixin, ParamsMixin):
         K, D = means.shape
         fam = self.__dict__.get("_family")
         if fam is None or fam.n_components != K or fam.n_features != D:
-            fam = MissingGaussianFamily(K, D, "full", 0.0)
+            fam = GaussianFamily(K, D, "full", 0.0)
         try:
             fam.set_parameters(means, covs)
         except ValueError:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_array
-from latentem.families.gaussian_missing import MissingPlan, missing_plan
+from latentem.families.gaussian_gaps import MissingPlan, missing_plan
 
 __all__: list[str] = []
 

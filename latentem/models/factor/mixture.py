@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
-from latentem.families.gaussian_missing import SERIAL_BELOW
+from latentem.families.gaussian_gaps import SERIAL_BELOW
 from latentem.kernels._dispatch import serial_when_small
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.models.factor.base import _FactorModel

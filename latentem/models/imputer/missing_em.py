@@ -1,7 +1,7 @@
 """The EM model behind the imputer: a Gaussian mixture with gaps as a LatentModel.
 
 :class:`_MissingEM` joins the gap-aware Gaussian family
-(:class:`latentem.families.gaussian_missing.MissingGaussianFamily`) and the
+(:class:`latentem.families.gaussian.GaussianFamily`) and the
 categorical latent part into what :func:`latentem.fit_em` fits: its start (the
 available-case covariance for one normal on tables with :func:`_many_rows`, k-means++
 otherwise), the ridge prior of ``ridge`` in the M-step and ``log_prior``, re-seeding
@@ -19,11 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from latentem.families.gaussian_missing import (
-    MissingGaussianFamily,
-    bayesian_ridge_regressions,
-    missing_plan,
-)
+from latentem.families.gaussian import GaussianFamily
+from latentem.families.gaussian_gaps import missing_plan
+from latentem.families.gaussian_missing import bayesian_ridge_regressions
 from latentem.families.gaussian_priors import DiagonalShrinkage
 from latentem.kernels.gaussian_missing import available_case_cov
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
@@ -73,7 +71,7 @@ class _MissingEM:
         self.ridge = ridge
         self.prior_var = prior_var
         D = prior_var.shape[0]
-        self.family = MissingGaussianFamily(n_components, D, covariance_type, reg_covar)
+        self.family = GaussianFamily(n_components, D, covariance_type, reg_covar)
         self.latent = CategoricalLatent(n_components)
 
     def attach(self, X: np.ndarray) -> None:

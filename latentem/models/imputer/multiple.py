@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from latentem._validation import check_positive_int, check_random_state
-from latentem.families.gaussian_missing import missing_plan
+from latentem.families.gaussian_gaps import missing_plan
 
 # one component per row, drawn from the row's posterior probabilities (n, K): the
 # mixed-table imputer's helper (this file had a copy of it)

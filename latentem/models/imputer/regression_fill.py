@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from latentem.families.gaussian_missing import missing_plan
+from latentem.families.gaussian_gaps import missing_plan
 from latentem.models.imputer.missing_em import _MissingEM
 from latentem.models.imputer.table import _Table
 
