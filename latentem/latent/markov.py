@@ -31,7 +31,7 @@ from latentem.kernels.regime_transitions import (
     transition_objective,
 )
 
-__all__ = ["MarkovLatent", "stationary_start", "stationary_transitions"]
+__all__ = ["MarkovLatent", "start_distribution", "stationary_start", "stationary_transitions"]
 
 #: The values of ``initial`` given by name (an array fixes the start).
 INITIAL = ("free", "stationary")
@@ -106,6 +106,21 @@ def stationary_transitions(counts: np.ndarray, starts: np.ndarray, old: np.ndarr
     return _softmax_last_zero(coef[:, :, 0])
 
 
+def start_distribution(initial: Any, transmat: np.ndarray | None, free: Any) -> Any:
+    """The first state's distribution that a chain's ``initial`` setting gives.
+
+    ``"stationary"``: the stationary distribution of ``transmat`` (the free
+    value while there is no ``transmat``); an array: itself (a fixed start);
+    ``"free"``: the estimated ``free``. The regime models call it with each
+    sequence's first time-varying transition matrix.
+    """
+    if isinstance(initial, str):
+        if initial == "stationary" and transmat is not None:
+            return stationary_start(transmat)
+        return free
+    return np.array(initial, dtype=np.float64)
+
+
 class MarkovLatent:
     """Start and transition probabilities of a K-state chain (``n_sets`` independent chains).
 
@@ -176,12 +191,7 @@ class MarkovLatent:
         """Start probabilities: the estimated ones, the fixed ``initial``, or the
         stationary distribution of ``transmat_`` (a value set by hand then counts
         only for a free start)."""
-        kind = self.initial_kind
-        if kind == "stationary" and self.transmat_ is not None:
-            return stationary_start(self.transmat_)
-        if kind == "fixed":
-            return np.array(self.initial, dtype=np.float64)
-        return self._startprob
+        return start_distribution(self.initial, self.transmat_, self._startprob)
 
     @startprob_.setter
     def startprob_(self, value: Any) -> None:

@@ -18,7 +18,7 @@ from latentem.kernels.regime import initial_extended, newton_logit, tvtp_matrice
 from latentem.latent.markov import _logits as _logits
 from latentem.latent.markov import _softmax_last_zero as _softmax_last_zero
 from latentem.latent.markov import _stationary as _stationary
-from latentem.latent.markov import stationary_start, stationary_transitions
+from latentem.latent.markov import start_distribution, stationary_transitions
 from latentem.models.regime.data import RegimeData
 
 __all__: list[str] = []
@@ -53,12 +53,7 @@ class _RegimeTransitions:
         return initial_extended(trans, first, 1, start, self._ext)
 
     def _start_vector(self, P: np.ndarray) -> np.ndarray:
-        init = self.initial
-        if isinstance(init, str):
-            if init == "stationary":
-                return stationary_start(P)
-            return self.startprob_
-        return np.asarray(init, dtype=float)
+        return start_distribution(self.initial, P, getattr(self, "startprob_", None))
 
     # ------------------------------------------------------------ transition M-step
     def _transition_m_step(self, stats: dict) -> None:
