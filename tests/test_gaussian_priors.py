@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentem.families.gaussian_missing import MissingGaussianFamily
+from latentem.families.gaussian import GaussianFamily
 from latentem.families.gaussian_priors import (
     DiagonalShrinkage,
     MaximumLikelihood,
@@ -26,7 +26,7 @@ def _data(seed=0):
 
 
 def _family(ct, rng, prior=None, reg_covar=0.0):
-    fam = MissingGaussianFamily(K, D, ct, reg_covar)
+    fam = GaussianFamily(K, D, ct, reg_covar)
     fam.prior = prior
     cov = {
         "full": np.tile(np.eye(D) * 2.0, (K, 1, 1)),
@@ -92,3 +92,46 @@ def test_the_estimate_maximises_likelihood_plus_prior(covariance_type, prior, le
         new_means = means + (1e-3 * rng.normal(size=means.shape) if "m" in letters else 0.0)
         fam.set_parameters(new_means, cov + step)
         assert _objective(fam, X, W) <= best + 1e-9
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_gmmhmm_min_covar_is_the_shrinkage_prior(covariance_type):
+    """GMMHMM's min_covar is DiagonalShrinkage with 0.01 pseudo-observations of scatter
+    min_covar * I: its M-step is (scatter + min_covar I) / (n + 0.01) per covariance
+    (per state when tied), and its log-prior -0.01/2 log|S| - min_covar/2 tr(S^-1)."""
+    from latentem import GMMHMM
+
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(-2, 1, (150, 2)), rng.normal(2, 0.5, (150, 2))])
+    lam, a = 0.3, 0.01
+    model = GMMHMM(
+        2, n_mix=2, covariance_type=covariance_type, min_covar=lam, n_iter=3, random_state=0
+    ).fit(X)
+    fam = model.emission
+    stats = fam.accumulate(X, model.predict_proba(X))
+    inner = fam._inner()
+    _, ml = inner.estimate(stats["gauss"])  # maximum likelihood, per mixture component
+    n = stats["gauss"][0] + 10.0 * np.finfo(float).eps
+    fam.m_step(stats, "c")
+    got = np.asarray(fam.covars_)
+    KM = 4
+    if covariance_type == "tied":
+        ml_full = np.asarray(ml).reshape(2, 2, 2, 2)
+        scatter = (ml_full * n.reshape(2, 2)[:, :, None, None]).sum(axis=1)
+        want = (scatter + lam * np.eye(2)) / (n.reshape(2, 2).sum(axis=1) + a)[:, None, None]
+    else:
+        shape = {"full": (KM, 1, 1), "diag": (KM, 1), "spherical": (KM,)}[covariance_type]
+        eye = np.eye(2) if covariance_type == "full" else 1.0
+        want = (np.asarray(ml) * n.reshape(shape) + lam * eye) / (n.reshape(shape) + a)
+        want = want.reshape(got.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the log-prior, by hand from the covariance matrices
+    mats = fam._inner().full_covariances()
+    if covariance_type == "tied":
+        mats = mats[::2]
+    by_hand = sum(
+        -0.5 * a * np.linalg.slogdet(S)[1] - 0.5 * lam * np.trace(np.linalg.inv(S)) for S in mats
+    )
+    weights_term = fam.log_prior() - by_hand
+    fam.min_covar = 0.0
+    np.testing.assert_allclose(fam.log_prior(), weights_term, atol=1e-9)

@@ -24,6 +24,7 @@ from latentem.families.base import (
 )
 from latentem.families.gaussian import COVARIANCE_TYPES, GaussianFamily
 from latentem.families.gaussian_hmm import initial_covariance
+from latentem.families.gaussian_priors import DiagonalShrinkage
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 
 __all__ = ["GaussianMixtureEmission"]
@@ -229,48 +230,40 @@ class GaussianMixtureEmission(EmissionFamily):
             self.covars_ = self._map_covariances(cov, nk_eff)
         inner.set_parameters(np.asarray(self.means_).reshape(K * M, D), self._flat_covariances())
 
-    def _prior_counts(self) -> tuple[float, float]:
-        """``(lambda, a)``: the prior's scatter scale and pseudo-count (none when 0)."""
+    def _covariance_prior(self) -> DiagonalShrinkage | None:
+        """The ``min_covar`` prior: ``a`` pseudo-observations with scatter ``min_covar * I``
+        (None for maximum likelihood)."""
         lam = float(self.min_covar)
-        return lam, (_PSEUDO_COUNT if lam > 0 else 0.0)
+        if lam <= 0.0:
+            return None
+        return DiagonalShrinkage(_PSEUDO_COUNT, np.full(self.n_features, lam / _PSEUDO_COUNT))
 
     def _map_covariances(self, cov: np.ndarray, nk_eff: np.ndarray) -> np.ndarray:
         """The MAP covariances under the ``min_covar`` prior, from the maximum-likelihood
-        ones: ``(scatter + lambda I) / (n + a)``."""
+        ones of the K * M components (their weights ``nk_eff``)."""
         K, M, D = self.n_components, self.n_mix, self.n_features
-        lam, a = self._prior_counts()
-        ct = self.covariance_type
-        if ct == "tied":  # one matrix per state: pool its components by their mass
+        prior = self._covariance_prior()
+        if self.covariance_type == "tied":  # one matrix per state: pool its components
             mass = nk_eff.reshape(K, M)
-            scatter = (cov.reshape(K, M, D, D) * mass[:, :, None, None]).sum(axis=1)
-            return (scatter + lam * np.eye(D)) / (mass.sum(axis=1) + a)[:, None, None]
-        if ct == "full":
-            cov = (cov * nk_eff[:, None, None] + lam * np.eye(D)) / (nk_eff + a)[:, None, None]
-        elif ct == "diag":
-            cov = (cov * nk_eff[:, None] + lam) / (nk_eff + a)[:, None]
-        else:
-            cov = (cov * nk_eff + lam) / (nk_eff + a)
+            pooled = (cov.reshape(K, M, D, D) * mass[:, :, None, None]).sum(axis=1)
+            pooled /= mass.sum(axis=1)[:, None, None]
+            return pooled if prior is None else prior.shrink(pooled, mass.sum(axis=1), "full")
+        if prior is not None:
+            cov = prior.shrink(cov, nk_eff, self.covariance_type)
         return cov.reshape((K, M) + cov.shape[1:])
 
     def log_prior(self) -> float:
         """Log-density (up to a constant) of the priors the M-step maximises with:
-        Dirichlet on the mixture weights, ``-1/2 log|cov| - min_covar/2 tr(inv(cov))``
+        Dirichlet on the mixture weights, ``-a/2 log|cov| - min_covar/2 tr(inv(cov))``
         per covariance matrix (per component; per state when tied)."""
         total = dirichlet_log_prior(self.weights_, self.weights_prior)
-        lam, a = self._prior_counts()
-        if lam == 0.0:
+        prior = self._covariance_prior()
+        if prior is None:
             return total
-        cov = np.asarray(self.covars_, dtype=np.float64)
-        ct = self.covariance_type
-        if ct in ("full", "tied"):
-            trace = np.trace(np.linalg.inv(cov), axis1=-2, axis2=-1).sum()
-            logdet = np.linalg.slogdet(cov)[1].sum()
-        elif ct == "diag":
-            trace, logdet = (1.0 / cov).sum(), np.log(cov).sum()
-        else:
-            trace = self.n_features * (1.0 / cov).sum()
-            logdet = self.n_features * np.log(cov).sum()
-        return total - 0.5 * (a * float(logdet) + lam * float(trace))
+        terms = prior.component_terms(self._inner())
+        if self.covariance_type == "tied":  # each state's matrix is there n_mix times
+            terms = terms.reshape(self.n_components, self.n_mix)[:, 0]
+        return total + float(terms.sum())
 
     def n_parameters(self) -> int:
         K, M, D = self.n_components, self.n_mix, self.n_features

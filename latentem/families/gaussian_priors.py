@@ -187,6 +187,10 @@ class DiagonalShrinkage:
     diagonal ``prior_var`` (Amelia's ``empri``, norm's ridge prior): for "full",
     ``Sigma = (n_k Sigma_ML + ridge diag(prior_var)) / (n_k + ridge)``. It shrinks
     the correlations of nearly collinear columns or of few rows towards 0.
+
+    It is an inverse-Wishart prior with ``ridge`` pseudo-observations of scatter
+    ``ridge * diag(prior_var)``: GMMHMM's ``min_covar`` is the same prior with
+    ``ridge = 0.01`` and ``prior_var = min_covar / 0.01``.
     """
 
     def __init__(self, ridge: float, prior_var: np.ndarray) -> None:
@@ -195,29 +199,33 @@ class DiagonalShrinkage:
 
     def estimate(self, family: Any, stats: tuple, letters: str = "mc") -> tuple:
         means, cov = MaximumLikelihood().estimate(family, stats, letters)
-        lam, v = self.ridge, self.prior_var
-        if lam <= 0 or "c" not in letters:
+        if self.ridge <= 0 or "c" not in letters:
             return means, cov
-        nk = stats[0]
-        ct = family.covariance_type
-        if ct == "full":
-            cov = (nk[:, None, None] * cov + lam * np.diag(v)) / (nk[:, None, None] + lam)
-        elif ct == "tied":
+        return means, self.shrink(cov, stats[0], family.covariance_type)
+
+    def shrink(self, cov: np.ndarray, nk: np.ndarray, covariance_type: str) -> np.ndarray:
+        """The MAP covariances ``(n_k Sigma_ML + ridge diag(prior_var)) / (n_k + ridge)``
+        from the maximum-likelihood ones and the components' weights ``nk``."""
+        lam, v = self.ridge, self.prior_var
+        if covariance_type == "full":
+            return (nk[:, None, None] * cov + lam * np.diag(v)) / (nk[:, None, None] + lam)
+        if covariance_type == "tied":
             n = nk.sum()
-            cov = (n * cov + lam * np.diag(v)) / (n + lam)
-        elif ct == "diag":
-            cov = (nk[:, None] * cov + lam * v) / (nk[:, None] + lam)
-        else:
-            cov = (nk * cov + lam * v.mean()) / (nk + lam)
-        return means, cov
+            return (n * cov + lam * np.diag(v)) / (n + lam)
+        if covariance_type == "diag":
+            return (nk[:, None] * cov + lam * v) / (nk[:, None] + lam)
+        return (nk * cov + lam * v.mean()) / (nk + lam)
+
+    def component_terms(self, family: Any) -> np.ndarray:
+        """``-ridge/2 (tr(diag(prior_var) Sigma_k^-1) + log|Sigma_k|)`` of every component."""
+        _, P, logdet = family._precision_parts()
+        return -0.5 * self.ridge * (np.einsum("kjj,j->k", P, self.prior_var) + logdet)
 
     def log_prior(self, family: Any) -> float:
-        """``-ridge/2 (tr(diag(prior_var) Sigma^-1) + log|Sigma|)`` summed over components
-        (once for "tied")."""
+        """:meth:`component_terms` summed over components (once for "tied")."""
         if self.ridge <= 0:
             return 0.0
-        _, P, logdet = family._precision_parts()
-        terms = np.einsum("kjj,j->k", P, self.prior_var) + logdet
+        terms = self.component_terms(family)
         if family.covariance_type == "tied":
             terms = terms[:1]
-        return float(-0.5 * self.ridge * terms.sum())
+        return float(terms.sum())
