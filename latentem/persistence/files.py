@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from latentem.persistence.classes import _known_names, _name_for
+from latentem.persistence.classes import _class_for, _known_names, _name_for
 from latentem.persistence.file_format import _ARRAYS, _META, FORMAT_NAME, FORMAT_VERSION
 from latentem.persistence.reading import _read, _short
 from latentem.persistence.state import _decode, _Encoder
@@ -149,8 +149,11 @@ def load(path: str | os.PathLike) -> Any:
     where = f"{os.fspath(path)} is not a readable latentem model file"
     try:
         model = _decode(meta.get("model"), arrays, set())
-        if _name_for(model) != meta.get("class"):
-            raise ValueError(f"it says class {meta.get('class')!r} but holds another")
+        # compare classes, not names: a class may be registered under an earlier name too
+        # (files naming MissingGaussianFamily hold a GaussianFamily)
+        named = meta.get("class")
+        if not isinstance(named, str) or type(model) is not _class_for(named):
+            raise ValueError(f"it says class {named!r} but holds another")
     except np.linalg.LinAlgError as exc:
         raise ValueError(f"{where}: {_short(exc)}") from None
     except _BUILD_ERRORS as exc:
