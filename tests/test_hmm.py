@@ -441,3 +441,15 @@ def test_a_gap_written_into_x_after_a_score_is_seen_by_the_next_score():
     with_gap = model.score(X)
     assert np.isfinite(with_gap) and with_gap != complete
     assert with_gap == model.score(X.copy())  # a new array: nothing noted about it
+
+
+def test_singular_covariance_error_names_the_hmm_setting():
+    """An HMM user is told about min_covar, the setting a GaussianHMM has (a mixture
+    user is told about reg_covar)."""
+    model = GaussianHMM(2, covariance_type="full", init_params="")
+    model.startprob_ = np.array([0.5, 0.5])
+    model.transmat_ = np.full((2, 2), 0.5)
+    model.means_ = np.zeros((2, 2))
+    model.covars_ = np.array([np.eye(2), np.ones((2, 2))])
+    with pytest.raises(ValueError, match=r"component 1 .*increase min_covar \(now 0.001\)"):
+        model.score(np.random.default_rng(0).random((10, 2)))

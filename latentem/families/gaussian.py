@@ -57,7 +57,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 _NOT_PD = (
     "the covariance of component {k} is not positive definite (for instance caused by "
-    "singleton or collapsed samples); increase reg_covar (now {reg:g}), decrease the number "
+    "singleton or collapsed samples); {hint}, decrease the number "
     "of components, or remove duplicated points."
 )
 
@@ -223,12 +223,14 @@ class GaussianFamily:
             prec, bad = cov_to_prec_chol(np.ascontiguousarray(cov3, dtype=np.float64))
             if bad >= 0:
                 raise ValueError(
-                    _NOT_PD.format(k=bad if ct == "full" else "(tied)", reg=self.reg_covar)
+                    _NOT_PD.format(
+                        k=bad if ct == "full" else "(tied)", hint=self._regularisation_hint()
+                    )
                 )
             return prec if ct == "full" else prec[0]
         bad = np.flatnonzero(~(np.asarray(cov) > 0).reshape(len(cov), -1).all(axis=1))
         if bad.size:
-            raise ValueError(_NOT_PD.format(k=int(bad[0]), reg=self.reg_covar))
+            raise ValueError(_NOT_PD.format(k=int(bad[0]), hint=self._regularisation_hint()))
         return 1.0 / np.sqrt(cov)
 
     def is_feasible(self, cov: np.ndarray) -> bool:
@@ -240,6 +242,10 @@ class GaussianFamily:
         except ValueError:
             return False
         return True
+
+    def _regularisation_hint(self) -> str:
+        """What the user of this family can raise when a covariance is singular."""
+        return f"increase reg_covar (now {self.reg_covar:g})"
 
     def check_params(self) -> None:
         """Recompute the Cholesky factors of the set parameters; ValueError if a
@@ -354,7 +360,7 @@ class GaussianFamily:
         """Mixture scoring hook, one pass over complete rows: ``what`` is "proba" (the
         (n, K) posteriors), "score" (each row's log-likelihood) or "label" (the most
         probable component). None where X has gaps (the caller then uses ``log_prob``)."""
-        if np.isnan(X).any():
+        if not all_finite(X) and np.isnan(X).any():  # one pass without a mask when complete
             return None
         prec, logc = self._kernel_params()
         n, K = X.shape[0], self.n_components
@@ -392,8 +398,8 @@ class GaussianFamily:
             L = np.linalg.cholesky(C)
         except np.linalg.LinAlgError:
             raise ValueError(
-                "a component covariance is not numerically positive definite; increase "
-                f"reg_covar (now {self.reg_covar:g}) or use fewer components."
+                "a component covariance is not numerically positive definite; "
+                f"{self._regularisation_hint()} or use fewer components."
             ) from None
         Linv = np.ascontiguousarray(np.tril(np.linalg.inv(L)))
         U = np.ascontiguousarray(Linv.transpose(0, 2, 1))

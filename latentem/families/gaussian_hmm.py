@@ -237,6 +237,10 @@ class GaussianEmission(GaussianFamily, EmissionFamily):
             cov = self._regularised(cov)  # rare: small or degenerate data
         self.set_parameters(means, cov)
 
+    def _regularisation_hint(self) -> str:
+        # HMM users set hmmlearn's min_covar; reg_covar is not among their parameters
+        return f"increase min_covar (now {self.min_covar:g})"
+
     def _regularised(self, cov: np.ndarray) -> np.ndarray:
         """``cov`` with ``min_covar`` added to the diagonal of every state whose
         covariance is not positive definite (tenfold more until it is, up to six
