@@ -106,6 +106,11 @@ def stationary_transitions(counts: np.ndarray, starts: np.ndarray, old: np.ndarr
     return _softmax_last_zero(coef[:, :, 0])
 
 
+def initial_kind(initial: Any) -> str:
+    """``"free"``, ``"stationary"`` or ``"fixed"`` (``initial`` an array of probabilities)."""
+    return initial if isinstance(initial, str) else "fixed"
+
+
 def start_distribution(initial: Any, transmat: np.ndarray | None, free: Any) -> Any:
     """The first state's distribution that a chain's ``initial`` setting gives.
 
@@ -184,7 +189,7 @@ class MarkovLatent:
     @property
     def initial_kind(self) -> str:
         """``"free"``, ``"stationary"`` or ``"fixed"`` (``initial`` an array)."""
-        return self.initial if isinstance(self.initial, str) else "fixed"
+        return initial_kind(self.initial)
 
     @property
     def startprob_(self) -> np.ndarray | None:

@@ -29,6 +29,7 @@ from latentem.kernels.regime import (
     log_emission,
     weighted_moments,
 )
+from latentem.latent.markov import initial_kind
 from latentem.models.regime.data import RegimeData, RegimeResult, _RegimeInput
 from latentem.models.regime.forecast import _RegimeForecast
 from latentem.models.regime.parameters import _RegimeParameters
@@ -94,8 +95,7 @@ class _RegimeSwitching(
 
     @property
     def _initial_kind(self) -> str:
-        init = self.initial
-        return init if isinstance(init, str) else "fixed"
+        return initial_kind(self.initial)
 
     @property
     def _order(self) -> int:
