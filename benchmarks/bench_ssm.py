@@ -18,21 +18,29 @@ iterations and 600 s by default)
 4. 1,000 sequences of 100 steps: one E-step over all of them at once, against
    a Python loop of single-sequence E-steps (what a per-sequence loop costs).
 
-Every timing is the best of a few runs after a warm-up (numba compiled); the Nile
-fits, a few milliseconds each, are the best of 20, ours and statsmodels' interleaved,
-with the load average printed next to them.
+BLAS runs on one thread (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS
+set to 1 before NumPy is imported, unless already set): statsmodels and latentem are
+timed on one core each. Every timing is the best of a few runs after a warm-up (numba
+compiled); the Nile fits, a few milliseconds each, are the best of 20, ours and
+statsmodels' interleaved, with the load average printed next to them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import time
-import warnings
 
-import numpy as np
+# one BLAS thread for statsmodels and for us alike (a fair comparison of one core each);
+# set before NumPy is imported, or the BLAS pool is already started
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
-from latentem import ConvergenceWarning, LinearGaussianSSM
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from latentem import ConvergenceWarning, LinearGaussianSSM  # noqa: E402
 
 warnings.simplefilter("ignore", ConvergenceWarning)
 QUICK = "--quick" in sys.argv

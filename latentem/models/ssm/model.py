@@ -17,6 +17,8 @@ import numpy as np
 
 from latentem._validation import check_positive_int
 from latentem.base import ParamsMixin
+from latentem.kernels import kalman_scalar as _flat  # by module: its dispatchers once made
+from latentem.kernels._dispatch import SERIAL_SIZE
 from latentem.kernels.kalman import kalman_smoother, kalman_stats
 from latentem.kernels.kalman_diffuse import diffuse_smoother
 from latentem.models.ssm.data import SSMData, _check_not_all_constant, _SequenceData
@@ -296,12 +298,41 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
             )
         return total, seq_ll, stats, outs
 
-    def e_step(self, data: SSMData) -> tuple[tuple, float]:
-        total, _, stats, _ = self._run(data, 1)
-        return stats, total
+    def _run_flat(self, data: SSMData, mode: int) -> np.ndarray:
+        """``[loglik, stats...]`` (mode 1; mode 0: the log-likelihood and zeros) in one
+        compiled call on the packed parameters: the E-step's path, where a call's
+        overhead is most of the cost for a short series."""
+        p = self.n_features_in_
+        Y, U, groups = data.arrays(p)
+        theta = self._theta()
+        weights = data.weights
+        if weights.dtype != np.float64 or not weights.flags.c_contiguous:
+            weights = np.ascontiguousarray(weights, dtype=np.float64)
+        diffuse = self._held["diffuse"]
+        scalar = self.n_states == 1 and p == 1 and U.shape[1] == 0
+        if diffuse is not None:
+            if scalar:
+                out = _flat.scalar_diffuse_run(Y, U, data.offsets, theta, weights, mode)
+            else:
+                out = _flat.diffuse_run(
+                    Y, U, data.offsets, theta, self.n_states, diffuse, weights, mode
+                )
+        elif scalar and len(Y) < SERIAL_SIZE:  # longer: the parallel groups pay
+            out = _flat.scalar_run(Y, data.offsets, theta, weights, mode)
+        else:
+            out = _flat.kalman_run(Y, U, data.offsets, groups, theta, self.n_states, weights, mode)
+        if not math.isfinite(out[0]):
+            self._run(data, mode)  # raises, naming the sequence
+        return out
+
+    def e_step(self, data: SSMData) -> tuple[np.ndarray, float]:
+        """The flat statistics (:func:`~latentem.models.ssm.mstep.unflatten_stats`
+        gives them their shapes) and the log-likelihood."""
+        out = self._run_flat(data, 1)
+        return out[1:], float(out[0])
 
     def log_likelihood(self, data: SSMData) -> float:
-        return self._run(data, 0)[0]
+        return float(self._run_flat(data, 0)[0])
 
     # ------------------------------------------------------------------ public API
     def fit(self, X: Any, lengths: Any = None, inputs: Any = None) -> LinearGaussianSSM:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from latentem.kernels import kalman_scalar as _flat  # by module: its dispatchers once made
+from latentem.kernels.kalman import N_COUNTS
 from latentem.models.ssm.parameters import _sym
 
 __all__: list[str] = []
@@ -21,10 +23,18 @@ __all__: list[str] = []
 class _MStep:
     """The M-step (part of :class:`LinearGaussianSSM`)."""
 
-    def m_step(self, stats: tuple) -> None:
-        Zp, XZ, XX, W, YW, YY, s1, S1, counts = stats
+    def m_step(self, stats: np.ndarray) -> None:
+        """New parameters from the E-step's flat statistics (see
+        :func:`unflatten_stats`): compiled on the packed parameters where each part is
+        wholly free or wholly held, else by the conditional steps below."""
         n, m = self.n_states, self.n_inputs_
         held = self._held
+        codes = held["codes"]
+        if codes is not None and _flat.m_step_packed(
+            stats, self._theta(), n, self.n_features_in_, m, codes
+        ):
+            return  # the attributes are views of the vector updated in place
+        Zp, XZ, XX, W, YW, YY, s1, S1, counts = unflatten_stats(stats, n, self.n_features_in_, m)
         n_trans, n_obs, n_seq = counts.tolist()
         # transition: [A B] given Q, then Q
         if n_trans > 0 and not (held["transition"] and held["transition_cov"]):
@@ -91,6 +101,18 @@ class _MStep:
             m0 = self.initial_mean_
             P0 = (S1 - np.outer(s1, m0) - np.outer(m0, s1)) / n_seq + np.outer(m0, m0)
             self.initial_cov_ = _sym(P0)
+
+
+def unflatten_stats(stats: np.ndarray, n: int, p: int, m: int) -> tuple:
+    """The flat statistics as ``(Zp, XZ, XX, W, YW, YY, s1, S1, counts)`` (views)."""
+    nz = n + m
+    shapes = ((nz, nz), (n, nz), (n, n), (nz, nz), (p, nz), (p, p), (n,), (n, n), (N_COUNTS,))
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(stats[start : start + size].reshape(shape))
+        start += size
+    return tuple(out)
 
 
 def _regression(

@@ -10,7 +10,12 @@ and counts the free ones (:meth:`n_parameters`, for AIC and BIC).
 
 from __future__ import annotations
 
+import math
+import operator
+
 import numpy as np
+
+from latentem.kernels.kalman_scalar import COV_DIAG, COV_FULL, COV_HELD, COV_SCALAR
 
 __all__ = ["PARAMS", "COV_TYPES"]
 
@@ -30,6 +35,9 @@ COV_TYPES = ("full", "diag", "scalar")
 
 
 _INDEX = {name: i for i, name in enumerate(PARAMS)}
+_ATTRS = tuple(name + "_" for name in PARAMS)
+_GET_ATTRS = operator.itemgetter(*_ATTRS)
+_COV_CODE = {"full": COV_FULL, "diag": COV_DIAG, "scalar": COV_SCALAR}
 
 
 def _sym(M: np.ndarray) -> np.ndarray:
@@ -235,29 +243,61 @@ class _Parameters:
                 if lowest < -1e-10 * scale:
                     raise ValueError(f"{name}_ ({_SYMBOL[name]}) must be positive semi-definite.")
 
+    # ------------------------------------------------------------------ packed vector
+    # The E- and M-steps work on one vector of all parameters (the SQUAREM vector): the
+    # compiled kernels take and update it in one argument, and the ``name_`` attributes
+    # are views of it, so nothing is copied or rebuilt per iteration. A value assigned
+    # to an attribute (a user, a model file, a restored snapshot) breaks its view:
+    # :meth:`_theta` notices and packs the attributes afresh.
+    def _set_views(self, theta: np.ndarray, shapes: list[tuple[int, ...]]) -> None:
+        views, start = [], 0
+        for attr, shape in zip(_ATTRS, shapes):
+            size = math.prod(shape)
+            view = theta[start : start + size].reshape(shape)
+            self.__dict__[attr] = view
+            views.append(view)
+            start += size
+        self.__dict__["_packed"] = (theta, tuple(views))
+
+    def _theta(self) -> np.ndarray:
+        """The packed parameter vector, the attributes views of it (packed afresh if an
+        attribute was assigned since)."""
+        d = self.__dict__
+        packed = d.get("_packed")
+        if packed is not None and all(map(operator.is_, _GET_ATTRS(d), packed[1])):
+            return packed[0]
+        values = [np.asarray(getattr(self, attr), dtype=np.float64) for attr in _ATTRS]
+        theta = np.concatenate([v.ravel() for v in values])
+        self._set_views(theta, [v.shape for v in values])
+        return theta
+
     def get_param_vector(self) -> np.ndarray:
         """All parameters as one vector (for SQUAREM)."""
-        return np.concatenate([getattr(self, name + "_").ravel() for name in PARAMS])
+        return self._theta().copy()
 
     def set_param_vector(self, theta: np.ndarray) -> bool:
         """Set all parameters from a vector; False (and nothing changed) if infeasible:
         not finite, or R not positive definite, or Q or the initial covariance not
         positive semi-definite. (Extrapolation keeps shapes, symmetry and the zeros of
         diagonal covariances, so only definiteness needs checking.)"""
+        current = self._packed_views()
         theta = np.array(theta, dtype=np.float64)  # our own copy: the parameters view it
+        size = sum(v.size for v in current)
+        if theta.shape != (size,) or not np.isfinite(theta).all():
+            return False
         values, start = [], 0
-        for name in PARAMS:
-            old = getattr(self, name + "_")
+        for old in current:
             values.append(theta[start : start + old.size].reshape(old.shape))
             start += old.size
-        if theta.shape != (start,) or not np.isfinite(theta).all():
-            return False
         for name in ("observation_cov", "transition_cov", "initial_cov"):
             if not _definite(values[_INDEX[name]], semi=name != "observation_cov"):
                 return False
-        for name, value in zip(PARAMS, values):
-            setattr(self, name + "_", value)
+        self._set_views(theta, [v.shape for v in current])
         return True
+
+    def _packed_views(self) -> tuple[np.ndarray, ...]:
+        self._theta()
+        return self.__dict__["_packed"][1]
 
     def n_parameters(self) -> int:
         """Free parameters (entries not held fixed; covariances by their structure)."""
@@ -308,7 +348,28 @@ class _Parameters:
             kept = np.diag(value[name]).copy()
             held[name + "_kept"] = kept if kept.any() else None
         held["diffuse"] = self._diffuse()  # worked out once, not per E-step
+        held["codes"] = self._m_step_codes(held)
         self.__dict__["_held_cache"] = held
+
+    def _m_step_codes(self, held: dict) -> np.ndarray | None:
+        """How the compiled M-step (:func:`~latentem.kernels.kalman_scalar.m_step_packed`)
+        updates each part, or None where it cannot: entries of ``[A B]`` or ``[C D]``
+        held while others are free, or diagonal entries of Q or R held."""
+        codes = []
+        for part, cov in (("transition", "transition_cov"), ("observation", "observation_cov")):
+            free = held[part + "_free"]
+            if free.any() and not free.all():
+                return None
+            codes.append(int(free.all() and free.size > 0))
+            if held[cov]:
+                codes.append(COV_HELD)
+            elif held[cov + "_kept"] is not None:
+                return None
+            else:
+                codes.append(_COV_CODE[self._cov_type(cov)])
+        codes.append(int(not held["initial_mean"]))
+        codes.append(int(not held["initial_cov"]))
+        return np.array(codes, dtype=np.int64)
 
     @property
     def _held(self) -> dict:

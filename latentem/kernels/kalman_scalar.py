@@ -1,0 +1,481 @@
+"""Flat entry points of the Kalman kernels: one compiled call per E-step and per M-step.
+
+An EM iteration of a small model (the Nile local level: one state, one feature, 100
+rows) costs a few microseconds of arithmetic, so what a call hands across the
+Python boundary is what costs: every array argument is unboxed, every array
+returned is boxed. These entry points take the model's parameters as ONE packed
+vector ``theta`` (the SQUAREM vector: ``A, B, C, D, Q, R, m0, P0`` flattened in
+that order) and hand back ONE flat vector ``out``: ``out[0]`` the total
+log-likelihood (NaN if a sequence's innovation covariance was not positive
+definite), ``out[1:]`` the EM statistics ``Zp, XZ, XX, W, YW, YY, s1, S1, counts``
+of :mod:`latentem.kernels.kalman` flattened in that order (:func:`stats_size`).
+
+* :func:`scalar_run`: one state, one feature, no inputs (the local level, an AR(1)
+  plus noise): the filter and smoother of :mod:`latentem.kernels.kalman` for numbers
+  (:func:`~latentem.kernels.kalman._filter_scalar`,
+  :func:`~latentem.kernels.kalman._smooth_scalar`), the same arithmetic in the same
+  order, without the general kernel's work arrays.
+* :func:`scalar_diffuse_run`: the same with an exact diffuse start: each sequence's
+  diffuse steps by :mod:`latentem.kernels.kalman_diffuse`, the rest as above.
+* :func:`kalman_run`, :func:`diffuse_run`: any model, through
+  :func:`~latentem.kernels.kalman.kalman_smoother` /
+  :func:`~latentem.kernels.kalman_diffuse.diffuse_smoother`, statistics flattened.
+* :func:`m_step_packed`: the closed-form M-step on ``theta`` in place, from the flat
+  statistics, when each of ``[A B]``, ``[C D]``, ``Q``, ``R``, the initial mean and
+  covariance is wholly free or wholly held (the model's Python M-step does the rest).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latentem.kernels._jit import njit
+from latentem.kernels.kalman import N_COUNTS, kalman_smoother
+from latentem.kernels.kalman_diffuse import (
+    _diffuse_filter,
+    _new_outs,
+    _new_stats,
+    _smooth_diffuse_steps,
+    diffuse_smoother,
+)
+from latentem.kernels.kalman_linalg import _cholesky
+
+_LOG_2PI = np.log(2.0 * np.pi)
+
+__all__ = [
+    "scalar_run",
+    "scalar_diffuse_run",
+    "kalman_run",
+    "diffuse_run",
+    "m_step_packed",
+    "stats_size",
+    "theta_size",
+    "COV_HELD",
+    "COV_FULL",
+    "COV_DIAG",
+    "COV_SCALAR",
+]
+
+#: How :func:`m_step_packed` updates a covariance: held, or in one of the structures.
+COV_HELD, COV_FULL, COV_DIAG, COV_SCALAR = 0, 1, 2, 3
+
+
+def theta_size(n: int, p: int, m: int) -> int:
+    """Length of the packed parameter vector."""
+    return n * n + n * m + p * n + p * m + n * n + p * p + n + n * n
+
+
+def stats_size(n: int, p: int, m: int) -> int:
+    """Length of the flat statistics (without the log-likelihood in front)."""
+    nz = n + m
+    return nz * nz + n * nz + n * n + nz * nz + p * nz + p * p + n + n * n + N_COUNTS
+
+
+@njit(cache=True)
+def _unpack(theta, n, p, m):
+    """The eight parameters as C-contiguous copies of their parts of ``theta``."""
+    k = 0
+    A = theta[k : k + n * n].copy().reshape((n, n))
+    k += n * n
+    B = theta[k : k + n * m].copy().reshape((n, m))
+    k += n * m
+    C = theta[k : k + p * n].copy().reshape((p, n))
+    k += p * n
+    D = theta[k : k + p * m].copy().reshape((p, m))
+    k += p * m
+    Q = theta[k : k + n * n].copy().reshape((n, n))
+    k += n * n
+    R = theta[k : k + p * p].copy().reshape((p, p))
+    k += p * p
+    m0 = theta[k : k + n].copy()
+    k += n
+    P0 = theta[k : k + n * n].copy().reshape((n, n))
+    return A, B, C, D, Q, R, m0, P0
+
+
+@njit(cache=True)
+def _flatten_stats(stats, out, start):
+    """The nine statistics arrays into ``out`` from ``start`` (loops: a heterogeneous
+    tuple cannot be iterated)."""
+    k = start
+    for x in stats[0].ravel():
+        out[k] = x
+        k += 1
+    for x in stats[1].ravel():
+        out[k] = x
+        k += 1
+    for x in stats[2].ravel():
+        out[k] = x
+        k += 1
+    for x in stats[3].ravel():
+        out[k] = x
+        k += 1
+    for x in stats[4].ravel():
+        out[k] = x
+        k += 1
+    for x in stats[5].ravel():
+        out[k] = x
+        k += 1
+    for x in stats[6]:
+        out[k] = x
+        k += 1
+    for x in stats[7].ravel():
+        out[k] = x
+        k += 1
+    for x in stats[8]:
+        out[k] = x
+        k += 1
+    return k
+
+
+@njit(cache=True)
+def _total(seq_ll):
+    """The sum of the sequences' log-likelihoods; NaN if any is NaN."""
+    total = 0.0
+    for x in seq_ll:
+        total += x
+    return total
+
+
+@njit(cache=True)
+def kalman_run(Y, U, offsets, groups, theta, n, weights, mode):
+    """:func:`~latentem.kernels.kalman.kalman_smoother` (mode 0 or 1) on the packed
+    parameters: ``[loglik, stats...]`` in one vector."""
+    p, m = Y.shape[1], U.shape[1]
+    A, B, C, D, Q, R, m0, P0 = _unpack(theta, n, p, m)
+    seq_ll, stats, _ = kalman_smoother(
+        Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mode
+    )
+    out = np.empty(1 + stats_size_nb(n, p, m))
+    out[0] = _total(seq_ll)
+    _flatten_stats(stats, out, 1)
+    return out
+
+
+@njit(cache=True)
+def diffuse_run(Y, U, offsets, theta, n, diffuse, weights, mode):
+    """:func:`~latentem.kernels.kalman_diffuse.diffuse_smoother` (mode 0 or 1) on the
+    packed parameters: ``[loglik, stats...]`` in one vector."""
+    p, m = Y.shape[1], U.shape[1]
+    A, B, C, D, Q, R, m0, P0 = _unpack(theta, n, p, m)
+    seq_ll, stats, _ = diffuse_smoother(
+        Y, U, offsets, A, B, C, D, Q, R, m0, P0, diffuse, weights, mode
+    )
+    out = np.empty(1 + stats_size_nb(n, p, m))
+    out[0] = _total(seq_ll)
+    _flatten_stats(stats, out, 1)
+    return out
+
+
+@njit(cache=True)
+def stats_size_nb(n, p, m):
+    """:func:`stats_size`, compiled."""
+    nz = n + m
+    return nz * nz + n * nz + n * n + nz * nz + p * nz + p * p + n + n * n + N_COUNTS
+
+
+@njit(cache=True)
+def _scalar_scratch(offsets):
+    longest = 1
+    for s in range(offsets.shape[0] - 1):
+        longest = max(longest, offsets[s + 1] - offsets[s])
+    return np.empty(longest), np.empty(longest), np.empty(longest), np.empty(longest)
+
+
+@njit(cache=True)
+def _filter1(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
+    """Kalman filter of one sequence (rows ``a..a+T-1``) of a one-state, one-feature
+    model: its log-likelihood (NaN if an innovation variance is not positive), the
+    predicted and filtered means and variances into ``mp, Pp, mf, Pf``. One division
+    per step (the general kernel's Cholesky form takes a square root and two), which
+    is the chain each step waits on; Joseph form as there."""
+    ll = 0.0
+    m, P = m0, P0
+    for t in range(T):
+        if t > 0:
+            m = A * m
+            P = Q + (A * P) * A
+        mp[t] = m
+        Pp[t] = P
+        y = Y[a + t, 0]
+        if np.isnan(y):
+            mf[t] = m
+            Pf[t] = P
+            continue
+        PC = P * C
+        v = y - C * m
+        S = R + C * PC
+        if not S > 0.0:
+            return np.nan
+        inv = 1.0 / S
+        K = PC * inv
+        ll -= 0.5 * (_LOG_2PI + np.log(S) + v * v * inv)
+        m = m + K * v
+        M = 1.0 - K * C
+        P = (M * P) * M + (K * R) * K
+        mf[t] = m
+        Pf[t] = P
+    return ll
+
+
+@njit(cache=True)
+def _smooth1(Y, a, T, A, C, mp, Pp, mf, Pf, w, acc):
+    """RTS smoother of a sequence filtered by :func:`_filter1`, its EM statistics added
+    (weight ``w``) into ``acc = [Zp, XZ, XX, W, YW, YY, s1, S1, n_trans, n_obs,
+    n_seq]``. The smoothed first step's mean and variance are returned."""
+    m1 = mf[T - 1]
+    P1s = Pf[T - 1]
+    Zp = XZ = XX = W = YW = YY = 0.0
+    n_obs = 0.0
+    y = Y[a + T - 1, 0]
+    if not np.isnan(y):
+        W += P1s + m1 * m1
+        YW += y * m1
+        YY += y * y
+        n_obs += 1.0
+    for t in range(T - 2, -1, -1):
+        P1 = Pp[t + 1]
+        J = 0.0  # a predicted variance of zero (to rounding) gives no gain
+        if P1 > 1e-13 * abs(P1):
+            J = (A * Pf[t]) / P1
+        m_t = mf[t] + J * (m1 - mp[t + 1])
+        P_t = Pf[t] + (J * (P1s - P1)) * J
+        Zp += P_t + m_t * m_t
+        XX += P1s + m1 * m1
+        XZ += P1s * J + m1 * m_t
+        y = Y[a + t, 0]
+        if not np.isnan(y):  # a missing step is left out of the complete data
+            W += P_t + m_t * m_t
+            YW += y * m_t
+            YY += y * y
+            n_obs += 1.0
+        m1, P1s = m_t, P_t
+    acc[0] += w * Zp
+    acc[1] += w * XZ
+    acc[2] += w * XX
+    acc[3] += w * W
+    acc[4] += w * YW
+    acc[5] += w * YY
+    acc[8] += w * (T - 1)
+    acc[9] += w * n_obs
+    return m1, P1s
+
+
+@njit(cache=True)
+def scalar_run(Y, offsets, theta, weights, mode):
+    """Filter (mode 0) and smoother statistics (mode 1) of a model with one state, one
+    feature and no inputs: ``theta = [A, C, Q, R, m0, P0]``, ``Y`` (n_rows, 1).
+    ``[loglik, Zp, XZ, XX, W, YW, YY, s1, S1, n_trans, n_obs, n_seq]``."""
+    A, C, Q, R, m0, P0 = theta[0], theta[1], theta[2], theta[3], theta[4], theta[5]
+    mp, Pp, mf, Pf = _scalar_scratch(offsets)
+    out = np.zeros(12)
+    acc = out[1:]
+    total = 0.0
+    for s in range(offsets.shape[0] - 1):
+        a = offsets[s]
+        T = offsets[s + 1] - a
+        ll = _filter1(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf)
+        total += ll
+        if mode > 0 and not np.isnan(ll):
+            w = weights[s]
+            m_1, P_1 = _smooth1(Y, a, T, A, C, mp, Pp, mf, Pf, w, acc)
+            acc[6] += w * m_1
+            acc[7] += w * (P_1 + m_1 * m_1)
+            acc[10] += w
+    out[0] = total
+    return out
+
+
+@njit(cache=True)
+def scalar_diffuse_run(Y, U, offsets, theta, weights, mode):
+    """:func:`scalar_run` with the state of every sequence's first step diffuse (exact
+    diffuse start): the diffuse steps as
+    :func:`~latentem.kernels.kalman_diffuse.diffuse_smoother` runs them, the rest by the
+    scalar filter and smoother. ``U`` is the empty (n_rows, 0) inputs."""
+    A, B, C, D, Q, R, m0, P0 = _unpack(theta, 1, 1, 0)
+    params = (A, B, C, D, Q, R, m0, P0)
+    S = np.ones((1, 1))
+    P_inf = np.ones((1, 1))
+    mp, Pp, mf, Pf = _scalar_scratch(offsets)
+    stats = _new_stats(1, 1, 1)
+    acc = np.zeros(11)
+    outs = _new_outs(0, 1, 1)
+    total = 0.0
+    for s in range(offsets.shape[0] - 1):
+        a, b = offsets[s], offsets[s + 1]
+        y, w = Y[a:b], weights[s]
+        ll, d, a_d, P_d = _diffuse_filter(y, U[a:b], A, B, C, D, Q, R, m0, P0, P_inf, True)
+        rest = b - a - d
+        m_next = np.zeros(1)
+        P_next = np.zeros((1, 1))
+        if rest > 0:
+            ll += _filter1(
+                Y,
+                a + d,
+                rest,
+                A[0, 0],
+                C[0, 0],
+                Q[0, 0],
+                R[0, 0],
+                a_d[0],
+                P_d[0, 0],
+                mp,
+                Pp,
+                mf,
+                Pf,
+            )
+            if mode > 0 and not np.isnan(ll):
+                # the rest's statistics, but not the initial state's sums, which belong
+                # to the sequence's true first step
+                m_next[0], P_next[0, 0] = _smooth1(
+                    Y, a + d, rest, A[0, 0], C[0, 0], mp, Pp, mf, Pf, w, acc
+                )
+        total += ll
+        if mode == 0 or np.isnan(ll):
+            continue
+        _smooth_diffuse_steps(y, U, a, d, rest, params, S, m_next, P_next, w, stats, outs, False)
+    out = np.empty(12)
+    out[0] = total
+    _flatten_stats(stats, out, 1)
+    for i in range(11):
+        out[1 + i] += acc[i]
+    return out
+
+
+# ----------------------------------------------------------------------------- M-step
+@njit(cache=True)
+def _regress(Szz, Syz, Phi):
+    """``Phi = Syz Szz^-1`` into ``Phi`` (k, nz); False (``Phi`` untouched) if ``Szz`` is
+    not positive definite (the model's M-step then solves by least squares)."""
+    nz = Szz.shape[0]
+    k = Syz.shape[0]
+    L = np.zeros((nz, nz))
+    if not _cholesky(Szz, nz, L):
+        return False
+    X = np.empty((k, nz))
+    for i in range(k):  # row i of Phi solves Szz phi = Syz[i]: forward, then back
+        for j in range(nz):
+            s = Syz[i, j]
+            for q in range(j):
+                s -= L[j, q] * X[i, q]
+            X[i, j] = s / L[j, j]
+        for j in range(nz - 1, -1, -1):
+            s = X[i, j]
+            for q in range(j + 1, nz):
+                s -= L[q, j] * X[i, q]
+            X[i, j] = s / L[j, j]
+    Phi[:, :] = X
+    return True
+
+
+@njit(cache=True)
+def _residual_cov(Syy, Syz, Szz, Phi, count, kind, out):
+    """``(Syy - Phi Syz' - Syz Phi' + Phi Szz Phi') / count`` symmetrised, in the
+    structure ``kind`` (full, diagonal or scalar), into ``out``."""
+    k, nz = Phi.shape
+    PS = np.zeros((k, k))  # Phi Syz'
+    PZ = np.zeros((k, nz))  # Phi Szz
+    for i in range(k):
+        for j in range(k):
+            s = 0.0
+            for q in range(nz):
+                s += Phi[i, q] * Syz[j, q]
+            PS[i, j] = s
+        for j in range(nz):
+            s = 0.0
+            for q in range(nz):
+                s += Phi[i, q] * Szz[q, j]
+            PZ[i, j] = s
+    new = np.empty((k, k))
+    for i in range(k):
+        for j in range(i + 1):
+            s = 0.0
+            for q in range(nz):
+                s += PZ[i, q] * Phi[j, q]
+            x = Syy[i, j] - PS[i, j] - PS[j, i] + s
+            y = Syy[j, i] - PS[j, i] - PS[i, j] + s
+            new[i, j] = new[j, i] = 0.5 * (x + y) / count
+    if kind == COV_FULL or k == 1:
+        out[:, :] = new
+        return
+    mean = 0.0
+    for i in range(k):
+        mean += new[i, i]
+    mean /= k
+    out[:, :] = 0.0
+    for i in range(k):
+        out[i, i] = new[i, i] if kind == COV_DIAG else mean
+
+
+@njit(cache=True)
+def m_step_packed(stats, theta, n, p, m, codes):
+    """The M-step on the packed parameters ``theta`` in place, from the flat statistics
+    ``stats`` (without the log-likelihood in front). ``codes``: ``[A B]`` free (1) or
+    held (0), Q's update (``COV_*``), ``[C D]`` free, R's update, initial mean free,
+    initial covariance free. ``[A B]`` then Q given it, ``[C D]`` then R: exact EM.
+    False, with ``theta`` untouched, where a regression's Gram matrix is singular."""
+    nz = n + m
+    k = 0
+    Zp = stats[k : k + nz * nz].reshape((nz, nz))
+    k += nz * nz
+    XZ = stats[k : k + n * nz].reshape((n, nz))
+    k += n * nz
+    XX = stats[k : k + n * n].reshape((n, n))
+    k += n * n
+    W = stats[k : k + nz * nz].reshape((nz, nz))
+    k += nz * nz
+    YW = stats[k : k + p * nz].reshape((p, nz))
+    k += p * nz
+    YY = stats[k : k + p * p].reshape((p, p))
+    k += p * p
+    s1 = stats[k : k + n]
+    k += n
+    S1 = stats[k : k + n * n].reshape((n, n))
+    k += n * n
+    n_trans, n_obs, n_seq = stats[k], stats[k + 1], stats[k + 2]
+    A, B, C, D, Q, R, m0, P0 = _unpack(theta, n, p, m)
+    Phi = np.empty((n, nz))
+    Phi[:, :n] = A
+    Phi[:, n:] = B
+    Psi = np.empty((p, nz))
+    Psi[:, :n] = C
+    Psi[:, n:] = D
+    if n_trans > 0:
+        if codes[0] and not _regress(Zp, XZ, Phi):
+            return False
+        if codes[1] != COV_HELD:
+            _residual_cov(XX, XZ, Zp, Phi, n_trans, codes[1], Q)
+    if codes[2] and not _regress(W, YW, Psi):
+        return False
+    if codes[3] != COV_HELD:
+        _residual_cov(YY, YW, W, Psi, n_obs, codes[3], R)
+    if codes[4]:
+        for i in range(n):
+            m0[i] = s1[i] / n_seq
+    if codes[5]:
+        for i in range(n):
+            for j in range(i + 1):
+                x = (S1[i, j] - s1[i] * m0[j] - m0[i] * s1[j]) / n_seq + m0[i] * m0[j]
+                y = (S1[j, i] - s1[j] * m0[i] - m0[j] * s1[i]) / n_seq + m0[j] * m0[i]
+                P0[i, j] = P0[j, i] = 0.5 * (x + y)
+    k = _put(theta, 0, Phi, 0, n)
+    k = _put(theta, k, Phi, n, nz)
+    k = _put(theta, k, Psi, 0, n)
+    k = _put(theta, k, Psi, n, nz)
+    k = _put(theta, k, Q, 0, n)
+    k = _put(theta, k, R, 0, p)
+    for x in m0:
+        theta[k] = x
+        k += 1
+    _put(theta, k, P0, 0, n)
+    return True
+
+
+@njit(cache=True)
+def _put(theta, k, M, c0, c1):
+    """Columns ``c0..c1-1`` of ``M``, row by row, into ``theta`` from ``k``; the next k."""
+    for i in range(M.shape[0]):
+        for j in range(c0, c1):
+            theta[k] = M[i, j]
+            k += 1
+    return k
