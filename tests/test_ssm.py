@@ -577,3 +577,77 @@ def test_plot_of_smoothed_states_has_a_band_per_state():
     np.testing.assert_allclose(ax.lines[0].get_ydata(), model.smooth(Y).state_means[:, 1])
     with pytest.raises(ValueError, match="state 2 does not exist"):
         plot_smoothed_states(model, Y, states=[2])
+
+
+# ----------------------------------------------------------------------------- flat entry points
+def _flat_reference(lls, stats):
+    return np.concatenate([[np.sum(lls)]] + [np.ravel(s) for s in stats])
+
+
+def test_scalar_and_flat_kernels_match_numpy_reference():
+    """The E-step's one-call kernels (packed parameters in, ``[loglik, stats...]`` out)
+    against the NumPy smoother: the scalar one (one division per step) and the general
+    one, with gaps, a one-step sequence, weights, modes 0 and 1."""
+    from latentem.kernels import kalman_scalar as ks
+
+    Y, _, offsets, P, w = random_problem(7, n=1, p=1, m=0, lengths=(30, 1, 12, 2))
+    Y[5:9] = np.nan
+    U = np.zeros((len(Y), 0))
+    args = (P["A"], P["B"], P["C"], P["D"], P["Q"], P["R"], P["m0"], P["P0"])
+    theta = np.concatenate([np.ravel(a) for a in args])
+    assert theta.size == ks.theta_size(1, 1, 0)
+    ref = _flat_reference(*reference_smoother(Y, U, offsets, *args, w)[:2])
+    got = ks.scalar_run(Y, offsets, theta, w, 1)
+    assert got.size == 1 + ks.stats_size(1, 1, 0)
+    np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(ks.scalar_run(Y, offsets, theta, w, 0)[0], ref[0], rtol=1e-13)
+    for n, p, m in ((1, 1, 0), (3, 4, 2)):
+        Y, U, offsets, P, w = random_problem(8, n=n, p=p, m=m)
+        args = (P["A"], P["B"], P["C"], P["D"], P["Q"], P["R"], P["m0"], P["P0"])
+        theta = np.concatenate([np.ravel(a) for a in args])
+        ref = _flat_reference(*reference_smoother(Y, U, offsets, *args, w)[:2])
+        got = ks.kalman_run(Y, U, offsets, theta, n, w, 1)
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9)
+    # a sequence whose innovation variance is not positive: NaN in front
+    bad = np.array([1.0, 1.0, 1.0, -5.0, 0.0, 1.0])
+    assert np.isnan(ks.scalar_run(np.ones((4, 1)), np.array([0, 4]), bad, np.ones(1), 1)[0])
+
+
+@pytest.mark.parametrize(
+    "n, p, m, fixed, q_type, r_type",
+    [
+        (1, 1, 0, ["transition_matrix", "observation_matrix"], "full", "diag"),
+        (3, 4, 2, None, "full", "full"),
+        (3, 4, 0, ["transition_cov", "initial_mean"], "diag", "diag"),
+        (2, 3, 1, ["observation_matrix", "observation_input", "initial_cov"], "scalar", "scalar"),
+    ],
+)
+def test_compiled_m_step_equals_the_numpy_m_step(n, p, m, fixed, q_type, r_type):
+    """The compiled M-step on the packed vector gives what the NumPy M-step gives from
+    the same statistics, for each structure it takes (whole parts free or held)."""
+    Y, U, offsets, P, w = random_problem(11, n=n, p=p, m=m, lengths=(40, 25, 30))
+    kw = dict(transition_matrix=P["A"], observation_matrix=P["C"], initial_mean=P["m0"])
+    kw.update(initial_cov=P["P0"], transition_cov=P["Q"], observation_cov=P["R"])
+    if q_type == "diag":
+        kw["transition_cov"] = np.diag(P["Q"])
+    if m:
+        kw.update(transition_input=P["B"], observation_input=P["D"])
+    model = LinearGaussianSSM(
+        n, transition_cov_type=q_type, observation_cov_type=r_type, fixed=fixed, **kw
+    )
+    data = model.prepare(Y, np.diff(offsets), U if m else None)
+    model.init_params(data, np.random.default_rng(0))
+    stats, _ = model.e_step(data)
+    assert model._held["codes"] is not None
+    twin = model.__class__(**model.get_params())
+    twin.__dict__.update({k: v for k, v in model.__dict__.items() if k != "_packed"})
+    for name in latentem.models.ssm.parameters.PARAMS:
+        setattr(twin, name + "_", getattr(model, name + "_").copy())
+    twin.__dict__["_held_cache"] = dict(model._held, codes=None)  # the NumPy M-step
+    model.m_step(stats)
+    twin.m_step(stats.copy())
+    for name in latentem.models.ssm.parameters.PARAMS:
+        np.testing.assert_allclose(
+            getattr(model, name + "_"), getattr(twin, name + "_"), rtol=1e-10, atol=1e-12
+        )
+    assert np.array_equal(model.get_param_vector(), model._theta())

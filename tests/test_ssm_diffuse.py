@@ -530,3 +530,33 @@ def test_diffuse_start_errors_and_model_files(tmp_path):
     again = load(path)
     assert again.score(y) == model.score(y)
     np.testing.assert_array_equal(again.smooth(y).state_means, model.smooth(y).state_means)
+
+
+@pytest.mark.parametrize(
+    "gaps, lengths", [([5, 50, 51], [100, 37]), ([0, 5], [100, 37]), ([1], [1, 99, 37])]
+)
+def test_scalar_diffuse_kernel_matches_reference(gaps, lengths):
+    """The one-call kernel of a one-state model with an exact diffuse start (closed form
+    where the first value is observed, the general diffuse steps where not) against
+    the NumPy diffuse reference, modes 0 and 1."""
+    from latentem.kernels import kalman_scalar as ks
+
+    y0 = nile_y()
+    y = np.concatenate([y0, y0[:37] * 0.9])
+    y[gaps] = np.nan
+    Y, U = y[:, None].copy(), np.zeros((len(y), 0))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    w = np.linspace(0.5, 1.5, len(lengths))
+    theta = np.array([0.95, 1.1, 1500.0, 15000.0, 900.0, 0.0])
+    params = tuple(np.array([[x]]) for x in theta[:1]) + (np.zeros((1, 0)),)
+    params += (np.array([[theta[1]]]), np.zeros((1, 0)), np.array([[theta[2]]]))
+    params += (np.array([[theta[3]]]), theta[4:5].copy(), np.zeros((1, 1)))
+    diffuse = np.ones(1, dtype=bool)
+    lls, stats, _ = reference_diffuse(Y, U, offsets, params, diffuse, w, 1)
+    ref = np.concatenate([[np.sum(lls)]] + [np.ravel(s) for s in stats])
+    got = ks.scalar_diffuse_run(Y, U, offsets, theta, w, 1)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(ks.scalar_diffuse_run(Y, U, offsets, theta, w, 0)[0], ref[0])
+    np.testing.assert_allclose(
+        ks.diffuse_run(Y, U, offsets, theta, 1, diffuse, w, 1), ref, rtol=1e-10, atol=1e-9
+    )

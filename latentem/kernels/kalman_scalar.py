@@ -17,9 +17,10 @@ of :mod:`latentem.kernels.kalman` flattened in that order (:func:`stats_size`).
   order, without the general kernel's work arrays.
 * :func:`scalar_diffuse_run`: the same with an exact diffuse start: each sequence's
   diffuse steps by :mod:`latentem.kernels.kalman_diffuse`, the rest as above.
-* :func:`kalman_run`, :func:`diffuse_run`: any model, through
-  :func:`~latentem.kernels.kalman.kalman_smoother` /
-  :func:`~latentem.kernels.kalman_diffuse.diffuse_smoother`, statistics flattened.
+* :func:`kalman_run`, :func:`diffuse_run`: any model on one thread, through the
+  general kernel's one-group loop /
+  :func:`~latentem.kernels.kalman_diffuse.diffuse_smoother`, statistics flattened
+  (data split into parallel groups go through the parallel kernel instead).
 * :func:`m_step_packed`: the closed-form M-step on ``theta`` in place, from the flat
   statistics, when each of ``[A B]``, ``[C D]``, ``Q``, ``R``, the initial mean and
   covariance is wholly free or wholly held (the model's Python M-step does the rest).
@@ -30,8 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from latentem.kernels._jit import njit
-from latentem.kernels.kalman import N_COUNTS, kalman_smoother
+from latentem.kernels.kalman import N_COUNTS, _is_diagonal, _run_group
 from latentem.kernels.kalman_diffuse import (
+    TOL,
     _diffuse_filter,
     _new_outs,
     _new_stats,
@@ -138,14 +140,21 @@ def _total(seq_ll):
 
 
 @njit(cache=True)
-def kalman_run(Y, U, offsets, groups, theta, n, weights, mode):
-    """:func:`~latentem.kernels.kalman.kalman_smoother` (mode 0 or 1) on the packed
-    parameters: ``[loglik, stats...]`` in one vector."""
+def kalman_run(Y, U, offsets, theta, n, weights, mode):
+    """All sequences on one thread through the general kernel's one-group loop
+    (:func:`~latentem.kernels.kalman._run_group`; not the parallel
+    :func:`~latentem.kernels.kalman.kalman_smoother`, which a cached caller must not
+    embed: loaded from numba's cache, such a caller crashed) on the packed parameters,
+    mode 0 or 1: ``[loglik, stats...]`` in one vector."""
     p, m = Y.shape[1], U.shape[1]
-    A, B, C, D, Q, R, m0, P0 = _unpack(theta, n, p, m)
-    seq_ll, stats, _ = kalman_smoother(
-        Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mode
-    )
+    params = _unpack(theta, n, p, m)
+    n_seq = offsets.shape[0] - 1
+    seq_ll = np.empty(n_seq)
+    stats = _new_stats(n, p, n + m)
+    outs = _new_outs(0, n, p)
+    first = n_seq - n_seq  # typed int64, not a literal: one specialisation of the loop
+    r_diag = _is_diagonal(params[5])
+    _run_group(Y, U, offsets, first, n_seq, params, weights, mode, r_diag, seq_ll, stats, outs)
     out = np.empty(1 + stats_size_nb(n, p, m))
     out[0] = _total(seq_ll)
     _flatten_stats(stats, out, 1)
@@ -287,6 +296,51 @@ def scalar_run(Y, offsets, theta, weights, mode):
 
 
 @njit(cache=True)
+def _first_observed(Y, a, b, theta, w, mode, mp, Pp, mf, Pf, acc):
+    """A sequence of :func:`scalar_diffuse_run` whose first value is observed: the flat
+    state is pinned by it, ``x_1 | y_1 ~ N(y_1 / C, R / C^2)`` (one diffuse step, the
+    log-likelihood term ``-1/2 log(2 pi C^2)``), which is what the general diffuse
+    filter and posterior give for one state, in closed form. Statistics into ``acc``
+    as :func:`_smooth1`, the initial state's sums and the sequence count included."""
+    A, Cs, Q, R, m0 = theta[0], theta[1], theta[2], theta[3], theta[4]
+    y0 = Y[a, 0]
+    F = Cs * Cs
+    x0 = m0 + (Cs / F) * (y0 - Cs * m0)
+    V0 = R / F
+    ll = -0.5 * (_LOG_2PI + np.log(F))
+    a_d = A * x0
+    cov01 = A * V0
+    P_d = cov01 * A + Q
+    rest = b - a - 1
+    ms0, full = x0, V0
+    if rest > 0:
+        ll += _filter1(Y, a + 1, rest, A, Cs, Q, R, a_d, P_d, mp, Pp, mf, Pf)
+        if mode == 0 or np.isnan(ll):
+            return ll
+        m_next, P_next = _smooth1(Y, a + 1, rest, A, Cs, mp, Pp, mf, Pf, w, acc)
+        # the pair (x_1, x_2): x_1 given x_2 as in the smoother (no gain if Var x_2 is 0)
+        J = 0.0
+        if P_d > 1e-13 * abs(P_d):
+            J = cov01 / P_d
+        ms0 = x0 + J * (m_next - a_d)
+        full = V0 - J * cov01 + (J * P_next) * J
+        acc[0] += w * (full + ms0 * ms0)
+        acc[1] += w * (P_next * J + m_next * ms0)
+        acc[2] += w * (P_next + m_next * m_next)
+        acc[8] += w
+    elif mode == 0:
+        return ll
+    acc[3] += w * (full + ms0 * ms0)
+    acc[4] += w * y0 * ms0
+    acc[5] += w * y0 * y0
+    acc[9] += w
+    acc[6] += w * ms0
+    acc[7] += w * (full + ms0 * ms0)
+    acc[10] += w
+    return ll
+
+
+@njit(cache=True)
 def scalar_diffuse_run(Y, U, offsets, theta, weights, mode):
     """:func:`scalar_run` with the state of every sequence's first step diffuse (exact
     diffuse start): the diffuse steps as
@@ -304,6 +358,9 @@ def scalar_diffuse_run(Y, U, offsets, theta, weights, mode):
     for s in range(offsets.shape[0] - 1):
         a, b = offsets[s], offsets[s + 1]
         y, w = Y[a:b], weights[s]
+        if not np.isnan(Y[a, 0]) and C[0, 0] * C[0, 0] > TOL:
+            total += _first_observed(Y, a, b, theta, w, mode, mp, Pp, mf, Pf, acc)
+            continue
         ll, d, a_d, P_d = _diffuse_filter(y, U[a:b], A, B, C, D, Q, R, m0, P0, P_inf, True)
         rest = b - a - d
         m_next = np.zeros(1)

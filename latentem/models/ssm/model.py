@@ -319,8 +319,12 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
                 )
         elif scalar and len(Y) < SERIAL_SIZE:  # longer: the parallel groups pay
             out = _flat.scalar_run(Y, data.offsets, theta, weights, mode)
-        else:
-            out = _flat.kalman_run(Y, U, data.offsets, groups, theta, self.n_states, weights, mode)
+        elif len(groups) == 2:  # one group: one thread
+            out = _flat.kalman_run(Y, U, data.offsets, theta, self.n_states, weights, mode)
+        else:  # the parallel kernel, its statistics flattened here
+            params = self._packed_views()
+            seq_ll, stats = kalman_stats(Y, U, data.offsets, groups, *params, weights, mode)
+            out = np.concatenate([[seq_ll.sum()]] + [s.ravel() for s in stats])
         if not math.isfinite(out[0]):
             self._run(data, mode)  # raises, naming the sequence
         return out
