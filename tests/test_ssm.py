@@ -651,3 +651,30 @@ def test_compiled_m_step_equals_the_numpy_m_step(n, p, m, fixed, q_type, r_type)
             getattr(model, name + "_"), getattr(twin, name + "_"), rtol=1e-10, atol=1e-12
         )
     assert np.array_equal(model.get_param_vector(), model._theta())
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(observation_matrix=[[1.0]]),
+        dict(observation_matrix=[[0.7]], transition_matrix=[[1.0]]),
+        dict(observation_matrix=[[1.0]], initial_cov="diffuse"),
+        dict(observation_matrix=[[2.0]], transition_cov=0.3, initial_mean=[1.0]),
+    ],
+)
+@pytest.mark.parametrize("lengths", [None, [60, 1, 59]])
+def test_scalar_start_equals_the_general_start(kw, lengths):
+    """One state, one feature, C given: the starting values computed in numbers equal
+    the general code's, which the same model with an input that is always zero takes."""
+    rng = np.random.default_rng(1)
+    y = np.cumsum(rng.normal(size=120)) + rng.normal(size=120)
+    y[[3, 40, 41]] = np.nan
+    fast = LinearGaussianSSM(1, **kw)
+    fast.init_params(fast.prepare(y, lengths), np.random.default_rng(0))
+    general = LinearGaussianSSM(1, **kw)
+    data = general.prepare(y, lengths, inputs=np.zeros((120, 1)))
+    general.init_params(data, np.random.default_rng(0))
+    for name in latentem.models.ssm.parameters.PARAMS:
+        if not name.endswith("_input"):  # B and D: zero on both sides
+            got, want = getattr(fast, name + "_"), getattr(general, name + "_")
+            np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)

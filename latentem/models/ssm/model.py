@@ -31,6 +31,15 @@ from latentem.runner import fit_em, is_dask_array
 
 __all__ = ["LinearGaussianSSM"]
 
+#: The E-step's kernels (:meth:`LinearGaussianSSM._plan`).
+_SCALAR, _SCALAR_DIFFUSE, _DIFFUSE, _ONE_GROUP, _GROUPS = range(5)
+
+
+def _var(x: np.ndarray, ddof: int) -> float:
+    """``np.var(x, ddof=ddof)`` of a vector, without its overhead."""
+    d = x - x.sum() / len(x)
+    return float(d @ d) / (len(x) - ddof)
+
 
 def _cov(Z: np.ndarray) -> np.ndarray:
     """``np.cov(Z.T)`` (rows are observations), as a matrix, without its overhead."""
@@ -208,6 +217,9 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
                 )
         Y, U, _ = data.arrays(p)
         offsets = data.offsets
+        if n == 1 and p == 1 and m == 0 and values["observation_matrix"] is not None:
+            self._init_scalar(Y[:, 0], offsets, values)
+            return
         seen = ~np.isnan(Y)
         n_seen = seen.sum(axis=0)
         Y0 = np.where(seen, Y, 0.0)
@@ -270,6 +282,52 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
             setattr(self, name + "_", np.array(value, dtype=np.float64))
         self._check_params(fit=True)
 
+    def _init_scalar(self, y: np.ndarray, offsets: np.ndarray, values: dict) -> None:
+        """:meth:`init_params` for one state, one feature, no inputs and ``C`` given: the
+        same starting values, in numbers (a short series' fit spent a fifth of its time
+        in the general code's small matrix calls)."""
+        c = float(values["observation_matrix"][0, 0])
+        seen = ~np.isnan(y)
+        obs = y[seen]
+        y_mean = obs.sum() / obs.size
+        resid = np.where(seen, y, y_mean)
+        states = resid / c if c != 0.0 else np.zeros_like(resid)  # lstsq of a 1 x 1 C
+        first = np.zeros(len(y), dtype=bool)
+        first[offsets[:-1]] = True
+        prev = np.flatnonzero(~first) - 1
+        xp, xc = states[prev], states[prev + 1]
+        A = values["transition_matrix"]
+        if A is None:
+            ss = float(xp @ xp)
+            a = float(xp @ xc) / ss if prev.size and ss > 0.0 else (0.0 if prev.size else 0.9)
+            a = a * (0.999 / abs(a)) if abs(a) > 0.999 else a
+        else:
+            a = float(A[0, 0])
+        var_x = _var(states, 1) if len(states) > 1 else 1.0
+        var_x += 1e-6 * (var_x + 1.0)
+        Q = values["transition_cov"]
+        if Q is None:
+            q = _var(xc - a * xp, 1) + 1e-3 * var_x if prev.size > 1 else var_x
+        else:
+            q = float(Q[0, 0])
+        R = values["observation_cov"]
+        if R is None:
+            dev = obs - y_mean
+            yvar = float(dev @ dev) / obs.size
+            yvar = yvar if yvar > 0 else 1.0
+            r = max(_var(resid - states * c, 0), 0.1 * yvar)
+        else:
+            r = float(R[0, 0])
+        m0 = values["initial_mean"]
+        m0 = float(states[offsets[:-1]].mean()) if m0 is None else float(m0[0])
+        P0 = values["initial_cov"]
+        P0 = var_x if P0 is None else float(P0[0, 0])
+        theta = np.array([a, c, q, r, m0, P0])
+        shapes = [(1, 1), (1, 0), (1, 1), (1, 0), (1, 1), (1, 1), (1,), (1, 1)]
+        self._set_views(theta, shapes)
+        if not (np.isfinite(theta).all() and r > 0.0 and q >= 0.0 and P0 >= 0.0):
+            self._check_params(fit=True)  # raises, saying what is wrong
+
     # ------------------------------------------------------------------ protocol
     def _run(self, data: SSMData, mode: int):
         Y, U, groups = data.arrays(self.n_features_in_)
@@ -298,32 +356,48 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
             )
         return total, seq_ll, stats, outs
 
+    def _plan(self, data: SSMData) -> tuple:
+        """Which kernel the E-step calls on ``data`` and its arguments but the packed
+        parameters and the mode, worked out once per data and setting (kept on the
+        data, keyed by the model's ``_held`` and the data's weights, both replaced
+        whenever they change)."""
+        p = self.n_features_in_
+        Y, U, groups = data.arrays(p)
+        weights = np.ascontiguousarray(data.weights, dtype=np.float64)
+        diffuse = self._held["diffuse"]
+        n = self.n_states
+        if n == 1 and p == 1 and U.shape[1] == 0:
+            if diffuse is not None:
+                return _SCALAR_DIFFUSE, (Y, U, data.offsets), weights
+            if len(Y) < SERIAL_SIZE:  # longer: the parallel groups pay
+                return _SCALAR, (Y, data.offsets), weights
+        if diffuse is not None:
+            return _DIFFUSE, (Y, U, data.offsets), (n, diffuse, weights)
+        if len(groups) == 2:  # one group: one thread
+            return _ONE_GROUP, (Y, U, data.offsets), (n, weights)
+        return _GROUPS, (Y, U, data.offsets, groups), weights
+
     def _run_flat(self, data: SSMData, mode: int) -> np.ndarray:
         """``[loglik, stats...]`` (mode 1; mode 0: the log-likelihood and zeros) in one
         compiled call on the packed parameters: the E-step's path, where a call's
         overhead is most of the cost for a short series."""
-        p = self.n_features_in_
-        Y, U, groups = data.arrays(p)
+        held, cached = self._held, data.__dict__.get("_ssm_plan")
+        if cached is None or cached[0] is not held or cached[1] is not data.weights:
+            cached = (held, data.weights, self._plan(data))
+            data.__dict__["_ssm_plan"] = cached
+        kind, head, tail = cached[2]
         theta = self._theta()
-        weights = data.weights
-        if weights.dtype != np.float64 or not weights.flags.c_contiguous:
-            weights = np.ascontiguousarray(weights, dtype=np.float64)
-        diffuse = self._held["diffuse"]
-        scalar = self.n_states == 1 and p == 1 and U.shape[1] == 0
-        if diffuse is not None:
-            if scalar:
-                out = _flat.scalar_diffuse_run(Y, U, data.offsets, theta, weights, mode)
-            else:
-                out = _flat.diffuse_run(
-                    Y, U, data.offsets, theta, self.n_states, diffuse, weights, mode
-                )
-        elif scalar and len(Y) < SERIAL_SIZE:  # longer: the parallel groups pay
-            out = _flat.scalar_run(Y, data.offsets, theta, weights, mode)
-        elif len(groups) == 2:  # one group: one thread
-            out = _flat.kalman_run(Y, U, data.offsets, theta, self.n_states, weights, mode)
+        if kind == _SCALAR:
+            out = _flat.scalar_run(*head, theta, tail, mode)
+        elif kind == _SCALAR_DIFFUSE:
+            out = _flat.scalar_diffuse_run(*head, theta, tail, mode)
+        elif kind == _DIFFUSE:
+            out = _flat.diffuse_run(*head, theta, *tail, mode)
+        elif kind == _ONE_GROUP:
+            out = _flat.kalman_run(*head, theta, *tail, mode)
         else:  # the parallel kernel, its statistics flattened here
             params = self._packed_views()
-            seq_ll, stats = kalman_stats(Y, U, data.offsets, groups, *params, weights, mode)
+            seq_ll, stats = kalman_stats(*head, *params, tail, mode)
             out = np.concatenate([[seq_ll.sum()]] + [s.ravel() for s in stats])
         if not math.isfinite(out[0]):
             self._run(data, mode)  # raises, naming the sequence

@@ -34,9 +34,10 @@ _SYMBOL = dict(zip(PARAMS, ("A", "B", "C", "D", "Q", "R", "initial_mean", "initi
 COV_TYPES = ("full", "diag", "scalar")
 
 
-_INDEX = {name: i for i, name in enumerate(PARAMS)}
 _ATTRS = tuple(name + "_" for name in PARAMS)
 _GET_ATTRS = operator.itemgetter(*_ATTRS)
+#: The covariances set_param_vector checks: R definite, Q and P0 semi-definite.
+_DEFINITE = (("observation_cov_", False), ("transition_cov_", True), ("initial_cov_", True))
 _COV_CODE = {"full": COV_FULL, "diag": COV_DIAG, "scalar": COV_SCALAR}
 
 
@@ -280,19 +281,18 @@ class _Parameters:
         not finite, or R not positive definite, or Q or the initial covariance not
         positive semi-definite. (Extrapolation keeps shapes, symmetry and the zeros of
         diagonal covariances, so only definiteness needs checking.)"""
-        current = self._packed_views()
+        self._theta()
+        old = self.__dict__["_packed"]
         theta = np.array(theta, dtype=np.float64)  # our own copy: the parameters view it
-        size = sum(v.size for v in current)
-        if theta.shape != (size,) or not np.isfinite(theta).all():
+        if theta.shape != old[0].shape or not np.isfinite(theta).all():
             return False
-        values, start = [], 0
-        for old in current:
-            values.append(theta[start : start + old.size].reshape(old.shape))
-            start += old.size
-        for name in ("observation_cov", "transition_cov", "initial_cov"):
-            if not _definite(values[_INDEX[name]], semi=name != "observation_cov"):
+        self._set_views(theta, [v.shape for v in old[1]])
+        d = self.__dict__
+        for attr, semi in _DEFINITE:
+            if not _definite(d[attr], semi):
+                d.update(zip(_ATTRS, old[1]))  # put the old parameters back
+                d["_packed"] = old
                 return False
-        self._set_views(theta, [v.shape for v in current])
         return True
 
     def _packed_views(self) -> tuple[np.ndarray, ...]:
