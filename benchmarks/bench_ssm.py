@@ -1,6 +1,6 @@
 """LinearGaussianSSM (Kalman-smoother EM) against statsmodels and pykalman.
 
-Run:  python benchmarks/bench_ssm.py [nile] [pykalman] [many] [factor] [--quick]
+Run:  python benchmarks/bench_ssm.py [nile] [pykalman] [many] [factor] [compile] [--quick]
 [--sm-maxiter=N] [--sm-seconds=S]  (all four by default; --quick: 1,000 steps
 instead of 5,000 in the factor model; --sm-maxiter=N, --sm-seconds=S: statsmodels' caps there, 1000
 iterations and 600 s by default)
@@ -17,6 +17,9 @@ iterations and 600 s by default)
    iteration over all parameters, pykalman against latentem.
 4. 1,000 sequences of 100 steps: one E-step over all of them at once, against
    a Python loop of single-sequence E-steps (what a per-sequence loop costs).
+5. ``compile`` (not in the default set): the first Nile fit, finite and exact diffuse
+   start, each in a fresh process with an empty ``NUMBA_CACHE_DIR``: wall and CPU
+   seconds of compiling on first use (then the same fit again from the filled cache).
 
 BLAS runs on one thread (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS
 set to 1 before NumPy is imported, unless already set): statsmodels and latentem are
@@ -365,6 +368,49 @@ def bench_many_sequences(n_seq=1000, T=100):
     )
 
 
+_FIRST_FIT = """
+import time, resource, numpy as np
+from latentem import LinearGaussianSSM
+from statsmodels.datasets import nile
+y = nile.load().data["volume"].to_numpy(dtype=np.float64)
+kw = {kw}
+t0 = time.perf_counter()
+LinearGaussianSSM(1, transition_matrix=[[1.0]], observation_matrix=[[1.0]],
+                  fixed=["transition_matrix", "observation_matrix"], n_iter=50, **kw).fit(y)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - t0, ru.ru_utime + ru.ru_stime)
+"""
+
+
+def bench_compile():
+    """First-fit time of the Nile local level in a fresh process with an empty numba
+    cache (compiling), then again with the filled cache (loading)."""
+    import subprocess
+    import tempfile
+
+    for label, kw in (
+        ("finite start", "dict(initial_mean=[0.0], initial_cov=[[1e6]])"),
+        ("exact diffuse start", 'dict(initial_cov="diffuse")'),
+    ):
+        code = _FIRST_FIT.format(kw=kw)
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            runs = []
+            for _ in range(2):  # compiling, then loading from the cache just filled
+                done = subprocess.run(
+                    [sys.executable, "-c", code], env=env, capture_output=True, text=True
+                )
+                if done.returncode:
+                    raise SystemExit(done.stderr)
+                runs.append([float(x) for x in done.stdout.split()[-2:]])
+        print(
+            f"first Nile fit, {label}, fresh NUMBA_CACHE_DIR: {runs[0][0]:.1f} s wall, "
+            f"{runs[0][1]:.1f} s CPU (process); from the filled cache {runs[1][0]:.2f} s wall, "
+            f"{runs[1][1]:.2f} s CPU; load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+
+
 if __name__ == "__main__":
     # python benchmarks/bench_ssm.py [nile] [pykalman] [many] [factor] [--quick]: all by default
     chosen = [a for a in sys.argv[1:] if not a.startswith("--")] or [
@@ -382,5 +428,7 @@ if __name__ == "__main__":
             bench_many_sequences()
         elif name == "factor":
             bench_factor(1000 if QUICK else 5000)
+        elif name == "compile":
+            bench_compile()
         else:
-            raise SystemExit(f"unknown benchmark {name!r}: nile, pykalman, many or factor")
+            raise SystemExit(f"unknown benchmark {name!r}: nile, pykalman, many, factor or compile")

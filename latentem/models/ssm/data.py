@@ -38,14 +38,20 @@ class SSMData(Sequences):
 
     def arrays(self, n_outputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(Y, U, groups)``: contiguous observations and inputs, and the parallel groups."""
+        Y, U = self.columns(n_outputs)
+        return Y, U, self.groups
+
+    def columns(self, n_outputs: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(Y, U)``: contiguous observations and inputs (no groups: the one-thread
+        kernels do not need them, and a short series' fit felt their cost)."""
         if self._cache is None or self._cache[0] != n_outputs:
             X = np.asarray(self.X, dtype=np.float64)
             # fresh writeable copies: one compiled specialisation of the kernel (read-only
             # input, e.g. from pandas, would compile another), and never the user's memory
             Y = np.array(X[:, :n_outputs], order="C", copy=True)
             U = np.array(X[:, n_outputs:], order="C", copy=True)
-            self._cache = (n_outputs, Y, U, self.groups)
-        return self._cache[1], self._cache[2], self._cache[3]
+            self._cache = (n_outputs, Y, U)
+        return self._cache[1], self._cache[2]
 
 
 @dataclass

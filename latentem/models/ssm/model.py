@@ -215,7 +215,7 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
                 raise ValueError(
                     f"{name} is held fixed but has no value; pass {name}=... to the constructor."
                 )
-        Y, U, _ = data.arrays(p)
+        Y, U = data.columns(p)
         offsets = data.offsets
         if n == 1 and p == 1 and m == 0 and values["observation_matrix"] is not None:
             self._init_scalar(Y[:, 0], offsets, values)
@@ -362,7 +362,7 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         data, keyed by the model's ``_held`` and the data's weights, both replaced
         whenever they change)."""
         p = self.n_features_in_
-        Y, U, groups = data.arrays(p)
+        Y, U = data.columns(p)
         weights = np.ascontiguousarray(data.weights, dtype=np.float64)
         diffuse = self._held["diffuse"]
         n = self.n_states
@@ -373,9 +373,9 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
                 return _SCALAR, (Y, data.offsets), weights
         if diffuse is not None:
             return _DIFFUSE, (Y, U, data.offsets), (n, diffuse, weights)
-        if len(groups) == 2:  # one group: one thread
+        if len(data.groups) == 2:  # one group: one thread
             return _ONE_GROUP, (Y, U, data.offsets), (n, weights)
-        return _GROUPS, (Y, U, data.offsets, groups), weights
+        return _GROUPS, (Y, U, data.offsets, data.groups), weights
 
     def _run_flat(self, data: SSMData, mode: int) -> np.ndarray:
         """``[loglik, stats...]`` (mode 1; mode 0: the log-likelihood and zeros) in one

@@ -36,8 +36,8 @@ COV_TYPES = ("full", "diag", "scalar")
 
 _ATTRS = tuple(name + "_" for name in PARAMS)
 _GET_ATTRS = operator.itemgetter(*_ATTRS)
-#: The covariances set_param_vector checks: R definite, Q and P0 semi-definite.
-_DEFINITE = (("observation_cov_", False), ("transition_cov_", True), ("initial_cov_", True))
+#: The covariances set_param_vector checks: semi-definite (Q, P0) or definite (R).
+_DEFINITE = {"transition_cov_": True, "observation_cov_": False, "initial_cov_": True}
 _COV_CODE = {"full": COV_FULL, "diag": COV_DIAG, "scalar": COV_SCALAR}
 
 
@@ -251,14 +251,17 @@ class _Parameters:
     # to an attribute (a user, a model file, a restored snapshot) breaks its view:
     # :meth:`_theta` notices and packs the attributes afresh.
     def _set_views(self, theta: np.ndarray, shapes: list[tuple[int, ...]]) -> None:
-        views, start = [], 0
+        views, checks, start = [], [], 0
         for attr, shape in zip(_ATTRS, shapes):
             size = math.prod(shape)
             view = theta[start : start + size].reshape(shape)
             self.__dict__[attr] = view
             views.append(view)
+            if attr in _DEFINITE:
+                checks.append((start, start + size, shape, _DEFINITE[attr]))
             start += size
-        self.__dict__["_packed"] = (theta, tuple(views))
+        # the vector, its views, and where the covariances set_param_vector checks lie
+        self.__dict__["_packed"] = (theta, tuple(views), tuple(checks))
 
     def _theta(self) -> np.ndarray:
         """The packed parameter vector, the attributes views of it (packed afresh if an
@@ -280,19 +283,17 @@ class _Parameters:
         """Set all parameters from a vector; False (and nothing changed) if infeasible:
         not finite, or R not positive definite, or Q or the initial covariance not
         positive semi-definite. (Extrapolation keeps shapes, symmetry and the zeros of
-        diagonal covariances, so only definiteness needs checking.)"""
-        self._theta()
-        old = self.__dict__["_packed"]
-        theta = np.array(theta, dtype=np.float64)  # our own copy: the parameters view it
-        if theta.shape != old[0].shape or not np.isfinite(theta).all():
+        diagonal covariances, so only definiteness needs checking.) The values are
+        copied into the packed vector, which the attributes view."""
+        current = self._theta()
+        checks = self.__dict__["_packed"][2]
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != current.shape or not np.isfinite(theta).all():
             return False
-        self._set_views(theta, [v.shape for v in old[1]])
-        d = self.__dict__
-        for attr, semi in _DEFINITE:
-            if not _definite(d[attr], semi):
-                d.update(zip(_ATTRS, old[1]))  # put the old parameters back
-                d["_packed"] = old
+        for start, stop, shape, semi in checks:
+            if not _definite(theta[start:stop].reshape(shape), semi):
                 return False
+        current[...] = theta
         return True
 
     def _packed_views(self) -> tuple[np.ndarray, ...]:
