@@ -23,7 +23,8 @@ of :mod:`latentem.kernels.kalman` flattened in that order (:func:`stats_size`).
   (data split into parallel groups go through the parallel kernel instead).
 * :func:`m_step_packed`: the closed-form M-step on ``theta`` in place, from the flat
   statistics, when each of ``[A B]``, ``[C D]``, ``Q``, ``R``, the initial mean and
-  covariance is wholly free or wholly held (the model's Python M-step does the rest).
+  covariance is wholly free or wholly held (the model's Python M-step does the rest);
+  :func:`m_step_scalar` the same for one state and one feature, in numbers.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "kalman_run",
     "diffuse_run",
     "m_step_packed",
+    "m_step_scalar",
     "stats_size",
     "theta_size",
     "COV_HELD",
@@ -536,3 +538,44 @@ def _put(theta, k, M, c0, c1):
             theta[k] = M[i, j]
             k += 1
     return k
+
+
+@njit(cache=True)
+def m_step_scalar(stats, theta, codes):
+    """:func:`m_step_packed` for one state, one feature and no inputs, in numbers
+    (``theta = [A, C, Q, R, m0, P0]``): the general one's small arrays cost more than
+    its arithmetic here. False, with ``theta`` untouched, where ``Zp`` or ``W`` is not
+    positive."""
+    Zp, XZ, XX, W, YW, YY, s1, S1 = (
+        stats[0],
+        stats[1],
+        stats[2],
+        stats[3],
+        stats[4],
+        stats[5],
+        stats[6],
+        stats[7],
+    )
+    n_trans, n_obs, n_seq = stats[8], stats[9], stats[10]
+    A, C, Q, R, m0, P0 = theta[0], theta[1], theta[2], theta[3], theta[4], theta[5]
+    if n_trans > 0:
+        if codes[0]:
+            if not Zp > 0.0:
+                return False
+            A = XZ / Zp
+        if codes[1] != COV_HELD:
+            PS = A * XZ
+            Q = (XX - PS - PS + (A * Zp) * A) / n_trans
+    if codes[2]:
+        if not W > 0.0:
+            return False
+        C = YW / W
+    if codes[3] != COV_HELD:
+        PS = C * YW
+        R = (YY - PS - PS + (C * W) * C) / n_obs
+    if codes[4]:
+        m0 = s1 / n_seq
+    if codes[5]:
+        P0 = (S1 - s1 * m0 - m0 * s1) / n_seq + m0 * m0
+    theta[0], theta[1], theta[2], theta[3], theta[4], theta[5] = A, C, Q, R, m0, P0
+    return True

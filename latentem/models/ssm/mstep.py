@@ -30,10 +30,12 @@ class _MStep:
         n, m = self.n_states, self.n_inputs_
         held = self._held
         codes = held["codes"]
-        if codes is not None and _flat.m_step_packed(
-            stats, self._theta(), n, self.n_features_in_, m, codes
-        ):
-            return  # the attributes are views of the vector updated in place
+        if codes is not None:  # the attributes are views of the vector updated in place
+            if held["scalar"]:
+                if _flat.m_step_scalar(stats, self._theta(), codes):
+                    return
+            elif _flat.m_step_packed(stats, self._theta(), n, self.n_features_in_, m, codes):
+                return
         Zp, XZ, XX, W, YW, YY, s1, S1, counts = unflatten_stats(stats, n, self.n_features_in_, m)
         n_trans, n_obs, n_seq = counts.tolist()
         # transition: [A B] given Q, then Q

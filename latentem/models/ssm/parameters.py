@@ -350,6 +350,8 @@ class _Parameters:
             held[name + "_kept"] = kept if kept.any() else None
         held["diffuse"] = self._diffuse()  # worked out once, not per E-step
         held["codes"] = self._m_step_codes(held)
+        p, n = value["observation_matrix"].shape
+        held["scalar"] = n == 1 and p == 1 and value["transition_input"].shape[1] == 0
         self.__dict__["_held_cache"] = held
 
     def _m_step_codes(self, held: dict) -> np.ndarray | None:
