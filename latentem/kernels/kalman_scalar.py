@@ -197,15 +197,22 @@ def _scalar_scratch(offsets):
 def _filter1(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
     """Kalman filter of one sequence (rows ``a..a+T-1``) of a one-state, one-feature
     model: its log-likelihood (NaN if an innovation variance is not positive), the
-    predicted and filtered means and variances into ``mp, Pp, mf, Pf``. One division
-    per step (the general kernel's Cholesky form takes a square root and two), which
-    is the chain each step waits on; Joseph form as there."""
+    predicted and filtered means and variances into ``mp, Pp, mf, Pf``.
+
+    A step waits on the variance of the one before, so the chain from ``P`` to the
+    next ``P`` is what the loop costs: one division, and the filtered variance as
+    ``P R / S`` (for a number the same as the Joseph form, and as safe: a product and
+    a quotient of positive numbers) rather than ``(1 - K C)^2 P + K^2 R``. The
+    innovation variances are multiplied up and their logarithm taken every so often,
+    not one logarithm per step."""
     ll = 0.0
     m, P = m0, P0
+    AA, CC = A * A, C * C
+    prod, n_obs = 1.0, 0
     for t in range(T):
         if t > 0:
             m = A * m
-            P = Q + (A * P) * A
+            P = Q + AA * P
         mp[t] = m
         Pp[t] = P
         y = Y[a + t, 0]
@@ -213,20 +220,25 @@ def _filter1(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
             mf[t] = m
             Pf[t] = P
             continue
-        PC = P * C
         v = y - C * m
-        S = R + C * PC
+        S = R + CC * P
         if not S > 0.0:
             return np.nan
         inv = 1.0 / S
-        K = PC * inv
-        ll -= 0.5 * (_LOG_2PI + np.log(S) + v * v * inv)
-        m = m + K * v
-        M = 1.0 - K * C
-        P = (M * P) * M + (K * R) * K
+        m = m + (P * C * inv) * v
+        P = (P * R) * inv
         mf[t] = m
         Pf[t] = P
-    return ll
+        ll -= 0.5 * (v * v * inv)
+        n_obs += 1
+        if 1e-150 < S < 1e150:  # the product stays within range: at most 1e280 times S
+            prod *= S
+            if not 1e-280 < prod < 1e280:
+                ll -= 0.5 * np.log(prod)
+                prod = 1.0
+        else:
+            ll -= 0.5 * np.log(S)
+    return ll - 0.5 * (np.log(prod) + n_obs * _LOG_2PI)
 
 
 @njit(cache=True)
