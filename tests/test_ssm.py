@@ -705,3 +705,32 @@ def test_scalar_m_step_equals_the_general_compiled_m_step():
     a = theta.copy()
     assert not ks.m_step_scalar(empty, a, np.ones(6, dtype=np.int64))
     np.testing.assert_array_equal(a, theta)
+
+
+def test_set_param_vector_checks_as_numpy_does():
+    """set_param_vector's compiled check (finite; R definite, Q and P0 semi-definite)
+    takes what the NumPy check takes, and changes nothing when it refuses."""
+    from latentem.models.ssm.parameters import _definite
+
+    _, Y, _ = simulate(2, T=60, n=2, p=3)
+    model = LinearGaussianSSM(2, observation_cov_type="full", random_state=0)
+    model.init_params(model.prepare(Y), np.random.default_rng(0))
+    theta = model.get_param_vector()
+    views = {name: getattr(model, name + "_") for name in latentem.models.ssm.parameters.PARAMS}
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        new = theta + rng.normal(0.0, 0.6, theta.size) * (trial % 4 != 0)
+        if trial % 10 == 5:
+            new[0] = np.nan
+        parts, start = {}, 0
+        for name, view in views.items():
+            parts[name] = new[start : start + view.size].reshape(view.shape)
+            start += view.size
+        want = bool(np.isfinite(new).all()) and all(
+            _definite(parts[name], semi=name != "observation_cov")
+            for name in ("transition_cov", "observation_cov", "initial_cov")
+        )
+        before = model.get_param_vector()
+        assert model.set_param_vector(new) == want
+        np.testing.assert_array_equal(model.get_param_vector(), new if want else before)
+    assert not model.set_param_vector(theta[:-1])

@@ -52,6 +52,7 @@ __all__ = [
     "diffuse_run",
     "m_step_packed",
     "m_step_scalar",
+    "accept_theta",
     "stats_size",
     "theta_size",
     "COV_HELD",
@@ -590,4 +591,30 @@ def m_step_scalar(stats, theta, codes):
     if codes[5]:
         P0 = (S1 - s1 * m0 - m0 * s1) / n_seq + m0 * m0
     theta[0], theta[1], theta[2], theta[3], theta[4], theta[5] = A, C, Q, R, m0, P0
+    return True
+
+
+@njit(cache=True)
+def accept_theta(current, theta, checks):
+    """Copy ``theta`` into ``current`` if it is finite and each covariance in it passes
+    (``checks``: rows ``[start, k, semi]``, a k x k matrix from ``start``; positive
+    definite, or with ``semi`` positive semi-definite up to ``1e-10 (1 + max |S|)`` on
+    the diagonal, by a Cholesky factorisation); False, ``current`` untouched, if not.
+    SQUAREM's check of an extrapolated point, in one call."""
+    for x in theta:
+        if not np.isfinite(x):
+            return False
+    for r in range(checks.shape[0]):
+        start, k, semi = checks[r, 0], checks[r, 1], checks[r, 2]
+        S = theta[start : start + k * k].copy().reshape((k, k))
+        if semi:
+            largest = 0.0
+            for x in S.ravel():
+                largest = max(largest, abs(x))
+            for i in range(k):
+                S[i, i] += 1e-10 * (1.0 + largest)
+        L = np.zeros((k, k))
+        if not _cholesky(S, k, L):
+            return False
+    current[:] = theta
     return True

@@ -82,7 +82,7 @@ class SmoothedSSM:
 def _check_not_all_constant(X: np.ndarray) -> None:
     """Every column holding one value leaves no noise to estimate: the
     likelihood grows without bound as the covariances shrink to zero."""
-    spread = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
+    spread = np.fmax.reduce(X, axis=0) - np.fmin.reduce(X, axis=0)  # NaN left out
     if X.shape[0] > 1 and np.all(spread == 0.0):
         raise ValueError(
             "every column of X is constant, so a state-space model has no variation to "

@@ -15,6 +15,7 @@ import operator
 
 import numpy as np
 
+from latentem.kernels import kalman_scalar as _flat  # by module: its dispatchers once made
 from latentem.kernels.kalman_scalar import COV_DIAG, COV_FULL, COV_HELD, COV_SCALAR
 
 __all__ = ["PARAMS", "COV_TYPES"]
@@ -257,11 +258,12 @@ class _Parameters:
             view = theta[start : start + size].reshape(shape)
             self.__dict__[attr] = view
             views.append(view)
-            if attr in _DEFINITE:
-                checks.append((start, start + size, shape, _DEFINITE[attr]))
+            if attr in _DEFINITE and size:
+                checks.append((start, shape[0], _DEFINITE[attr]))
             start += size
         # the vector, its views, and where the covariances set_param_vector checks lie
-        self.__dict__["_packed"] = (theta, tuple(views), tuple(checks))
+        checks = np.array(checks, dtype=np.int64).reshape(-1, 3)
+        self.__dict__["_packed"] = (theta, tuple(views), checks)
 
     def _theta(self) -> np.ndarray:
         """The packed parameter vector, the attributes views of it (packed afresh if an
@@ -286,15 +288,10 @@ class _Parameters:
         diagonal covariances, so only definiteness needs checking.) The values are
         copied into the packed vector, which the attributes view."""
         current = self._theta()
-        checks = self.__dict__["_packed"][2]
-        theta = np.asarray(theta, dtype=np.float64)
-        if theta.shape != current.shape or not np.isfinite(theta).all():
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        if theta.shape != current.shape:
             return False
-        for start, stop, shape, semi in checks:
-            if not _definite(theta[start:stop].reshape(shape), semi):
-                return False
-        current[...] = theta
-        return True
+        return _flat.accept_theta(current, theta, self.__dict__["_packed"][2])
 
     def _packed_views(self) -> tuple[np.ndarray, ...]:
         self._theta()
