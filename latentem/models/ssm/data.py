@@ -143,6 +143,8 @@ class _SequenceData:
     @staticmethod
     def _check_gaps(Y: np.ndarray, offsets: np.ndarray) -> None:
         seen = ~np.isnan(Y)
+        if seen.all():  # nothing missing (every sequence has a row: lengths are >= 1)
+            return
         per_row = seen.any(axis=1).astype(np.int64)
         per_seq = np.add.reduceat(per_row, offsets[:-1]) if len(per_row) else per_row
         empty = np.flatnonzero(per_seq == 0)
