@@ -207,9 +207,10 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         shapes = self._shapes(p, m)
         fixed = self._masks
         values = {}
+        diffuse = self._held["diffuse"]
         for name in PARAMS:
             values[name] = self._given(name, shapes[name])
-            if name == "initial_mean" and values[name] is None and self._diffuse() is not None:
+            if name == "initial_mean" and values[name] is None and diffuse is not None:
                 values[name] = np.zeros(n)  # a diffuse start's mean: zero unless given
             if values[name] is None and fixed[name].any():
                 raise ValueError(

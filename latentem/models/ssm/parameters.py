@@ -98,7 +98,8 @@ class _Parameters:
         """A boolean mask (True = held fixed) of every parameter's entries."""
         shapes = self._shapes(p, m)
         masks = {name: np.zeros(shape, dtype=bool) for name, shape in shapes.items()}
-        if self._diffuse() is not None:  # a diffuse start is not estimated
+        diffuse = self._diffuse() is not None
+        if diffuse:  # a diffuse start is not estimated
             held = ("initial_mean", "initial_cov")
             masks.update({name: np.ones(shapes[name], dtype=bool) for name in held})
         spec = self.fixed
@@ -144,7 +145,7 @@ class _Parameters:
             if mask.shape != shape:
                 raise ValueError(f"fixed[{name!r}] must have shape {shape}; got {mask.shape}.")
             masks[name] = mask.copy()
-        if self._diffuse() is not None:
+        if diffuse:
             masks.update({name: np.ones(shapes[name], dtype=bool) for name in held})
         return masks
 
@@ -181,7 +182,8 @@ class _Parameters:
         value = getattr(self, name)
         if value is None:
             return None
-        if name == "initial_cov" and self._diffuse() is not None:
+        inf = self._held["diffuse"] if name == "initial_cov" else None
+        if inf is not None:
             # P_*: the finite part, zero on the diffuse states
             if isinstance(value, str):
                 return np.zeros(shape)
@@ -190,7 +192,6 @@ class _Parameters:
                 return np.zeros(shape)
             if arr.shape != shape:
                 raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
-            inf = self._diffuse()
             arr[inf, :] = 0.0
             arr[:, inf] = 0.0
             return arr
