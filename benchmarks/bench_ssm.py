@@ -138,7 +138,7 @@ def bench_nile_exact_diffuse(y):
         t_sm, c_sm, res, t_us, c_us, model = interleaved(theirs, ours)
     print(
         f"Nile local level, exact diffuse start: statsmodels fit {t_sm * 1e3:.1f} ms (llf "
-        f"{res.llf:.6f}); latentem EM {t_us * 1e3:.1f} ms ({model.n_iter_} iterations, "
+        f"{res.llf:.6f}); latentem EM {t_us * 1e3:.2f} ms ({model.n_iter_} iterations, "
         f"{model.monitor_.n_e_steps} E-steps, llf {model.history_[-1]:.6f}); difference "
         f"{model.history_[-1] - res.llf:+.2e}; speed-up {t_sm / t_us:.1f}x (CPU "
         f"{c_sm / c_us:.1f}x)"
@@ -159,7 +159,7 @@ def bench_nile():
     t_sm, c_sm, res, t_us, c_us, ours = interleaved(theirs, lambda: local_level().fit(y))
     print(
         f"Nile local level: statsmodels fit {t_sm * 1e3:.1f} ms (llf {res.llf:.6f}); "
-        f"latentem EM {t_us * 1e3:.1f} ms ({ours.n_iter_} iterations, "
+        f"latentem EM {t_us * 1e3:.2f} ms ({ours.n_iter_} iterations, "
         f"{ours.monitor_.n_e_steps} E-steps, llf {ours.history_[-1]:.6f}); "
         f"difference {ours.history_[-1] - res.llf:+.2e}; speed-up {t_sm / t_us:.1f}x"
     )

@@ -293,10 +293,14 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         y_mean = obs.sum() / obs.size
         resid = np.where(seen, y, y_mean)
         states = resid / c if c != 0.0 else np.zeros_like(resid)  # lstsq of a 1 x 1 C
-        first = np.zeros(len(y), dtype=bool)
-        first[offsets[:-1]] = True
-        prev = np.flatnonzero(~first) - 1
-        xp, xc = states[prev], states[prev + 1]
+        if len(offsets) == 2:  # one sequence: each step and the one before
+            prev = states[:-1]
+            xp, xc = prev, states[1:]
+        else:
+            first = np.zeros(len(y), dtype=bool)
+            first[offsets[:-1]] = True
+            prev = np.flatnonzero(~first) - 1
+            xp, xc = states[prev], states[prev + 1]
         A = values["transition_matrix"]
         if A is None:
             ss = float(xp @ xp)
