@@ -164,7 +164,7 @@ def bench_nile():
         f"difference {ours.history_[-1] - res.llf:+.2e}; speed-up {t_sm / t_us:.1f}x"
     )
     print(
-        f"  CPU time: statsmodels {c_sm * 1e3:.1f} ms, latentem {c_us * 1e3:.1f} ms; "
+        f"  CPU time: statsmodels {c_sm * 1e3:.1f} ms, latentem {c_us * 1e3:.2f} ms; "
         f"speed-up {c_sm / c_us:.1f}x"
     )
     print(
