@@ -356,61 +356,61 @@ def _first_observed(Y, a, b, theta, w, mode, mp, Pp, mf, Pf, acc):
 
 
 @njit(cache=True)
-def scalar_diffuse_run(Y, U, offsets, theta, weights, mode):
-    """:func:`scalar_run` with the state of every sequence's first step diffuse (exact
-    diffuse start): the diffuse steps as
-    :func:`~latentem.kernels.kalman_diffuse.diffuse_smoother` runs them, the rest by the
-    scalar filter and smoother. ``U`` is the empty (n_rows, 0) inputs."""
+def _diffuse_sequence(Y, U, a, b, theta, w, mode, mp, Pp, mf, Pf, acc):
+    """A sequence of :func:`scalar_diffuse_run` whose first value is missing: its
+    diffuse steps as :func:`~latentem.kernels.kalman_diffuse.diffuse_smoother` runs
+    them, the rest by :func:`_filter1` and :func:`_smooth1`; statistics into ``acc``,
+    the log-likelihood returned."""
     A, B, C, D, Q, R, m0, P0 = _unpack(theta, 1, 1, 0)
     params = (A, B, C, D, Q, R, m0, P0)
-    S = np.ones((1, 1))
-    P_inf = np.ones((1, 1))
-    mp, Pp, mf, Pf = _scalar_scratch(offsets)
+    y = Y[a:b]
+    ll, d, a_d, P_d = _diffuse_filter(y, U[a:b], A, B, C, D, Q, R, m0, P0, np.ones((1, 1)), True)
+    rest = b - a - d
+    m_next = np.zeros(1)
+    P_next = np.zeros((1, 1))
+    if rest > 0:
+        ll += _filter1(
+            Y, a + d, rest, A[0, 0], C[0, 0], Q[0, 0], R[0, 0], a_d[0], P_d[0, 0], mp, Pp, mf, Pf
+        )  # fmt: skip
+        if mode > 0 and not np.isnan(ll):
+            # the rest's statistics, but not the initial state's sums, which belong to
+            # the sequence's true first step
+            m_next[0], P_next[0, 0] = _smooth1(
+                Y, a + d, rest, A[0, 0], C[0, 0], mp, Pp, mf, Pf, w, acc
+            )
+    if mode == 0 or np.isnan(ll):
+        return ll
     stats = _new_stats(1, 1, 1)
-    acc = np.zeros(11)
-    outs = _new_outs(0, 1, 1)
+    S = np.ones((1, 1))
+    _smooth_diffuse_steps(
+        y, U, a, d, rest, params, S, m_next, P_next, w, stats, _new_outs(0, 1, 1), False
+    )
+    buf = np.zeros(12)
+    _flatten_stats(stats, buf, 1)
+    for i in range(11):
+        acc[i] += buf[1 + i]
+    return ll
+
+
+@njit(cache=True)
+def scalar_diffuse_run(Y, U, offsets, theta, weights, mode):
+    """:func:`scalar_run` with the state of every sequence's first step diffuse (exact
+    diffuse start): in closed form where the first value is observed
+    (:func:`_first_observed`), else the diffuse steps as
+    :func:`~latentem.kernels.kalman_diffuse.diffuse_smoother` runs them
+    (:func:`_diffuse_sequence`). ``U`` is the empty (n_rows, 0) inputs."""
+    mp, Pp, mf, Pf = _scalar_scratch(offsets)
+    out = np.zeros(12)
+    acc = out[1:]
+    pinned = theta[1] * theta[1] > TOL  # C^2: the first value informs the flat state
     total = 0.0
     for s in range(offsets.shape[0] - 1):
-        a, b = offsets[s], offsets[s + 1]
-        y, w = Y[a:b], weights[s]
-        if not np.isnan(Y[a, 0]) and C[0, 0] * C[0, 0] > TOL:
+        a, b, w = offsets[s], offsets[s + 1], weights[s]
+        if pinned and not np.isnan(Y[a, 0]):
             total += _first_observed(Y, a, b, theta, w, mode, mp, Pp, mf, Pf, acc)
-            continue
-        ll, d, a_d, P_d = _diffuse_filter(y, U[a:b], A, B, C, D, Q, R, m0, P0, P_inf, True)
-        rest = b - a - d
-        m_next = np.zeros(1)
-        P_next = np.zeros((1, 1))
-        if rest > 0:
-            ll += _filter1(
-                Y,
-                a + d,
-                rest,
-                A[0, 0],
-                C[0, 0],
-                Q[0, 0],
-                R[0, 0],
-                a_d[0],
-                P_d[0, 0],
-                mp,
-                Pp,
-                mf,
-                Pf,
-            )
-            if mode > 0 and not np.isnan(ll):
-                # the rest's statistics, but not the initial state's sums, which belong
-                # to the sequence's true first step
-                m_next[0], P_next[0, 0] = _smooth1(
-                    Y, a + d, rest, A[0, 0], C[0, 0], mp, Pp, mf, Pf, w, acc
-                )
-        total += ll
-        if mode == 0 or np.isnan(ll):
-            continue
-        _smooth_diffuse_steps(y, U, a, d, rest, params, S, m_next, P_next, w, stats, outs, False)
-    out = np.empty(12)
+        else:
+            total += _diffuse_sequence(Y, U, a, b, theta, w, mode, mp, Pp, mf, Pf, acc)
     out[0] = total
-    _flatten_stats(stats, out, 1)
-    for i in range(11):
-        out[1 + i] += acc[i]
     return out
 
 
