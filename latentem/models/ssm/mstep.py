@@ -11,11 +11,13 @@ plain functions on the statistics.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from latentem.kernels import kalman_scalar as _flat  # by module: its dispatchers once made
 from latentem.kernels.kalman import N_COUNTS
-from latentem.models.ssm.parameters import _sym
+from latentem.models.ssm.parameters import _ATTRS, _sym
 
 __all__: list[str] = []
 
@@ -30,12 +32,32 @@ class _MStep:
         n, m = self.n_states, self.n_inputs_
         held = self._held
         codes = held["codes"]
-        if codes is not None:  # the attributes are views of the vector updated in place
+        theta = self._theta()
+        # the compiled step, unless it found a Gram matrix singular earlier in this fit
+        # (inputs that are collinear stay so): the least squares below then
+        if codes is not None and self.__dict__.get("_singular_gram") is not held:
+            # the attributes are views of the vector updated in place
             if held["scalar"]:
-                if _flat.m_step_scalar(stats, self._theta(), codes):
+                if _flat.m_step_scalar(stats, theta, codes):
                     return
-            elif _flat.m_step_packed(stats, self._theta(), n, self.n_features_in_, m, codes):
+            elif _flat.m_step_packed(stats, theta, n, self.n_features_in_, m, codes):
                 return
+            self.__dict__["_singular_gram"] = held
+        self._m_step_numpy(stats)
+        # the new values into the packed vector the attributes view (not new arrays,
+        # which the next E-step would have to pack afresh)
+        views = self.__dict__["_packed"][1]
+        for attr, view in zip(_ATTRS, views):
+            new = self.__dict__[attr]
+            if new is not view:
+                view[...] = new
+                self.__dict__[attr] = view
+
+    def _m_step_numpy(self, stats: np.ndarray) -> None:
+        """The M-step in NumPy: conditional steps over the free entries (ECM), least
+        squares where a Gram matrix is singular."""
+        n, m = self.n_states, self.n_inputs_
+        held = self._held
         Zp, XZ, XX, W, YW, YY, s1, S1, counts = unflatten_stats(stats, n, self.n_features_in_, m)
         n_trans, n_obs, n_seq = counts.tolist()
         # transition: [A B] given Q, then Q
@@ -111,7 +133,7 @@ def unflatten_stats(stats: np.ndarray, n: int, p: int, m: int) -> tuple:
     shapes = ((nz, nz), (n, nz), (n, n), (nz, nz), (p, nz), (p, p), (n,), (n, n), (N_COUNTS,))
     out, start = [], 0
     for shape in shapes:
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         out.append(stats[start : start + size].reshape(shape))
         start += size
     return tuple(out)
