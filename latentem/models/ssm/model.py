@@ -386,7 +386,8 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         """``[loglik, stats...]`` (mode 1; mode 0: the log-likelihood and zeros) in one
         compiled call on the packed parameters: the E-step's path, where a call's
         overhead is most of the cost for a short series."""
-        held, cached = self._held, data.__dict__.get("_ssm_plan")
+        held = self.__dict__.get("_held_cache") or self._held
+        cached = data.__dict__.get("_ssm_plan")
         if cached is None or cached[0] is not held or cached[1] is not data.weights:
             cached = (held, data.weights, self._plan(data))
             data.__dict__["_ssm_plan"] = cached

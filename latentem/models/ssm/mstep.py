@@ -29,8 +29,7 @@ class _MStep:
         """New parameters from the E-step's flat statistics (see
         :func:`unflatten_stats`): compiled on the packed parameters where each part is
         wholly free or wholly held, else by the conditional steps below."""
-        n, m = self.n_states, self.n_inputs_
-        held = self._held
+        held = self.__dict__.get("_held_cache") or self._held
         codes = held["codes"]
         theta = self._theta()
         # the compiled step, unless it found a Gram matrix singular earlier in this fit
@@ -40,7 +39,9 @@ class _MStep:
             if held["scalar"]:
                 if _flat.m_step_scalar(stats, theta, codes):
                     return
-            elif _flat.m_step_packed(stats, theta, n, self.n_features_in_, m, codes):
+            elif _flat.m_step_packed(
+                stats, theta, self.n_states, self.n_features_in_, self.n_inputs_, codes
+            ):
                 return
             self.__dict__["_singular_gram"] = held
         self._m_step_numpy(stats)
