@@ -8,9 +8,11 @@ own partial sums and the caller adds them in group order, so the result
 never depends on how threads are scheduled.
 
 The 8-state vectorised recursions for long sequences are in
-:mod:`latentem.kernels.hmm_vec8` and the diagonal Gaussian emission kernels
-in :mod:`latentem.kernels.hmm_diag_gaussian8`; this module imports the
-latter's public kernels, so they are importable from here as before.
+:mod:`latentem.kernels.hmm_vec8`, the recursions over many short sequences at
+once in :mod:`latentem.kernels.hmm_lanes` (the public kernels below choose
+them by the lengths) and the diagonal Gaussian emission kernels in
+:mod:`latentem.kernels.hmm_diag_gaussian8`; this module imports the latter's
+public kernels, so they are importable from here as before.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from latentem.kernels import small
 from latentem.kernels._dispatch import Kernel
 from latentem.kernels._jit import njit, prange
 from latentem.kernels.hmm_diag_gaussian8 import diag_gaussian_scaled8, diag_gaussian_stats8
+from latentem.kernels.hmm_lanes import (
+    forward_backward_lanes_jit,
+    forward_loglik_lanes_jit,
+    viterbi_lanes_jit,
+)
 from latentem.kernels.hmm_vec8 import (
     _FM,
     VEC_STATES,
@@ -513,11 +520,66 @@ def viterbi_jit(log_b, offsets, groups, log_startprob, log_transmat):
     return states, seq_logprob
 
 
+#: Fewest groups of sequences (see :func:`sequence_groups`) for which the compiled
+#: kernels run several sequences side by side (:mod:`latentem.kernels.hmm_lanes`):
+#: one step of eight lanes costs about two steps of one sequence.
+LANE_MIN_GROUPS = 3
+
+
+def _use_lanes(offsets, groups) -> bool:
+    """Whether the many-sequence kernels pay: enough groups, and no sequence long
+    enough for the one-sequence kernels' vector or two-thread paths. Depends only
+    on the lengths."""
+    if groups.shape[0] - 1 < LANE_MIN_GROUPS:
+        return False
+    return int((offsets[1:] - offsets[:-1]).max()) < LONG_SEQUENCE
+
+
+def forward_backward_into_compiled(
+    scaled, shift, offsets, groups, startprob, transmat, seq_weights, post
+):
+    """:func:`forward_backward_into_jit`, or its many-sequence version where it pays."""
+    if _use_lanes(offsets, groups):
+        return forward_backward_lanes_jit(
+            scaled, shift, offsets, groups, startprob, transmat, seq_weights, post
+        )
+    return forward_backward_into_jit(
+        scaled, shift, offsets, groups, startprob, transmat, seq_weights, post
+    )
+
+
+def forward_loglik_scaled_compiled(scaled, shift, offsets, groups, startprob, transmat):
+    """:func:`forward_loglik_scaled_jit`, or its many-sequence version where it pays."""
+    if _use_lanes(offsets, groups):
+        return forward_loglik_lanes_jit(scaled, shift, offsets, groups, startprob, transmat)
+    return forward_loglik_scaled_jit(scaled, shift, offsets, groups, startprob, transmat)
+
+
+def viterbi_compiled(log_b, offsets, groups, log_startprob, log_transmat):
+    """:func:`viterbi_jit`, or its many-sequence version where it pays."""
+    if _use_lanes(offsets, groups) and log_b.shape[1] > VEC_STATES:
+        return viterbi_lanes_jit(log_b, offsets, groups, log_startprob, log_transmat)
+    return viterbi_jit(log_b, offsets, groups, log_startprob, log_transmat)
+
+
+def _choosing(chooser, like, numpy) -> Kernel:
+    """The public kernel whose compiled side is ``chooser`` (a choice between ``like``
+    and its many-sequence version), under ``like``'s name and documentation."""
+    kernel = Kernel(chooser, numpy)
+    kernel.__name__ = kernel.__qualname__ = like.__name__.removesuffix("_jit")
+    kernel.__doc__ = like.__doc__
+    return kernel
+
+
 # Public kernels: NumPy below the small-input threshold, compiled above (see _dispatch).
 scale_emissions = Kernel(scale_emissions_jit, small.scale_emissions)
-forward_backward_into = Kernel(forward_backward_into_jit, small.forward_backward_into)
+forward_backward_into = _choosing(
+    forward_backward_into_compiled, forward_backward_into_jit, small.forward_backward_into
+)
 forward_backward_scaled = Kernel(forward_backward_scaled_jit, small.forward_backward_scaled)
 forward_backward = Kernel(forward_backward_jit, small.forward_backward)
-forward_loglik_scaled = Kernel(forward_loglik_scaled_jit, small.forward_loglik_scaled)
+forward_loglik_scaled = _choosing(
+    forward_loglik_scaled_compiled, forward_loglik_scaled_jit, small.forward_loglik_scaled
+)
 forward_loglik = Kernel(forward_loglik_jit, small.forward_loglik)
-viterbi = Kernel(viterbi_jit, small.viterbi)
+viterbi = _choosing(viterbi_compiled, viterbi_jit, small.viterbi)
