@@ -41,7 +41,9 @@ vadd, vfma, vkeep_arg, vkeep_max, vmul, vrow, vsplat, vstore, vzero = lazy_names
     "vstore",
     "vzero",
 )
-vchoose, vrecip = lazy_names("latentem.kernels.lanes8", "vchoose", "vrecip")
+vchoose, vgather, vgather1, vrecip = lazy_names(
+    "latentem.kernels.lanes8", "vchoose", "vgather", "vgather1", "vrecip"
+)
 
 __all__ = [
     "LANES",
@@ -56,12 +58,12 @@ LANES = 8
 
 @njit(cache=True, nogil=True)
 def _first_rows(offsets):
-    """``first[r]``: 1 where row r starts a sequence; ``first[n_rows] = 1`` too, so
-    row r ends one exactly when ``first[r + 1]``."""
+    """``first[r]``: 1.0 where row r starts a sequence, else 0.0; ``first[n_rows] = 1``
+    too, so row r ends one exactly when ``first[r + 1]``. Floats, read as vectors."""
     n_seq = offsets.shape[0] - 1
-    first = np.zeros(offsets[n_seq] + 1, dtype=np.uint8)
+    first = np.zeros(offsets[n_seq] + 1)
     for s in range(n_seq + 1):
-        first[offsets[s]] = 1
+        first[offsets[s]] = 1.0
     return first
 
 
@@ -91,34 +93,29 @@ def _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, alpha, sto
     K = scaled.shape[1]
     u = np.zeros((K, LANES))
     acc = np.empty((K, LANES))
-    b = np.empty((K, LANES))
-    lane_info = np.zeros((2, LANES))  # row 0: 1 at a sequence's first row; row 1: totals
+    lane_info = np.zeros((1, LANES))  # the totals
     row = np.zeros(LANES, dtype=np.int64)
     for t in range(steps):
         for lane in range(LANES):
             # a finished or empty lane repeats a row it may read, and stores nothing
-            r = min(lo[lane] + t, hi[lane] - 1) if hi[lane] > lo[lane] else 0
-            row[lane] = r
-            lane_info[0, lane] = first[r]
-            for j in range(K):
-                b[j, lane] = scaled[r, j]
-        start = vrow(lane_info, 0)
+            row[lane] = min(lo[lane] + t, hi[lane] - 1) if hi[lane] > lo[lane] else 0
+        start = vgather1(first, row)
         total = vzero()
         for j in range(K):
             s = vzero()
             for i in range(K):
                 s = vfma(s, transmat[i, j], vrow(u, i))
-            x = vmul(vchoose(start, vsplat(startprob[j]), s), vrow(b, j))
+            x = vmul(vchoose(start, vsplat(startprob[j]), s), vgather(scaled, row, j))
             vstore(acc, j, x)
             total = vadd(total, x)
         inv = vrecip(total)  # an impossible row zeroes its lane until the next sequence
         for j in range(K):
             vstore(u, j, vmul(vrow(acc, j), inv))
-        vstore(lane_info, 1, total)
+        vstore(lane_info, 0, total)
         for lane in range(LANES):
             if lo[lane] + t < hi[lane]:
                 r = row[lane]
-                tots[r] = lane_info[1, lane]
+                tots[r] = lane_info[0, lane]
                 if store:
                     for j in range(K):
                         alpha[r, j] = u[j, lane]
@@ -173,33 +170,36 @@ def _backward_lanes(scaled, first, seq_end, lo, hi, steps, transmat, weights, po
     weighted transition sums (still to be multiplied by the transition matrix) to
     ``xi[i * K + j]`` and its weighted first posteriors to ``start_acc[lane]``.
     ``seq_end`` (LANES,): the index of each lane's last sequence plus one;
-    ``weights`` (n_sequences,) is zero for an impossible sequence."""
+    ``weights`` (n_sequences + 1,) is zero for an impossible sequence and at the end."""
     K = scaled.shape[1]
+    n_seq = weights.shape[0] - 1
     nxt = np.ones((K, LANES))
     v = np.empty((K, LANES))
     beta = np.empty((K, LANES))
     al = np.empty((K, LANES))
-    lane_info = np.zeros((2, LANES))  # row 0: 1 at a sequence's last row; row 1: weights
     row = np.zeros(LANES, dtype=np.int64)
+    after = np.zeros(LANES, dtype=np.int64)  # row + 1
+    succ = np.zeros(LANES, dtype=np.int64)  # the row whose emissions beta needs
     cur = seq_end.copy()  # the sequence of each lane's row (once it has started)
+    seq = np.zeros(LANES, dtype=np.int64)  # the same, n_seq (weight 0) when inactive
     one = vsplat(1.0)
     for t in range(steps):
         for lane in range(LANES):
             active = hi[lane] - 1 - t >= lo[lane]
             r = hi[lane] - 1 - t if active else (lo[lane] if hi[lane] > lo[lane] else 0)
             row[lane] = r
-            is_last = first[r + 1] > 0
+            after[lane] = r + 1
+            is_last = first[r + 1] > 0.0
             if active and is_last:
                 cur[lane] -= 1
-            lane_info[0, lane] = 1.0 if is_last else 0.0
-            lane_info[1, lane] = weights[cur[lane]] if active else 0.0
-            nr = r if is_last else r + 1  # the last row has no successor to read
-            for j in range(K):
-                al[j, lane] = post[r, j]
-                v[j, lane] = scaled[nr, j] * nxt[j, lane]
-        last = vrow(lane_info, 0)
+            seq[lane] = cur[lane] if active else n_seq
+            succ[lane] = r if is_last else r + 1  # the last row has no successor
+        last = vgather1(first, after)
         # no transition out of a sequence's last row
-        w = vchoose(last, vzero(), vrow(lane_info, 1))
+        w = vchoose(last, vzero(), vgather1(weights, seq))
+        for j in range(K):
+            vstore(al, j, vgather(post, row, j))
+            vstore(v, j, vmul(vgather(scaled, succ, j), vrow(nxt, j)))
         z = vzero()
         tot = vzero()
         for i in range(K):
@@ -228,9 +228,9 @@ def _backward_lanes(scaled, first, seq_end, lo, hi, steps, transmat, weights, po
                 r = row[lane]
                 for j in range(K):
                     post[r, j] = al[j, lane]
-                if first[r] > 0:
+                if first[r] > 0.0:
                     for j in range(K):
-                        start_acc[lane, j] += lane_info[1, lane] * al[j, lane]
+                        start_acc[lane, j] += weights[seq[lane]] * al[j, lane]
 
 
 @njit(cache=True, parallel=True)
@@ -248,7 +248,7 @@ def forward_backward_lanes_jit(
     start_counts = np.zeros((n_groups, K))
     trans_counts = np.zeros((n_groups, K, K))
     seq_loglik = np.empty(n_seq)
-    weights = np.empty(n_seq)
+    weights = np.zeros(n_seq + 1)  # the last for lanes with nothing to do
     for block in prange(n_blocks):
         lo, hi, steps = _lane_rows(offsets, groups, block)
         _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, post, True, tots)
@@ -292,18 +292,12 @@ def _viterbi_lanes(
     delta = np.zeros((K, LANES))
     new = np.empty((K, LANES))
     arg = np.empty((K, LANES))
-    lb = np.empty((K, LANES))
-    lane_info = np.zeros((1, LANES))  # 1 at a sequence's first row
     row = np.zeros(LANES, dtype=np.int64)
     minus_inf = vsplat(-np.inf)
     for t in range(steps):
         for lane in range(LANES):
-            r = min(lo[lane] + t, hi[lane] - 1) if hi[lane] > lo[lane] else 0
-            row[lane] = r
-            lane_info[0, lane] = first[r]
-            for j in range(K):
-                lb[j, lane] = log_b[r, j]
-        start = vrow(lane_info, 0)
+            row[lane] = min(lo[lane] + t, hi[lane] - 1) if hi[lane] > lo[lane] else 0
+        start = vgather1(first, row)
         for j in range(K):
             best = minus_inf
             a = vzero()
@@ -311,18 +305,19 @@ def _viterbi_lanes(
                 cand = vadd(vrow(delta, i), vsplat(log_transmat[i, j]))
                 a = vkeep_arg(a, best, cand, np.float64(i))
                 best = vkeep_max(best, cand)
-            vstore(new, j, vadd(vchoose(start, vsplat(log_startprob[j]), best), vrow(lb, j)))
+            lb = vgather(log_b, row, j)
+            vstore(new, j, vadd(vchoose(start, vsplat(log_startprob[j]), best), lb))
             vstore(arg, j, a)
         delta, new = new, delta
         for lane in range(LANES):
             if lo[lane] + t < hi[lane]:
                 r = row[lane]
-                if first[r] > 0:
+                if first[r] > 0.0:
                     cur[lane] += 1
                 else:
                     for j in range(K):
                         psi[r, j] = np.int32(arg[j, lane])
-                if first[r + 1] > 0:  # the sequence's last row
+                if first[r + 1] > 0.0:  # the sequence's last row
                     top, k_top = -np.inf, 0
                     for k in range(K):
                         if delta[k, lane] > top:
