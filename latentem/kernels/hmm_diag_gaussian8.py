@@ -19,7 +19,7 @@ from latentem.kernels._jit import lazy_names, njit, prange
 from latentem.kernels.hmm_vec8 import _FM
 from latentem.kernels.scaling import FLUSH
 
-(vrow_part,) = lazy_names("latentem.kernels.lanes8", "vrow_part")
+vgather, vrow_part = lazy_names("latentem.kernels.lanes8", "vgather", "vrow_part")
 
 __all__ = ["diag_gaussian_logprob8", "diag_gaussian_scaled8", "diag_gaussian_stats8"]
 
@@ -27,6 +27,7 @@ __all__ = ["diag_gaussian_logprob8", "diag_gaussian_scaled8", "diag_gaussian_sta
     vadd,
     vexp,
     vfma,
+    vkeep_max,
     vlane,
     vmax,
     vmul,
@@ -40,6 +41,7 @@ __all__ = ["diag_gaussian_logprob8", "diag_gaussian_scaled8", "diag_gaussian_sta
     "vadd",
     "vexp",
     "vfma",
+    "vkeep_max",
     "vlane",
     "vmax",
     "vmul",
@@ -64,6 +66,43 @@ def _diag_logp8(X, r, cols, D):
     return vfma(vrow(cols, 2 * D), -0.5, maha)
 
 
+#: With at most this many states, :func:`diag_gaussian_scaled8_jit` puts 8 rows in a
+#: vector instead of 8 states: a row of one vector per state would be mostly padding.
+_FEW_STATES = 4
+
+
+@njit(inline="always", fastmath=_FM)
+def _scaled_rows8(X, cols, r0, r1, scaled, shift):
+    """Rows r0..r1-1 of :func:`diag_gaussian_scaled8_jit`, eight rows a vector: the same
+    operations on each element as the one-row-a-vector loop."""
+    n, D = X.shape
+    K = scaled.shape[1]
+    rows = np.empty(8, dtype=np.int64)
+    buf = np.empty((K + 1, 8))  # the states' log-densities, then exp; row K: the maxima
+    for b0 in range(r0, r1, 8):
+        for lane in range(8):
+            rows[lane] = min(b0 + lane, r1 - 1)  # past the end: repeat the last row
+        mx = vsplat(-np.inf)
+        nan = vzero()  # NaN in the rows where a log-density is NaN, as vmax gives there
+        for k in range(K):
+            maha = vzero()
+            for d in range(D):
+                t = vmul(vsub(vgather(X, rows, d), vsplat(cols[d, k])), vsplat(cols[D + d, k]))
+                maha = vadd(maha, vmul(t, t))
+            logp = vfma(vsplat(cols[2 * D, k]), -0.5, maha)
+            vstore(buf, k, logp)
+            mx = vkeep_max(mx, logp)
+            nan = vadd(nan, vmul(logp, vzero()))
+        mx = vadd(mx, nan)
+        vstore(buf, K, mx)
+        for k in range(K):
+            vstore(buf, k, vexp(vsub(vrow(buf, k), mx), FLUSH))
+        for lane in range(min(8, r1 - b0)):
+            shift[b0 + lane] = buf[K, lane]
+            for k in range(K):
+                scaled[b0 + lane, k] = buf[k, lane]
+
+
 @njit(cache=True, parallel=True, fastmath=_FM, error_model="numpy")
 def diag_gaussian_scaled8_jit(X, cols, scaled, shift):
     """:func:`scale_emissions` of diagonal Gaussian log-densities without the (n, K)
@@ -78,6 +117,9 @@ def diag_gaussian_scaled8_jit(X, cols, scaled, shift):
     K = scaled.shape[1]
     per = (n + _ROW_PARTS - 1) // _ROW_PARTS
     for part in prange(_ROW_PARTS):
+        if K <= _FEW_STATES:
+            _scaled_rows8(X, cols, part * per, min(n, (part + 1) * per), scaled, shift)
+            continue
         for r in range(part * per, min(n, (part + 1) * per)):
             logp = _diag_logp8(X, r, cols, D)
             mx = vmax(logp)

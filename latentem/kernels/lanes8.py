@@ -22,12 +22,8 @@ __all__ = ["vchoose", "vrecip", "vgather", "vgather1", "vrow_part"]
 
 
 def _is_array(arr, ndim, dtype):
-    return (
-        isinstance(arr, types.Array)
-        and arr.ndim == ndim
-        and arr.layout == "C"
-        and arr.dtype == dtype
-    )
+    # any layout: elements are addressed through the strides
+    return isinstance(arr, types.Array) and arr.ndim == ndim and arr.dtype == dtype
 
 
 def _lane_rows(context, builder, rowsty, rows):
@@ -46,7 +42,7 @@ def vgather(typingctx, arr, rows, col):
     """Lane l: ``arr[rows[l], col]`` (``arr`` 2-D float64, ``rows`` int64 with 8
     entries, all valid rows: not checked)."""
     if not (_is_array(arr, 2, types.float64) and _is_array(rows, 1, types.int64)):
-        raise TypeError("vgather reads a C-contiguous float64 matrix at 8 int64 rows")
+        raise TypeError("vgather reads a float64 matrix at 8 int64 rows")
 
     def codegen(context, builder, sig, args):
         aryty, rowsty, _ = sig.args
@@ -66,7 +62,7 @@ def vgather(typingctx, arr, rows, col):
 def vgather1(typingctx, arr, rows):
     """Lane l: ``arr[rows[l]]`` (``arr`` 1-D float64, ``rows`` int64 with 8 entries)."""
     if not (_is_array(arr, 1, types.float64) and _is_array(rows, 1, types.int64)):
-        raise TypeError("vgather1 reads a C-contiguous float64 vector at 8 int64 indices")
+        raise TypeError("vgather1 reads a float64 vector at 8 int64 indices")
 
     def codegen(context, builder, sig, args):
         aryty, rowsty = sig.args
@@ -85,7 +81,7 @@ def vrow_part(typingctx, arr, row, n):
     """``arr[row, 0:n]`` padded with zeros to 8 lanes (``arr`` 2-D float64 with
     ``1 <= n <= 8`` columns; reads nothing past the row)."""
     if not _is_array(arr, 2, types.float64):
-        raise TypeError("vrow_part reads a row of a C-contiguous float64 matrix")
+        raise TypeError("vrow_part reads a row of a float64 matrix")
 
     def codegen(context, builder, sig, args):
         aryty = sig.args[0]
