@@ -24,6 +24,7 @@ from latentem.kernels._dispatch import Kernel
 from latentem.kernels._jit import njit, prange
 from latentem.kernels.hmm_diag_gaussian8 import diag_gaussian_scaled8, diag_gaussian_stats8
 from latentem.kernels.hmm_lanes import (
+    LANES,
     forward_backward_lanes_jit,
     forward_loglik_lanes_jit,
     viterbi_lanes_jit,
@@ -65,8 +66,12 @@ def sequence_groups(offsets: np.ndarray, max_groups: int = MAX_GROUPS) -> np.nda
     # The first sequence whose start reaches each equal share of the rows.
     targets = (np.arange(1, n_groups) * total) // n_groups
     cuts = np.searchsorted(offsets[:-1], targets, side="left")
-    bounds = np.unique(np.concatenate(([0], cuts, [n_seq]))).astype(np.int64)
-    return bounds
+    # already sorted: drop repeats without np.unique's sort (it runs at every score)
+    bounds = np.concatenate(([0], cuts, [n_seq])).astype(np.int64)
+    keep = np.empty(bounds.shape[0], dtype=bool)
+    keep[0] = True
+    np.not_equal(bounds[1:], bounds[:-1], out=keep[1:])
+    return bounds[keep]
 
 
 #: Rows per block of the parallel emission scaling.
@@ -556,8 +561,13 @@ def forward_loglik_scaled_compiled(scaled, shift, offsets, groups, startprob, tr
 
 
 def viterbi_compiled(log_b, offsets, groups, log_startprob, log_transmat):
-    """:func:`viterbi_jit`, or its many-sequence version where it pays."""
-    if _use_lanes(offsets, groups) and log_b.shape[1] > VEC_STATES:
+    """:func:`viterbi_jit`, or its many-sequence version where it pays: always with more
+    than :data:`VEC_STATES` states; with fewer, once all lanes have a group (the
+    one-sequence kernel keeps the states of a step in one vector)."""
+    K = log_b.shape[1]
+    if _use_lanes(offsets, groups) and (
+        K > VEC_STATES or (K < VEC_STATES and groups.shape[0] - 1 >= LANES)
+    ):
         return viterbi_lanes_jit(log_b, offsets, groups, log_startprob, log_transmat)
     return viterbi_jit(log_b, offsets, groups, log_startprob, log_transmat)
 
