@@ -85,19 +85,20 @@ def _lane_rows(offsets, groups, block):
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
-def _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, alpha, store, tots):
-    """Forward recursion of the lanes' rows: ``tots[r]`` receives row r's normaliser
-    (the sum of its unnormalised forward variables; 0 for an impossible row) and, with
-    ``store``, ``alpha[r]`` its normalised forward variable. State j of all lanes is
+def _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, abuf, store, tbuf):
+    """Forward recursion of the lanes' rows; step t is row ``lo[lane] + t`` of each
+    lane. ``tbuf[t]`` receives the steps' normalisers (the sums of the unnormalised
+    forward variables; 0 for an impossible row) and, with ``store``,
+    ``abuf[t * K + j]`` the normalised forward variables, lane by lane: rows of
+    vectors, written and read back without a scatter. State j of all lanes is
     row j of the (K, LANES) arrays, one vector."""
     K = scaled.shape[1]
     u = np.zeros((K, LANES))
     acc = np.empty((K, LANES))
-    lane_info = np.zeros((1, LANES))  # the totals
     row = np.zeros(LANES, dtype=np.int64)
     for t in range(steps):
         for lane in range(LANES):
-            # a finished or empty lane repeats a row it may read, and stores nothing
+            # a finished or empty lane repeats a row it may read; the caller ignores it
             row[lane] = min(lo[lane] + t, hi[lane] - 1) if hi[lane] > lo[lane] else 0
         start = vgather1(first, row)
         total = vzero()
@@ -110,25 +111,22 @@ def _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, alpha, sto
             total = vadd(total, x)
         inv = vrecip(total)  # an impossible row zeroes its lane until the next sequence
         for j in range(K):
-            vstore(u, j, vmul(vrow(acc, j), inv))
-        vstore(lane_info, 0, total)
-        for lane in range(LANES):
-            if lo[lane] + t < hi[lane]:
-                r = row[lane]
-                tots[r] = lane_info[0, lane]
-                if store:
-                    for j in range(K):
-                        alpha[r, j] = u[j, lane]
+            uj = vmul(vrow(acc, j), inv)
+            vstore(u, j, uj)
+            if store:
+                vstore(abuf, t * K + j, uj)
+        vstore(tbuf, t, total)
 
 
 @njit(cache=True, nogil=True)
-def _sequence_loglik(tots, shift, a, b):
-    """Log-likelihood of rows a..b-1 from their normalisers ``tots`` and ``shift``
-    (-inf if one is zero): logs of a running product, taken only when it gets small."""
+def _sequence_loglik(tbuf, lane, shift, a, b, lo):
+    """Log-likelihood of rows a..b-1, which ``lane`` ran from row ``lo``, from their
+    normalisers in ``tbuf`` (see :func:`_forward_lanes`) and ``shift`` (-inf if one is
+    zero): logs of a running product, taken only when it gets small."""
     ll = 0.0
     prod = 1.0
     for r in range(a, b):
-        s = tots[r]
+        s = tbuf[r - lo, lane]
         ll += shift[r]
         if not s > 0.0:
             return -np.inf
@@ -142,31 +140,44 @@ def _sequence_loglik(tots, shift, a, b):
     return ll + np.log(prod)
 
 
+@njit(cache=True, nogil=True)
+def _block_loglik(tbuf, shift, offsets, groups, block, lo, seq_loglik):
+    """Every sequence's log-likelihood in the block's lanes."""
+    n_groups = groups.shape[0] - 1
+    for lane in range(LANES):
+        g = block * LANES + lane
+        if g < n_groups:
+            for s in range(groups[g], groups[g + 1]):
+                seq_loglik[s] = _sequence_loglik(
+                    tbuf, lane, shift, offsets[s], offsets[s + 1], lo[lane]
+                )
+
+
 @njit(cache=True, parallel=True)
 def forward_loglik_lanes_jit(scaled, shift, offsets, groups, startprob, transmat):
     """:func:`latentem.kernels.hmm.forward_loglik_scaled` with LANES groups at a time
     (every sequence shorter than ``LONG_SEQUENCE``)."""
-    n_rows, K = scaled.shape
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
     n_blocks = (n_groups + LANES - 1) // LANES
     first = _first_rows(offsets)
-    tots = np.empty(n_rows)
     seq_loglik = np.empty(n_seq)
-    no_alpha = np.empty((0, K))
+    no_alpha = np.empty((0, LANES))
     for block in prange(n_blocks):
         lo, hi, steps = _lane_rows(offsets, groups, block)
-        _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, no_alpha, False, tots)
-        g1 = min(n_groups, (block + 1) * LANES)
-        for s in range(groups[block * LANES], groups[g1]):
-            seq_loglik[s] = _sequence_loglik(tots, shift, offsets[s], offsets[s + 1])
+        tbuf = np.empty((steps, LANES))
+        _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, no_alpha, False, tbuf)
+        _block_loglik(tbuf, shift, offsets, groups, block, lo, seq_loglik)
     return seq_loglik
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
-def _backward_lanes(scaled, first, seq_end, lo, hi, steps, transmat, weights, post, start_acc, xi):
-    """Backward recursion of the lanes' rows, from their last row to their first, over
-    the forward variables in ``post``: turns them into posteriors, adds each lane's
+def _backward_lanes(
+    scaled, first, seq_end, lo, hi, steps, transmat, weights, abuf, post, start_acc, xi
+):
+    """Backward recursion of the lanes' rows, from step ``steps - 1`` down to 0 (lanes
+    with fewer rows join at their last), over the forward variables in ``abuf`` (see
+    :func:`_forward_lanes`): writes the posteriors into ``post``, adds each lane's
     weighted transition sums (still to be multiplied by the transition matrix) to
     ``xi[i * K + j]`` and its weighted first posteriors to ``start_acc[lane]``.
     ``seq_end`` (LANES,): the index of each lane's last sequence plus one;
@@ -183,10 +194,10 @@ def _backward_lanes(scaled, first, seq_end, lo, hi, steps, transmat, weights, po
     cur = seq_end.copy()  # the sequence of each lane's row (once it has started)
     seq = np.zeros(LANES, dtype=np.int64)  # the same, n_seq (weight 0) when inactive
     one = vsplat(1.0)
-    for t in range(steps):
+    for t in range(steps - 1, -1, -1):
         for lane in range(LANES):
-            active = hi[lane] - 1 - t >= lo[lane]
-            r = hi[lane] - 1 - t if active else (lo[lane] if hi[lane] > lo[lane] else 0)
+            active = lo[lane] + t < hi[lane]
+            r = lo[lane] + t if active else (hi[lane] - 1 if hi[lane] > lo[lane] else 0)
             row[lane] = r
             after[lane] = r + 1
             is_last = first[r + 1] > 0.0
@@ -198,7 +209,6 @@ def _backward_lanes(scaled, first, seq_end, lo, hi, steps, transmat, weights, po
         # no transition out of a sequence's last row
         w = vchoose(last, vzero(), vgather1(weights, seq))
         for j in range(K):
-            vstore(al, j, vgather(post, row, j))
             vstore(v, j, vmul(vgather(scaled, succ, j), vrow(nxt, j)))
         z = vzero()
         tot = vzero()
@@ -209,14 +219,14 @@ def _backward_lanes(scaled, first, seq_end, lo, hi, steps, transmat, weights, po
             # the last row's backward variable is 1: its posterior is its alpha
             s = vchoose(last, one, s)
             vstore(beta, i, s)
-            z = vadd(z, vmul(vrow(al, i), s))
+            z = vadd(z, vmul(vrow(abuf, t * K + i), s))
             tot = vadd(tot, s)
         # xi_r(i, j) = alpha_r(i) A_ij v_j / z with z = alpha_r . (A v): z also
         # normalises the posterior alpha_r * beta_r.
         z = vrecip(z)
         tot = vrecip(tot)
         for i in range(K):
-            p = vmul(vrow(al, i), z)
+            p = vmul(vrow(abuf, t * K + i), z)
             bi = vrow(beta, i)
             vstore(al, i, vmul(p, bi))
             vstore(nxt, i, vmul(bi, tot))
@@ -224,7 +234,7 @@ def _backward_lanes(scaled, first, seq_end, lo, hi, steps, transmat, weights, po
             for j in range(K):
                 vstore(xi, i * K + j, vadd(vrow(xi, i * K + j), vmul(pw, vrow(v, j))))
         for lane in range(LANES):
-            if hi[lane] - 1 - t >= lo[lane]:
+            if lo[lane] + t < hi[lane]:
                 r = row[lane]
                 for j in range(K):
                     post[r, j] = al[j, lane]
@@ -244,27 +254,27 @@ def forward_backward_lanes_jit(
     n_groups = groups.shape[0] - 1
     n_blocks = (n_groups + LANES - 1) // LANES
     first = _first_rows(offsets)
-    tots = np.empty(n_rows)
     start_counts = np.zeros((n_groups, K))
     trans_counts = np.zeros((n_groups, K, K))
     seq_loglik = np.empty(n_seq)
     weights = np.zeros(n_seq + 1)  # the last for lanes with nothing to do
     for block in prange(n_blocks):
         lo, hi, steps = _lane_rows(offsets, groups, block)
-        _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, post, True, tots)
+        abuf = np.empty((steps * K, LANES))
+        tbuf = np.empty((steps, LANES))
+        _forward_lanes(scaled, first, lo, hi, steps, startprob, transmat, abuf, True, tbuf)
+        _block_loglik(tbuf, shift, offsets, groups, block, lo, seq_loglik)
         g0 = block * LANES
         g1 = min(n_groups, g0 + LANES)
         for s in range(groups[g0], groups[g1]):
-            ll = _sequence_loglik(tots, shift, offsets[s], offsets[s + 1])
-            seq_loglik[s] = ll
-            weights[s] = seq_weights[s] if ll > -np.inf else 0.0
+            weights[s] = seq_weights[s] if seq_loglik[s] > -np.inf else 0.0
         seq_end = np.zeros(LANES, dtype=np.int64)
         for lane in range(g1 - g0):
             seq_end[lane] = groups[g0 + lane + 1]
         start_acc = np.zeros((LANES, K))
         xi = np.zeros((K * K, LANES))
         _backward_lanes(
-            scaled, first, seq_end, lo, hi, steps, transmat, weights, post, start_acc, xi
+            scaled, first, seq_end, lo, hi, steps, transmat, weights, abuf, post, start_acc, xi
         )
         for lane in range(g1 - g0):
             g = g0 + lane
