@@ -29,12 +29,13 @@ import numpy as np
 from latentem.kernels._jit import lazy_names, njit, prange
 from latentem.kernels.hmm_vec8 import _FM
 
-vadd, vfma, vkeep_arg, vkeep_max, vmul, vrow, vsplat, vstore, vzero = lazy_names(
+vadd, vfma, vkeep_arg, vkeep_max, vmax, vmul, vrow, vsplat, vstore, vzero = lazy_names(
     "latentem.kernels.vec8",
     "vadd",
     "vfma",
     "vkeep_arg",
     "vkeep_max",
+    "vmax",
     "vmul",
     "vrow",
     "vsplat",
@@ -59,9 +60,10 @@ LANES = 8
 @njit(cache=True, nogil=True)
 def _first_rows(offsets):
     """``first[r]``: 1.0 where row r starts a sequence, else 0.0; ``first[n_rows] = 1``
-    too, so row r ends one exactly when ``first[r + 1]``. Floats, read as vectors."""
+    too, so row r ends one exactly when ``first[r + 1]``, and ``first[n_rows + 1] = 0``
+    (a place to look for lanes with nothing to do). Floats, read as vectors."""
     n_seq = offsets.shape[0] - 1
-    first = np.zeros(offsets[n_seq] + 1)
+    first = np.zeros(offsets[n_seq] + 2)
     for s in range(n_seq + 1):
         first[offsets[s]] = 1.0
     return first
@@ -291,22 +293,26 @@ def forward_backward_lanes_jit(
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 def _viterbi_lanes(
-    log_b, first, lo, hi, steps, log_startprob, log_transmat, psi, states, seq_logprob, cur
+    log_b, first, lo, hi, steps, log_startprob, log_transmat, pbuf, states, seq_logprob, cur
 ):
-    """Viterbi recursion of the lanes' rows: back-pointers into ``psi[r]``, and at each
+    """Viterbi recursion of the lanes' rows (step t: row ``lo[lane] + t``): the
+    back-pointers of step t into ``pbuf[t * K + j]``, lane by lane, and at each
     sequence's last row its best final state into ``states`` and its log-probability
-    into ``seq_logprob``. ``cur`` (LANES,): each lane's first sequence index, minus one.
+    into ``seq_logprob``. ``cur`` (LANES,): the index of each lane's first sequence.
     Ties go to the lowest state (strict comparisons in ascending order), as in the
     one-sequence kernel, whose sums these are exactly."""
     K = log_b.shape[1]
+    n_rows = log_b.shape[0]
     delta = np.zeros((K, LANES))
     new = np.empty((K, LANES))
-    arg = np.empty((K, LANES))
     row = np.zeros(LANES, dtype=np.int64)
+    after = np.zeros(LANES, dtype=np.int64)  # row + 1; n_rows + 1 when inactive
     minus_inf = vsplat(-np.inf)
     for t in range(steps):
         for lane in range(LANES):
-            row[lane] = min(lo[lane] + t, hi[lane] - 1) if hi[lane] > lo[lane] else 0
+            active = lo[lane] + t < hi[lane]
+            row[lane] = lo[lane] + t if active else (hi[lane] - 1 if hi[lane] > lo[lane] else 0)
+            after[lane] = lo[lane] + t + 1 if active else n_rows + 1
         start = vgather1(first, row)
         for j in range(K):
             best = minus_inf
@@ -317,23 +323,18 @@ def _viterbi_lanes(
                 best = vkeep_max(best, cand)
             lb = vgather(log_b, row, j)
             vstore(new, j, vadd(vchoose(start, vsplat(log_startprob[j]), best), lb))
-            vstore(arg, j, a)
+            vstore(pbuf, t * K + j, a)
         delta, new = new, delta
-        for lane in range(LANES):
-            if lo[lane] + t < hi[lane]:
-                r = row[lane]
-                if first[r] > 0.0:
-                    cur[lane] += 1
-                else:
-                    for j in range(K):
-                        psi[r, j] = np.int32(arg[j, lane])
-                if first[r + 1] > 0.0:  # the sequence's last row
+        if vmax(vgather1(first, after)) > 0.0:  # some lane is at a sequence's last row
+            for lane in range(LANES):
+                if first[after[lane]] > 0.0:
                     top, k_top = -np.inf, 0
                     for k in range(K):
                         if delta[k, lane] > top:
                             top, k_top = delta[k, lane], k
                     seq_logprob[cur[lane]] = top
-                    states[r] = k_top
+                    states[row[lane]] = k_top
+                    cur[lane] += 1
 
 
 @njit(cache=True, parallel=True)
@@ -347,21 +348,23 @@ def viterbi_lanes_jit(log_b, offsets, groups, log_startprob, log_transmat):
     first = _first_rows(offsets)
     states = np.empty(n_rows, dtype=np.int64)
     seq_logprob = np.empty(n_seq)
-    psi = np.empty((n_rows, K), dtype=np.int32)
     for block in prange(n_blocks):
         lo, hi, steps = _lane_rows(offsets, groups, block)
-        cur = np.full(LANES, -1, dtype=np.int64)
+        pbuf = np.empty((steps * K, LANES))
+        cur = np.zeros(LANES, dtype=np.int64)
         for lane in range(LANES):
             g = block * LANES + lane
             if g < n_groups:
-                cur[lane] = groups[g] - 1
+                cur[lane] = groups[g]
         _viterbi_lanes(
-            log_b, first, lo, hi, steps, log_startprob, log_transmat, psi, states, seq_logprob, cur
+            log_b, first, lo, hi, steps, log_startprob, log_transmat, pbuf, states, seq_logprob, cur
         )
-        g1 = min(n_groups, (block + 1) * LANES)
-        for s in range(groups[block * LANES], groups[g1]):
-            k = states[offsets[s + 1] - 1]
-            for r in range(offsets[s + 1] - 1, offsets[s], -1):
-                k = psi[r, k]
-                states[r - 1] = k
+        for lane in range(LANES):
+            g = block * LANES + lane
+            if g < n_groups:
+                for s in range(groups[g], groups[g + 1]):
+                    k = states[offsets[s + 1] - 1]
+                    for r in range(offsets[s + 1] - 1, offsets[s], -1):
+                        k = np.int64(pbuf[(r - lo[lane]) * K + k, lane])
+                        states[r - 1] = k
     return states, seq_logprob
