@@ -174,18 +174,15 @@ def forward_loglik_lanes_jit(scaled, shift, offsets, groups, startprob, transmat
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
-def _backward_lanes(
-    scaled, first, seq_end, lo, hi, steps, transmat, weights, abuf, post, start_acc, xi
-):
+def _backward_lanes(scaled, first, lo, hi, steps, transmat, wrow, abuf, post, start_acc, xi):
     """Backward recursion of the lanes' rows, from step ``steps - 1`` down to 0 (lanes
     with fewer rows join at their last), over the forward variables in ``abuf`` (see
     :func:`_forward_lanes`): writes the posteriors into ``post``, adds each lane's
     weighted transition sums (still to be multiplied by the transition matrix) to
     ``xi[i * K + j]`` and its weighted first posteriors to ``start_acc[lane]``.
-    ``seq_end`` (LANES,): the index of each lane's last sequence plus one;
-    ``weights`` (n_sequences + 1,) is zero for an impossible sequence and at the end."""
-    K = scaled.shape[1]
-    n_seq = weights.shape[0] - 1
+    ``wrow`` (n_rows + 1,): the weight of each row's sequence (zero for an impossible
+    one) and a zero for lanes with nothing to do, which stand at row n_rows."""
+    n_rows, K = scaled.shape
     nxt = np.ones((K, LANES))
     v = np.empty((K, LANES))
     beta = np.empty((K, LANES))
@@ -193,23 +190,17 @@ def _backward_lanes(
     row = np.zeros(LANES, dtype=np.int64)
     after = np.zeros(LANES, dtype=np.int64)  # row + 1
     succ = np.zeros(LANES, dtype=np.int64)  # the row whose emissions beta needs
-    cur = seq_end.copy()  # the sequence of each lane's row (once it has started)
-    seq = np.zeros(LANES, dtype=np.int64)  # the same, n_seq (weight 0) when inactive
     one = vsplat(1.0)
     for t in range(steps - 1, -1, -1):
         for lane in range(LANES):
-            active = lo[lane] + t < hi[lane]
-            r = lo[lane] + t if active else (hi[lane] - 1 if hi[lane] > lo[lane] else 0)
+            r = lo[lane] + t if lo[lane] + t < hi[lane] else n_rows
             row[lane] = r
             after[lane] = r + 1
-            is_last = first[r + 1] > 0.0
-            if active and is_last:
-                cur[lane] -= 1
-            seq[lane] = cur[lane] if active else n_seq
-            succ[lane] = r if is_last else r + 1  # the last row has no successor
+            # (a last row's successor is not used: its beta is 1 and its weight 0)
+            succ[lane] = min(r + 1, n_rows - 1)
         last = vgather1(first, after)
         # no transition out of a sequence's last row
-        w = vchoose(last, vzero(), vgather1(weights, seq))
+        w = vchoose(last, vzero(), vgather1(wrow, row))
         for j in range(K):
             vstore(v, j, vmul(vgather(scaled, succ, j), vrow(nxt, j)))
         z = vzero()
@@ -242,7 +233,7 @@ def _backward_lanes(
                     post[r, j] = al[j, lane]
                 if first[r] > 0.0:
                     for j in range(K):
-                        start_acc[lane, j] += weights[seq[lane]] * al[j, lane]
+                        start_acc[lane, j] += wrow[r] * al[j, lane]
 
 
 @njit(cache=True, parallel=True)
@@ -259,7 +250,7 @@ def forward_backward_lanes_jit(
     start_counts = np.zeros((n_groups, K))
     trans_counts = np.zeros((n_groups, K, K))
     seq_loglik = np.empty(n_seq)
-    weights = np.zeros(n_seq + 1)  # the last for lanes with nothing to do
+    wrow = np.zeros(n_rows + 1)  # each row's sequence weight; the last for idle lanes
     for block in prange(n_blocks):
         lo, hi, steps = _lane_rows(offsets, groups, block)
         abuf = np.empty((steps * K, LANES))
@@ -269,15 +260,12 @@ def forward_backward_lanes_jit(
         g0 = block * LANES
         g1 = min(n_groups, g0 + LANES)
         for s in range(groups[g0], groups[g1]):
-            weights[s] = seq_weights[s] if seq_loglik[s] > -np.inf else 0.0
-        seq_end = np.zeros(LANES, dtype=np.int64)
-        for lane in range(g1 - g0):
-            seq_end[lane] = groups[g0 + lane + 1]
+            w = seq_weights[s] if seq_loglik[s] > -np.inf else 0.0
+            for r in range(offsets[s], offsets[s + 1]):
+                wrow[r] = w
         start_acc = np.zeros((LANES, K))
         xi = np.zeros((K * K, LANES))
-        _backward_lanes(
-            scaled, first, seq_end, lo, hi, steps, transmat, weights, abuf, post, start_acc, xi
-        )
+        _backward_lanes(scaled, first, lo, hi, steps, transmat, wrow, abuf, post, start_acc, xi)
         for lane in range(g1 - g0):
             g = g0 + lane
             for i in range(K):
