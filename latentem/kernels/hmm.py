@@ -537,6 +537,8 @@ def _use_lanes(offsets, groups) -> bool:
     on the lengths."""
     if groups.shape[0] - 1 < LANE_MIN_GROUPS:
         return False
+    if offsets[-1] < LONG_SEQUENCE:  # no sequence can be that long
+        return True
     return int((offsets[1:] - offsets[:-1]).max()) < LONG_SEQUENCE
 
 
