@@ -128,6 +128,9 @@ def test_public_kernels_choose_lanes_by_the_lengths():
     assert not hmm._use_lanes(two, sequence_groups(two))
     long = np.array([0, 5, 10, 15, 15 + hmm.LONG_SEQUENCE], dtype=np.int64)
     assert not hmm._use_lanes(long, sequence_groups(long))
+    # one sequence holds most rows: its lane would run alone, slower than one sequence
+    skewed = np.concatenate(([0], np.cumsum([3000] + [10] * 20))).astype(np.int64)
+    assert not hmm._use_lanes(skewed, sequence_groups(skewed))
     rng, log_b, offsets, startprob, transmat = _problem(3, [20] * 100, 7)
     groups = sequence_groups(offsets)
     scaled, shift = scale_emissions.jit(log_b)

@@ -526,20 +526,26 @@ def viterbi_jit(log_b, offsets, groups, log_startprob, log_transmat):
 
 
 #: Fewest groups of sequences (see :func:`sequence_groups`) for which the compiled
-#: kernels run several sequences side by side (:mod:`latentem.kernels.hmm_lanes`):
-#: one step of eight lanes costs about two steps of one sequence.
+#: kernels run several sequences side by side (:mod:`latentem.kernels.hmm_lanes`).
 LANE_MIN_GROUPS = 3
 
 
 def _use_lanes(offsets, groups) -> bool:
-    """Whether the many-sequence kernels pay: enough groups, and no sequence long
-    enough for the one-sequence kernels' vector or two-thread paths. Depends only
-    on the lengths."""
-    if groups.shape[0] - 1 < LANE_MIN_GROUPS:
+    """Whether the many-sequence kernels pay: enough groups, no sequence long enough
+    for the one-sequence kernels' vector or two-thread paths, and lanes busy enough.
+    A step of eight lanes costs up to about three steps of one sequence (forward-backward
+    with 8 to 10 states; one to two for the forward pass or Viterbi), and a block of
+    lanes takes as many steps as its largest group.
+    Depends only on the lengths."""
+    n_groups = groups.shape[0] - 1
+    if n_groups < LANE_MIN_GROUPS:
         return False
-    if offsets[-1] < LONG_SEQUENCE:  # no sequence can be that long
-        return True
-    return int((offsets[1:] - offsets[:-1]).max()) < LONG_SEQUENCE
+    n_rows = offsets[-1]
+    if n_rows >= LONG_SEQUENCE and (offsets[1:] - offsets[:-1]).max() >= LONG_SEQUENCE:
+        return False
+    n_blocks = (n_groups + LANES - 1) // LANES
+    largest = (offsets[groups[1:]] - offsets[groups[:-1]]).max()
+    return bool(3 * n_blocks * largest <= n_rows)
 
 
 def forward_backward_into_compiled(
