@@ -268,15 +268,44 @@ def test_category_effects_recovered():
 
 
 # ---------------------------------------------------------------------- fitting
+@pytest.mark.parametrize("effects", [False, True])
 @pytest.mark.parametrize("k, covariance_type", [(1, "tied"), (3, "tied"), (3, "full")])
-def test_objective_never_decreases(k, covariance_type):
+def test_objective_never_decreases(k, covariance_type, effects):
     _, gappy = survey()
     imp = MixedImputer(
-        n_components=k, covariance_type=covariance_type, random_state=0, tol=0, max_iter=40
+        n_components=k,
+        covariance_type=covariance_type,
+        category_effects=effects,
+        random_state=0,
+        tol=0,
+        max_iter=40,
     ).fit(gappy)
     obj = imp.objective_history_
     assert len(obj) >= 10
     assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj[1:]))
+
+
+@pytest.mark.parametrize("effects", [False, True])
+def test_param_vector_round_trip_and_infeasible_points(effects):
+    # SQUAREM extrapolates this vector: setting it back changes nothing, and a point
+    # off the simplex or with a covariance that is not positive definite is refused
+    _, gappy = survey(n=200)
+    imp = MixedImputer(n_components=2, category_effects=effects, random_state=0).fit(gappy)
+    model = imp._model
+    theta = model.get_param_vector()
+    assert model.set_param_vector(theta.copy())
+    theta = model.get_param_vector()  # the simplices renormalised (last-bit changes)
+    before = imp.transform(gappy)
+    bad = theta.copy()
+    bad[0] = -1.0  # a negative class weight
+    assert not model.set_param_vector(bad)
+    w = model.latent.weights_.size
+    D = model.n_continuous
+    bad = theta.copy()
+    bad[w + 2 * D : w + 2 * D + D * D] = -np.eye(D).ravel()  # tied covariance -I
+    assert not model.set_param_vector(bad)
+    np.testing.assert_array_equal(model.get_param_vector(), theta)
+    pd.testing.assert_frame_equal(imp.transform(gappy), before)
 
 
 def test_column_kinds_and_dtypes_kept():

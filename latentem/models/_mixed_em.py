@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from latentem._numeric import logsumexp
+from latentem._vector import family_parts, get_vector, set_vector
 from latentem.families.categorical_columns import CategoricalColumnsFamily
 from latentem.families.gaussian import GaussianFamily
 from latentem.families.gaussian_gaps import missing_plan
@@ -304,6 +305,30 @@ class _MixedEM:
         else:
             cov = (E + self.ridge * D) / (nk + self.ridge)[:, None, None]
         self.gauss.set_parameters(means, 0.5 * (cov + np.swapaxes(cov, -1, -2)))
+
+    # ------------------------------------------------------------------ SQUAREM
+    def _vector_parts(self) -> list:
+        parts = self.latent.vector_parts()
+        for fam in (self.gauss, self.cat):
+            if fam is not None:
+                parts += family_parts(fam, "MixedImputer")
+        if self.effects:
+            parts.append((self, "coef_", False))
+        return parts
+
+    def _check_params(self) -> None:
+        for fam in (self.gauss, self.cat):
+            if fam is not None:
+                fam.check_params()
+
+    def get_param_vector(self) -> np.ndarray:
+        """Weights, Gaussian means and covariances, level probabilities and effects as
+        one vector (for SQUAREM)."""
+        return get_vector(self._vector_parts())
+
+    def set_param_vector(self, theta: np.ndarray) -> bool:
+        """Set every parameter from a vector; False (and nothing changed) if infeasible."""
+        return set_vector(self._vector_parts(), theta, self._check_params)
 
     def log_prior(self) -> float:
         """Log-density (up to a constant) of the ridge and Dirichlet priors."""

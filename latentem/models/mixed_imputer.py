@@ -3,6 +3,7 @@ with one latent-class model: :class:`MixedImputer`."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -39,6 +40,17 @@ AUTO_HOLDOUT_SEED = 0x5EED18
 #: numbers of classes (the final fit uses ``max_iter`` and ``tol``).
 AUTO_TOL = 1e-3
 AUTO_MAX_ITER = 100
+
+
+def _one_blas_thread():
+    """BLAS on one thread while fitting, when threadpoolctl is installed (it is optional):
+    the model's matrices are small, and a threaded BLAS on a busy 2-core machine spent
+    about a fifth of a fit waiting for descheduled threads."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _holdout_rng(random_state: Any) -> np.random.Generator:
@@ -289,6 +301,10 @@ class MixedImputer(OutputMixin, ParamsMixin, SaveMixin):
         return self
 
     def _fit(self, X: Any) -> np.ndarray:
+        with _one_blas_thread():
+            return self._fit_table(X)
+
+    def _fit_table(self, X: Any) -> np.ndarray:
         self._check_settings()
         X = self._precheck(X)
         n = X.shape[0]
@@ -339,6 +355,8 @@ class MixedImputer(OutputMixin, ParamsMixin, SaveMixin):
                 n_init=self.n_init if model.n_components > 1 else 1,
                 random_state=rng,
                 verbose=0 if quiet else self.verbose,
+                # extrapolation along the EM path: the latent-class fits crawl
+                accelerate="squarem",
             )
         return model, result
 
@@ -473,6 +491,10 @@ class MixedImputer(OutputMixin, ParamsMixin, SaveMixin):
         return self._fill(*self._read(X))
 
     def _fill(self, X: Any, Z: np.ndarray) -> Any:
+        with _one_blas_thread():
+            return self._fill_table(X, Z)
+
+    def _fill_table(self, X: Any, Z: np.ndarray) -> Any:
         gaps = np.isnan(Z)
         if not gaps.any():
             return self._wrap_output(rebuild(X, self._schema, Z, gaps), X)
@@ -570,15 +592,20 @@ class MixedImputer(OutputMixin, ParamsMixin, SaveMixin):
         X, Z = self._read(X)
         gaps = np.isnan(Z)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        Dc = self._model.n_continuous
         out = []
-        for _ in range(n_imputations):
-            model = self._bootstrap_model(rng)
-            drawn = model.draw(Z, model.posteriors(Z), rng)
-            if Dc:
-                drawn[:, :Dc] = self._finish_continuous(drawn[:, :Dc], gaps[:, :Dc])
-            out.append(rebuild(X, self._schema, drawn, gaps))
+        with _one_blas_thread():
+            for _ in range(n_imputations):
+                out.append(self._one_imputation(X, Z, gaps, rng))
         return out
+
+    def _one_imputation(self, X: Any, Z: np.ndarray, gaps: np.ndarray, rng) -> Any:
+        """One completed copy: bootstrap EM, then every gap drawn."""
+        Dc = self._model.n_continuous
+        model = self._bootstrap_model(rng)
+        drawn = model.draw(Z, model.posteriors(Z), rng)
+        if Dc:
+            drawn[:, :Dc] = self._finish_continuous(drawn[:, :Dc], gaps[:, :Dc])
+        return rebuild(X, self._schema, drawn, gaps)
 
     def _bootstrap_model(self, rng: np.random.Generator) -> _MixedEM:
         from latentem.models.imputer.multiple import bootstrap_em
