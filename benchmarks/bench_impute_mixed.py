@@ -15,10 +15,10 @@ completely at random (continuous and categorical alike), three seeds each.
 Reported: RMSE on hidden continuous cells (standard deviations), accuracy on
 hidden categorical cells, and the time of ``fit_transform`` (all seeds).
 
-Methods: ``MixedImputer()`` (latent classes; number of classes chosen on
-held-out cells) and ``MixedImputer(category_effects=True)`` (plus an effect of
-every categorical level on the continuous means; the targets are checked on
-the default);
+Methods: ``MixedImputer()`` (latent classes plus an effect of every
+categorical level on the continuous means; number of classes chosen on
+held-out cells; the targets are checked on it) and
+``MixedImputer(category_effects=False)`` (latent classes alone);
 ``IterativeImputer`` (BayesianRidge) on the one-hot encoded table, a level
 filled as the argmax of its imputed one-hot block; **missForest-style**:
 ``IterativeImputer`` with ``RandomForestRegressor(100 trees, max_features=
@@ -153,8 +153,8 @@ def methods():
         n_estimators=100, max_features="sqrt", n_jobs=1, random_state=0
     )
     return {
-        "MixedImputer": mixed_imputer(False),
-        "MixedImputer(category_effects=True)": mixed_imputer(True),
+        "MixedImputer": mixed_imputer(True),
+        "MixedImputer(category_effects=False)": mixed_imputer(False),
         "IterativeImputer (one-hot)": sklearn_method(lambda: IterativeImputer(random_state=0)),
         "missForest-style": sklearn_method(
             lambda: IterativeImputer(estimator=forest(), max_iter=10, random_state=0)

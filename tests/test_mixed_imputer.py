@@ -490,3 +490,25 @@ def test_save_and_load_round_trip():
     a = again.sample_imputations(gappy, 2, random_state=3)
     b = imp.sample_imputations(gappy, 2, random_state=3)
     pd.testing.assert_frame_equal(a[1], b[1])
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "mixed_imputer")
+
+
+def test_model_file_from_before_effects_became_the_default_loads_as_it_was():
+    """A file written when category_effects defaulted to False (an array with two
+    categorical columns, two classes): it loads as the model without effects and fills
+    as it did then; a file without the parameter at all loads the same."""
+    path = os.path.join(DATA, "latent_classes.lem")
+    saved = np.load(os.path.join(DATA, "latent_classes.npz"))
+    imp = load(path)
+    assert imp.category_effects is False and not imp._model.effects
+    np.testing.assert_allclose(imp.transform(saved["X"]), saved["expect"], rtol=1e-9)
+    proba = imp.predict_level_proba(saved["X"])["2"]
+    np.testing.assert_allclose(proba, saved["proba"], rtol=1e-9, atol=1e-12)
+    state = imp._to_state()
+    del state["params"]["category_effects"]
+    again = MixedImputer._from_state(state)
+    assert again.category_effects is False
+    np.testing.assert_allclose(again.transform(saved["X"]), saved["expect"], rtol=1e-9)
+    assert MixedImputer().category_effects is True
