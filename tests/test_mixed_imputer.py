@@ -14,6 +14,7 @@ from latentem.kernels.mixed import (
     categorical_counts,
     categorical_logprob,
     cg_loglik,
+    cg_plan,
     cg_rows,
     cg_stats,
     pattern_tables,
@@ -187,6 +188,11 @@ def test_conditional_gaussian_kernels_match_enumeration(seed, K, chunk, monkeypa
     np.testing.assert_allclose(cg_loglik(X, codes, pat, prec, reg, ccov, cst, *tail), ll_ref)
     for got, want in zip(stats, stats_ref):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+    # the same from a plan made beforehand (as a fit makes it once per table)
+    plan = cg_plan(X, codes, pat, off, nlev, mu.shape[0])
+    again = cg_stats(X, codes, pat, prec, reg, ccov, cst, *tail, plan=plan)
+    for got, want in zip(again, (ll, *stats)):
+        np.testing.assert_array_equal(got, want)
     u = np.random.default_rng(0).random(X.shape[0])
     resp, fill, probs, comp, xhat, lev = cg_rows(X, codes, pat, prec, reg, cst, *tail, u)
     for got, want in zip((resp, fill, probs), rows_ref):

@@ -9,6 +9,8 @@ conditional-Gaussian E-step (category effects) is NumPy only.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from latentem.kernels._dispatch import Kernel
@@ -19,6 +21,7 @@ __all__ = [
     "categorical_counts",
     "categorical_logprob",
     "cg_loglik",
+    "cg_plan",
     "cg_rows",
     "cg_stats",
     "pattern_tables",
@@ -118,49 +121,111 @@ def _combos(nlev):
     return np.ascontiguousarray(grid, np.int64).reshape(-1, nlev.size)
 
 
-def _cg_chunks(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw):
-    """Chunks of rows sharing their categorical gaps ``G``: the rows, the gaps'
-    combinations ``C`` (M, |G|) and their rows of B (``cols``) and effect sums
-    ``bsum`` (M, Dc), the states' posterior weights ``W`` (n_c, K, M), the rows'
-    log-likelihoods, the filled rows without the gaps' effects ``a`` (n_c, K, Dc) and
-    ``T`` (n_c, K, Dc, Dc), so that a state's filled row is a + T b_m."""
-    K, Dc = mu.shape
+class _Chunk(NamedTuple):
+    """The parameter-free part of one chunk of rows sharing their categorical gaps
+    ``G`` (``seen``: the other categorical columns): their codes ``c`` there, their
+    continuous gap patterns ``p`` (unique ``up``, ``inv`` into it, ``onehot`` (n_up,
+    n_c) and ``first``, one row of each), gaps and zero-filled values ``x0``; the gaps'
+    level combinations ``C`` (M, |G|), their rows of B ``cols``, the design columns
+    ``zg`` of the gaps' levels and each combination's one-hot ``H`` (M, Qg)."""
+
+    rows: np.ndarray
+    G: np.ndarray
+    seen: np.ndarray
+    c: np.ndarray
+    p: np.ndarray
+    up: np.ndarray
+    inv: np.ndarray
+    onehot: np.ndarray
+    first: np.ndarray
+    gap: np.ndarray
+    x0: np.ndarray
+    C: np.ndarray
+    cols: np.ndarray
+    zg: np.ndarray
+    H: np.ndarray
+
+
+def cg_plan(X, codes, pat, off, nlev, K):
+    """The chunks (:class:`_Chunk`) of a table for K classes: everything the
+    conditional-Gaussian kernels need that does not depend on the parameters, made
+    once per table rather than at every E-step."""
+    Dc = X.shape[1]
     gaps = np.isnan(X)
     x0 = np.where(gaps, 0.0, X)
     gapset, group = np.unique(codes < 0, axis=0, return_inverse=True)
     group = group.ravel()
-    eye = np.eye(Dc)
+    plan = []
     for g, cat_gaps in enumerate(gapset):
         G, seen = np.flatnonzero(cat_gaps), np.flatnonzero(~cat_gaps)
         C = _combos(nlev[G])
         M = C.shape[0]
         cols = off[G] + C
-        bsum = B[cols].sum(axis=1)  # (M, Dc)
-        lpm = logp[:, G, C].sum(axis=-1)  # (K, M)
+        zg = np.concatenate([1 + off[d] + np.arange(nlev[d]) for d in G] + [np.zeros(0, int)])
+        H = ((1 + cols)[:, :, None] == zg).any(axis=1).astype(np.float64)  # (M, Qg)
         rows_all = np.flatnonzero(group == g)
         step = max(1, CG_CHUNK // (K * M * max(Dc, 1)))
         for s in range(0, rows_all.size, step):
             rows = rows_all[s : s + step]
-            c, p, gap = codes[rows][:, seen], pat[rows], gaps[rows]
-            lpo = logp[:, seen, c].sum(axis=-1).T  # (n_c, K)
-            mean0 = mu + B[off[seen] + c].sum(axis=1)[:, None, :]  # (n_c, K, Dc)
-            r = np.where(gap[:, None, :], 0.0, x0[rows][:, None, :] - mean0)
-            P = prec[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
-            Pr = (P @ r[..., None])[..., 0]
-            # b_m' P b_m once per (class, pattern)
+            p = pat[rows]
             up, inv = np.unique(p, return_inverse=True)
-            bpb = ((prec[:, up] @ bsum.T) * bsum.T).sum(axis=-2)  # (K, n_up, M)
-            row = logw + cst[:, p].T + lpo - 0.5 * (r * Pr).sum(axis=-1)
-            score = row[:, :, None] + lpm + Pr @ bsum.T - 0.5 * bpb[:, inv.ravel()].swapaxes(0, 1)
-            top = score.reshape(rows.size, K * M).max(axis=1)
-            W = np.exp(score - top[:, None, None])
-            total = W.reshape(rows.size, K * M).sum(axis=1)
-            W /= total[:, None, None]
-            ll = top + np.log(total)
-            R = reg[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
-            a = np.where(gap[:, None, :], mean0 + (R @ r[..., None])[..., 0], x0[rows][:, None])
-            T = gap[:, None, :, None] * eye - R
-            yield rows, G, C, cols, bsum, W, ll, a, T
+            inv = inv.ravel()
+            onehot = (inv == np.arange(up.size)[:, None]).astype(np.float64)
+            first = np.argmax(onehot, axis=1)
+            c = codes[rows][:, seen]
+            plan.append(
+                _Chunk(
+                    rows,
+                    G,
+                    seen,
+                    c,
+                    p,
+                    up,
+                    inv,
+                    onehot,
+                    first,
+                    gaps[rows],
+                    x0[rows],
+                    C,
+                    cols,
+                    zg,
+                    H,
+                )
+            )
+    return plan
+
+
+def _cg_chunks(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, plan=None):
+    """Per chunk of :func:`cg_plan` (made here when not given): the chunk, the gaps'
+    effect sums ``bsum`` (M, Dc), the states' posterior weights ``W`` (n_c, K, M), the
+    rows' log-likelihoods, the filled rows without the gaps' effects ``a`` (n_c, K, Dc)
+    and ``T`` (n_c, K, Dc, Dc), so that a state's filled row is a + T b_m."""
+    K, Dc = mu.shape
+    if plan is None:
+        plan = cg_plan(X, codes, pat, off, nlev, K)
+    eye = np.eye(Dc)
+    for ch in plan:
+        rows, G, seen, c, p, gap, C = ch.rows, ch.G, ch.seen, ch.c, ch.p, ch.gap, ch.C
+        bsum = B[ch.cols].sum(axis=1)  # (M, Dc)
+        lpm = logp[:, G, C].sum(axis=-1)  # (K, M)
+        lpo = logp[:, seen, c].sum(axis=-1).T  # (n_c, K)
+        mean0 = mu + B[off[seen] + c].sum(axis=1)[:, None, :]  # (n_c, K, Dc)
+        r = np.where(gap[:, None, :], 0.0, ch.x0[:, None, :] - mean0)
+        P = prec[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
+        Pr = (P @ r[..., None])[..., 0]
+        # b_m' P b_m once per (class, pattern)
+        bpb = ((prec[:, ch.up] @ bsum.T) * bsum.T).sum(axis=-2)  # (K, n_up, M)
+        row = logw + cst[:, p].T + lpo - 0.5 * (r * Pr).sum(axis=-1)
+        score = row[:, :, None] + lpm + Pr @ bsum.T - 0.5 * bpb[:, ch.inv].swapaxes(0, 1)
+        top = score.reshape(rows.size, -1).max(axis=1)
+        W = np.exp(score - top[:, None, None])
+        total = W.reshape(rows.size, -1).sum(axis=1)
+        W /= total[:, None, None]
+        ll = top + np.log(total)
+        R = reg[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
+        a = np.where(gap[:, None, :], mean0 + (R @ r[..., None])[..., 0], ch.x0[:, None])
+        T = gap[:, None, :, None] * eye - R
+        yield ch, bsum, W, ll, a, T
 
 
 def _bmm(A, B):
@@ -168,31 +233,29 @@ def _bmm(A, B):
     return A.transpose(1, 2, 0) @ B.transpose(1, 0, 2)
 
 
-def cg_stats(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw):
+def cg_stats(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw, plan=None):
     """E-step of the conditional-Gaussian latent-class model: each row's log-likelihood
     (n,) and the expected statistics per class: ``szz`` (K, Z, Z) and ``sxz`` (K, Z, Dc)
     of the design z = (1, one-hot levels), ``sxx`` (K, Dc, Dc) of the completed
     continuous block (conditional covariance of its gaps included) and the level
-    counts (K, D, L), categorical gaps included."""
+    counts (K, D, L), categorical gaps included. ``plan``: :func:`cg_plan` of the table."""
     n, Dc = X.shape
     K, D, L = logp.shape
     Z = 1 + B.shape[0]
     ll_all = np.zeros(n)
     szz, sxz = np.zeros((K, Z, Z)), np.zeros((K, Z, Dc))
     sxx = np.zeros((K, Dc, Dc))
-    for rows, G, C, cols, bsum, W, ll, a, T in _cg_chunks(
-        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw
+    for ch, bsum, W, ll, a, T in _cg_chunks(
+        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, plan
     ):
+        rows, zg, H = ch.rows, ch.zg, ch.H
         ll_all[rows] = ll
-        n_c, M = rows.size, C.shape[0]
-        seen = np.flatnonzero(codes[rows[0]] >= 0)
+        n_c, M = rows.size, ch.C.shape[0]
         # the design z = o + h_m: o fixed per row (intercept, observed levels), h_m the
         # one-hot levels of combination m in the gaps' columns zg of z
         O = np.zeros((n_c, 1, Z))
         O[:, 0, 0] = 1.0
-        O[np.arange(n_c)[:, None], 0, 1 + off[seen] + codes[rows][:, seen]] = 1.0
-        zg = np.concatenate([1 + off[d] + np.arange(nlev[d]) for d in G] + [np.zeros(0, int)])
-        H = ((1 + cols)[:, :, None] == zg).any(axis=1).astype(np.float64)  # (M, Qg)
+        O[np.arange(n_c)[:, None], 0, 1 + off[ch.seen] + ch.c] = 1.0
         wk = W.sum(axis=-1)[..., None]  # (n_c, K, 1)
         Eh = W @ H  # (n_c, K, Qg)
         TEb = (T @ (W @ bsum)[..., None])[..., 0]
@@ -209,17 +272,16 @@ def cg_stats(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw):
         aT = _bmm(a, TEb)
         sxx += _bmm(wk * a, a) + aT + aT.transpose(0, 2, 1)
         # the terms in b_m: summed over the rows of each gap pattern, then times T
-        up, inv = np.unique(pat[rows], return_inverse=True)
-        onehot = (inv.ravel() == np.arange(up.size)[:, None]).astype(np.float64)
-        Wp = (onehot @ W.reshape(n_c, -1)).reshape(up.size, K, 1, M)
+        n_up = ch.up.size
+        Wp = (ch.onehot @ W.reshape(n_c, -1)).reshape(n_up, K, 1, M)
         Wb = (Wp * bsum.T).reshape(-1, M)  # rows (pattern, class, d): sum of W b_m[d]
-        Tp = T[np.argmax(onehot, axis=1)]  # (n_up, K, Dc, Dc)
-        bh = Tp @ (Wb @ H).reshape(up.size, K, Dc, -1)
-        bb = (Wb @ bsum).reshape(up.size, K, Dc, Dc)
+        Tp = T[ch.first]  # (n_up, K, Dc, Dc)
+        bh = Tp @ (Wb @ H).reshape(n_up, K, Dc, -1)
+        bb = (Wb @ bsum).reshape(n_up, K, Dc, Dc)
         sxz[:, zg] += bh.sum(axis=0).transpose(0, 2, 1)
         sxx += (Tp @ bb @ Tp.swapaxes(-1, -2)).sum(axis=0)
-        wkp = onehot @ wk[..., 0]  # (n_up, K)
-        sxx += (wkp.T[:, :, None, None] * ccov[:, up]).sum(axis=1)
+        wkp = ch.onehot @ wk[..., 0]  # (n_up, K)
+        sxx += (wkp.T[:, :, None, None] * ccov[:, ch.up]).sum(axis=1)
     cnt = np.zeros((K, D, L))  # expected counts: the diagonal of the levels' block
     diag = np.einsum("kzz->kz", szz)
     for d in range(D):
@@ -227,18 +289,18 @@ def cg_stats(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw):
     return ll_all, szz, sxz, sxx, cnt
 
 
-def cg_loglik(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw):
+def cg_loglik(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw, plan=None):
     """Each row's log-likelihood (n,), as :func:`cg_stats` gives it, without the
     statistics."""
     ll_all = np.zeros(X.shape[0])
-    for rows, *_, ll, _, _ in _cg_chunks(
-        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw
+    for ch, _, _, ll, _, _ in _cg_chunks(
+        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, plan
     ):
-        ll_all[rows] = ll
+        ll_all[ch.rows] = ll
     return ll_all
 
 
-def cg_rows(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u):
+def cg_rows(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u, plan=None):
     """Per row: class posteriors (n, K), the continuous block filled with conditional
     means (n, Dc), level probabilities (n, D, L), and one state drawn with the uniforms
     ``u`` (n,): its class (n,), the continuous block at that state's conditional mean
@@ -249,9 +311,10 @@ def cg_rows(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u):
     drawn_k, drawn_x = np.zeros(n, np.int64), np.zeros((n, Dc))
     drawn_lev = np.where(codes >= 0, codes, 0)
     probs = (np.arange(L) == drawn_lev[..., None]) * (codes >= 0)[..., None].astype(np.float64)
-    for rows, G, C, _, bsum, W, _, a, T in _cg_chunks(
-        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw
+    for ch, bsum, W, _, a, T in _cg_chunks(
+        X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, plan
     ):
+        rows, G, C = ch.rows, ch.G, ch.C
         n_c, M = rows.size, C.shape[0]
         wk = W.sum(axis=-1)
         resp[rows] = wk

@@ -33,6 +33,7 @@ from latentem.kernels.mixed import (
     categorical_counts,
     categorical_logprob,
     cg_loglik,
+    cg_plan,
     cg_rows,
     cg_stats,
     spd_solve,
@@ -115,6 +116,7 @@ class _MixedEM:
         self.codes = np.ascontiguousarray(np.where(np.isnan(Z[:, Dc:]), -1, Z[:, Dc:]), np.int64)
         self.plan = missing_plan(self.Xc) if Dc else None
         self.patterns = _patterns(self.Xc)
+        self._cg_plan = None  # the effects' E-step chunks, made on first use
         self._attached = Z
 
     def _ensure(self, Z: np.ndarray) -> None:
@@ -122,7 +124,7 @@ class _MixedEM:
             self.attach(Z)
 
     def __getstate__(self) -> dict:  # copies carry parameters, not the attached rows
-        drop = ("_attached", "Xc", "codes", "plan", "patterns")
+        drop = ("_attached", "Xc", "codes", "plan", "patterns", "_cg_plan")
         return {k: v for k, v in self.__dict__.items() if k not in drop}
 
     def blocks(self, Z: np.ndarray) -> tuple:
@@ -138,6 +140,19 @@ class _MixedEM:
         tail = (self.gauss.means_, self.coef_, self.offsets, self.n_levels)
         tail += (self._log_probs(), self.latent.log_weights())
         return (self.Xc, self.codes, pat, prec, reg, ccov, cst) + tail
+
+    def _chunks(self) -> list:
+        """:func:`latentem.kernels.mixed.cg_plan` of the attached table, made once."""
+        if self._cg_plan is None:
+            self._cg_plan = cg_plan(
+                self.Xc,
+                self.codes,
+                self.patterns[0],
+                self.offsets,
+                self.n_levels,
+                self.n_components,
+            )
+        return self._cg_plan
 
     # ------------------------------------------------------------------ start
     def init_params(self, Z: np.ndarray, rng: np.random.Generator) -> None:
@@ -210,7 +225,7 @@ class _MixedEM:
 
     def e_step(self, Z: np.ndarray) -> tuple[tuple, float]:
         if self.effects:
-            ll, szz, sxz, sxx, cnt = cg_stats(*self._cg_args(Z))
+            ll, szz, sxz, sxx, cnt = cg_stats(*self._cg_args(Z), plan=self._chunks())
             return ("cg", szz, sxz, sxx, cnt), float(ll.sum())
         Xc, codes, plan = self.blocks(Z)
         if self.n_components == 1 and self.gauss is not None:
@@ -231,7 +246,7 @@ class _MixedEM:
     def row_log_likelihood(self, Z: np.ndarray) -> np.ndarray:
         """Log-likelihood of each row's observed cells, (n,)."""
         if self.effects:
-            return cg_loglik(*self._cg_args(Z))
+            return cg_loglik(*self._cg_args(Z), plan=self._chunks())
         return logsumexp(self.row_log_prob(Z) + self.latent.log_weights(), axis=1)
 
     def posteriors(self, Z: np.ndarray) -> np.ndarray:
@@ -246,7 +261,7 @@ class _MixedEM:
         """:func:`latentem.kernels.mixed.cg_rows` on Z (``u``: uniforms for a draw)."""
         args = self._cg_args(Z)
         u = np.zeros(Z.shape[0]) if u is None else u
-        return cg_rows(*args[:5], *args[6:], u)
+        return cg_rows(*args[:5], *args[6:], u, plan=self._chunks())
 
     # ------------------------------------------------------------------ M-step
     def m_step(self, stats: tuple) -> None:
