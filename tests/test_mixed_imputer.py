@@ -189,6 +189,22 @@ def test_conditional_gaussian_kernels_match_enumeration(seed, K, chunk, monkeypa
     np.testing.assert_allclose(cg_loglik(X, codes, pat, prec, reg, ccov, cst, *tail), ll_ref)
     for got, want in zip(stats, stats_ref):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+    # one covariance shared by the classes: tables of one slice broadcast over them
+    shared = np.repeat(cov[:1], mu.shape[0], axis=0)
+    ll_ref1, stats_ref1, rows_ref1 = _cg_reference(X, codes, shared, mu, B, off, nlev, logp, logw)
+    tables1 = pattern_tables(cov[:1], observed)
+    prec1, reg1, ccov1, cst1 = tables1
+    ll1, *stats1 = cg_stats(X, codes, pat, prec1, reg1, ccov1, cst1, *tail)
+    np.testing.assert_allclose(ll1, ll_ref1, rtol=1e-10)
+    for got, want in zip(stats1, stats_ref1):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+    u1 = np.random.default_rng(3).random(X.shape[0])
+    rows1 = cg_rows(X, codes, pat, prec1, reg1, cst1, *tail, u1)
+    for got, want in zip(rows1[:3], rows_ref1):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    full = cg_rows(X, codes, pat, *pattern_tables(shared, observed)[:2], cst1, *tail, u1)
+    for got, want in zip(rows1[3:], full[3:]):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     # the same from a plan made beforehand (as a fit makes it once per table)
     plan = cg_plan(X, codes, pat, off, nlev, mu.shape[0])
     again = cg_stats(X, codes, pat, prec, reg, ccov, cst, *tail, plan=plan)

@@ -101,6 +101,9 @@ categorical_counts = Kernel(categorical_counts_jit, categorical_counts_numpy)
 # the tables hold, padded to (Dc, Dc): ``prec`` the precision of the observed
 # block, ``reg`` the regression of the gaps on the observed cells, ``ccov`` the
 # gaps' conditional covariance; ``cst`` is -0.5 (log det S_oo + n_obs log 2 pi).
+# The tables' first axis is the class, or of length 1 for a covariance shared by
+# all classes (tied): it then broadcasts, and the per-row products with the
+# tables are made once instead of K times.
 #
 # Plain NumPy, vectorised over the rows that share their categorical gaps, so this
 # model compiles nothing (its numba kernels took about 100 s to compile, and were
@@ -328,7 +331,7 @@ def cg_rows(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, u, plan
         i = np.arange(n_c)
         drawn_k[rows] = k
         drawn_lev[rows[:, None], G] = C[m]
-        drawn_x[rows] = a[i, k] + (T[i, k] @ bsum[m][..., None])[..., 0]
+        drawn_x[rows] = a[i, k] + (T[i, k % T.shape[1]] @ bsum[m][..., None])[..., 0]
     return resp, fill, probs, drawn_k, drawn_x, drawn_lev
 
 

@@ -136,10 +136,17 @@ class _MixedEM:
         """The arguments of the conditional-Gaussian kernels for table Z."""
         self._ensure(Z)
         pat, observed = self.patterns
-        prec, reg, ccov, cst = pattern_tables(self.gauss.full_covariances(), observed)
+        prec, reg, ccov, cst = pattern_tables(self._table_covariances(), observed)
         tail = (self.gauss.means_, self.coef_, self.offsets, self.n_levels)
         tail += (self._log_probs(), self.latent.log_weights())
         return (self.Xc, self.codes, pat, prec, reg, ccov, cst) + tail
+
+    def _table_covariances(self) -> np.ndarray:
+        """The covariances the pattern tables are made from: (K, Dc, Dc), or (1, Dc, Dc)
+        for a tied one, whose tables the kernels broadcast over the classes (K times
+        less work on them)."""
+        C = self.gauss.full_covariances()
+        return C[:1] if self.covariance_type == "tied" else C
 
     def _chunks(self) -> list:
         """:func:`latentem.kernels.mixed.cg_plan` of the attached table, made once."""
@@ -421,7 +428,7 @@ class _MixedEM:
     def _draw_cg(self, Z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         _, _, _, comp, xhat, levels = self.cg_rows(Z, rng.random(Z.shape[0]))
         pat, observed = self.patterns
-        ccov = pattern_tables(self.gauss.full_covariances(), observed)[2]
+        ccov = pattern_tables(self._table_covariances(), observed)[2]
         out = np.array(Z)
         Dc = self.n_continuous
         noise = rng.standard_normal(xhat.shape)
@@ -432,7 +439,7 @@ class _MixedEM:
             for k in range(self.n_components):
                 rows = np.flatnonzero((pat == p) & (comp == k))
                 if rows.size:
-                    chol = np.linalg.cholesky(ccov[k, p][np.ix_(mi, mi)])
+                    chol = np.linalg.cholesky(ccov[k % ccov.shape[0], p][np.ix_(mi, mi)])
                     xhat[rows[:, None], mi] += noise[rows[:, None], mi] @ chol.T
         out[:, :Dc] = xhat
         out[:, Dc:] = levels
