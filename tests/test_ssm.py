@@ -734,3 +734,27 @@ def test_set_param_vector_checks_as_numpy_does():
         assert model.set_param_vector(new) == want
         np.testing.assert_array_equal(model.get_param_vector(), new if want else before)
     assert not model.set_param_vector(theta[:-1])
+
+
+def test_fitted_attributes_edited_in_place_count_after_restarts_and_copies():
+    """The fitted matrices are views of the packed parameter vector. The best of several
+    restarts comes back from a deep copy, as does a copied or pickled model: an edit made
+    in place to an attribute must still reach score."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(size=200))[:, None] + rng.normal(size=(200, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = LinearGaussianSSM(1, n_iter=20, random_state=0).fit(y)
+        restarts = LinearGaussianSSM(1, n_iter=20, n_init=3, random_state=0).fit(y)
+    reference = copy.deepcopy(single)
+    reference.transition_matrix_ = np.array([[0.5]])  # a new array: packed afresh
+    expected = reference.score(y)
+    for model in (single, restarts, copy.deepcopy(single), pickle.loads(pickle.dumps(single))):
+        before = model.score(y)
+        model.transition_matrix_[0, 0] = 0.5
+        after = model.score(y)
+        assert after != before
+        np.testing.assert_allclose(after, expected, rtol=1e-9)

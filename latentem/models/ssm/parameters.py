@@ -281,7 +281,13 @@ class _Parameters:
         attribute was assigned since)."""
         d = self.__dict__
         packed = d.get("_packed")
-        if packed is not None and all(map(operator.is_, _GET_ATTRS(d), packed[1])):
+        # a deep copy (the runner's snapshot of the best restart) or a pickle keeps the
+        # tuple but not the views: the vector then no longer owns the first one's memory
+        if (
+            packed is not None
+            and packed[1][0].base is packed[0]
+            and all(map(operator.is_, _GET_ATTRS(d), packed[1]))
+        ):
             return packed[0]
         values = [np.asarray(getattr(self, attr), dtype=np.float64) for attr in _ATTRS]
         theta = np.concatenate([v.ravel() for v in values])
