@@ -41,7 +41,7 @@ from latentem.kernels.kalman_diffuse import (
     _smooth_diffuse_steps,
     diffuse_smoother,
 )
-from latentem.kernels.kalman_linalg import _cholesky
+from latentem.kernels.kalman_linalg import _cholesky, _solve_row
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -424,18 +424,9 @@ def _regress(Szz, Syz, Phi):
     L = np.zeros((nz, nz))
     if not _cholesky(Szz, nz, L):
         return False
-    X = np.empty((k, nz))
-    for i in range(k):  # row i of Phi solves Szz phi = Syz[i]: forward, then back
-        for j in range(nz):
-            s = Syz[i, j]
-            for q in range(j):
-                s -= L[j, q] * X[i, q]
-            X[i, j] = s / L[j, j]
-        for j in range(nz - 1, -1, -1):
-            s = X[i, j]
-            for q in range(j + 1, nz):
-                s -= L[q, j] * X[i, q]
-            X[i, j] = s / L[j, j]
+    X = Syz.copy()
+    for i in range(k):  # row i of Phi solves Szz phi = Syz[i]
+        _solve_row(L, nz, X, i)
     Phi[:, :] = X
     return True
 
