@@ -71,6 +71,44 @@ def test_score_posteriors_and_viterbi_equal_hmmlearn(covariance_type):
         assert per_seq[s] == pytest.approx(theirs.score(piece), rel=1e-9)
 
 
+def test_parameters_and_lengths_edited_between_calls_are_checked_and_used():
+    """Scoring remembers what it checked (parameters, lengths): edits in place or new
+    arrays between calls must still be seen, checked and used, as hmmlearn sees them."""
+    ours, theirs = paired_models("diag", K=3, D=2)
+    X, lengths = sample_sequences(theirs, [40] * 30, seed=2)  # enough rows for the kernels
+    for _ in range(2):
+        assert ours.score(X, lengths) == pytest.approx(theirs.score(X, lengths), rel=1e-9)
+    edits = [
+        lambda m: m.transmat_.__setitem__(0, [0.2, 0.3, 0.5]),
+        lambda m: m.startprob_.__setitem__(slice(None), [0.1, 0.1, 0.8]),
+        lambda m: m.means_.__setitem__(0, m.means_[0] + 1.0),
+        lambda m: setattr(m, "transmat_", np.full((3, 3), 1 / 3)),
+    ]
+    for edit in edits:
+        edit(ours)
+        edit(theirs)
+        assert ours.score(X, lengths) == pytest.approx(theirs.score(X, lengths), rel=1e-9)
+        np.testing.assert_array_equal(ours.predict(X, lengths), theirs.predict(X, lengths))
+    lengths[:2] = [20, 60]  # the same lengths array, edited in place
+    assert ours.score(X, lengths) == pytest.approx(theirs.score(X, lengths), rel=1e-9)
+    np.testing.assert_allclose(
+        ours.score_per_sequence(X, lengths)[:2],
+        [theirs.score(X[:20]), theirs.score(X[20:80])],
+        rtol=1e-9,
+    )
+    ours.transmat_[0, 0] = 5.0  # in place, off the simplex
+    with pytest.raises(ValueError, match="sum to 1"):
+        ours.score(X, lengths)
+    ours.transmat_[0] = [0.2, 0.3, 0.5]
+    ours.startprob_[0] = -0.1
+    with pytest.raises(ValueError, match="non-negative"):
+        ours.predict(X, lengths)
+    ours.startprob_[:] = theirs.startprob_
+    ours.means_[1, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        ours.score(X, lengths)
+
+
 @pytest.mark.parametrize("covariance_type", COV_TYPES)
 def test_baum_welch_steps_equal_hmmlearn(covariance_type):
     ours, theirs = paired_models(covariance_type, n_iter=3, tol=0)

@@ -36,6 +36,15 @@ def initial_covariance(filled: np.ndarray, min_covar: float) -> np.ndarray:
     return np.atleast_2d(np.cov(filled.T)) + min_covar * np.eye(filled.shape[1])
 
 
+def _same_values(kept: np.ndarray, value: Any) -> bool:
+    """``np.array_equal(kept, value)`` for the finite float64 copy ``kept``; a float64
+    array of its shape is compared by its bytes (several times faster on small arrays;
+    a NaN in ``value`` differs from the finite ``kept`` either way)."""
+    if type(value) is np.ndarray and value.dtype == np.float64 and value.shape == kept.shape:
+        return value.tobytes() == kept.tobytes()
+    return np.array_equal(kept, value)
+
+
 @register_family(fitted=("n_features", "means_", "covariances_"), cli="gaussian")
 class GaussianEmission(GaussianFamily, EmissionFamily):
     """K Gaussian states for an HMM: letters ``m`` (means) and ``c`` (covariances).
@@ -192,8 +201,8 @@ class GaussianEmission(GaussianFamily, EmissionFamily):
         if (
             last is not None
             and last[0] == key
-            and np.array_equal(last[1], self.means_)
-            and np.array_equal(last[2], self.covariances_)
+            and _same_values(last[1], self.means_)
+            and _same_values(last[2], self.covariances_)
         ):
             return
         means = np.asarray(self.means_, dtype=np.float64)

@@ -126,6 +126,18 @@ def start_distribution(initial: Any, transmat: np.ndarray | None, free: Any) -> 
     return np.array(initial, dtype=np.float64)
 
 
+def _unchanged(last: tuple | None, value: Any, shape: tuple) -> bool:
+    """Whether ``value`` is the very array that passed the last check, with the same
+    shape and bytes (an array edited in place, or a new one, is checked again)."""
+    return (
+        last is not None
+        and value is last[0]
+        and last[1] == shape
+        and value.shape == shape
+        and value.tobytes() == last[2]
+    )
+
+
 class MarkovLatent:
     """Start and transition probabilities of a K-state chain (``n_sets`` independent chains).
 
@@ -260,8 +272,11 @@ class MarkovLatent:
             names = tuple(name for name in names if name != "startprob_")
         K, sets = self.n_components, self._sets()
         shapes = {"startprob_": sets + (K,), "transmat_": sets + (K, K)}
+        checked = self.__dict__.setdefault("_checked", {})
         for name, shape in ((name, shapes[name]) for name in names):
             value = getattr(self, name, None)
+            if _unchanged(checked.get(name), value, shape):
+                continue  # scoring checks at every call: skip what passed and stands
             if value is None:
                 raise ValueError(
                     f"{name} is not set; include its letter in init_params or set it before fit."
@@ -274,6 +289,8 @@ class MarkovLatent:
             if not (np.isfinite(value).all() and value.min() >= 0 and off <= 1.001e-5):
                 raise ValueError(f"{name} must be non-negative and sum to 1 (along each row).")
             setattr(self, name, value)
+            if name == "transmat_" or self.initial_kind == "free":  # else recomputed per read
+                checked[name] = (value, shape, value.tobytes())
 
     def stationary_distribution(self) -> np.ndarray:
         """The left eigenvector of ``transmat_`` for eigenvalue 1, normalised (one chain)."""

@@ -267,14 +267,15 @@ class GaussianHMM(HMM):
         self.covars_weight = covars_weight
 
     def _family(self):
-        from latentem.families.gaussian import COVARIANCE_TYPES
-
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}; got {self.covariance_type!r}."
-            )
         fam = self.emission
-        if fam.covariance_type != self.covariance_type:
+        if fam.covariance_type != self.covariance_type:  # else checked when it was set
+            from latentem.families.gaussian import COVARIANCE_TYPES
+
+            if self.covariance_type not in COVARIANCE_TYPES:
+                raise ValueError(
+                    f"covariance_type must be one of {COVARIANCE_TYPES}; "
+                    f"got {self.covariance_type!r}."
+                )
             fam.covariance_type = self.covariance_type
             fam.covariances_ = None  # the old layout no longer applies
         fam.n_components = self.n_components

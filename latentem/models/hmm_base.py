@@ -74,6 +74,44 @@ def _same(kept: np.ndarray | None, value: Any) -> bool:
         return False
 
 
+def _plain_table(X: Any) -> bool:
+    """A 2-D float array with rows and columns: what scikit-learn's generic checks
+    (:func:`~latentem._sklearn.precheck_table`) pass through unchanged."""
+    return (
+        type(X) is np.ndarray and X.dtype.kind == "f" and X.ndim == 2 and X.shape[1] > 0
+    ) and X.dtype.itemsize <= 8
+
+
+def _lengths_key(lengths: Any, n_rows: int) -> tuple | None:
+    """What identifies ``lengths`` by value (None: not worth remembering): an integer
+    array's bytes, with the number of rows it is checked against."""
+    if type(lengths) is np.ndarray and lengths.dtype.kind in "iu" and lengths.ndim == 1:
+        return (n_rows, lengths.dtype.str, lengths.tobytes())
+    return None
+
+
+#: The last lengths read, with their offsets and groups (which depend on nothing else).
+_LAST_OFFSETS: list = [None]
+
+
+def _offsets(lengths: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Checked offsets from ``lengths``, and their groups when known. Scoring and
+    decoding the same sequences again reuse the last call's (as copies), so the
+    lengths are not checked and grouped anew each time."""
+    key = _lengths_key(lengths, n_rows)
+    last = _LAST_OFFSETS[0]
+    if key is not None and last is not None and last[0] == key:
+        return last[1].copy(), last[2].copy()  # copies: a caller may write into them
+    offsets = offsets_from_lengths(_lengths_or_target(lengths, n_rows), n_rows)
+    if key is None:
+        return offsets, None
+    from latentem.kernels.hmm import sequence_groups
+
+    groups = sequence_groups(offsets)
+    _LAST_OFFSETS[0] = (key, offsets.copy(), groups.copy())
+    return offsets, groups
+
+
 #: Why scikit-learn's row-wise checks cannot apply to an HMM.
 _ROWS_ARE_TIME_STEPS = (
     "an HMM's rows are time steps of a sequence: a row's posterior depends on its "
@@ -318,16 +356,17 @@ class HMM(SaveMixin, ParamsMixin):
         family = self._family()
         if X is None or (hasattr(X, "__len__") and len(X) == 0):
             raise ValueError("X is empty (0 observations); pass at least one row.")
-        # out-of-core rows (memmap, Chunked) are checked block by block during the fit
-        if not is_out_of_core(X):  # counts and codes: negative values in scikit-learn's words
+        nonnegative = bool(getattr(family, "nonnegative", False))
+        if _plain_table(X) and not nonnegative:
+            Xc = family.validate_data(X)  # precheck_table would pass it through as it is
+        elif is_out_of_core(X):  # memmap, Chunked: checked block by block during the fit
+            Xc = X
+        else:  # counts and codes: negative values in scikit-learn's words
             X = precheck_table(
-                self,
-                X,
-                nonnegative=bool(getattr(family, "nonnegative", False)),
-                missing_code=getattr(family, "missing_code", None),
+                self, X, nonnegative=nonnegative, missing_code=getattr(family, "missing_code", None)
             )
-        Xc = X if is_out_of_core(X) else family.validate_data(X)
-        offsets = offsets_from_lengths(_lengths_or_target(lengths, len(Xc)), len(Xc))
+            Xc = family.validate_data(X)
+        offsets, groups = _offsets(lengths, len(Xc))
         lab = None
         if labels is not None:
             lab = np.asarray(labels)
@@ -341,7 +380,9 @@ class HMM(SaveMixin, ParamsMixin):
                     f"labels must be -1 (unknown) or a state in 0..{self.n_components - 1}."
                 )
             lab = lab.astype(np.int64)
-        return SequenceData(Xc, offsets, lab)
+        data = SequenceData(Xc, offsets, lab)
+        data._groups = groups
+        return data
 
     def validate_data(self, data: Any) -> SequenceData:
         """Accept a :class:`SequenceData` or a plain array (one sequence)."""
