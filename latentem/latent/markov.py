@@ -359,11 +359,29 @@ class MarkovLatent:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Most likely state path (n,) and its joint log-probability per sequence."""
         groups = sequence_groups(offsets) if groups is None else groups
+        log_start, log_trans = self._log_params(s)
+        # C order: the kernel's 8-state path reads the rows as vectors in place
+        log_b = np.ascontiguousarray(log_b, dtype=np.float64)
+        return viterbi(log_b, offsets, groups, log_start, log_trans)
+
+    def _log_params(self, s: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Logs of the start and transition probabilities, kept while the arrays stand
+        (same objects, same bytes), as decoding many short inputs asks for them again."""
         start, trans = self._params(s)
+        last = self.__dict__.get("_logs")
+        if (
+            last is not None
+            and last[0] == s
+            and _unchanged(last[1], start, start.shape)
+            and _unchanged(last[2], trans, trans.shape)
+        ):
+            return last[3], last[4]
         with np.errstate(divide="ignore"):
-            # C order: the kernel's 8-state path reads the rows as vectors in place
-            log_b = np.ascontiguousarray(log_b, dtype=np.float64)
-            return viterbi(log_b, offsets, groups, np.log(start), np.log(trans))
+            logs = np.log(start), np.log(trans)
+        if s is None and type(start) is np.ndarray and type(trans) is np.ndarray:
+            kept = [(a, a.shape, a.tobytes()) for a in (start, trans)]
+            self._logs = (s, kept[0], kept[1], logs[0], logs[1])
+        return logs
 
     # ------------------------------------------------------------------ M-step
     def m_step(self, starts: np.ndarray, transitions: np.ndarray, letters: str = "st") -> None:
