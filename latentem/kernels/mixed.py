@@ -207,22 +207,34 @@ def _cg_chunks(X, codes, pat, prec, reg, cst, mu, B, off, nlev, logp, logw, plan
     if plan is None:
         plan = cg_plan(X, codes, pat, off, nlev, K)
     eye = np.eye(Dc)
+    per_gaps = {}  # chunks of one gap set share their combinations: their terms once
     for ch in plan:
         rows, G, seen, c, p, gap, C = ch.rows, ch.G, ch.seen, ch.c, ch.p, ch.gap, ch.C
-        bsum = B[ch.cols].sum(axis=1)  # (M, Dc)
-        lpm = logp[:, G, C].sum(axis=-1)  # (K, M)
+        n_c, M = rows.size, C.shape[0]
+        if id(ch.cols) not in per_gaps:
+            bsum = B[ch.cols].sum(axis=1)  # (M, Dc)
+            outer = (bsum[:, :, None] * bsum[:, None, :]).reshape(M, -1)  # b_m b_m'
+            per_gaps[id(ch.cols)] = (bsum, logp[:, G, C].sum(axis=-1), 0.5 * outer.T)
+        bsum, lpm, half_outer = per_gaps[id(ch.cols)]
         lpo = logp[:, seen, c].sum(axis=-1).T  # (n_c, K)
         mean0 = mu + B[off[seen] + c].sum(axis=1)[:, None, :]  # (n_c, K, Dc)
         r = np.where(gap[:, None, :], 0.0, ch.x0[:, None, :] - mean0)
         P = prec[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
         Pr = (P @ r[..., None])[..., 0]
-        # b_m' P b_m once per (class, pattern)
-        bpb = ((prec[:, ch.up] @ bsum.T) * bsum.T).sum(axis=-2)  # (K, n_up, M)
+        # b_m' P b_m / 2 once per (pattern, class) as <P, b_m b_m'>, gathered per row below
+        Pu = prec[:, ch.up].swapaxes(0, 1)  # (n_up, K or 1, Dc, Dc)
+        hbpb = (Pu.reshape(-1, Dc * Dc) @ half_outer).reshape(Pu.shape[:2] + (M,))
         row = logw + cst[:, p].T + lpo - 0.5 * (r * Pr).sum(axis=-1)
-        score = row[:, :, None] + lpm + Pr @ bsum.T - 0.5 * bpb[:, ch.inv].swapaxes(0, 1)
-        top = score.reshape(rows.size, -1).max(axis=1)
-        W = np.exp(score - top[:, None, None])
-        total = W.reshape(rows.size, -1).sum(axis=1)
+        # one matrix product for all (row, class) pairs, then in place: these (n_c, K, M)
+        # arrays are the E-step's largest
+        W = (Pr.reshape(-1, Dc) @ bsum.T).reshape(n_c, K, M)
+        W += row[:, :, None]
+        W += lpm
+        W -= hbpb[ch.inv]
+        top = W.reshape(n_c, -1).max(axis=1)
+        W -= top[:, None, None]
+        np.exp(W, out=W)
+        total = W.reshape(n_c, -1).sum(axis=1)
         W /= total[:, None, None]
         ll = top + np.log(total)
         R = reg[:, p].swapaxes(0, 1)  # (n_c, K, Dc, Dc)
@@ -259,9 +271,15 @@ def cg_stats(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw, 
         O = np.zeros((n_c, 1, Z))
         O[:, 0, 0] = 1.0
         O[np.arange(n_c)[:, None], 0, 1 + off[ch.seen] + ch.c] = 1.0
-        wk = W.sum(axis=-1)[..., None]  # (n_c, K, 1)
-        Eh = W @ H  # (n_c, K, Qg)
-        TEb = (T @ (W @ bsum)[..., None])[..., 0]
+        # one product over the combinations gives each (row, class) its weight, E[h_m]
+        # and E[b_m]; per gap pattern, one gives the sums of W b_m h_m' and W b_m b_m'
+        Qg = H.shape[1]
+        hb = np.hstack([H, bsum])  # (M, Qg + Dc)
+        sums = W.reshape(n_c * K, M) @ np.hstack([np.ones((M, 1)), hb])
+        sums = sums.reshape(n_c, K, -1)
+        wk = sums[..., :1]  # (n_c, K, 1)
+        Eh = sums[..., 1 : 1 + Qg]  # (n_c, K, Qg)
+        TEb = (T @ sums[..., 1 + Qg :, None])[..., 0]
         # szz = E[z z'], sxz = E[z x'], sxx = E[x x'] + the gaps' conditional covariance,
         # with a state's filled row x = a + T b_m
         wO = wk * O
@@ -269,18 +287,20 @@ def cg_stats(X, codes, pat, prec, reg, ccov, cst, mu, B, off, nlev, logp, logw, 
         szz += _bmm(wO, np.broadcast_to(O, wO.shape))
         szz[:, :, zg] += sgo
         szz[:, zg, :] += sgo.transpose(0, 2, 1)
-        szz[:, zg[:, None], zg] += (W.sum(axis=0)[:, :, None] * H).transpose(0, 2, 1) @ H
         sxz += _bmm(wO, a) + _bmm(np.broadcast_to(O, wO.shape), TEb)
         sxz[:, zg] += _bmm(Eh, a)
         aT = _bmm(a, TEb)
         sxx += _bmm(wk * a, a) + aT + aT.transpose(0, 2, 1)
         # the terms in b_m: summed over the rows of each gap pattern, then times T
         n_up = ch.up.size
-        Wp = (ch.onehot @ W.reshape(n_c, -1)).reshape(n_up, K, 1, M)
-        Wb = (Wp * bsum.T).reshape(-1, M)  # rows (pattern, class, d): sum of W b_m[d]
+        Wp = (ch.onehot @ W.reshape(n_c, -1)).reshape(n_up * K, M)
+        Wm = Wp.reshape(n_up, K, M).sum(axis=0)  # (K, M)
+        szz[:, zg[:, None], zg] += (Wm[:, :, None] * H).transpose(0, 2, 1) @ H
+        bx = (bsum[:, :, None] * hb[:, None, :]).reshape(M, -1)  # b_m (h_m, b_m)'
+        both = (Wp @ bx).reshape(n_up, K, Dc, Qg + Dc)
         Tp = T[ch.first]  # (n_up, K, Dc, Dc)
-        bh = Tp @ (Wb @ H).reshape(n_up, K, Dc, -1)
-        bb = (Wb @ bsum).reshape(n_up, K, Dc, Dc)
+        bh = Tp @ both[..., :Qg]
+        bb = both[..., Qg:]
         sxz[:, zg] += bh.sum(axis=0).transpose(0, 2, 1)
         sxx += (Tp @ bb @ Tp.swapaxes(-1, -2)).sum(axis=0)
         wkp = ch.onehot @ wk[..., 0]  # (n_up, K)
