@@ -170,11 +170,24 @@ def _python_pattern_tables(cov, observed):
     return out
 
 
-@pytest.mark.parametrize("seed, K, chunk", [(5, 2, None), (6, 3, 1), (7, 1, None)])
-def test_conditional_gaussian_kernels_match_enumeration(seed, K, chunk, monkeypatch):
-    """The vectorised E-step against plain enumeration; ``chunk=1``: one row at a time."""
+@pytest.mark.parametrize(
+    "seed, K, chunk, merge",
+    [
+        (5, 2, None, None),
+        (6, 3, 1, None),
+        (7, 1, None, None),
+        (8, 2, None, 0),
+        (9, 3, None, 1 << 30),
+    ],
+)
+def test_conditional_gaussian_kernels_match_enumeration(seed, K, chunk, merge, monkeypatch):
+    """The vectorised E-step against plain enumeration; ``chunk=1``: one row at a time;
+    ``merge``: no gap sets enumerated together (0), or all of them (1 << 30: every row
+    enumerated over every categorical column, its own levels among them)."""
     if chunk is not None:
         monkeypatch.setattr(mixed_kernels, "CG_CHUNK", chunk)
+    if merge is not None:
+        monkeypatch.setattr(mixed_kernels, "CG_MERGE", merge)
     X, codes, cov, mu, B, off, nlev, logp, logw = _cg_problem(seed=seed, K=K)
     observed, pat = np.unique(~np.isnan(X), axis=0, return_inverse=True)
     pat = np.ascontiguousarray(pat.ravel(), np.int64)
@@ -207,6 +220,8 @@ def test_conditional_gaussian_kernels_match_enumeration(seed, K, chunk, monkeypa
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     # the same from a plan made beforehand (as a fit makes it once per table)
     plan = cg_plan(X, codes, pat, off, nlev, mu.shape[0])
+    if merge:  # rows enumerated over some of their own levels too
+        assert any(ch.pen is not None for ch in plan)
     again = cg_stats(X, codes, pat, prec, reg, ccov, cst, *tail, plan=plan)
     for got, want in zip(again, (ll, *stats)):
         np.testing.assert_array_equal(got, want)
