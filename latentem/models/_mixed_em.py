@@ -28,6 +28,7 @@ from latentem.families.categorical_columns import CategoricalColumnsFamily
 from latentem.families.gaussian import GaussianFamily
 from latentem.families.gaussian_gaps import missing_plan
 from latentem.families.gaussian_missing import bayesian_ridge_regressions
+from latentem.kernels._dispatch import small_rows
 from latentem.kernels.kmeans import kmeans_plusplus, lloyd
 from latentem.kernels.mixed import (
     categorical_counts,
@@ -191,6 +192,10 @@ class _MixedEM:
         self.latent = CategoricalLatent(K)
         if self.effects:
             self.coef_ = np.zeros_like(self.coef_)
+            # the effects' E-step is NumPy: this one pass from the hard labels needs no
+            # compiled Gaussian-with-gaps kernel (about 13 s of compiling on first use)
+            with small_rows(2**62):
+                return self.m_step(self._stats(Xc, codes, plan, W))
         self.m_step(self._stats(Xc, codes, plan, W))
 
     def _features(self, Xc: np.ndarray, codes: np.ndarray) -> np.ndarray:
