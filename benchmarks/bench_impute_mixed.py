@@ -227,10 +227,15 @@ def warm_up():
     from latentem import MixedImputer
 
     rng = np.random.default_rng(0)
-    X = np.column_stack([rng.normal(size=1500), rng.integers(0, 3, 1500)]).astype(float)
+    # two continuous columns with gaps (one alone takes other paths through the
+    # Gaussian-with-gaps kernels), both models: everything the cases compile
+    X = np.column_stack([rng.normal(size=(1500, 2)), rng.integers(0, 3, 1500)]).astype(float)
     X[rng.random(X.shape) < 0.2] = np.nan
     t = time.perf_counter()
-    MixedImputer(n_components=2, categorical_features=[1], random_state=0).fit_transform(X)
+    for effects in (True, False):
+        MixedImputer(
+            n_components=2, categorical_features=[2], category_effects=effects, random_state=0
+        ).fit_transform(X)
     return time.perf_counter() - t
 
 
