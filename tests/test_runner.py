@@ -380,3 +380,26 @@ def test_progress_rewrites_one_line_on_a_terminal():
         progress.update(0, i, -10.0 + i, 0.1, 0.01 * i)
     text = stream.getvalue()
     assert text.count("\r") == 3 and "\n" not in text
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**40, np.int64(12345), None])
+@pytest.mark.parametrize("n_init", [1, 4])
+def test_restart_generators_are_the_spawned_children(seed, n_init):
+    """Restarts draw exactly what Generator.spawn's children draw, so seeded fits
+    keep their results (None: fresh entropy, compared through its own entropy)."""
+    from latentem._validation import check_random_state
+    from latentem.runner import _restart_generators
+
+    if seed is None:
+        seq = np.random.SeedSequence()
+        ours = _restart_generators(seq.entropy, n_init)
+        theirs = check_random_state(seq.entropy).spawn(n_init)
+        assert len(_restart_generators(None, n_init)) == n_init
+    else:
+        ours = _restart_generators(seed, n_init)
+        theirs = check_random_state(seed).spawn(n_init)
+    assert len(ours) == n_init
+    for a, b in zip(ours, theirs):
+        assert np.array_equal(a.random(5), b.random(5))
+    with pytest.raises(ValueError):
+        _restart_generators(-1, 1)
