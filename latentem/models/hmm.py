@@ -16,6 +16,13 @@ import numpy as np
 from latentem._validation import check_positive_int
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
+from latentem.kernels import _dispatch
+from latentem.kernels.hmm import _use_lanes
+from latentem.kernels.hmm_diag_gaussian_lanes import (
+    diag_columns,
+    diag_gaussian_loglik_lanes,
+    diag_gaussian_viterbi_lanes,
+)
 from latentem.models.hmm_base import (
     ALL_PARAMS,
     HMM,
@@ -287,6 +294,31 @@ class GaussianHMM(HMM):
         return fam
 
     means_ = _family_property("means_", "(n_components, n_features) state means")
+
+    def _fused_kernels(self, data: SequenceData) -> tuple | None:
+        """The diagonal Gaussian kernels with the emissions inside the recursions
+        (:mod:`latentem.kernels.hmm_diag_gaussian_lanes`), for inputs where they pay:
+        many short sequences (the many-sequence kernels' rule), large enough to run
+        compiled yet small enough for one thread, complete, without labels."""
+        fam = self.emission
+        n, K = data.X.shape[0], self.n_components
+        if (
+            data.labels is not None
+            or fam.smode != 2  # diagonal or spherical
+            or n <= _dispatch._limit[0]
+            or n * K >= _dispatch.SERIAL_SIZE
+            or data.X.dtype != np.float64
+            or not _use_lanes(data.offsets, data.groups)
+            or self._plan_kwargs(fam, data)["plan"].complete.size != n
+        ):
+            return None
+        prec, logc = kernel = fam._kernel_params()
+        kept = self.__dict__.get("_fused_cols")
+        # the parameters' arrays are replaced, never changed, once checked
+        if kept is None or kept[0] is not kernel or kept[1] is not fam.means_:
+            cols = diag_columns(fam.means_, prec[:, 0, :], logc)
+            kept = self.__dict__["_fused_cols"] = (kernel, fam.means_, cols)
+        return kept[2], diag_gaussian_loglik_lanes, diag_gaussian_viterbi_lanes
 
     @property
     def covars_(self) -> np.ndarray:

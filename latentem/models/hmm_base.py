@@ -725,8 +725,21 @@ class HMM(SaveMixin, ParamsMixin):
     def score_per_sequence(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Log-likelihood of each sequence, shape (n_sequences,)."""
         data = self._fitted_data(X, lengths)
+        fused = self._fused_kernels(data)
+        if fused is not None:
+            cols, loglik, _ = fused
+            start, trans = self._markov()._params(None)
+            return loglik(data.X, cols, data.offsets, data.groups, start, trans)
         scaled = self._scaled_emission(data)
         return self._markov().log_likelihood(None, data.offsets, data.groups, scaled=scaled)
+
+    def _fused_kernels(self, data: SequenceData) -> tuple | None:
+        """Kernels that compute the emissions inside the recursions, where the family
+        and the data allow: ``(params, loglik, viterbi)`` with the signatures of
+        :func:`latentem.kernels.hmm_diag_gaussian_lanes.diag_gaussian_loglik_lanes` and
+        :func:`~latentem.kernels.hmm_diag_gaussian_lanes.diag_gaussian_viterbi_lanes`;
+        None (the default) for the unfused path."""
+        return None
 
     def score_samples(self, X: Any, lengths: Any = None, labels: Any = None):
         """Total log-likelihood and the state posteriors of every row."""
@@ -751,6 +764,12 @@ class HMM(SaveMixin, ParamsMixin):
         if algorithm == "map":
             post, _, _, seq_ll = self._forward_backward(data)
             return float(seq_ll.sum()), np.argmax(post, axis=1)
+        fused = self._fused_kernels(data)
+        if fused is not None:
+            cols, _, viterbi = fused
+            log_start, log_trans = self._markov()._log_params(None)
+            states, seq_lp = viterbi(data.X, cols, data.offsets, data.groups, log_start, log_trans)
+            return float(seq_lp.sum()), states
         states, seq_lp = self._markov().viterbi(self._log_emission(data), data.offsets, data.groups)
         return float(seq_lp.sum()), states
 

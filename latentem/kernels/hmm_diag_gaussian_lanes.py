@@ -1,0 +1,262 @@
+"""Diagonal Gaussian HMMs over many short sequences: emissions fused into the recursions.
+
+Scoring or decoding a few thousand rows takes tens of microseconds in the
+recursions of :mod:`latentem.kernels.hmm_lanes`; a separate emission pass
+costs about as much again, plus a kernel call and an (n, K) array written and
+read back. These kernels compute each row's Gaussian log-densities inside the
+lane loop instead: a lane's observation is one vector load (the block's rows
+are first laid out step by step, lane by lane), its K log-densities a few
+vector operations with the states' parameters as constants.
+
+The operations on each element are those of the unfused kernels (the
+log-densities of :mod:`latentem.kernels.hmm_diag_gaussian8`, the scaling of
+:mod:`latentem.kernels.scaling`, the recursions of
+:mod:`latentem.kernels.hmm_lanes`), so the results are the same; Viterbi's
+ties go to the lowest state as there.
+
+They run on one thread: they serve inputs small enough that the unfused
+kernels run on one thread too (see :data:`latentem.kernels._dispatch.SERIAL_SIZE`),
+and a serial kernel compiles faster than a parallel one. Complete data only
+(no NaN): rows with gaps take the unfused path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latentem.kernels._jit import lazy_names, njit
+from latentem.kernels.hmm_lanes import LANES, _lane_rows
+from latentem.kernels.hmm_vec8 import _FM
+from latentem.kernels.scaling import FLUSH
+
+vadd, vexp, vfma, vkeep_arg, vkeep_max, vmul, vrow, vsplat, vstore, vsub, vzero = lazy_names(
+    "latentem.kernels.vec8",
+    "vadd",
+    "vexp",
+    "vfma",
+    "vkeep_arg",
+    "vkeep_max",
+    "vmul",
+    "vrow",
+    "vsplat",
+    "vstore",
+    "vsub",
+    "vzero",
+)
+vchoose, vrecip = lazy_names("latentem.kernels.lanes8", "vchoose", "vrecip")
+
+__all__ = ["diag_gaussian_loglik_lanes", "diag_gaussian_viterbi_lanes", "diag_columns"]
+
+
+def diag_columns(means: np.ndarray, inv_std: np.ndarray, logc: np.ndarray) -> np.ndarray:
+    """The states' parameters as the kernels take them, (2 D + 1, K): rows 0..D-1 the
+    means, rows D..2D-1 the inverse standard deviations, row 2D the log-normalisers
+    (``log N(x) = logc - 0.5 sum_d ((x_d - mean_d) inv_std_d)^2``)."""
+    K, D = means.shape
+    cols = np.empty((2 * D + 1, K))
+    cols[:D] = means.T
+    cols[D : 2 * D] = inv_std.T
+    cols[2 * D] = logc
+    return cols
+
+
+@njit(cache=True, nogil=True)
+def _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends):
+    """The block's rows step by step, lane by lane: ``xt[t * D + d, lane]`` the
+    observation of step t, ``starts[t, lane]`` 1.0 where it begins a sequence and
+    ``ends[t, lane]`` 1.0 where it ends one. Steps past a lane's last row (or in a
+    lane with nothing to do) read zeros and start afresh each step, ending nothing:
+    finite work whose results are never read. Returns whether each step ends a
+    sequence in some lane, (steps,). Plain copies and one write per sequence, no
+    test per row."""
+    D = X.shape[1]
+    n_groups = groups.shape[0] - 1
+    xt[:] = 0.0
+    starts[:] = 0.0
+    ends[:] = 0.0
+    any_end = np.zeros(steps, dtype=np.bool_)
+    for lane in range(LANES):
+        a = lo[lane]
+        for t in range(hi[lane] - a):
+            for d in range(D):
+                xt[t * D + d, lane] = X[a + t, d]
+        for t in range(hi[lane] - a, steps):
+            starts[t, lane] = 1.0
+        g = block * LANES + lane
+        if g < n_groups:
+            for s in range(groups[g], groups[g + 1]):
+                starts[offsets[s] - a, lane] = 1.0
+                ends[offsets[s + 1] - 1 - a, lane] = 1.0
+                any_end[offsets[s + 1] - 1 - a] = True
+    return any_end
+
+
+@njit(inline="always", fastmath=_FM)
+def _logp(xt, t, cols, j, D):
+    """State j's log-densities of step t's observations, one per lane: the operations
+    of :func:`latentem.kernels.hmm_diag_gaussian8._diag_logp8` on each element."""
+    maha = vzero()
+    for d in range(D):
+        z = vmul(vsub(vrow(xt, t * D + d), vsplat(cols[d, j])), vsplat(cols[D + d, j]))
+        maha = vadd(maha, vmul(z, z))
+    return vfma(vsplat(cols[2 * D, j]), -0.5, maha)
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+def _forward_lanes(xt, starts, steps, cols, startprob, transmat, tbuf, sbuf):
+    """The scaled forward recursion of the block's lanes (see
+    :func:`latentem.kernels.hmm_lanes._forward_lanes`) with the emissions computed
+    in place: ``sbuf[t]`` receives each step's largest log-density (the scaling
+    shift) and ``tbuf[t]`` the sum of the unnormalised forward variables."""
+    K = cols.shape[1]
+    D = (cols.shape[0] - 1) // 2
+    u = np.zeros((K, LANES))
+    acc = np.empty((K, LANES))
+    lp = np.empty((K, LANES))
+    for t in range(steps):
+        mx = vsplat(-np.inf)
+        for j in range(K):
+            x = _logp(xt, t, cols, j, D)
+            vstore(lp, j, x)
+            mx = vkeep_max(mx, x)
+        vstore(sbuf, t, mx)
+        start = vrow(starts, t)
+        total = vzero()
+        for j in range(K):
+            e = vexp(vsub(vrow(lp, j), mx), FLUSH)
+            s = vzero()
+            for i in range(K):
+                s = vfma(s, transmat[i, j], vrow(u, i))
+            x = vmul(vchoose(start, vsplat(startprob[j]), s), e)
+            vstore(acc, j, x)
+            total = vadd(total, x)
+        inv = vrecip(total)  # an impossible row zeroes its lane until the next sequence
+        for j in range(K):
+            vstore(u, j, vmul(vrow(acc, j), inv))
+        vstore(tbuf, t, total)
+
+
+@njit(cache=True, nogil=True)
+def _sequence_loglik(tbuf, sbuf, lane, t0, t1):
+    """Log-likelihood of the sequence at steps t0..t1-1 of ``lane``: the shifts plus
+    the logs of the normalisers' running product, taken only when it gets small (as
+    :func:`latentem.kernels.hmm_lanes._sequence_loglik`)."""
+    ll = 0.0
+    prod = 1.0
+    for t in range(t0, t1):
+        s = tbuf[t, lane]
+        ll += sbuf[t, lane]
+        if not s > 0.0:
+            return -np.inf
+        if s < 1e-100:
+            ll += np.log(s)
+        else:
+            prod *= s
+            if prod < 1e-200:
+                ll += np.log(prod)
+                prod = 1.0
+    return ll + np.log(prod)
+
+
+@njit(cache=True, nogil=True)
+def diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat):
+    """Log-likelihood of every sequence under an HMM with diagonal Gaussian emissions
+    (``cols`` from :func:`diag_columns`): what
+    :func:`latentem.kernels.hmm.forward_loglik_scaled` gives on the scaled emissions,
+    without them. X (n, D) complete; ``groups`` from
+    :func:`latentem.kernels.hmm.sequence_groups`."""
+    D = X.shape[1]
+    n_seq = offsets.shape[0] - 1
+    n_groups = groups.shape[0] - 1
+    seq_loglik = np.empty(n_seq)
+    for block in range((n_groups + LANES - 1) // LANES):
+        lo, hi, steps = _lane_rows(offsets, groups, block)
+        xt = np.empty((steps * D, LANES))
+        starts = np.empty((steps, LANES))
+        ends = np.empty((steps, LANES))
+        _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends)
+        tbuf = np.empty((steps, LANES))
+        sbuf = np.empty((steps, LANES))
+        _forward_lanes(xt, starts, steps, cols, startprob, transmat, tbuf, sbuf)
+        for lane in range(min(LANES, n_groups - block * LANES)):
+            g = block * LANES + lane
+            for s in range(groups[g], groups[g + 1]):
+                seq_loglik[s] = _sequence_loglik(
+                    tbuf, sbuf, lane, offsets[s] - lo[lane], offsets[s + 1] - lo[lane]
+                )
+    return seq_loglik
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+def _viterbi_lanes(
+    xt, starts, ends, any_end, steps, cols, log_startprob, log_transmat, pbuf, cur, best
+):
+    """Viterbi's recursion of the block's lanes (see
+    :func:`latentem.kernels.hmm_lanes._viterbi_lanes`) with the emissions computed in
+    place: the back-pointers of step t into ``pbuf[t * K + j]``; at each sequence's
+    last step its best final state into ``best[0, s]`` and its log-probability into
+    ``best[1, s]`` (``cur[lane]``: the lane's current sequence)."""
+    K = cols.shape[1]
+    D = (cols.shape[0] - 1) // 2
+    delta = np.zeros((K, LANES))
+    new = np.empty((K, LANES))
+    minus_inf = vsplat(-np.inf)
+    for t in range(steps):
+        start = vrow(starts, t)
+        for j in range(K):
+            top = minus_inf
+            a = vzero()
+            for i in range(K):
+                cand = vadd(vrow(delta, i), vsplat(log_transmat[i, j]))
+                a = vkeep_arg(a, top, cand, np.float64(i))
+                top = vkeep_max(top, cand)
+            lb = _logp(xt, t, cols, j, D)
+            vstore(new, j, vadd(vchoose(start, vsplat(log_startprob[j]), top), lb))
+            vstore(pbuf, t * K + j, a)
+        delta, new = new, delta
+        if any_end[t]:
+            for lane in range(LANES):
+                if ends[t, lane] > 0.0:
+                    top_s, k_top = -np.inf, 0
+                    for k in range(K):
+                        if delta[k, lane] > top_s:
+                            top_s, k_top = delta[k, lane], k
+                    best[0, cur[lane]] = k_top
+                    best[1, cur[lane]] = top_s
+                    cur[lane] += 1
+
+
+@njit(cache=True, nogil=True)
+def diag_gaussian_viterbi_lanes(X, cols, offsets, groups, log_startprob, log_transmat):
+    """Most likely state path of every sequence and its joint log-probability under an
+    HMM with diagonal Gaussian emissions (``cols`` from :func:`diag_columns`): what
+    :func:`latentem.kernels.hmm.viterbi` gives on the log-densities, without them."""
+    n_rows, D = X.shape
+    K = cols.shape[1]
+    n_seq = offsets.shape[0] - 1
+    n_groups = groups.shape[0] - 1
+    states = np.empty(n_rows, dtype=np.int64)
+    best = np.empty((2, n_seq))  # each sequence's last state and log-probability
+    for block in range((n_groups + LANES - 1) // LANES):
+        lo, hi, steps = _lane_rows(offsets, groups, block)
+        xt = np.empty((steps * D, LANES))
+        starts = np.empty((steps, LANES))
+        ends = np.empty((steps, LANES))
+        any_end = _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends)
+        pbuf = np.empty((steps * K, LANES))
+        n_lanes = min(LANES, n_groups - block * LANES)
+        cur = np.zeros(LANES, dtype=np.int64)
+        for lane in range(n_lanes):
+            cur[lane] = groups[block * LANES + lane]
+        _viterbi_lanes(
+            xt, starts, ends, any_end, steps, cols, log_startprob, log_transmat, pbuf, cur, best
+        )
+        for lane in range(n_lanes):
+            g = block * LANES + lane
+            for s in range(groups[g], groups[g + 1]):
+                k = np.int64(best[0, s])
+                states[offsets[s + 1] - 1] = k
+                for r in range(offsets[s + 1] - 1, offsets[s], -1):
+                    k = np.int64(pbuf[(r - lo[lane]) * K + k, lane])
+                    states[r - 1] = k
+    return states, best[1].copy()
