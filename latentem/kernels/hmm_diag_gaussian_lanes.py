@@ -29,12 +29,10 @@ from latentem.kernels.hmm_lanes import LANES, _lane_rows
 from latentem.kernels.hmm_vec8 import _FM
 from latentem.kernels.scaling import FLUSH
 
-vadd, vexp, vfma, vkeep_arg, vkeep_max, vmul, vrow, vsplat, vstore, vsub, vzero = lazy_names(
+vadd, vexp, vkeep_max, vmul, vrow, vsplat, vstore, vsub, vzero = lazy_names(
     "latentem.kernels.vec8",
     "vadd",
     "vexp",
-    "vfma",
-    "vkeep_arg",
     "vkeep_max",
     "vmul",
     "vrow",
@@ -43,7 +41,9 @@ vadd, vexp, vfma, vkeep_arg, vkeep_max, vmul, vrow, vsplat, vstore, vsub, vzero 
     "vsub",
     "vzero",
 )
-vchoose, vrecip = lazy_names("latentem.kernels.lanes8", "vchoose", "vrecip")
+vchoose, vchoose_gt, vrecip = lazy_names(
+    "latentem.kernels.lanes8", "vchoose", "vchoose_gt", "vrecip"
+)
 
 __all__ = ["diag_gaussian_loglik_lanes", "diag_gaussian_viterbi_lanes", "diag_columns"]
 
@@ -91,45 +91,87 @@ def _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends):
     return any_end
 
 
+@njit(cache=True, nogil=True)
+def _splat_rows(flat):
+    """Row m holds ``flat[m]`` (1-D) in every lane: the constants of the recursions
+    as whole vectors, read with one load (a scalar broadcast into a vector, or an
+    integer converted to a float, each step, costs the vector ports as much as the
+    arithmetic)."""
+    out = np.empty((flat.shape[0], LANES))
+    for m in range(flat.shape[0]):
+        for lane in range(LANES):
+            out[m, lane] = flat[m]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _tables(cols, start, trans, none):
+    """The parameters as :func:`_splat_rows` vectors for an even number of states
+    ``Kp`` (the recursions take states two at a time): ``cols8`` row ``c * Kp + j``
+    (``cols[c, j]``), ``start8`` row j, ``trans8`` row ``i * Kp + j``. A padding
+    state has log-density ``-inf`` and start and transition probabilities ``none``
+    (0, or -inf for logs): it never counts."""
+    C, K = cols.shape
+    Kp = K + K % 2
+    c = np.zeros((C, Kp))
+    c[:, :K] = cols
+    c[C - 1, K:] = -np.inf
+    st = np.full(Kp, none)
+    st[:K] = start
+    tr = np.full((K, Kp), none)
+    tr[:, :K] = trans
+    return _splat_rows(c.ravel()), _splat_rows(st), _splat_rows(tr.ravel())
+
+
 @njit(inline="always", fastmath=_FM)
-def _logp(xt, t, cols, j, D):
-    """State j's log-densities of step t's observations, one per lane: the operations
-    of :func:`latentem.kernels.hmm_diag_gaussian8._diag_logp8` on each element."""
+def _logp(xt, t, cols8, j, D, K):
+    """State j's log-densities of step t's observations, one per lane (``cols8``: the
+    kernel's ``cols`` through :func:`_splat_rows`): the operations of
+    :func:`latentem.kernels.hmm_diag_gaussian8._diag_logp8` on each element."""
     maha = vzero()
     for d in range(D):
-        z = vmul(vsub(vrow(xt, t * D + d), vsplat(cols[d, j])), vsplat(cols[D + d, j]))
+        z = vmul(vsub(vrow(xt, t * D + d), vrow(cols8, d * K + j)), vrow(cols8, (D + d) * K + j))
         maha = vadd(maha, vmul(z, z))
-    return vfma(vsplat(cols[2 * D, j]), -0.5, maha)
+    return vadd(vrow(cols8, 2 * D * K + j), vmul(vsplat(-0.5), maha))
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
-def _forward_lanes(xt, starts, steps, cols, startprob, transmat, tbuf, sbuf):
+def _forward_lanes(xt, starts, steps, K, cols8, start8, trans8, tbuf, sbuf):
     """The scaled forward recursion of the block's lanes (see
     :func:`latentem.kernels.hmm_lanes._forward_lanes`) with the emissions computed
     in place: ``sbuf[t]`` receives each step's largest log-density (the scaling
-    shift) and ``tbuf[t]`` the sum of the unnormalised forward variables."""
-    K = cols.shape[1]
-    D = (cols.shape[0] - 1) // 2
-    u = np.zeros((K, LANES))
-    acc = np.empty((K, LANES))
-    lp = np.empty((K, LANES))
+    shift) and ``tbuf[t]`` the sum of the unnormalised forward variables. The
+    parameters come from :func:`_tables`. Two states at a time: each sum over the
+    previous states is a chain of dependent operations, and two chains keep the
+    vector units busy where one waits."""
+    Kp = start8.shape[0]
+    D = (cols8.shape[0] // Kp - 1) // 2
+    u = np.zeros((Kp, LANES))
+    acc = np.empty((Kp, LANES))
+    lp = np.full((Kp, LANES), -np.inf)  # a padding state's row stays -inf
     for t in range(steps):
         mx = vsplat(-np.inf)
         for j in range(K):
-            x = _logp(xt, t, cols, j, D)
+            x = _logp(xt, t, cols8, j, D, Kp)
             vstore(lp, j, x)
             mx = vkeep_max(mx, x)
         vstore(sbuf, t, mx)
         start = vrow(starts, t)
         total = vzero()
-        for j in range(K):
-            e = vexp(vsub(vrow(lp, j), mx), FLUSH)
-            s = vzero()
+        for j in range(0, Kp, 2):
+            e0 = vexp(vsub(vrow(lp, j), mx), FLUSH)
+            e1 = vexp(vsub(vrow(lp, j + 1), mx), FLUSH)
+            s0 = vzero()
+            s1 = vzero()
             for i in range(K):
-                s = vfma(s, transmat[i, j], vrow(u, i))
-            x = vmul(vchoose(start, vsplat(startprob[j]), s), e)
-            vstore(acc, j, x)
-            total = vadd(total, x)
+                ui = vrow(u, i)
+                s0 = vadd(s0, vmul(vrow(trans8, i * Kp + j), ui))
+                s1 = vadd(s1, vmul(vrow(trans8, i * Kp + j + 1), ui))
+            x0 = vmul(vchoose(start, vrow(start8, j), s0), e0)
+            x1 = vmul(vchoose(start, vrow(start8, j + 1), s1), e1)
+            vstore(acc, j, x0)
+            vstore(acc, j + 1, x1)
+            total = vadd(vadd(total, x0), x1)
         inv = vrecip(total)  # an impossible row zeroes its lane until the next sequence
         for j in range(K):
             vstore(u, j, vmul(vrow(acc, j), inv))
@@ -169,6 +211,8 @@ def diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat):
     n_seq = offsets.shape[0] - 1
     n_groups = groups.shape[0] - 1
     seq_loglik = np.empty(n_seq)
+    K = cols.shape[1]
+    cols8, start8, trans8 = _tables(cols, startprob, transmat, 0.0)
     for block in range((n_groups + LANES - 1) // LANES):
         lo, hi, steps = _lane_rows(offsets, groups, block)
         xt = np.empty((steps * D, LANES))
@@ -177,7 +221,7 @@ def diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat):
         _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends)
         tbuf = np.empty((steps, LANES))
         sbuf = np.empty((steps, LANES))
-        _forward_lanes(xt, starts, steps, cols, startprob, transmat, tbuf, sbuf)
+        _forward_lanes(xt, starts, steps, K, cols8, start8, trans8, tbuf, sbuf)
         for lane in range(min(LANES, n_groups - block * LANES)):
             g = block * LANES + lane
             for s in range(groups[g], groups[g + 1]):
@@ -188,31 +232,41 @@ def diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat):
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
-def _viterbi_lanes(
-    xt, starts, ends, any_end, steps, cols, log_startprob, log_transmat, pbuf, cur, best
-):
+def _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, pbuf, cur, best):
     """Viterbi's recursion of the block's lanes (see
     :func:`latentem.kernels.hmm_lanes._viterbi_lanes`) with the emissions computed in
-    place: the back-pointers of step t into ``pbuf[t * K + j]``; at each sequence's
+    place: the back-pointers of step t into ``pbuf[t * Kp + j]``; at each sequence's
     last step its best final state into ``best[0, s]`` and its log-probability into
-    ``best[1, s]`` (``cur[lane]``: the lane's current sequence)."""
-    K = cols.shape[1]
-    D = (cols.shape[0] - 1) // 2
-    delta = np.zeros((K, LANES))
-    new = np.empty((K, LANES))
+    ``best[1, s]`` (``cur[lane]``: the lane's current sequence). The parameters (logs
+    of the chain's) come from :func:`_tables`. Two states at a time, as in
+    :func:`_forward_lanes`: a running maximum is a chain of dependent operations."""
+    Kp = start8.shape[0]
+    D = (cols8.shape[0] // Kp - 1) // 2
+    index = _splat_rows(np.arange(K).astype(np.float64))
+    delta = np.zeros((Kp, LANES))
+    new = np.empty((Kp, LANES))
     minus_inf = vsplat(-np.inf)
     for t in range(steps):
         start = vrow(starts, t)
-        for j in range(K):
-            top = minus_inf
-            a = vzero()
+        for j in range(0, Kp, 2):
+            top0 = minus_inf
+            top1 = minus_inf
+            a0 = vzero()
+            a1 = vzero()
             for i in range(K):
-                cand = vadd(vrow(delta, i), vsplat(log_transmat[i, j]))
-                a = vkeep_arg(a, top, cand, np.float64(i))
-                top = vkeep_max(top, cand)
-            lb = _logp(xt, t, cols, j, D)
-            vstore(new, j, vadd(vchoose(start, vsplat(log_startprob[j]), top), lb))
-            vstore(pbuf, t * K + j, a)
+                di = vrow(delta, i)
+                c0 = vadd(di, vrow(trans8, i * Kp + j))
+                c1 = vadd(di, vrow(trans8, i * Kp + j + 1))
+                a0 = vchoose_gt(c0, top0, vrow(index, i), a0)
+                a1 = vchoose_gt(c1, top1, vrow(index, i), a1)
+                top0 = vkeep_max(top0, c0)
+                top1 = vkeep_max(top1, c1)
+            lb0 = _logp(xt, t, cols8, j, D, Kp)
+            lb1 = _logp(xt, t, cols8, j + 1, D, Kp)
+            vstore(new, j, vadd(vchoose(start, vrow(start8, j), top0), lb0))
+            vstore(new, j + 1, vadd(vchoose(start, vrow(start8, j + 1), top1), lb1))
+            vstore(pbuf, t * Kp + j, a0)
+            vstore(pbuf, t * Kp + j + 1, a1)
         delta, new = new, delta
         if any_end[t]:
             for lane in range(LANES):
@@ -227,6 +281,24 @@ def _viterbi_lanes(
 
 
 @njit(cache=True, nogil=True)
+def _backtrack(ends, lo, hi, steps, Kp, pbuf, best, cur, states):
+    """The block's paths, from the last step back, every lane at each step: eight
+    independent chains of dependent loads overlap where one sequence's would wait.
+    ``cur[lane]``: one past the lane's last sequence (as :func:`_viterbi_lanes` leaves
+    it); a lane takes its sequences' best last states from ``best[0]``."""
+    k = np.zeros(LANES, dtype=np.int64)
+    for t in range(steps - 1, -1, -1):
+        for lane in range(LANES):
+            if lo[lane] + t < hi[lane]:
+                if ends[t, lane] > 0.0:
+                    cur[lane] -= 1
+                    k[lane] = np.int64(best[0, cur[lane]])
+                else:
+                    k[lane] = np.int64(pbuf[(t + 1) * Kp + k[lane], lane])
+                states[lo[lane] + t] = k[lane]
+
+
+@njit(cache=True, nogil=True)
 def diag_gaussian_viterbi_lanes(X, cols, offsets, groups, log_startprob, log_transmat):
     """Most likely state path of every sequence and its joint log-probability under an
     HMM with diagonal Gaussian emissions (``cols`` from :func:`diag_columns`): what
@@ -237,26 +309,19 @@ def diag_gaussian_viterbi_lanes(X, cols, offsets, groups, log_startprob, log_tra
     n_groups = groups.shape[0] - 1
     states = np.empty(n_rows, dtype=np.int64)
     best = np.empty((2, n_seq))  # each sequence's last state and log-probability
+    cols8, start8, trans8 = _tables(cols, log_startprob, log_transmat, -np.inf)
+    Kp = start8.shape[0]
     for block in range((n_groups + LANES - 1) // LANES):
         lo, hi, steps = _lane_rows(offsets, groups, block)
         xt = np.empty((steps * D, LANES))
         starts = np.empty((steps, LANES))
         ends = np.empty((steps, LANES))
         any_end = _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends)
-        pbuf = np.empty((steps * K, LANES))
+        pbuf = np.empty((steps * Kp, LANES))
         n_lanes = min(LANES, n_groups - block * LANES)
         cur = np.zeros(LANES, dtype=np.int64)
         for lane in range(n_lanes):
             cur[lane] = groups[block * LANES + lane]
-        _viterbi_lanes(
-            xt, starts, ends, any_end, steps, cols, log_startprob, log_transmat, pbuf, cur, best
-        )
-        for lane in range(n_lanes):
-            g = block * LANES + lane
-            for s in range(groups[g], groups[g + 1]):
-                k = np.int64(best[0, s])
-                states[offsets[s + 1] - 1] = k
-                for r in range(offsets[s + 1] - 1, offsets[s], -1):
-                    k = np.int64(pbuf[(r - lo[lane]) * K + k, lane])
-                    states[r - 1] = k
+        _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, pbuf, cur, best)
+        _backtrack(ends, lo, hi, steps, Kp, pbuf, best, cur, states)
     return states, best[1].copy()

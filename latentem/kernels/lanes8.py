@@ -18,7 +18,7 @@ from numba.extending import intrinsic
 
 from latentem.kernels.vec8 import _I32, _VT, _W, vec8
 
-__all__ = ["vchoose", "vrecip", "vgather", "vgather1", "vrow_part"]
+__all__ = ["vchoose", "vchoose_gt", "vrecip", "vgather", "vgather1", "vrow_part"]
 
 
 def _is_array(arr, ndim, dtype):
@@ -113,6 +113,18 @@ def vchoose(typingctx, mask, a, b):
         return builder.select(builder.fcmp_ordered(">", m, zero), x, y)
 
     return vec8(vec8, vec8, vec8), codegen
+
+
+@intrinsic
+def vchoose_gt(typingctx, x, y, a, b):
+    """Lane by lane, ``a`` where ``x > y``, else ``b``: :func:`latentem.kernels.vec8.vkeep_arg`
+    with the index as a vector (read from memory, not converted and broadcast each time)."""
+
+    def codegen(context, builder, sig, args):
+        x, y, a, b = args
+        return builder.select(builder.fcmp_ordered(">", x, y), a, b)
+
+    return vec8(vec8, vec8, vec8, vec8), codegen
 
 
 @intrinsic
