@@ -61,25 +61,37 @@ def diag_columns(means: np.ndarray, inv_std: np.ndarray, logc: np.ndarray) -> np
 
 
 @njit(cache=True, nogil=True)
-def _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends):
-    """The block's rows step by step, lane by lane: ``xt[t * D + d, lane]`` the
-    observation of step t, ``starts[t, lane]`` 1.0 where it begins a sequence and
-    ``ends[t, lane]`` 1.0 where it ends one. Steps past a lane's last row (or in a
-    lane with nothing to do) read zeros and start afresh each step, ending nothing:
-    finite work whose results are never read. Returns whether each step ends a
-    sequence in some lane, (steps,). Plain copies and one write per sequence, no
-    test per row."""
-    D = X.shape[1]
+def _most_steps(offsets, groups):
+    """The most rows of a group: the steps of the longest block of lanes."""
+    most = 0
+    for g in range(groups.shape[0] - 1):
+        most = max(most, offsets[groups[g + 1]] - offsets[groups[g]])
+    return most
+
+
+@njit(cache=True, nogil=True)
+def _lane_inputs(Xf, D, offsets, groups, block, lo, hi, steps, xt, starts, ends):
+    """The block's rows step by step, lane by lane (``Xf``: X flattened, D columns):
+    ``xt[t * D + d, lane]`` the observation of step t, ``starts[t, lane]`` 1.0 where
+    it begins a sequence and ``ends[t, lane]`` 1.0 where it ends one. Steps past a
+    lane's last row (or in a lane with nothing to do) repeat a row it may read and
+    start afresh each step, ending nothing: finite work whose results are never
+    read. Returns whether each step ends a sequence in some lane, (steps,). The
+    copy runs step by step, eight lanes at a time; the flags take one write per
+    sequence, no test per row."""
     n_groups = groups.shape[0] - 1
-    xt[:] = 0.0
-    starts[:] = 0.0
-    ends[:] = 0.0
+    last = np.empty(LANES, dtype=np.int64)
+    for lane in range(LANES):
+        last[lane] = hi[lane] - 1 if hi[lane] > lo[lane] else 0
+    for t in range(steps):
+        for d in range(D):
+            for lane in range(LANES):
+                xt[t * D + d, lane] = Xf[min(lo[lane] + t, last[lane]) * D + d]
+    starts[:steps] = 0.0
+    ends[:steps] = 0.0
     any_end = np.zeros(steps, dtype=np.bool_)
     for lane in range(LANES):
         a = lo[lane]
-        for t in range(hi[lane] - a):
-            for d in range(D):
-                xt[t * D + d, lane] = X[a + t, d]
         for t in range(hi[lane] - a, steps):
             starts[t, lane] = 1.0
         g = block * LANES + lane
@@ -179,25 +191,34 @@ def _forward_lanes(xt, starts, steps, K, cols8, start8, trans8, tbuf, sbuf):
 
 
 @njit(cache=True, nogil=True)
-def _sequence_loglik(tbuf, sbuf, lane, t0, t1):
-    """Log-likelihood of the sequence at steps t0..t1-1 of ``lane``: the shifts plus
-    the logs of the normalisers' running product, taken only when it gets small (as
-    :func:`latentem.kernels.hmm_lanes._sequence_loglik`)."""
-    ll = 0.0
-    prod = 1.0
-    for t in range(t0, t1):
-        s = tbuf[t, lane]
-        ll += sbuf[t, lane]
-        if not s > 0.0:
-            return -np.inf
-        if s < 1e-100:
-            ll += np.log(s)
-        else:
-            prod *= s
-            if prod < 1e-200:
-                ll += np.log(prod)
-                prod = 1.0
-    return ll + np.log(prod)
+def _block_loglik(tbuf, sbuf, starts, ends, lo, hi, steps, cur, seq_loglik):
+    """Each sequence's log-likelihood from the block's normalisers ``tbuf`` and shifts
+    ``sbuf``: the shifts plus the logs of the normalisers' running product, taken only
+    when it gets small (as :func:`latentem.kernels.hmm_lanes._sequence_loglik`), every
+    lane at each step (eight independent chains of products). ``cur[lane]``: the
+    index of the lane's first sequence."""
+    ll = np.zeros(LANES)
+    prod = np.ones(LANES)
+    for t in range(steps):
+        for lane in range(LANES):
+            if lo[lane] + t < hi[lane]:
+                if starts[t, lane] > 0.0:
+                    ll[lane] = 0.0
+                    prod[lane] = 1.0
+                s = tbuf[t, lane]
+                ll[lane] += sbuf[t, lane]
+                if not s > 0.0:
+                    ll[lane] = -np.inf
+                elif s < 1e-100:
+                    ll[lane] += np.log(s)
+                else:
+                    prod[lane] *= s
+                    if prod[lane] < 1e-200:
+                        ll[lane] += np.log(prod[lane])
+                        prod[lane] = 1.0
+                if ends[t, lane] > 0.0:
+                    seq_loglik[cur[lane]] = ll[lane] + np.log(prod[lane])
+                    cur[lane] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -213,21 +234,22 @@ def diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat):
     seq_loglik = np.empty(n_seq)
     K = cols.shape[1]
     cols8, start8, trans8 = _tables(cols, startprob, transmat, 0.0)
+    # one set of buffers, as large as the longest block needs
+    most = _most_steps(offsets, groups)
+    xt = np.empty((most * D, LANES))
+    starts = np.empty((most, LANES))
+    ends = np.empty((most, LANES))
+    tbuf = np.empty((most, LANES))
+    sbuf = np.empty((most, LANES))
+    Xf = X.ravel()
+    cur = np.zeros(LANES, dtype=np.int64)
     for block in range((n_groups + LANES - 1) // LANES):
         lo, hi, steps = _lane_rows(offsets, groups, block)
-        xt = np.empty((steps * D, LANES))
-        starts = np.empty((steps, LANES))
-        ends = np.empty((steps, LANES))
-        _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends)
-        tbuf = np.empty((steps, LANES))
-        sbuf = np.empty((steps, LANES))
+        _lane_inputs(Xf, D, offsets, groups, block, lo, hi, steps, xt, starts, ends)
         _forward_lanes(xt, starts, steps, K, cols8, start8, trans8, tbuf, sbuf)
         for lane in range(min(LANES, n_groups - block * LANES)):
-            g = block * LANES + lane
-            for s in range(groups[g], groups[g + 1]):
-                seq_loglik[s] = _sequence_loglik(
-                    tbuf, sbuf, lane, offsets[s] - lo[lane], offsets[s + 1] - lo[lane]
-                )
+            cur[lane] = groups[block * LANES + lane]
+        _block_loglik(tbuf, sbuf, starts, ends, lo, hi, steps, cur, seq_loglik)
     return seq_loglik
 
 
@@ -311,15 +333,17 @@ def diag_gaussian_viterbi_lanes(X, cols, offsets, groups, log_startprob, log_tra
     best = np.empty((2, n_seq))  # each sequence's last state and log-probability
     cols8, start8, trans8 = _tables(cols, log_startprob, log_transmat, -np.inf)
     Kp = start8.shape[0]
+    most = _most_steps(offsets, groups)
+    xt = np.empty((most * D, LANES))
+    starts = np.empty((most, LANES))
+    ends = np.empty((most, LANES))
+    pbuf = np.empty((most * Kp, LANES))
+    Xf = X.ravel()
+    cur = np.zeros(LANES, dtype=np.int64)
     for block in range((n_groups + LANES - 1) // LANES):
         lo, hi, steps = _lane_rows(offsets, groups, block)
-        xt = np.empty((steps * D, LANES))
-        starts = np.empty((steps, LANES))
-        ends = np.empty((steps, LANES))
-        any_end = _lane_inputs(X, offsets, groups, block, lo, hi, steps, xt, starts, ends)
-        pbuf = np.empty((steps * Kp, LANES))
+        any_end = _lane_inputs(Xf, D, offsets, groups, block, lo, hi, steps, xt, starts, ends)
         n_lanes = min(LANES, n_groups - block * LANES)
-        cur = np.zeros(LANES, dtype=np.int64)
         for lane in range(n_lanes):
             cur[lane] = groups[block * LANES + lane]
         _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, pbuf, cur, best)
