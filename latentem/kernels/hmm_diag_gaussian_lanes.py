@@ -265,10 +265,13 @@ def _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, p
     Kp = start8.shape[0]
     D = (cols8.shape[0] // Kp - 1) // 2
     index = _splat_rows(np.arange(K).astype(np.float64))
-    delta = np.zeros((Kp, LANES))
-    new = np.empty((Kp, LANES))
+    # the previous step's delta in rows p..p+Kp-1 and this step's in the others: no
+    # arrays swapped (and reference counts changed) each step
+    delta = np.zeros((2 * Kp, LANES))
     minus_inf = vsplat(-np.inf)
     for t in range(steps):
+        p = (t + 1) % 2 * Kp
+        q = t % 2 * Kp
         start = vrow(starts, t)
         for j in range(0, Kp, 2):
             top0 = minus_inf
@@ -276,7 +279,7 @@ def _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, p
             a0 = vzero()
             a1 = vzero()
             for i in range(K):
-                di = vrow(delta, i)
+                di = vrow(delta, p + i)
                 c0 = vadd(di, vrow(trans8, i * Kp + j))
                 c1 = vadd(di, vrow(trans8, i * Kp + j + 1))
                 a0 = vchoose_gt(c0, top0, vrow(index, i), a0)
@@ -285,18 +288,17 @@ def _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, p
                 top1 = vkeep_max(top1, c1)
             lb0 = _logp(xt, t, cols8, j, D, Kp)
             lb1 = _logp(xt, t, cols8, j + 1, D, Kp)
-            vstore(new, j, vadd(vchoose(start, vrow(start8, j), top0), lb0))
-            vstore(new, j + 1, vadd(vchoose(start, vrow(start8, j + 1), top1), lb1))
+            vstore(delta, q + j, vadd(vchoose(start, vrow(start8, j), top0), lb0))
+            vstore(delta, q + j + 1, vadd(vchoose(start, vrow(start8, j + 1), top1), lb1))
             vstore(pbuf, t * Kp + j, a0)
             vstore(pbuf, t * Kp + j + 1, a1)
-        delta, new = new, delta
         if any_end[t]:
             for lane in range(LANES):
                 if ends[t, lane] > 0.0:
                     top_s, k_top = -np.inf, 0
                     for k in range(K):
-                        if delta[k, lane] > top_s:
-                            top_s, k_top = delta[k, lane], k
+                        if delta[q + k, lane] > top_s:
+                            top_s, k_top = delta[q + k, lane], k
                     best[0, cur[lane]] = k_top
                     best[1, cur[lane]] = top_s
                     cur[lane] += 1
