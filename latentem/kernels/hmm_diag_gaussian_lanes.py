@@ -41,8 +41,8 @@ vadd, vexp, vkeep_max, vmul, vrow, vsplat, vstore, vsub, vzero = lazy_names(
     "vsub",
     "vzero",
 )
-vchoose, vchoose_gt, vrecip = lazy_names(
-    "latentem.kernels.lanes8", "vchoose", "vchoose_gt", "vrecip"
+vchoose, vchoose_gt, vexponent, vmantissa, vrecip = lazy_names(
+    "latentem.kernels.lanes8", "vchoose", "vchoose_gt", "vexponent", "vmantissa", "vrecip"
 )
 
 __all__ = ["diag_gaussian_loglik_lanes", "diag_gaussian_viterbi_lanes", "diag_columns"]
@@ -147,21 +147,41 @@ def _logp(xt, t, cols8, j, D, K):
     return vadd(vrow(cols8, 2 * D * K + j), vmul(vsplat(-0.5), maha))
 
 
+#: Normalisers at least this large are split into exponent and mantissa as they come;
+#: a sequence with a smaller one (zero, or so small its exponent field is not its
+#: exponent) takes the logs one by one (:func:`_sequence_loglik`).
+_TINY = 1e-290
+_LN2 = 0.6931471805599453
+
+
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
-def _forward_lanes(xt, starts, steps, K, cols8, start8, trans8, tbuf, sbuf):
+def _forward_lanes(
+    xt, starts, ends, any_end, steps, K, cols8, start8, trans8, tbuf, sbuf, lo, offsets, cur, ll
+):
     """The scaled forward recursion of the block's lanes (see
     :func:`latentem.kernels.hmm_lanes._forward_lanes`) with the emissions computed
     in place: ``sbuf[t]`` receives each step's largest log-density (the scaling
-    shift) and ``tbuf[t]`` the sum of the unnormalised forward variables. The
-    parameters come from :func:`_tables`. Two states at a time: each sum over the
-    previous states is a chain of dependent operations, and two chains keep the
-    vector units busy where one waits."""
+    shift) and ``tbuf[t]`` the sum of the unnormalised forward variables, and at each
+    sequence's last step ``ll[s]`` its log-likelihood (``cur[lane]``: the lane's
+    current sequence). The parameters come from :func:`_tables`. Two states at a
+    time: each sum over the previous states is a chain of dependent operations, and
+    two chains keep the vector units busy where one waits."""
     Kp = start8.shape[0]
     D = (cols8.shape[0] // Kp - 1) // 2
-    u = np.zeros((Kp, LANES))
-    acc = np.empty((Kp, LANES))
+    # The unnormalised forward variables of the previous step (rows p..p+Kp-1) and
+    # of this one; the previous step's normaliser multiplies the sums over them, so
+    # the division runs beside the sums instead of before them.
+    xs = np.zeros((2 * Kp, LANES))
+    inv = vzero()
     lp = np.full((Kp, LANES), -np.inf)  # a padding state's row stays -inf
+    # Each lane's sequence so far: the sum of its shifts, the exponent and mantissa of
+    # the product of its normalisers, how many normalisers were too small to split.
+    shifts, expo, mant, tiny = vzero(), vzero(), vsplat(1.0), vzero()
+    one = vsplat(1.0)
+    lanes = np.empty((4, LANES))
     for t in range(steps):
+        p = (t + 1) % 2 * Kp
+        q = t % 2 * Kp
         mx = vsplat(-np.inf)
         for j in range(K):
             x = _logp(xt, t, cols8, j, D, Kp)
@@ -176,49 +196,59 @@ def _forward_lanes(xt, starts, steps, K, cols8, start8, trans8, tbuf, sbuf):
             s0 = vzero()
             s1 = vzero()
             for i in range(K):
-                ui = vrow(u, i)
-                s0 = vadd(s0, vmul(vrow(trans8, i * Kp + j), ui))
-                s1 = vadd(s1, vmul(vrow(trans8, i * Kp + j + 1), ui))
-            x0 = vmul(vchoose(start, vrow(start8, j), s0), e0)
-            x1 = vmul(vchoose(start, vrow(start8, j + 1), s1), e1)
-            vstore(acc, j, x0)
-            vstore(acc, j + 1, x1)
+                xi = vrow(xs, p + i)
+                s0 = vadd(s0, vmul(vrow(trans8, i * Kp + j), xi))
+                s1 = vadd(s1, vmul(vrow(trans8, i * Kp + j + 1), xi))
+            x0 = vmul(vchoose(start, vrow(start8, j), vmul(s0, inv)), e0)
+            x1 = vmul(vchoose(start, vrow(start8, j + 1), vmul(s1, inv)), e1)
+            vstore(xs, q + j, x0)
+            vstore(xs, q + j + 1, x1)
             total = vadd(vadd(total, x0), x1)
         inv = vrecip(total)  # an impossible row zeroes its lane until the next sequence
-        for j in range(K):
-            vstore(u, j, vmul(vrow(acc, j), inv))
         vstore(tbuf, t, total)
+        # (the normalisers are at most 1: the product of a mantissa and one stays below 2)
+        shifts = vadd(vchoose(start, vzero(), shifts), mx)
+        prod = vmul(vchoose(start, one, mant), total)
+        expo = vadd(vchoose(start, vzero(), expo), vexponent(prod))
+        mant = vmantissa(prod)
+        tiny = vadd(
+            vchoose(start, vzero(), tiny), vchoose(vsub(total, vsplat(_TINY)), vzero(), one)
+        )
+        if any_end[t]:
+            vstore(lanes, 0, shifts)
+            vstore(lanes, 1, expo)
+            vstore(lanes, 2, mant)
+            vstore(lanes, 3, tiny)
+            for lane in range(LANES):
+                if ends[t, lane] > 0.0:
+                    s = cur[lane]
+                    if lanes[3, lane] > 0.0:
+                        ll[s] = _sequence_loglik(tbuf, sbuf, lane, offsets[s] - lo[lane], t + 1)
+                    else:
+                        ll[s] = lanes[0, lane] + lanes[1, lane] * _LN2 + np.log(lanes[2, lane])
+                    cur[lane] += 1
 
 
 @njit(cache=True, nogil=True)
-def _block_loglik(tbuf, sbuf, starts, ends, lo, hi, steps, cur, seq_loglik):
-    """Each sequence's log-likelihood from the block's normalisers ``tbuf`` and shifts
-    ``sbuf``: the shifts plus the logs of the normalisers' running product, taken only
-    when it gets small (as :func:`latentem.kernels.hmm_lanes._sequence_loglik`), every
-    lane at each step (eight independent chains of products). ``cur[lane]``: the
-    index of the lane's first sequence."""
-    ll = np.zeros(LANES)
-    prod = np.ones(LANES)
-    for t in range(steps):
-        for lane in range(LANES):
-            if lo[lane] + t < hi[lane]:
-                if starts[t, lane] > 0.0:
-                    ll[lane] = 0.0
-                    prod[lane] = 1.0
-                s = tbuf[t, lane]
-                ll[lane] += sbuf[t, lane]
-                if not s > 0.0:
-                    ll[lane] = -np.inf
-                elif s < 1e-100:
-                    ll[lane] += np.log(s)
-                else:
-                    prod[lane] *= s
-                    if prod[lane] < 1e-200:
-                        ll[lane] += np.log(prod[lane])
-                        prod[lane] = 1.0
-                if ends[t, lane] > 0.0:
-                    seq_loglik[cur[lane]] = ll[lane] + np.log(prod[lane])
-                    cur[lane] += 1
+def _sequence_loglik(tbuf, sbuf, lane, t0, t1):
+    """Log-likelihood of the sequence at steps t0..t1-1 of ``lane``: the shifts plus
+    the logs of the normalisers' running product, taken only when it gets small (as
+    :func:`latentem.kernels.hmm_lanes._sequence_loglik`)."""
+    ll = 0.0
+    prod = 1.0
+    for t in range(t0, t1):
+        s = tbuf[t, lane]
+        ll += sbuf[t, lane]
+        if not s > 0.0:
+            return -np.inf
+        if s < 1e-100:
+            ll += np.log(s)
+        else:
+            prod *= s
+            if prod < 1e-200:
+                ll += np.log(prod)
+                prod = 1.0
+    return ll + np.log(prod)
 
 
 @njit(cache=True, nogil=True)
@@ -245,11 +275,26 @@ def diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat):
     cur = np.zeros(LANES, dtype=np.int64)
     for block in range((n_groups + LANES - 1) // LANES):
         lo, hi, steps = _lane_rows(offsets, groups, block)
-        _lane_inputs(Xf, D, offsets, groups, block, lo, hi, steps, xt, starts, ends)
-        _forward_lanes(xt, starts, steps, K, cols8, start8, trans8, tbuf, sbuf)
+        any_end = _lane_inputs(Xf, D, offsets, groups, block, lo, hi, steps, xt, starts, ends)
         for lane in range(min(LANES, n_groups - block * LANES)):
             cur[lane] = groups[block * LANES + lane]
-        _block_loglik(tbuf, sbuf, starts, ends, lo, hi, steps, cur, seq_loglik)
+        _forward_lanes(
+            xt,
+            starts,
+            ends,
+            any_end,
+            steps,
+            K,
+            cols8,
+            start8,
+            trans8,
+            tbuf,
+            sbuf,
+            lo,
+            offsets,
+            cur,
+            seq_loglik,
+        )
     return seq_loglik
 
 
