@@ -308,7 +308,7 @@ class GaussianHMM(HMM):
             or n <= _dispatch._limit[0]
             or n * K >= _dispatch.SERIAL_SIZE
             or data.X.dtype != np.float64
-            or not _use_lanes(data.offsets, data.groups)
+            or not self._lengths_fact(data, "lanes", _use_lanes)
             or self._plan_kwargs(fam, data)["plan"].complete.size != n
         ):
             return None
