@@ -313,11 +313,13 @@ class GaussianHMM(HMM):
         ):
             return None
         prec, logc = kernel = fam._kernel_params()
-        kept = self.__dict__.get("_fused_cols")
-        # the parameters' arrays are replaced, never changed, once checked
+        # kept with the family, next to the factors they come from (scoring leaves the
+        # estimator's own attributes alone); the parameters' arrays are replaced, never
+        # changed, once checked
+        kept = fam.__dict__.get("_fused_cols")
         if kept is None or kept[0] is not kernel or kept[1] is not fam.means_:
             cols = diag_columns(fam.means_, prec[:, 0, :], logc)
-            kept = self.__dict__["_fused_cols"] = (kernel, fam.means_, cols)
+            kept = fam.__dict__["_fused_cols"] = (kernel, fam.means_, cols)
         return kept[2], diag_gaussian_loglik_lanes, diag_gaussian_viterbi_lanes
 
     @property
