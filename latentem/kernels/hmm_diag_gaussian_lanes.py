@@ -174,7 +174,9 @@ def _forward_lanes(
     # the division runs beside the sums instead of before them.
     xs = np.zeros((2 * Kp, LANES))
     inv = vzero()
-    lp = np.full((Kp, LANES), -np.inf)  # a padding state's row stays -inf
+    # the log-densities, then in place their scaled exponentials (a padding state's
+    # row stays zero)
+    lp = np.zeros((Kp, LANES))
     # Each lane's sequence so far: the sum of its shifts, the exponent and mantissa of
     # the product of its normalisers, how many normalisers were too small to split.
     shifts, expo, mant, tiny = vzero(), vzero(), vsplat(1.0), vzero()
@@ -189,11 +191,13 @@ def _forward_lanes(
             vstore(lp, j, x)
             mx = vkeep_max(mx, x)
         vstore(sbuf, t, mx)
+        for j in range(K):
+            vstore(lp, j, vexp(vsub(vrow(lp, j), mx), FLUSH))
         start = vrow(starts, t)
         total = vzero()
         for j in range(0, Kp, 2):
-            e0 = vexp(vsub(vrow(lp, j), mx), FLUSH)
-            e1 = vexp(vsub(vrow(lp, j + 1), mx), FLUSH)
+            e0 = vrow(lp, j)
+            e1 = vrow(lp, j + 1)
             s0 = vzero()
             s1 = vzero()
             for i in range(K):
