@@ -8,11 +8,14 @@ lane loop instead: a lane's observation is one vector load (the block's rows
 are first laid out step by step, lane by lane), its K log-densities a few
 vector operations with the states' parameters as constants.
 
-The operations on each element are those of the unfused kernels (the
-log-densities of :mod:`latentem.kernels.hmm_diag_gaussian8`, the scaling of
-:mod:`latentem.kernels.scaling`, the recursions of
-:mod:`latentem.kernels.hmm_lanes`), so the results are the same; Viterbi's
-ties go to the lowest state as there.
+The log-densities and their scaling take the operations of the unfused
+kernels on each element (:mod:`latentem.kernels.hmm_diag_gaussian8`,
+:mod:`latentem.kernels.scaling`), and Viterbi's recursion those of
+:mod:`latentem.kernels.hmm_lanes`: the same paths and log-probabilities, ties
+going to the lowest state. The forward recursion applies each step's
+normaliser one step later and keeps each sequence's log-likelihood as it goes
+(a sum of shifts, and the product of normalisers as exponent and mantissa):
+the same log-likelihoods to rounding (about 1e-15 relative).
 
 They run on one thread: they serve inputs small enough that the unfused
 kernels run on one thread too (see :data:`latentem.kernels._dispatch.SERIAL_SIZE`),

@@ -16,8 +16,8 @@ import numpy as np
 from latentem._validation import check_positive_int
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
-from latentem.kernels import _dispatch
-from latentem.kernels.hmm import _use_lanes
+from latentem.kernels._dispatch import SERIAL_SIZE
+from latentem.kernels.hmm import _use_lanes, forward_loglik_scaled
 from latentem.kernels.hmm_diag_gaussian_lanes import (
     diag_columns,
     diag_gaussian_loglik_lanes,
@@ -305,9 +305,11 @@ class GaussianHMM(HMM):
         if (
             data.labels is not None
             or fam.smode != 2  # diagonal or spherical
-            or n <= _dispatch._limit[0]
-            or n * K >= _dispatch.SERIAL_SIZE
+            or forward_loglik_scaled.runs_numpy(n)  # small: NumPy, nothing compiled
+            or n * K >= SERIAL_SIZE  # large: the unfused kernels' threads pay
+            or type(data.X) is not np.ndarray  # (a memmap is read block by block)
             or data.X.dtype != np.float64
+            or not data.X.flags.c_contiguous
             or not self._lengths_fact(data, "lanes", _use_lanes)
             or self._plan_kwargs(fam, data)["plan"].complete.size != n
         ):

@@ -741,7 +741,7 @@ class HMM(SaveMixin, ParamsMixin):
     def score(self, X: Any, lengths: Any = None, *, y: Any = None) -> float:
         """Total log-likelihood of X (all sequences). ``y`` is scikit-learn's target,
         ignored (see :func:`_lengths_or_target`)."""
-        return float(np.sum(self.score_per_sequence(X, lengths)))  # no weights to apply
+        return float(self.score_per_sequence(X, lengths).sum())  # no weights to apply
 
     def score_per_sequence(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Log-likelihood of each sequence, shape (n_sequences,)."""
