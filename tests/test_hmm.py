@@ -534,3 +534,22 @@ def test_fused_path_only_where_it_applies():
     full, full_theirs = paired_models("full", K=3, D=2)
     assert full._fused_kernels(full._fitted_data(X, lengths)) is None
     assert full.score(X, lengths) == pytest.approx(full_theirs.score(X, lengths), rel=1e-9)
+
+
+def test_settings_changed_between_scores_are_checked_again():
+    """Scoring skips checking settings it has seen; a changed one is checked."""
+    ours, theirs = paired_models("diag", K=3, D=2)
+    X, lengths = sample_sequences(theirs, [40] * 30, seed=5)
+    ours.score(X, lengths)
+    for name, bad, match in [
+        ("implementation", "fast", "implementation"),
+        ("algorithm", "beam", "algorithm"),
+        ("n_components", 0, "n_components"),
+        ("initial", "fixed", "initial"),
+    ]:
+        good = getattr(ours, name)
+        setattr(ours, name, bad)
+        with pytest.raises(ValueError, match=match):
+            ours.predict(X, lengths)
+        setattr(ours, name, good)
+        np.testing.assert_array_equal(ours.predict(X, lengths), theirs.predict(X, lengths))
