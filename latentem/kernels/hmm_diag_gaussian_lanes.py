@@ -310,14 +310,20 @@ def diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat):
 def _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, pbuf, cur, best):
     """Viterbi's recursion of the block's lanes (see
     :func:`latentem.kernels.hmm_lanes._viterbi_lanes`) with the emissions computed in
-    place: the back-pointers of step t into ``pbuf[t * Kp + j]``; at each sequence's
+    place: the back-pointers of step t into ``pbuf[t * Kp + j]`` (int64 bits); at each sequence's
     last step its best final state into ``best[0, s]`` and its log-probability into
     ``best[1, s]`` (``cur[lane]``: the lane's current sequence). The parameters (logs
     of the chain's) come from :func:`_tables`. Two states at a time, as in
     :func:`_forward_lanes`: a running maximum is a chain of dependent operations."""
     Kp = start8.shape[0]
     D = (cols8.shape[0] // Kp - 1) // 2
-    index = _splat_rows(np.arange(K).astype(np.float64))
+    # the back-pointers are the bits of int64 values (blends copy bits, and no
+    # arithmetic touches these tiny doubles): the backtrack reads them as integers,
+    # without a conversion in its chain of dependent loads
+    ints = np.empty((K, LANES), dtype=np.int64)
+    for i in range(K):
+        ints[i, :] = i
+    index = ints.view(np.float64)
     # the previous step's delta in rows p..p+Kp-1 and this step's in the others: no
     # arrays swapped (and reference counts changed) each step
     delta = np.zeros((2 * Kp, LANES))
@@ -362,7 +368,8 @@ def _backtrack(ends, lo, hi, steps, Kp, pbuf, best, cur, states):
     """The block's paths, from the last step back, every lane at each step: eight
     independent chains of dependent loads overlap where one sequence's would wait.
     ``cur[lane]``: one past the lane's last sequence (as :func:`_viterbi_lanes` leaves
-    it); a lane takes its sequences' best last states from ``best[0]``."""
+    it); a lane takes its sequences' best last states from ``best[0]``. ``pbuf``: the
+    back-pointers as int64 (see :func:`_viterbi_lanes`)."""
     k = np.zeros(LANES, dtype=np.int64)
     for t in range(steps - 1, -1, -1):
         for lane in range(LANES):
@@ -371,7 +378,7 @@ def _backtrack(ends, lo, hi, steps, Kp, pbuf, best, cur, states):
                     cur[lane] -= 1
                     k[lane] = np.int64(best[0, cur[lane]])
                 else:
-                    k[lane] = np.int64(pbuf[(t + 1) * Kp + k[lane], lane])
+                    k[lane] = pbuf[(t + 1) * Kp + k[lane], lane]
                 states[lo[lane] + t] = k[lane]
 
 
@@ -402,5 +409,5 @@ def diag_gaussian_viterbi_lanes(X, cols, offsets, groups, log_startprob, log_tra
         for lane in range(n_lanes):
             cur[lane] = groups[block * LANES + lane]
         _viterbi_lanes(xt, starts, ends, any_end, steps, K, cols8, start8, trans8, pbuf, cur, best)
-        _backtrack(ends, lo, hi, steps, Kp, pbuf, best, cur, states)
+        _backtrack(ends, lo, hi, steps, Kp, pbuf.view(np.int64), best, cur, states)
     return states, best[1].copy()
