@@ -491,3 +491,65 @@ def test_singular_covariance_error_names_the_hmm_setting():
     model.covars_ = np.array([np.eye(2), np.ones((2, 2))])
     with pytest.raises(ValueError, match=r"component 1 .*increase min_covar \(now 0.001\)"):
         model.score(np.random.default_rng(0).random((10, 2)))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("K", [1, 2, 9])
+def test_fused_scoring_and_decoding_equal_the_unfused_path(covariance_type, K, monkeypatch):
+    """Many short sequences (ragged, some of one row): score and Viterbi with the
+    emissions computed inside the recursions give the unfused path's numbers to
+    1e-12 and the same states, and hmmlearn's."""
+    ours, theirs = paired_models(covariance_type, K=K, D=2, seed=K)
+    X, lengths = sample_sequences(theirs, [1, 37, 60, 2] * 10 + [45] * 20, seed=3)
+    assert ours._fused_kernels(ours._fitted_data(X, lengths)) is not None
+    fused = ours.score_per_sequence(X, lengths), ours.decode(X, lengths), ours.predict(X, lengths)
+    monkeypatch.setattr(GaussianHMM, "_fused_kernels", lambda self, data: None)
+    plain = ours.score_per_sequence(X, lengths), ours.decode(X, lengths), ours.predict(X, lengths)
+    np.testing.assert_allclose(fused[0], plain[0], rtol=1e-12)
+    assert fused[1][0] == pytest.approx(plain[1][0], rel=1e-12)
+    np.testing.assert_array_equal(fused[1][1], plain[1][1])
+    np.testing.assert_array_equal(fused[2], plain[2])
+    assert fused[0].sum() == pytest.approx(theirs.score(X, lengths), rel=1e-9)
+    np.testing.assert_array_equal(fused[2], theirs.predict(X, lengths))
+
+
+def test_fused_path_only_where_it_applies():
+    """Labels, gaps, full covariances, inputs small enough for NumPy or large enough
+    for threads, and few long sequences take the unfused path."""
+    ours, theirs = paired_models("diag", K=3, D=2)
+    X, lengths = sample_sequences(theirs, [40] * 30, seed=4)
+    assert ours._fused_kernels(ours._fitted_data(X, lengths)) is not None
+    labels = np.full(len(X), -1)
+    labels[3] = 1
+    assert ours._fused_kernels(ours._fitted_data(X, lengths, labels)) is None
+    assert ours.predict(X, lengths, labels=labels)[3] == 1
+    gap = X.copy()
+    gap[7, 1] = np.nan
+    assert ours._fused_kernels(ours._fitted_data(gap, lengths)) is None
+    assert np.isfinite(ours.score(gap, lengths))
+    assert ours._fused_kernels(ours._fitted_data(X[:800], [40] * 20)) is None  # NumPy kernels
+    assert ours._fused_kernels(ours._fitted_data(X, [600, 600])) is None  # two sequences
+    big, big_lengths = np.tile(X, (20, 1)), [40] * 600  # 72,000 entries of (n, K)
+    assert ours._fused_kernels(ours._fitted_data(big, big_lengths)) is None
+    full, full_theirs = paired_models("full", K=3, D=2)
+    assert full._fused_kernels(full._fitted_data(X, lengths)) is None
+    assert full.score(X, lengths) == pytest.approx(full_theirs.score(X, lengths), rel=1e-9)
+
+
+def test_settings_changed_between_scores_are_checked_again():
+    """Scoring skips checking settings it has seen; a changed one is checked."""
+    ours, theirs = paired_models("diag", K=3, D=2)
+    X, lengths = sample_sequences(theirs, [40] * 30, seed=5)
+    ours.score(X, lengths)
+    for name, bad, match in [
+        ("implementation", "fast", "implementation"),
+        ("algorithm", "beam", "algorithm"),
+        ("n_components", 0, "n_components"),
+        ("initial", "fixed", "initial"),
+    ]:
+        good = getattr(ours, name)
+        setattr(ours, name, bad)
+        with pytest.raises(ValueError, match=match):
+            ours.predict(X, lengths)
+        setattr(ours, name, good)
+        np.testing.assert_array_equal(ours.predict(X, lengths), theirs.predict(X, lengths))

@@ -143,3 +143,139 @@ def test_public_kernels_choose_lanes_by_the_lengths():
     )
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13)
+
+
+# ---------------------------------------------------------------------------
+# Diagonal Gaussian emissions fused into the lane recursions
+# (latentem.kernels.hmm_diag_gaussian_lanes), against NumPy.
+
+
+def _gaussian_problem(K, D, lengths, seed):
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    means = rng.normal(size=(K, D)) * 3.0
+    var = rng.uniform(0.3, 2.0, size=(K, D))
+    truth = rng.integers(0, K, size=offsets[-1])
+    X = means[truth] + rng.normal(size=(offsets[-1], D)) * np.sqrt(var[truth])
+    startprob = rng.dirichlet(np.ones(K))
+    transmat = rng.dirichlet(np.ones(K), size=K)
+    return X, offsets, means, var, startprob, transmat
+
+
+def _gaussian_log_b(X, means, var):
+    """Diagonal Gaussian log-densities (n, K), plainly."""
+    sq = ((X[:, None, :] - means[None]) ** 2 / var[None]).sum(axis=-1)
+    return -0.5 * (np.log(2 * np.pi * var).sum(axis=1)[None, :] + sq)
+
+
+def _columns(means, var):
+    from latentem.kernels.hmm_diag_gaussian_lanes import diag_columns
+
+    inv_std = 1.0 / np.sqrt(var)
+    logc = np.log(inv_std).sum(axis=1) - 0.5 * means.shape[1] * np.log(2 * np.pi)
+    return diag_columns(means, inv_std, logc)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 8, 10])
+@pytest.mark.parametrize("D", [1, 3])
+@pytest.mark.parametrize("max_groups", [64, 5])
+def test_fused_gaussian_lanes_match_the_reference(K, D, max_groups):
+    from latentem.kernels import hmm_diag_gaussian_lanes as fused
+
+    X, offsets, means, var, startprob, transmat = _gaussian_problem(K, D, LENGTHS, K + 10 * D)
+    groups = sequence_groups(offsets, max_groups)
+    cols = _columns(means, var)
+    log_b = _gaussian_log_b(X, means, var)
+    ll = fused.diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat)
+    states, logprob = fused.diag_gaussian_viterbi_lanes(
+        X, cols, offsets, groups, np.log(startprob), np.log(transmat)
+    )
+    for s in range(len(LENGTHS)):
+        a, b = offsets[s], offsets[s + 1]
+        assert ll[s] == pytest.approx(
+            reference_forward_backward(log_b[a:b], startprob, transmat)[2], rel=1e-12
+        )
+        path, lp = reference_viterbi(log_b[a:b], startprob, transmat)
+        np.testing.assert_array_equal(states[a:b], path)
+        assert logprob[s] == pytest.approx(lp, rel=1e-12)
+
+
+@pytest.mark.parametrize("K", [2, 4, 9])
+def test_fused_gaussian_lanes_equal_the_unfused_kernels(K):
+    """Many ragged sequences: the log-likelihoods of the scaled lane kernels to 1e-12,
+    the same Viterbi paths and log-probabilities."""
+    from latentem.kernels import hmm_diag_gaussian_lanes as fused
+
+    lengths = np.random.default_rng(K).integers(1, 60, size=203)
+    X, offsets, means, var, startprob, transmat = _gaussian_problem(K, 2, lengths, 20 + K)
+    groups = sequence_groups(offsets)
+    cols = _columns(means, var)
+    log_b = _gaussian_log_b(X, means, var)
+    scaled, shift = scale_emissions.jit(log_b)
+    np.testing.assert_allclose(
+        fused.diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, transmat),
+        hmm_lanes.forward_loglik_lanes_jit(scaled, shift, offsets, groups, startprob, transmat),
+        rtol=1e-12,
+    )
+    logs = (np.log(startprob), np.log(transmat))
+    s1, lp1 = fused.diag_gaussian_viterbi_lanes(X, cols, offsets, groups, *logs)
+    s2, lp2 = hmm_lanes.viterbi_lanes_jit(log_b, offsets, groups, *logs)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_allclose(lp1, lp2, rtol=1e-12)
+
+
+def test_fused_gaussian_viterbi_ties_go_to_the_lowest_state():
+    """States 1 and 2 are the same Gaussian with mirrored transitions: every path
+    through one has a twin through the other, and the lower state wins, as in the
+    reference (np.argmax) and hmmlearn."""
+    from latentem.kernels import hmm_diag_gaussian_lanes as fused
+
+    X, offsets, means, var, startprob, _ = _gaussian_problem(4, 1, LENGTHS, 3)
+    means[2], var[2] = means[1], var[1]
+    startprob = np.array([0.1, 0.3, 0.3, 0.3])
+    transmat = np.array(
+        [[0.4, 0.2, 0.2, 0.2], [0.1, 0.5, 0.3, 0.1], [0.1, 0.3, 0.5, 0.1], [0.2, 0.2, 0.2, 0.4]]
+    )
+    groups = sequence_groups(offsets)
+    states, logprob = fused.diag_gaussian_viterbi_lanes(
+        X, _columns(means, var), offsets, groups, np.log(startprob), np.log(transmat)
+    )
+    log_b = _gaussian_log_b(X, means, var)
+    assert (states != 2).all() and (states == 1).any()
+    for s in range(len(LENGTHS)):
+        a, b = offsets[s], offsets[s + 1]
+        path, lp = reference_viterbi(log_b[a:b], startprob, transmat)
+        np.testing.assert_array_equal(states[a:b], path)
+        assert logprob[s] == pytest.approx(lp, rel=1e-12)
+
+
+def test_fused_gaussian_lanes_tiny_and_impossible_normalisers():
+    """A step whose normaliser is below 1e-290 (its log taken alone) and one where the
+    only reachable state's density is flushed to zero (the sequence is impossible, as
+    in the unfused kernels); their neighbours are untouched."""
+    from latentem.kernels import hmm_diag_gaussian_lanes as fused
+
+    lengths = [5, 3, 4, 6, 2, 3, 1, 4, 5, 3]
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(offsets[-1], 1))
+    X[offsets[2] + 1 : offsets[3]] = 60.0  # sequence 2 jumps to state 1, through 1e-300
+    X[offsets[5] + 1] = 60.0
+    means, var = np.array([[0.0], [60.0]]), np.ones((2, 1))
+    startprob = np.array([1.0, 0.0])
+    groups = sequence_groups(offsets)
+    cols = _columns(means, var)
+    log_b = _gaussian_log_b(X, means, var)
+    rare = np.array([[1.0 - 1e-300, 1e-300], [0.5, 0.5]])
+    ll = fused.diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, rare)
+    for s in range(len(lengths)):
+        a, b = offsets[s], offsets[s + 1]
+        ref = reference_forward_backward(log_b[a:b], startprob, rare)[2]
+        assert ll[s] == pytest.approx(ref, rel=1e-12)
+    never = np.array([[1.0, 0.0], [0.5, 0.5]])  # state 1 unreachable: 60 is impossible
+    ll = fused.diag_gaussian_loglik_lanes(X, cols, offsets, groups, startprob, never)
+    scaled, shift = scale_emissions.jit(log_b)
+    unfused = hmm_lanes.forward_loglik_lanes_jit(scaled, shift, offsets, groups, startprob, never)
+    assert ll[2] == -np.inf and ll[5] == -np.inf
+    np.testing.assert_array_equal(ll == -np.inf, unfused == -np.inf)
+    np.testing.assert_allclose(np.delete(ll, [2, 5]), np.delete(unfused, [2, 5]), rtol=1e-12)

@@ -18,7 +18,16 @@ from numba.extending import intrinsic
 
 from latentem.kernels.vec8 import _I32, _VT, _W, vec8
 
-__all__ = ["vchoose", "vrecip", "vgather", "vgather1", "vrow_part"]
+__all__ = [
+    "vchoose",
+    "vchoose_gt",
+    "vexponent",
+    "vmantissa",
+    "vrecip",
+    "vgather",
+    "vgather1",
+    "vrow_part",
+]
 
 
 def _is_array(arr, ndim, dtype):
@@ -113,6 +122,49 @@ def vchoose(typingctx, mask, a, b):
         return builder.select(builder.fcmp_ordered(">", m, zero), x, y)
 
     return vec8(vec8, vec8, vec8), codegen
+
+
+@intrinsic
+def vchoose_gt(typingctx, x, y, a, b):
+    """Lane by lane, ``a`` where ``x > y``, else ``b``: :func:`latentem.kernels.vec8.vkeep_arg`
+    with the index as a vector (read from memory, not converted and broadcast each time)."""
+
+    def codegen(context, builder, sig, args):
+        x, y, a, b = args
+        return builder.select(builder.fcmp_ordered(">", x, y), a, b)
+
+    return vec8(vec8, vec8, vec8, vec8), codegen
+
+
+_I64 = ir.VectorType(ir.IntType(64), _W)
+
+
+@intrinsic
+def vexponent(typingctx, x):
+    """Lane by lane, the binary exponent of ``x`` as a float: ``e`` with
+    ``x = m 2**e``, ``1 <= m < 2`` (positive normal ``x``; -1023 for 0 and subnormals)."""
+
+    def codegen(context, builder, sig, args):
+        bits = builder.bitcast(args[0], _I64)
+        e = builder.and_(
+            builder.lshr(bits, ir.Constant(_I64, [52] * _W)), ir.Constant(_I64, [0x7FF] * _W)
+        )
+        return builder.sitofp(builder.sub(e, ir.Constant(_I64, [1023] * _W)), _VT)
+
+    return vec8(vec8), codegen
+
+
+@intrinsic
+def vmantissa(typingctx, x):
+    """Lane by lane, ``m`` of :func:`vexponent` (positive normal ``x``): ``x / 2**e``,
+    exactly."""
+
+    def codegen(context, builder, sig, args):
+        bits = builder.bitcast(args[0], _I64)
+        m = builder.and_(bits, ir.Constant(_I64, [(1 << 52) - 1] * _W))
+        return builder.bitcast(builder.or_(m, ir.Constant(_I64, [0x3FF << 52] * _W)), _VT)
+
+    return vec8(vec8), codegen
 
 
 @intrinsic

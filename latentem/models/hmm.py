@@ -16,6 +16,13 @@ import numpy as np
 from latentem._validation import check_positive_int
 from latentem.families.categorical import CategoricalFamily
 from latentem.families.poisson import PoissonFamily
+from latentem.kernels._dispatch import SERIAL_SIZE
+from latentem.kernels.hmm import _use_lanes, forward_loglik_scaled
+from latentem.kernels.hmm_diag_gaussian_lanes import (
+    diag_columns,
+    diag_gaussian_loglik_lanes,
+    diag_gaussian_viterbi_lanes,
+)
 from latentem.models.hmm_base import (
     ALL_PARAMS,
     HMM,
@@ -287,6 +294,35 @@ class GaussianHMM(HMM):
         return fam
 
     means_ = _family_property("means_", "(n_components, n_features) state means")
+
+    def _fused_kernels(self, data: SequenceData) -> tuple | None:
+        """The diagonal Gaussian kernels with the emissions inside the recursions
+        (:mod:`latentem.kernels.hmm_diag_gaussian_lanes`), for inputs where they pay:
+        many short sequences (the many-sequence kernels' rule), large enough to run
+        compiled yet small enough for one thread, complete, without labels."""
+        fam = self.emission
+        n, K = data.X.shape[0], self.n_components
+        if (
+            data.labels is not None
+            or fam.smode != 2  # diagonal or spherical
+            or forward_loglik_scaled.runs_numpy(n)  # small: NumPy, nothing compiled
+            or n * K >= SERIAL_SIZE  # large: the unfused kernels' threads pay
+            or type(data.X) is not np.ndarray  # (a memmap is read block by block)
+            or data.X.dtype != np.float64
+            or not data.X.flags.c_contiguous
+            or not self._lengths_fact(data, "lanes", _use_lanes)
+            or self._plan_kwargs(fam, data)["plan"].complete.size != n
+        ):
+            return None
+        prec, logc = kernel = fam._kernel_params()
+        # kept with the family, next to the factors they come from (scoring leaves the
+        # estimator's own attributes alone); the parameters' arrays are replaced, never
+        # changed, once checked
+        kept = fam.__dict__.get("_fused_cols")
+        if kept is None or kept[0] is not kernel or kept[1] is not fam.means_:
+            cols = diag_columns(fam.means_, prec[:, 0, :], logc)
+            kept = fam.__dict__["_fused_cols"] = (kernel, fam.means_, cols)
+        return kept[2], diag_gaussian_loglik_lanes, diag_gaussian_viterbi_lanes
 
     @property
     def covars_(self) -> np.ndarray:

@@ -90,26 +90,30 @@ def _lengths_key(lengths: Any, n_rows: int) -> tuple | None:
     return None
 
 
-#: The last lengths read, with their offsets and groups (which depend on nothing else).
+#: The last lengths read, with their offsets and groups (which depend on nothing else)
+#: and a dict of other things that depend on them alone (see :meth:`HMM._lengths_fact`).
 _LAST_OFFSETS: list = [None]
 
 
-def _offsets(lengths: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Checked offsets from ``lengths``, and their groups when known. Scoring and
-    decoding the same sequences again reuse the last call's (as copies), so the
-    lengths are not checked and grouped anew each time."""
+def _offsets(lengths: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
+    """Checked offsets from ``lengths``, their groups when known, and the dict of
+    facts about them (None: not kept). Scoring and decoding the same sequences again
+    reuse the last call's (as copies), so the lengths are not checked and grouped
+    anew each time."""
     key = _lengths_key(lengths, n_rows)
     last = _LAST_OFFSETS[0]
     if key is not None and last is not None and last[0] == key:
-        return last[1].copy(), last[2].copy()  # copies: a caller may write into them
+        # copies: a caller may write into them
+        return last[1].copy(), last[2].copy(), last[3]
     offsets = offsets_from_lengths(_lengths_or_target(lengths, n_rows), n_rows)
     if key is None:
-        return offsets, None
+        return offsets, None, None
     from latentem.kernels.hmm import sequence_groups
 
     groups = sequence_groups(offsets)
-    _LAST_OFFSETS[0] = (key, offsets.copy(), groups.copy())
-    return offsets, groups
+    facts: dict = {}
+    _LAST_OFFSETS[0] = (key, offsets.copy(), groups.copy(), facts)
+    return offsets, groups, facts
 
 
 #: Why scikit-learn's row-wise checks cannot apply to an HMM.
@@ -366,7 +370,7 @@ class HMM(SaveMixin, ParamsMixin):
                 self, X, nonnegative=nonnegative, missing_code=getattr(family, "missing_code", None)
             )
             Xc = family.validate_data(X)
-        offsets, groups = _offsets(lengths, len(Xc))
+        offsets, groups, facts = _offsets(lengths, len(Xc))
         lab = None
         if labels is not None:
             lab = np.asarray(labels)
@@ -382,7 +386,20 @@ class HMM(SaveMixin, ParamsMixin):
             lab = lab.astype(np.int64)
         data = SequenceData(Xc, offsets, lab)
         data._groups = groups
+        data._facts = facts
         return data
+
+    @staticmethod
+    def _lengths_fact(data: SequenceData, name: str, compute: Any) -> Any:
+        """``compute(offsets, groups)``, kept with the lengths it came from when they
+        are remembered (scoring the same sequences again finds it)."""
+        facts = getattr(data, "_facts", None)
+        if facts is not None and name in facts:
+            return facts[name]
+        value = compute(data.offsets, data.groups)
+        if facts is not None:
+            facts[name] = value
+        return value
 
     def validate_data(self, data: Any) -> SequenceData:
         """Accept a :class:`SequenceData` or a plain array (one sequence)."""
@@ -674,10 +691,14 @@ class HMM(SaveMixin, ParamsMixin):
 
     def _fitted_data(self, X, lengths, labels=None) -> SequenceData:
         self._check_settings()
-        values = [getattr(h, a, None) for h, a in self._param_slots().values()]
-        if all(v is None for v in values):  # some set by hand: _check_params names the rest
-            raise not_fitted_error(self)
-        self._check_params()
+        try:
+            self._check_params()
+        except ValueError:
+            # not fitted at all, or some set by hand (_check_params names the rest)
+            values = [getattr(h, a, None) for h, a in self._param_slots().values()]
+            if all(v is None for v in values):
+                raise not_fitted_error(self) from None
+            raise
         if is_dask_array(X):  # scoring and decoding return per-row results: in memory
             X = np.asarray(X)
         note_features(self, X, reset=False)
@@ -720,13 +741,26 @@ class HMM(SaveMixin, ParamsMixin):
     def score(self, X: Any, lengths: Any = None, *, y: Any = None) -> float:
         """Total log-likelihood of X (all sequences). ``y`` is scikit-learn's target,
         ignored (see :func:`_lengths_or_target`)."""
-        return float(np.sum(self.score_per_sequence(X, lengths)))  # no weights to apply
+        return float(self.score_per_sequence(X, lengths).sum())  # no weights to apply
 
     def score_per_sequence(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Log-likelihood of each sequence, shape (n_sequences,)."""
         data = self._fitted_data(X, lengths)
+        fused = self._fused_kernels(data)
+        if fused is not None:
+            cols, loglik, _ = fused
+            start, trans = self._markov()._params(None)
+            return loglik(data.X, cols, data.offsets, data.groups, start, trans)
         scaled = self._scaled_emission(data)
         return self._markov().log_likelihood(None, data.offsets, data.groups, scaled=scaled)
+
+    def _fused_kernels(self, data: SequenceData) -> tuple | None:
+        """Kernels that compute the emissions inside the recursions, where the family
+        and the data allow: ``(params, loglik, viterbi)`` with the signatures of
+        :func:`latentem.kernels.hmm_diag_gaussian_lanes.diag_gaussian_loglik_lanes` and
+        :func:`~latentem.kernels.hmm_diag_gaussian_lanes.diag_gaussian_viterbi_lanes`;
+        None (the default) for the unfused path."""
+        return None
 
     def score_samples(self, X: Any, lengths: Any = None, labels: Any = None):
         """Total log-likelihood and the state posteriors of every row."""
@@ -744,19 +778,31 @@ class HMM(SaveMixin, ParamsMixin):
         best path (summed over sequences); with ``"map"`` the states maximise
         each row's posterior and ``log_prob`` is the log-likelihood of X.
         """
+        log_prob, states = self._decode(X, lengths, algorithm, labels)
+        return float(log_prob.sum()), states
+
+    def _decode(self, X: Any, lengths: Any, algorithm: str | None, labels: Any):
+        """:meth:`decode` with the log-probability of each sequence (``predict`` needs
+        no total)."""
         algorithm = self.algorithm if algorithm is None else algorithm
         if algorithm not in _ALGORITHMS:
             raise ValueError(f"algorithm must be one of {_ALGORITHMS}; got {algorithm!r}.")
         data = self._fitted_data(X, lengths, labels)
         if algorithm == "map":
             post, _, _, seq_ll = self._forward_backward(data)
-            return float(seq_ll.sum()), np.argmax(post, axis=1)
+            return seq_ll, np.argmax(post, axis=1)
+        fused = self._fused_kernels(data)
+        if fused is not None:
+            cols, _, viterbi = fused
+            log_start, log_trans = self._markov()._log_params(None)
+            states, seq_lp = viterbi(data.X, cols, data.offsets, data.groups, log_start, log_trans)
+            return seq_lp, states
         states, seq_lp = self._markov().viterbi(self._log_emission(data), data.offsets, data.groups)
-        return float(seq_lp.sum()), states
+        return seq_lp, states
 
     def predict(self, X: Any, lengths: Any = None, labels: Any = None) -> np.ndarray:
         """Most likely state of every row (Viterbi unless ``algorithm="map"``)."""
-        return self.decode(X, lengths, labels=labels)[1]
+        return self._decode(X, lengths, None, labels)[1]
 
     def sample(self, n_samples: int = 1, random_state: Any = None, currstate: int | None = None):
         """Draw one sequence: ``(X, states)``."""
