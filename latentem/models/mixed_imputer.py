@@ -41,8 +41,11 @@ AUTO_PATIENCE = 1
 AUTO_MIN_GAIN = 0.01
 AUTO_HOLDOUT_SEED = 0x5EED18
 #: The candidates' fits stop earlier than the final one: they only rank the
-#: numbers of classes (the final fit uses ``max_iter`` and ``tol``).
-AUTO_TOL = 1e-3
+#: numbers of classes (the final fit uses ``max_iter`` and ``tol``). 3e-3 rather
+#: than 1e-3: the benchmark's nine cases chose the same numbers in 25 of 27 fits
+#: (the two others passed the targets too), with 8-30% fewer E-steps at 50% missing;
+#: 5e-3 and more changed the choices on more fits, and lost continuous RMSE.
+AUTO_TOL = 3e-3
 #: With category effects the levels shift the continuous means themselves, so
 #: fewer classes are needed: "auto" tries at most this many (on the benchmark's
 #: tables 5 to 8 classes cost 2-3x the time and imputed no better).
