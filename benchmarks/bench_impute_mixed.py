@@ -248,7 +248,9 @@ def main(argv=None, only=()):
         "--tables", default="", help="comma-separated tables to run (default all; 'none': none)"
     )
     ap.add_argument(
-        "--fractions", default="", help="comma-separated shares of hidden cells (default 0.1,0.3,0.5)"
+        "--fractions",
+        default="",
+        help="comma-separated shares of hidden cells (default 0.1,0.3,0.5)",
     )
     args = ap.parse_args(argv)
     if args.tables:
