@@ -247,6 +247,11 @@ def main(argv=None, only=()):
     ap.add_argument(
         "--tables", default="", help="comma-separated tables to run (default all; 'none': none)"
     )
+    ap.add_argument(
+        "--fractions",
+        default="",
+        help="comma-separated shares of hidden cells (default 0.1,0.3,0.5)",
+    )
     args = ap.parse_args(argv)
     if args.tables:
         only = [t for t in args.tables.split(",") if t]
@@ -256,6 +261,8 @@ def main(argv=None, only=()):
     print(f"first MixedImputer call (numba cache load or compile): {warm_up():.2f} s")
     seeds = list(range(args.seeds)) if args.seeds else [0, 1] if args.quick else [0, 1, 2]
     fracs = [0.3] if args.quick else [0.1, 0.3, 0.5]
+    if args.fractions:
+        fracs = [float(f) for f in args.fractions.split(",") if f]
     failures = []
     print(
         "\n| table | missing | method | RMSE (continuous) | accuracy (categorical) | "

@@ -323,6 +323,17 @@ def test_objective_never_decreases(k, covariance_type, effects):
     assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj[1:]))
 
 
+def test_blas_on_one_thread_while_fitting():
+    # the controller is made once; NumPy's and SciPy's BLAS (the M-step solves with
+    # SciPy's on small tables) are both limited, however early the first fit came
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for _ in range(2):
+        with mixed_imputer._one_blas_thread():
+            blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+            assert blas and all(i["num_threads"] == 1 for i in blas)
+    assert len(mixed_imputer._BLAS_CONTROLLER) == 1
+
+
 @pytest.mark.parametrize("effects", [False, True])
 def test_param_vector_round_trip_and_infeasible_points(effects):
     # SQUAREM extrapolates this vector: setting it back changes nothing, and a point

@@ -311,8 +311,13 @@ class _MixedEM:
             idx = np.concatenate([[k], K + np.arange(Q)])
             full_szz[k][np.ix_(idx, idx)] = szz[k]
             full_sxz[k][idx] = sxz[k]
-            lhs += np.kron(full_szz[k], P[k])
-            rhs += full_sxz[k] @ P[k]
+        if self.covariance_type == "tied":  # one precision: one Kronecker product
+            lhs += np.kron(full_szz.sum(axis=0), P[0])
+            rhs += full_sxz.sum(axis=0) @ P[0]
+        else:
+            for k in range(K):
+                lhs += np.kron(full_szz[k], P[k])
+                rhs += full_sxz[k] @ P[k]
         prior = np.concatenate([np.full(K, INTERCEPT_PRIOR), np.full(Q, EFFECT_PRIOR)])
         lhs += np.kron(np.diag(prior), np.diag(inv_var))
         # the library's rule: small tables compile nothing (LAPACK), larger ones use the
