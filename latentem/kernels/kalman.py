@@ -49,6 +49,9 @@ from latentem.kernels.kalman_linalg import (
     _solve_vec,
 )
 
+#: FMA contraction only: no reassociation, and NaN checks keep working
+_FM = {"contract"}
+
 __all__ = ["kalman_smoother", "kalman_stats", "N_COUNTS"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -56,7 +59,7 @@ _LOG_2PI = np.log(2.0 * np.pi)
 N_COUNTS = 3
 
 
-@njit(cache=True)
+@njit(inline="always", error_model="numpy", fastmath=_FM)
 def _observed_entries(Y, r, obs):
     """The observed entries of row ``r`` into ``obs``: their count. (A function: a count
     kept in place from a literal 0 is typed ``Literal[int](0)`` first, and every kernel
@@ -69,7 +72,7 @@ def _observed_entries(Y, r, obs):
     return k
 
 
-@njit(cache=True)
+@njit(inline="always", error_model="numpy", fastmath=_FM)
 def _split_row(Y, r, obs, mis):
     """The observed and the missing entries of row ``r`` into ``obs`` and ``mis``: their
     counts (a function, as :func:`_observed_entries`)."""
@@ -85,7 +88,7 @@ def _split_row(Y, r, obs, mis):
     return k, nm
 
 
-@njit(cache=True)
+@njit(inline="always", error_model="numpy", fastmath=_FM)
 def _predict(U, r, t, A, B, Q, m0, P0, mp, Pp, mf, Pf, tmp):
     """Predicted moments of step ``t`` (row ``r``) into ``mp[t]``, ``Pp[t]``: the initial
     state at ``t = 0``, else ``A`` and ``B u_r`` applied to the filtered step ``t - 1``."""
@@ -120,7 +123,7 @@ def _predict(U, r, t, A, B, Q, m0, P0, mp, Pp, mf, Pf, tmp):
                 Pp[t, j, i] = s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work):
     """Kalman filter over rows a..a+T-1: predicted (``mp``, ``Pp``) and filtered
     (``mf``, ``Pf``) moments into rows 0..T-1 of the buffers. Returns the log-likelihood,
@@ -221,7 +224,7 @@ def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
     return ll
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _filter_univariate(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work):
     """:func:`_filter_sequence` for a diagonal ``R``: the observed entries of a step
     enter one at a time, each a scalar update (Durbin and Koopman's univariate
@@ -276,7 +279,7 @@ def _filter_univariate(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, wor
     return ll
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, store, outs, work2):
     """RTS smoother over one filtered sequence; adds its weighted statistics into
     ``stats`` and (if ``store``) writes smoothed moments into ``outs``."""
@@ -444,7 +447,7 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
                 out_yvar[r, obs[d]] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _filter_scalar(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
     """:func:`_filter_sequence` for one state, one observation and no inputs (``A``,
     ``C``, ``Q``, ``R``, ``m0``, ``P0`` as numbers): the same arithmetic, in the same
@@ -477,7 +480,7 @@ def _filter_scalar(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
     return ll
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _smooth_scalar(Y, a, T, A, C, R, mp, Pp, mf, Pf, ms, Ps, w, stats, store, outs):
     """:func:`_smooth_sequence` for one state, one observation and no inputs, as
     :func:`_filter_scalar` is to :func:`_filter_sequence`."""
@@ -523,7 +526,7 @@ def _smooth_scalar(Y, a, T, A, C, R, mp, Pp, mf, Pf, ms, Ps, w, stats, store, ou
             out_ymean[r, 0] = y
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _is_diagonal(R):
     """Whether ``R`` is diagonal. A function, so the flag is typed ``bool``: a flag set
     to ``True`` in place is typed ``Literal[bool](True)`` first, and every kernel it is
@@ -535,14 +538,14 @@ def _is_diagonal(R):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _group_stats(g_stats, g):
     """Group ``g``'s own statistics arrays, views into the stacked ``g_stats``."""
     g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts = g_stats
     return (g_Zp[g], g_XZ[g], g_XX[g], g_W[g], g_YW[g], g_YY[g], g_s1[g], g_S1[g], g_counts[g])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll, stats, outs):
     """Filter (and smooth) sequences ``first..last-1``, adding their statistics into the
     group's own arrays ``stats``. Compiled on its own, so the parallel loop stays small."""
@@ -636,7 +639,7 @@ def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll
             )
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FM)
 def _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_stats, outs):
     """The groups in parallel. Nothing but the loop lives here: with ``parallel=True``
     every array expression would become a parallel launch of its own."""
@@ -659,7 +662,7 @@ def _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_
         )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mode):
     """Kalman filter (and RTS smoother) over all sequences.
 
@@ -745,7 +748,7 @@ def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mo
     return seq_ll, (Zp, XZ, XX, W, YW, YY, s1, S1, counts), (out_mean, out_cov, out_ymean, out_yvar)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def kalman_stats(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mode):
     """:func:`kalman_smoother` in mode 0 or 1, returning ``(seq_loglik, stats)`` only: the
     E-step's call, which leaves out the four empty outputs (each array handed back to
