@@ -43,9 +43,7 @@ import numpy as np
 from latentem.kernels._jit import njit, prange
 from latentem.kernels.kalman_linalg import (
     _cholesky,
-    _cholesky_semi,
     _solve_row,
-    _solve_semi,
     _solve_vec,
 )
 
@@ -57,70 +55,6 @@ __all__ = ["kalman_smoother", "kalman_stats", "N_COUNTS"]
 _LOG_2PI = np.log(2.0 * np.pi)
 #: Entries of the ``counts`` statistic: transitions, observation times, sequences.
 N_COUNTS = 3
-
-
-@njit(inline="always", error_model="numpy", fastmath=_FM)
-def _observed_entries(Y, r, obs):
-    """The observed entries of row ``r`` into ``obs``: their count. (A function: a count
-    kept in place from a literal 0 is typed ``Literal[int](0)`` first, and every kernel
-    it is passed to would compile twice, once for each type.)"""
-    k = 0
-    for i in range(Y.shape[1]):
-        if not np.isnan(Y[r, i]):
-            obs[k] = i
-            k += 1
-    return k
-
-
-@njit(inline="always", error_model="numpy", fastmath=_FM)
-def _split_row(Y, r, obs, mis):
-    """The observed and the missing entries of row ``r`` into ``obs`` and ``mis``: their
-    counts (a function, as :func:`_observed_entries`)."""
-    k = 0
-    nm = 0
-    for i in range(Y.shape[1]):
-        if np.isnan(Y[r, i]):
-            mis[nm] = i
-            nm += 1
-        else:
-            obs[k] = i
-            k += 1
-    return k, nm
-
-
-@njit(inline="always", error_model="numpy", fastmath=_FM)
-def _predict(U, r, t, A, B, Q, m0, P0, mp, Pp, mf, Pf, tmp):
-    """Predicted moments of step ``t`` (row ``r``) into ``mp[t]``, ``Pp[t]``: the initial
-    state at ``t = 0``, else ``A`` and ``B u_r`` applied to the filtered step ``t - 1``."""
-    n = A.shape[0]
-    m = U.shape[1]
-    if t == 0:
-        for i in range(n):
-            mp[t, i] = m0[i]
-            for j in range(n):
-                Pp[t, i, j] = P0[i, j]
-    else:
-        for i in range(n):
-            s = 0.0
-            for j in range(n):
-                s += A[i, j] * mf[t - 1, j]
-            for j in range(m):
-                s += B[i, j] * U[r, j]
-            mp[t, i] = s
-        # tmp = A Pf
-        for i in range(n):
-            for j in range(n):
-                s = 0.0
-                for q in range(n):
-                    s += A[i, q] * Pf[t - 1, q, j]
-                tmp[i, j] = s
-        for i in range(n):
-            for j in range(i + 1):
-                s = Q[i, j]
-                for q in range(n):
-                    s += tmp[i, q] * A[j, q]
-                Pp[t, i, j] = s
-                Pp[t, j, i] = s
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -135,9 +69,40 @@ def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
     ll = 0.0
     for t in range(T):
         r = a + t
-        _predict(U, r, t, A, B, Q, m0, P0, mp, Pp, mf, Pf, tmp)
+        # ---- predict
+        if t == 0:
+            for i in range(n):
+                mp[t, i] = m0[i]
+                for j in range(n):
+                    Pp[t, i, j] = P0[i, j]
+        else:
+            for i in range(n):
+                s = 0.0
+                for j in range(n):
+                    s += A[i, j] * mf[t - 1, j]
+                for j in range(m):
+                    s += B[i, j] * U[r, j]
+                mp[t, i] = s
+            # tmp = A Pf
+            for i in range(n):
+                for j in range(n):
+                    s = 0.0
+                    for q in range(n):
+                        s += A[i, q] * Pf[t - 1, q, j]
+                    tmp[i, j] = s
+            for i in range(n):
+                for j in range(i + 1):
+                    s = Q[i, j]
+                    for q in range(n):
+                        s += tmp[i, q] * A[j, q]
+                    Pp[t, i, j] = s
+                    Pp[t, j, i] = s
         # ---- update with the observed entries only
-        k = _observed_entries(Y, r, obs)
+        k = p - p  # typed int64, not a literal: one specialisation of _cholesky and co.
+        for i in range(p):  # the observed entries (written out: see _smooth_sequence)
+            if not np.isnan(Y[r, i]):
+                obs[k] = i
+                k += 1
         if k == 0:
             for i in range(n):
                 mf[t, i] = mp[t, i]
@@ -240,7 +205,35 @@ def _filter_univariate(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, wor
     ll = 0.0
     for t in range(T):
         r = a + t
-        _predict(U, r, t, A, B, Q, m0, P0, mp, Pp, mf, Pf, tmp)
+        # predict, written out as in _filter_sequence: a call per step (even one numba
+        # inlines) cost as much as the step's arithmetic
+        if t == 0:
+            for i in range(n):
+                mp[t, i] = m0[i]
+                for j in range(n):
+                    Pp[t, i, j] = P0[i, j]
+        else:
+            for i in range(n):
+                s = 0.0
+                for j in range(n):
+                    s += A[i, j] * mf[t - 1, j]
+                for j in range(m):
+                    s += B[i, j] * U[r, j]
+                mp[t, i] = s
+            # tmp = A Pf
+            for i in range(n):
+                for j in range(n):
+                    s = 0.0
+                    for q in range(n):
+                        s += A[i, q] * Pf[t - 1, q, j]
+                    tmp[i, j] = s
+            for i in range(n):
+                for j in range(i + 1):
+                    s = Q[i, j]
+                    for q in range(n):
+                        s += tmp[i, q] * A[j, q]
+                    Pp[t, i, j] = s
+                    Pp[t, j, i] = s
         for i in range(n):
             mf[t, i] = mp[t, i]
             for j in range(n):
@@ -295,18 +288,52 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
         for j in range(n):
             Ps[T - 1, i, j] = Pf[T - 1, i, j]
     for t in range(T - 2, -1, -1):
-        # J = Pf[t] A' Pp[t+1]^-1, i.e. Pp[t+1] J' = A Pf[t]
+        # J = Pf[t] A' Pp[t+1]^-1, i.e. Pp[t+1] J' = A Pf[t], by the factor and solve of
+        # kalman_linalg's _cholesky_semi and _solve_semi, written out here: a call per
+        # time step (even one numba inlines) cost as much as the step's arithmetic
         scale = 0.0
         for i in range(n):
             scale = max(scale, abs(Pp[t + 1, i, i]))
-        _cholesky_semi(Pp[t + 1], n, Lp, 1e-13 * scale)
+        tiny = 1e-13 * scale
+        for j in range(n):
+            d = Pp[t + 1, j, j]
+            for q in range(j):
+                d -= Lp[j, q] * Lp[j, q]
+            for i in range(j):
+                Lp[i, j] = 0.0
+            if not d > tiny:  # a direction of zero variance: its column left zero
+                for i in range(j, n):
+                    Lp[i, j] = 0.0
+                continue
+            d = np.sqrt(d)
+            Lp[j, j] = d
+            for i in range(j + 1, n):
+                s = Pp[t + 1, i, j]
+                for q in range(j):
+                    s -= Lp[i, q] * Lp[j, q]
+                Lp[i, j] = s / d
         for j in range(n):  # column j of J' = row j of J
             for i in range(n):
                 s = 0.0
                 for q in range(n):
                     s += A[i, q] * Pf[t, q, j]
                 rhs[i] = s
-            _solve_semi(Lp, n, rhs)
+            for i in range(n):  # zero columns of the factor give zero
+                if Lp[i, i] == 0.0:
+                    rhs[i] = 0.0
+                    continue
+                s = rhs[i]
+                for q in range(i):
+                    s -= Lp[i, q] * rhs[q]
+                rhs[i] = s / Lp[i, i]
+            for i in range(n - 1, -1, -1):
+                if Lp[i, i] == 0.0:
+                    rhs[i] = 0.0
+                    continue
+                s = rhs[i]
+                for q in range(i + 1, n):
+                    s -= Lp[q, i] * rhs[q]
+                rhs[i] = s / Lp[i, i]
             for i in range(n):
                 J[j, i] = rhs[i]
         for i in range(n):
@@ -356,7 +383,15 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
     # observation statistics, missing entries of y as latent variables
     for t in range(T):
         r = a + t
-        k, nm = _split_row(Y, r, obs, mis)
+        k = p - p  # typed int64, not a literal: one specialisation of _cholesky and co.
+        nm = p - p
+        for i in range(p):  # the observed and the missing entries (see J above)
+            if np.isnan(Y[r, i]):
+                mis[nm] = i
+                nm += 1
+            else:
+                obs[k] = i
+                k += 1
         # residual of the observed entries at the smoothed mean is not needed: the
         # missing entries given x_t and y_o are G x_t + h + e, e ~ N(0, Rc)
         for c in range(nm):
@@ -447,7 +482,7 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
                 out_yvar[r, obs[d]] = 0.0
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _filter_scalar(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
     """:func:`_filter_sequence` for one state, one observation and no inputs (``A``,
     ``C``, ``Q``, ``R``, ``m0``, ``P0`` as numbers): the same arithmetic, in the same
@@ -480,7 +515,7 @@ def _filter_scalar(Y, a, T, A, C, Q, R, m0, P0, mp, Pp, mf, Pf):
     return ll
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _smooth_scalar(Y, a, T, A, C, R, mp, Pp, mf, Pf, ms, Ps, w, stats, store, outs):
     """:func:`_smooth_sequence` for one state, one observation and no inputs, as
     :func:`_filter_scalar` is to :func:`_filter_sequence`."""
@@ -526,7 +561,7 @@ def _smooth_scalar(Y, a, T, A, C, R, mp, Pp, mf, Pf, ms, Ps, w, stats, store, ou
             out_ymean[r, 0] = y
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _is_diagonal(R):
     """Whether ``R`` is diagonal. A function, so the flag is typed ``bool``: a flag set
     to ``True`` in place is typed ``Literal[bool](True)`` first, and every kernel it is
@@ -538,7 +573,7 @@ def _is_diagonal(R):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _group_stats(g_stats, g):
     """Group ``g``'s own statistics arrays, views into the stacked ``g_stats``."""
     g_Zp, g_XZ, g_XX, g_W, g_YW, g_YY, g_s1, g_S1, g_counts = g_stats

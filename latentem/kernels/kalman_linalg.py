@@ -38,7 +38,7 @@ def _cholesky(S, k, L):
     return True
 
 
-@njit(inline="always", error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _cholesky_semi(S, k, L, tiny):
     """Cholesky factor of a positive semi-definite ``S[:k, :k]``: a pivot at most
     ``tiny`` marks a direction of zero variance (its column is left zero), so
@@ -70,7 +70,7 @@ def _cholesky_column(S, k, L, j, d):
         L[i, j] = s / d
 
 
-@njit(inline="always", error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _solve_semi(L, k, b):
     """Solve ``L L' x = b`` in place for ``b[:k]`` (columns of ``L`` that are zero give
     zero in ``x``)."""
