@@ -669,15 +669,19 @@ def test_compiled_m_step_equals_the_numpy_m_step(n, p, m, fixed, q_type, r_type)
         dict(observation_matrix=[[0.7]], transition_matrix=[[1.0]]),
         dict(observation_matrix=[[1.0]], initial_cov="diffuse"),
         dict(observation_matrix=[[2.0]], transition_cov=0.3, initial_mean=[1.0]),
+        dict(observation_matrix=[[1.0]], transition_matrix=[[1.0]]),  # the local level
     ],
 )
 @pytest.mark.parametrize("lengths", [None, [60, 1, 59]])
-def test_scalar_start_equals_the_general_start(kw, lengths):
+@pytest.mark.parametrize("gaps", [True, False])
+def test_scalar_start_equals_the_general_start(kw, lengths, gaps):
     """One state, one feature, C given: the starting values computed in numbers equal
-    the general code's, which the same model with an input that is always zero takes."""
+    the general code's, which the same model with an input that is always zero takes
+    (with and without gaps: without, c = 1 and A = 1 skip steps that change nothing)."""
     rng = np.random.default_rng(1)
     y = np.cumsum(rng.normal(size=120)) + rng.normal(size=120)
-    y[[3, 40, 41]] = np.nan
+    if gaps:
+        y[[3, 40, 41]] = np.nan
     fast = LinearGaussianSSM(1, **kw)
     fast.init_params(fast.prepare(y, lengths), np.random.default_rng(0))
     general = LinearGaussianSSM(1, **kw)
@@ -767,3 +771,32 @@ def test_fitted_attributes_edited_in_place_count_after_restarts_and_copies():
         after = model.score(y)
         assert after != before
         np.testing.assert_allclose(after, expected, rtol=1e-9)
+
+
+def test_models_with_one_setting_share_their_masks_and_a_new_setting_gets_its_own():
+    """The masks of held entries are worked out once per setting and shared (read-only);
+    a changed ``fixed`` or diffuse start is honoured at the next prepare."""
+    y = nile_y()
+    kw = dict(transition_matrix=[[1.0]], observation_matrix=[[1.0]], n_iter=20)
+    one = LinearGaussianSSM(1, fixed=["transition_matrix"], **kw)
+    two = LinearGaussianSSM(1, fixed=["transition_matrix"], **kw)
+    one.prepare(y)
+    two.prepare(y)
+    assert one._held is two._held and one._masks is two._masks
+    with pytest.raises(ValueError):
+        one._masks["transition_matrix"][0, 0] = False
+    one.set_params(fixed=None)
+    one.fit(y)
+    assert not one._masks["transition_matrix"].any()
+    assert one.transition_matrix_[0, 0] != 1.0  # free now: EM moved it
+    two.fit(y)
+    assert two.transition_matrix_[0, 0] == 1.0
+    two.set_params(initial_cov="diffuse")
+    two.prepare(y)
+    assert two._held["diffuse"] is not None and two._masks["initial_cov"].all()
+    # fixed given as masks: worked out afresh, not shared
+    masked = dict(fixed={"transition_matrix": np.array([[True]])}, **kw)
+    three, four = LinearGaussianSSM(1, **masked), LinearGaussianSSM(1, **masked)
+    three.prepare(y)
+    four.prepare(y)
+    assert three._held is not four._held and three._masks["transition_matrix"].all()
