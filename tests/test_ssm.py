@@ -777,7 +777,7 @@ def test_models_with_one_setting_share_their_masks_and_a_new_setting_gets_its_ow
     """The masks of held entries are worked out once per setting and shared (read-only);
     a changed ``fixed`` or diffuse start is honoured at the next prepare."""
     y = nile_y()
-    kw = dict(transition_matrix=[[1.0]], observation_matrix=[[1.0]], n_iter=20)
+    kw = dict(transition_matrix=[[1.0]], observation_matrix=[[1.0]], n_iter=500, tol=1e-4)
     one = LinearGaussianSSM(1, fixed=["transition_matrix"], **kw)
     two = LinearGaussianSSM(1, fixed=["transition_matrix"], **kw)
     one.prepare(y)
