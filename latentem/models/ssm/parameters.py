@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import operator
 
+from typing import Any
+
 import numpy as np
 
 from latentem.kernels import kalman_scalar as _flat  # by module: its dispatchers once made
@@ -75,6 +77,38 @@ def _any(mask: np.ndarray) -> bool:
 _CHECKS: dict[tuple, np.ndarray] = {}
 #: ``(masks, held)`` per setting (:meth:`_Parameters._set_masks`).
 _SETTINGS: dict[tuple, tuple[dict, dict]] = {}
+
+
+class _Fitted:
+    """A fitted parameter's attribute (``transition_matrix_`` and the others), kept in
+    the instance's ``__dict__`` under its own name: assigning one marks the packed
+    vector for :meth:`_Parameters._theta` to compare with the attributes again (our own
+    writes of the views go to ``__dict__`` directly). Only these eight attributes pay
+    for the check; a ``__setattr__`` would make every assignment pay."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(obj).__name__!r} object has no attribute {self.name!r}"
+            ) from None
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+        obj.__dict__["_assigned"] = True
+
+    def __delete__(self, obj: Any) -> None:
+        try:
+            del obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+        obj.__dict__["_assigned"] = True
 
 
 class _Parameters:
@@ -298,12 +332,15 @@ class _Parameters:
         packed = d.get("_packed")
         # a deep copy (the runner's snapshot of the best restart) or a pickle keeps the
         # tuple but not the views: the vector then no longer owns the first one's memory
-        if (
-            packed is not None
-            and packed[1][0].base is packed[0]
-            and all(map(operator.is_, _GET_ATTRS(d), packed[1]))
-        ):
-            return packed[0]
+        if packed is not None and packed[1][0].base is packed[0]:
+            # no parameter assigned since the views were checked (see _Fitted): the
+            # E- and M-steps ask several times per iteration, this answers at once
+            if "_assigned" not in d:
+                return packed[0]
+            if all(map(operator.is_, _GET_ATTRS(d), packed[1])):
+                del d["_assigned"]
+                return packed[0]
+        d.pop("_assigned", None)
         values = [np.asarray(getattr(self, attr), dtype=np.float64) for attr in _ATTRS]
         theta = np.concatenate([v.ravel() for v in values])
         self._set_views(theta, [v.shape for v in values])
@@ -444,3 +481,7 @@ class _Parameters:
         if "_held_cache" not in self.__dict__:
             self._masks  # noqa: B018 (computes both)
         return self.__dict__["_held_cache"]
+
+
+for _attr in _ATTRS:
+    setattr(_Parameters, _attr, _Fitted(_attr))
