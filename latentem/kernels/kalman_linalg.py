@@ -16,13 +16,10 @@ import numpy as np
 
 from latentem.kernels._jit import njit
 
-#: FMA contraction only: no reassociation, and NaN checks keep working
-_FM = {"contract"}
-
 __all__: list[str] = []
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _cholesky(S, k, L):
     """Lower Cholesky factor of ``S[:k, :k]`` into ``L[:k, :k]``; False if not positive
     definite."""
@@ -38,7 +35,7 @@ def _cholesky(S, k, L):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _cholesky_semi(S, k, L, tiny):
     """Cholesky factor of a positive semi-definite ``S[:k, :k]``: a pivot at most
     ``tiny`` marks a direction of zero variance (its column is left zero), so
@@ -57,7 +54,7 @@ def _cholesky_semi(S, k, L, tiny):
     return True
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _cholesky_column(S, k, L, j, d):
     """Column ``j`` of the factor, on and below the diagonal, from its pivot ``d > 0``
     (the step both factorisations share)."""
@@ -70,7 +67,7 @@ def _cholesky_column(S, k, L, j, d):
         L[i, j] = s / d
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _solve_semi(L, k, b):
     """Solve ``L L' x = b`` in place for ``b[:k]`` (columns of ``L`` that are zero give
     zero in ``x``)."""
@@ -92,7 +89,7 @@ def _solve_semi(L, k, b):
         b[i] = s / L[i, i]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _solve_row(L, k, K, i):
     """Solve ``L L' x = K[i, :k]`` in place."""
     for c in range(k):
@@ -107,7 +104,7 @@ def _solve_row(L, k, K, i):
         K[i, c] = s / L[c, c]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True)
 def _solve_vec(L, k, b):
     """Solve ``L L' x = b[:k]`` in place (L positive definite)."""
     for c in range(k):
