@@ -135,7 +135,13 @@ def random_problem(seed, n=3, p=4, m=2, lengths=(5, 1, 7, 4, 9), diag_r=False, m
 
 @pytest.mark.parametrize(
     "seed, diag_r, m, n, p",
-    [(0, False, 2, 3, 4), (1, True, 2, 3, 4), (2, False, 0, 3, 4), (3, False, 0, 1, 1)],
+    [
+        (0, False, 2, 3, 4),
+        (1, True, 2, 3, 4),
+        (2, False, 0, 3, 4),
+        (3, False, 0, 1, 1),
+        (4, True, 1, 3, 2),  # diagonal R, fewer features than states
+    ],
 )
 def test_kernel_matches_numpy_reference(seed, diag_r, m, n, p):
     Y, U, offsets, P, w = random_problem(seed, n=n, p=p, m=m, diag_r=diag_r)
@@ -159,7 +165,9 @@ def test_kernel_matches_numpy_reference(seed, diag_r, m, n, p):
 
 def test_scalar_kernel_path_does_the_general_arithmetic():
     """One state, one observation, no inputs runs its own loop-free code; with an input
-    that is always zero the same model runs the general code: the same numbers."""
+    that is always zero the same model runs the general code: the same numbers, to
+    rounding (the general filter takes a diagonal R's entries one at a time, its own
+    order of operations)."""
     Y, _, offsets, P, w = random_problem(5, n=1, p=1, m=0, lengths=(30, 1, 12, 2))
     Y[5:9] = np.nan  # a gap inside a sequence
     groups = sequence_groups(offsets)
@@ -169,11 +177,12 @@ def test_scalar_kernel_path_does_the_general_arithmetic():
     general = (P["A"], zero, P["C"], zero, P["Q"], P["R"], P["m0"], P["P0"])
     U = np.zeros((len(Y), 1))
     ll_g, stats_g, outs_g = kalman_smoother(Y, U, offsets, groups, *general, w, 2)
-    np.testing.assert_array_equal(ll, ll_g)
+    np.testing.assert_allclose(ll, ll_g, rtol=1e-13)
     for got, want in zip(stats, stats_g):
-        np.testing.assert_array_equal(got, want[tuple(slice(0, k) for k in got.shape)])
+        want = want[tuple(slice(0, k) for k in got.shape)]
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     for got, want in zip(outs, outs_g):
-        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- Nile
@@ -660,15 +669,19 @@ def test_compiled_m_step_equals_the_numpy_m_step(n, p, m, fixed, q_type, r_type)
         dict(observation_matrix=[[0.7]], transition_matrix=[[1.0]]),
         dict(observation_matrix=[[1.0]], initial_cov="diffuse"),
         dict(observation_matrix=[[2.0]], transition_cov=0.3, initial_mean=[1.0]),
+        dict(observation_matrix=[[1.0]], transition_matrix=[[1.0]]),  # the local level
     ],
 )
 @pytest.mark.parametrize("lengths", [None, [60, 1, 59]])
-def test_scalar_start_equals_the_general_start(kw, lengths):
+@pytest.mark.parametrize("gaps", [True, False])
+def test_scalar_start_equals_the_general_start(kw, lengths, gaps):
     """One state, one feature, C given: the starting values computed in numbers equal
-    the general code's, which the same model with an input that is always zero takes."""
+    the general code's, which the same model with an input that is always zero takes
+    (with and without gaps: without, c = 1 and A = 1 skip steps that change nothing)."""
     rng = np.random.default_rng(1)
     y = np.cumsum(rng.normal(size=120)) + rng.normal(size=120)
-    y[[3, 40, 41]] = np.nan
+    if gaps:
+        y[[3, 40, 41]] = np.nan
     fast = LinearGaussianSSM(1, **kw)
     fast.init_params(fast.prepare(y, lengths), np.random.default_rng(0))
     general = LinearGaussianSSM(1, **kw)
@@ -758,3 +771,32 @@ def test_fitted_attributes_edited_in_place_count_after_restarts_and_copies():
         after = model.score(y)
         assert after != before
         np.testing.assert_allclose(after, expected, rtol=1e-9)
+
+
+def test_models_with_one_setting_share_their_masks_and_a_new_setting_gets_its_own():
+    """The masks of held entries are worked out once per setting and shared (read-only);
+    a changed ``fixed`` or diffuse start is honoured at the next prepare."""
+    y = nile_y()
+    kw = dict(transition_matrix=[[1.0]], observation_matrix=[[1.0]], n_iter=500, tol=1e-4)
+    one = LinearGaussianSSM(1, fixed=["transition_matrix"], **kw)
+    two = LinearGaussianSSM(1, fixed=["transition_matrix"], **kw)
+    one.prepare(y)
+    two.prepare(y)
+    assert one._held is two._held and one._masks is two._masks
+    with pytest.raises(ValueError):
+        one._masks["transition_matrix"][0, 0] = False
+    one.set_params(fixed=None)
+    one.fit(y)
+    assert not one._masks["transition_matrix"].any()
+    assert one.transition_matrix_[0, 0] != 1.0  # free now: EM moved it
+    two.fit(y)
+    assert two.transition_matrix_[0, 0] == 1.0
+    two.set_params(initial_cov="diffuse")
+    two.prepare(y)
+    assert two._held["diffuse"] is not None and two._masks["initial_cov"].all()
+    # fixed given as masks: worked out afresh, not shared
+    masked = dict(fixed={"transition_matrix": np.array([[True]])}, **kw)
+    three, four = LinearGaussianSSM(1, **masked), LinearGaussianSSM(1, **masked)
+    three.prepare(y)
+    four.prepare(y)
+    assert three._held is not four._held and three._masks["transition_matrix"].all()

@@ -43,11 +43,12 @@ import numpy as np
 from latentem.kernels._jit import njit, prange
 from latentem.kernels.kalman_linalg import (
     _cholesky,
-    _cholesky_semi,
     _solve_row,
-    _solve_semi,
     _solve_vec,
 )
+
+#: FMA contraction only: no reassociation, and NaN checks keep working
+_FM = {"contract"}
 
 __all__ = ["kalman_smoother", "kalman_stats", "N_COUNTS"]
 
@@ -56,36 +57,7 @@ _LOG_2PI = np.log(2.0 * np.pi)
 N_COUNTS = 3
 
 
-@njit(cache=True)
-def _observed_entries(Y, r, obs):
-    """The observed entries of row ``r`` into ``obs``: their count. (A function: a count
-    kept in place from a literal 0 is typed ``Literal[int](0)`` first, and every kernel
-    it is passed to would compile twice, once for each type.)"""
-    k = 0
-    for i in range(Y.shape[1]):
-        if not np.isnan(Y[r, i]):
-            obs[k] = i
-            k += 1
-    return k
-
-
-@njit(cache=True)
-def _split_row(Y, r, obs, mis):
-    """The observed and the missing entries of row ``r`` into ``obs`` and ``mis``: their
-    counts (a function, as :func:`_observed_entries`)."""
-    k = 0
-    nm = 0
-    for i in range(Y.shape[1]):
-        if np.isnan(Y[r, i]):
-            mis[nm] = i
-            nm += 1
-        else:
-            obs[k] = i
-            k += 1
-    return k, nm
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work):
     """Kalman filter over rows a..a+T-1: predicted (``mp``, ``Pp``) and filtered
     (``mf``, ``Pf``) moments into rows 0..T-1 of the buffers. Returns the log-likelihood,
@@ -93,7 +65,7 @@ def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
     n = A.shape[0]
     p = C.shape[0]
     m = U.shape[1]
-    obs, S, L, PCt, K, M, tmp, v, du = work
+    obs, S, L, PCt, K, M, tmp, v, du, _, _ = work
     ll = 0.0
     for t in range(T):
         r = a + t
@@ -126,7 +98,11 @@ def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
                     Pp[t, i, j] = s
                     Pp[t, j, i] = s
         # ---- update with the observed entries only
-        k = _observed_entries(Y, r, obs)
+        k = p - p  # typed int64, not a literal: one specialisation of _cholesky and co.
+        for i in range(p):  # the observed entries (written out: see _smooth_sequence)
+            if not np.isnan(Y[r, i]):
+                obs[k] = i
+                k += 1
         if k == 0:
             for i in range(n):
                 mf[t, i] = mp[t, i]
@@ -213,7 +189,90 @@ def _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
     return ll
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _filter_univariate(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work):
+    """:func:`_filter_sequence` for a diagonal ``R``: the observed entries of a step
+    enter one at a time, each a scalar update (Durbin and Koopman's univariate
+    treatment; with independent noises it gives the same moments and log-likelihood).
+    No Cholesky factor, no solve, ``O(k n^2)`` per step instead of
+    ``O(k^3 + k^2 n + n^3)``: several times less work for a few states and features.
+    Each scalar update is in Joseph form, written as rank-one corrections
+    (``M P M' + r K K'`` with ``M = I - K c``), so it stays symmetric."""
+    n = A.shape[0]
+    p = C.shape[0]
+    m = U.shape[1]
+    tmp, PC, K = work[6], work[9], work[10]
+    ll = 0.0
+    for t in range(T):
+        r = a + t
+        # predict, written out as in _filter_sequence: a call per step (even one numba
+        # inlines) cost as much as the step's arithmetic
+        if t == 0:
+            for i in range(n):
+                mp[t, i] = m0[i]
+                for j in range(n):
+                    Pp[t, i, j] = P0[i, j]
+        else:
+            for i in range(n):
+                s = 0.0
+                for j in range(n):
+                    s += A[i, j] * mf[t - 1, j]
+                for j in range(m):
+                    s += B[i, j] * U[r, j]
+                mp[t, i] = s
+            # tmp = A Pf
+            for i in range(n):
+                for j in range(n):
+                    s = 0.0
+                    for q in range(n):
+                        s += A[i, q] * Pf[t - 1, q, j]
+                    tmp[i, j] = s
+            for i in range(n):
+                for j in range(i + 1):
+                    s = Q[i, j]
+                    for q in range(n):
+                        s += tmp[i, q] * A[j, q]
+                    Pp[t, i, j] = s
+                    Pp[t, j, i] = s
+        for i in range(n):
+            mf[t, i] = mp[t, i]
+            for j in range(n):
+                Pf[t, i, j] = Pp[t, i, j]
+        for o in range(p):
+            y = Y[r, o]
+            if np.isnan(y):
+                continue
+            v = y
+            for j in range(m):
+                v -= D[o, j] * U[r, j]
+            cpc = 0.0
+            for i in range(n):
+                s = 0.0
+                for q in range(n):
+                    s += Pf[t, i, q] * C[o, q]
+                PC[i] = s
+                cpc += C[o, i] * s
+                v -= C[o, i] * mf[t, i]
+            rv = R[o, o]
+            f = rv + cpc
+            if not f > 0.0:
+                return np.nan
+            inv = 1.0 / f
+            ll -= 0.5 * (_LOG_2PI + np.log(f) + v * v * inv)
+            for i in range(n):
+                K[i] = PC[i] * inv
+                mf[t, i] += K[i] * v
+            # M P M' + r K K' = P - K PC' - g K' + r K K', with g = M P c' = PC - K c P c'
+            for i in range(n):
+                g = PC[i] - K[i] * cpc
+                for j in range(i + 1):
+                    s = Pf[t, i, j] - K[i] * PC[j] - g * K[j] + rv * K[i] * K[j]
+                    Pf[t, i, j] = s
+                    Pf[t, j, i] = s
+    return ll
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, store, outs, work2):
     """RTS smoother over one filtered sequence; adds its weighted statistics into
     ``stats`` and (if ``store``) writes smoothed moments into ``outs``."""
@@ -229,18 +288,52 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
         for j in range(n):
             Ps[T - 1, i, j] = Pf[T - 1, i, j]
     for t in range(T - 2, -1, -1):
-        # J = Pf[t] A' Pp[t+1]^-1, i.e. Pp[t+1] J' = A Pf[t]
+        # J = Pf[t] A' Pp[t+1]^-1, i.e. Pp[t+1] J' = A Pf[t], by the factor and solve of
+        # kalman_linalg's _cholesky_semi and _solve_semi, written out here: a call per
+        # time step (even one numba inlines) cost as much as the step's arithmetic
         scale = 0.0
         for i in range(n):
             scale = max(scale, abs(Pp[t + 1, i, i]))
-        _cholesky_semi(Pp[t + 1], n, Lp, 1e-13 * scale)
+        tiny = 1e-13 * scale
+        for j in range(n):
+            d = Pp[t + 1, j, j]
+            for q in range(j):
+                d -= Lp[j, q] * Lp[j, q]
+            for i in range(j):
+                Lp[i, j] = 0.0
+            if not d > tiny:  # a direction of zero variance: its column left zero
+                for i in range(j, n):
+                    Lp[i, j] = 0.0
+                continue
+            d = np.sqrt(d)
+            Lp[j, j] = d
+            for i in range(j + 1, n):
+                s = Pp[t + 1, i, j]
+                for q in range(j):
+                    s -= Lp[i, q] * Lp[j, q]
+                Lp[i, j] = s / d
         for j in range(n):  # column j of J' = row j of J
             for i in range(n):
                 s = 0.0
                 for q in range(n):
                     s += A[i, q] * Pf[t, q, j]
                 rhs[i] = s
-            _solve_semi(Lp, n, rhs)
+            for i in range(n):  # zero columns of the factor give zero
+                if Lp[i, i] == 0.0:
+                    rhs[i] = 0.0
+                    continue
+                s = rhs[i]
+                for q in range(i):
+                    s -= Lp[i, q] * rhs[q]
+                rhs[i] = s / Lp[i, i]
+            for i in range(n - 1, -1, -1):
+                if Lp[i, i] == 0.0:
+                    rhs[i] = 0.0
+                    continue
+                s = rhs[i]
+                for q in range(i + 1, n):
+                    s -= Lp[q, i] * rhs[q]
+                rhs[i] = s / Lp[i, i]
             for i in range(n):
                 J[j, i] = rhs[i]
         for i in range(n):
@@ -290,7 +383,15 @@ def _smooth_sequence(Y, U, a, T, A, C, D, R, r_diag, mp, Pp, mf, Pf, w, stats, s
     # observation statistics, missing entries of y as latent variables
     for t in range(T):
         r = a + t
-        k, nm = _split_row(Y, r, obs, mis)
+        k = p - p  # typed int64, not a literal: one specialisation of _cholesky and co.
+        nm = p - p
+        for i in range(p):  # the observed and the missing entries (see J above)
+            if np.isnan(Y[r, i]):
+                mis[nm] = i
+                nm += 1
+            else:
+                obs[k] = i
+                k += 1
         # residual of the observed entries at the smoothed mean is not needed: the
         # missing entries given x_t and y_o are G x_t + h + e, e ~ N(0, Rc)
         for c in range(nm):
@@ -479,7 +580,7 @@ def _group_stats(g_stats, g):
     return (g_Zp[g], g_XZ[g], g_XX[g], g_W[g], g_YW[g], g_YY[g], g_s1[g], g_S1[g], g_counts[g])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll, stats, outs):
     """Filter (and smooth) sequences ``first..last-1``, adding their statistics into the
     group's own arrays ``stats``. Compiled on its own, so the parallel loop stays small."""
@@ -504,6 +605,8 @@ def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll
         np.empty((n, n)),
         np.empty(p),
         np.empty(p),
+        np.empty(n),
+        np.empty(n),
     )
     if mode > 0:
         ms = np.empty((longest, n))
@@ -543,7 +646,10 @@ def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll
                     stats, store, outs,
                 )  # fmt: skip
             continue
-        ll = _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
+        if r_diag:  # independent noises: one observed entry at a time
+            ll = _filter_univariate(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
+        else:
+            ll = _filter_sequence(Y, U, a, T, A, B, C, D, Q, R, m0, P0, mp, Pp, mf, Pf, work)
         seq_ll[s] = ll
         if mode > 0 and not np.isnan(ll):
             _smooth_sequence(
@@ -568,7 +674,7 @@ def _run_group(Y, U, offsets, first, last, params, weights, mode, r_diag, seq_ll
             )
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy", fastmath=_FM)
 def _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_stats, outs):
     """The groups in parallel. Nothing but the loop lives here: with ``parallel=True``
     every array expression would become a parallel launch of its own."""
@@ -591,7 +697,7 @@ def _run_groups(Y, U, offsets, groups, params, weights, mode, r_diag, seq_ll, g_
         )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mode):
     """Kalman filter (and RTS smoother) over all sequences.
 
@@ -677,7 +783,7 @@ def kalman_smoother(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mo
     return seq_ll, (Zp, XZ, XX, W, YW, YY, s1, S1, counts), (out_mean, out_cov, out_ymean, out_yvar)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def kalman_stats(Y, U, offsets, groups, A, B, C, D, Q, R, m0, P0, weights, mode):
     """:func:`kalman_smoother` in mode 0 or 1, returning ``(seq_loglik, stats)`` only: the
     E-step's call, which leaves out the four empty outputs (each array handed back to

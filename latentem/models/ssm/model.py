@@ -182,9 +182,9 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
 
     # ------------------------------------------------------------------ settings
     def _check_settings(self) -> None:
-        check_positive_int(self.n_states, "n_states")
-        check_positive_int(self.n_iter, "n_iter")
-        check_positive_int(self.n_init, "n_init")
+        for value, name in ((self.n_states, "n_states"), (self.n_iter, "n_iter"), (self.n_init, "n_init")):
+            if type(value) is not int or value < 1:  # a plain positive int passes at once
+                check_positive_int(value, name)
         for name in ("transition_cov_type", "observation_cov_type"):
             if getattr(self, name) not in COV_TYPES:
                 raise ValueError(f"{name} must be one of {COV_TYPES}; got {getattr(self, name)!r}.")
@@ -205,14 +205,14 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         m = self.n_inputs_
         n = self.n_states
         shapes = self._shapes(p, m)
-        fixed = self._masks
+        held = self._held
         values = {}
-        diffuse = self._held["diffuse"]
+        diffuse = held["diffuse"]
         for name in PARAMS:
             values[name] = self._given(name, shapes[name])
             if name == "initial_mean" and values[name] is None and diffuse is not None:
                 values[name] = np.zeros(n)  # a diffuse start's mean: zero unless given
-            if values[name] is None and fixed[name].any():
+            if values[name] is None and held["any_" + name]:
                 raise ValueError(
                     f"{name} is held fixed but has no value; pass {name}=... to the constructor."
                 )
@@ -288,11 +288,20 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         same starting values, in numbers (a short series' fit spent a fifth of its time
         in the general code's small matrix calls)."""
         c = float(values["observation_matrix"][0, 0])
-        seen = ~np.isnan(y)
-        obs = y[seen]
+        # the same numbers as the general start; where nothing is missing, c is 1 or a is 1
+        # (the local level) some steps give their input back exactly and are skipped
+        gaps = bool(np.isnan(y).any())
+        if gaps:
+            seen = ~np.isnan(y)
+            obs = y[seen]
+        else:
+            obs = y
         y_mean = obs.sum() / obs.size
-        resid = np.where(seen, y, y_mean)
-        states = resid / c if c != 0.0 else np.zeros_like(resid)  # lstsq of a 1 x 1 C
+        resid = np.where(seen, y, y_mean) if gaps else y
+        if c == 1.0:
+            states = resid  # resid / 1.0, exactly
+        else:
+            states = resid / c if c != 0.0 else np.zeros_like(resid)  # lstsq of a 1 x 1 C
         if len(offsets) == 2:  # one sequence: each step and the one before
             prev = states[:-1]
             xp, xc = prev, states[1:]
@@ -308,19 +317,33 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
             a = a * (0.999 / abs(a)) if abs(a) > 0.999 else a
         else:
             a = float(A[0, 0])
-        var_x = _var(states, 1) if len(states) > 1 else 1.0
+        # without gaps and with c = 1, states is obs itself: its sum of squared deviations
+        # (_var's operations) serves yvar below too
+        same = not gaps and c == 1.0 and len(states) > 1
+        if same:
+            d = states - y_mean
+            ss = float(d @ d)
+            var_x = ss / (len(states) - 1)
+        else:
+            var_x = _var(states, 1) if len(states) > 1 else 1.0
         var_x += 1e-6 * (var_x + 1.0)
         Q = values["transition_cov"]
         if Q is None:
-            q = _var(xc - a * xp, 1) + 1e-3 * var_x if prev.size > 1 else var_x
+            step = xc - xp if a == 1.0 else xc - a * xp  # a * xp is xp when a = 1
+            q = _var(step, 1) + 1e-3 * var_x if prev.size > 1 else var_x
         else:
             q = float(Q[0, 0])
         R = values["observation_cov"]
         if R is None:
-            dev = obs - y_mean
-            yvar = float(dev @ dev) / obs.size
+            if same:
+                yvar = ss / obs.size
+            else:
+                dev = obs - y_mean
+                yvar = float(dev @ dev) / obs.size
             yvar = yvar if yvar > 0 else 1.0
-            r = max(_var(resid - states * c, 0), 0.1 * yvar)
+            # resid - states * c is exactly zero when c = 1 and states is resid
+            res_var = 0.0 if c == 1.0 else _var(resid - states * c, 0)
+            r = max(res_var, 0.1 * yvar)
         else:
             r = float(R[0, 0])
         m0 = values["initial_mean"]
@@ -482,7 +505,7 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
         data = self._sequence_data(X, lengths, inputs)
         self.n_features_in_ = data.p
         self.n_inputs_ = (data.X.shape[1] if len(data.X.shape) == 2 else 1) - data.p
-        self._masks = self._fixed_masks(self.n_features_in_, self.n_inputs_)
+        self._set_masks(self.n_features_in_, self.n_inputs_)
         return data
 
     def _fitted_data(self, X: Any, lengths: Any, inputs: Any) -> SSMData:

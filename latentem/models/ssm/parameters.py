@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import operator
 
+from typing import Any
+
 import numpy as np
 
 from latentem.kernels import kalman_scalar as _flat  # by module: its dispatchers once made
@@ -69,6 +71,44 @@ def _all(mask: np.ndarray) -> bool:
 def _any(mask: np.ndarray) -> bool:
     """``mask.any()``, as :func:`_all`."""
     return bool(mask.any()) if mask.size > 32 else any(mask.flat)
+
+
+#: Where the covariances lie in the packed vector, per layout (:meth:`_Parameters._set_views`).
+_CHECKS: dict[tuple, np.ndarray] = {}
+#: ``(masks, held)`` per setting (:meth:`_Parameters._set_masks`).
+_SETTINGS: dict[tuple, tuple[dict, dict]] = {}
+
+
+class _Fitted:
+    """A fitted parameter's attribute (``transition_matrix_`` and the others), kept in
+    the instance's ``__dict__`` under its own name: assigning one marks the packed
+    vector for :meth:`_Parameters._theta` to compare with the attributes again (our own
+    writes of the views go to ``__dict__`` directly). Only these eight attributes pay
+    for the check; a ``__setattr__`` would make every assignment pay."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(obj).__name__!r} object has no attribute {self.name!r}"
+            ) from None
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+        obj.__dict__["_assigned"] = True
+
+    def __delete__(self, obj: Any) -> None:
+        try:
+            del obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+        obj.__dict__["_assigned"] = True
 
 
 class _Parameters:
@@ -206,7 +246,8 @@ class _Parameters:
             arr = np.eye(shape[0]) * float(arr)
         if arr.shape != shape:
             raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
-        if not np.isfinite(arr).all():
+        # a small array by Python's math.isfinite, at a fraction of np.isfinite's cost
+        if not (all(map(math.isfinite, arr.flat)) if arr.size <= 32 else np.isfinite(arr).all()):
             raise ValueError(f"{name} contains NaN or inf; give finite values.")
         return arr
 
@@ -273,7 +314,15 @@ class _Parameters:
                 checks.append((start, shape[0], _DEFINITE[attr]))
             start += size
         # the vector, its views, and where the covariances set_param_vector checks lie
-        checks = np.array(checks, dtype=np.int64).reshape(-1, 3)
+        # (the same for every model of these shapes: made once)
+        key = tuple(checks)
+        known = _CHECKS.get(key)
+        if known is None:
+            known = np.array(checks, dtype=np.int64).reshape(-1, 3)
+            if len(_CHECKS) >= 64:
+                _CHECKS.clear()
+            _CHECKS[key] = known
+        checks = known
         self.__dict__["_packed"] = (theta, tuple(views), checks)
 
     def _theta(self) -> np.ndarray:
@@ -283,12 +332,15 @@ class _Parameters:
         packed = d.get("_packed")
         # a deep copy (the runner's snapshot of the best restart) or a pickle keeps the
         # tuple but not the views: the vector then no longer owns the first one's memory
-        if (
-            packed is not None
-            and packed[1][0].base is packed[0]
-            and all(map(operator.is_, _GET_ATTRS(d), packed[1]))
-        ):
-            return packed[0]
+        if packed is not None and packed[1][0].base is packed[0]:
+            # no parameter assigned since the views were checked (see _Fitted): the
+            # E- and M-steps ask several times per iteration, this answers at once
+            if "_assigned" not in d:
+                return packed[0]
+            if all(map(operator.is_, _GET_ATTRS(d), packed[1])):
+                del d["_assigned"]
+                return packed[0]
+        d.pop("_assigned", None)
         values = [np.asarray(getattr(self, attr), dtype=np.float64) for attr in _ATTRS]
         theta = np.concatenate([v.ravel() for v in values])
         self._set_views(theta, [v.shape for v in values])
@@ -339,6 +391,41 @@ class _Parameters:
                 total += int((~np.diag(masks[name])).sum())
         return total
 
+    def _set_masks(self, p: int, m: int) -> None:
+        """The masks of held entries (and what the M-step needs from them) for ``p``
+        features and ``m`` inputs: worked out once per setting and shared by the models
+        that have it (a fit makes a model and prepares its data once; a few microseconds
+        per mask were a tenth of a short series' whole fit). ``fixed`` given as masks is
+        worked out afresh every time."""
+        diffuse = self._diffuse()
+        fixed = self.fixed
+        if fixed is None or isinstance(fixed, str):
+            key_fixed = fixed
+        elif isinstance(fixed, (list, tuple)) and all(isinstance(x, str) for x in fixed):
+            key_fixed = tuple(fixed)
+        else:
+            self._masks = self._fixed_masks(p, m)
+            return
+        key = (
+            self.n_states,
+            p,
+            m,
+            self.transition_cov_type,
+            self.observation_cov_type,
+            key_fixed,
+            None if diffuse is None else tuple(diffuse.tolist()),
+        )
+        known = _SETTINGS.get(key)
+        if known is None:
+            self._masks = self._fixed_masks(p, m)
+            known = (self.__dict__["_masks_cache"], self.__dict__["_held_cache"])
+            for mask in known[0].values():
+                mask.flags.writeable = False  # shared: nothing may change them
+            if len(_SETTINGS) >= 64:
+                _SETTINGS.clear()
+            _SETTINGS[key] = known
+        self.__dict__["_masks_cache"], self.__dict__["_held_cache"] = known
+
     @property
     def _masks(self) -> dict:
         masks = self.__dict__.get("_masks_cache")
@@ -352,6 +439,7 @@ class _Parameters:
         self.__dict__["_masks_cache"] = value
         # what the M-step needs from the masks, worked out once
         held = {name: _all(mask) for name, mask in value.items()}
+        held.update({"any_" + name: _any(mask) for name, mask in value.items()})
         for part, (coef, inp) in (
             ("transition", ("transition_matrix", "transition_input")),
             ("observation", ("observation_matrix", "observation_input")),
@@ -393,3 +481,7 @@ class _Parameters:
         if "_held_cache" not in self.__dict__:
             self._masks  # noqa: B018 (computes both)
         return self.__dict__["_held_cache"]
+
+
+for _attr in _ATTRS:
+    setattr(_Parameters, _attr, _Fitted(_attr))
