@@ -182,7 +182,11 @@ class LinearGaussianSSM(_SequenceData, _Parameters, _MStep, _Outputs, SaveMixin,
 
     # ------------------------------------------------------------------ settings
     def _check_settings(self) -> None:
-        for value, name in ((self.n_states, "n_states"), (self.n_iter, "n_iter"), (self.n_init, "n_init")):
+        for value, name in (
+            (self.n_states, "n_states"),
+            (self.n_iter, "n_iter"),
+            (self.n_init, "n_init"),
+        ):
             if type(value) is not int or value < 1:  # a plain positive int passes at once
                 check_positive_int(value, name)
         for name in ("transition_cov_type", "observation_cov_type"):
